@@ -1,0 +1,1 @@
+"""M/s compiler: parses .ms programs, runs the nanopass pipeline, emits LLVM."""

@@ -1,0 +1,3 @@
+from compiler.driver import main
+
+raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""The `msc` command (also `python -m compiler`): flags, pipeline, output.
+
+This is the only place that renders diagnostics and the only place that
+touches the file system for the user: reading the source, writing dumps,
+objects and the linked NAME-master / NAME-slave executables.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from compiler.errors import CompileError, Pos
+from compiler.pipeline import PASS_NAMES, PASSES, PassFailure, Source, run_pipeline
+
+
+class UsageError(Exception):
+    """A bad command line: reported as `msc: error: ...`, exit status 2."""
+
+
+class _ArgParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = _ArgParser(
+        prog="msc",
+        description="Compile an M/s program into NAME-master and NAME-slave.")
+    p.add_argument("source", nargs="?", help="the .ms program")
+    p.add_argument("-o", dest="output", metavar="NAME",
+                   help="write NAME-master and NAME-slave "
+                        "(default: the source path without .ms)")
+    p.add_argument("--dump-after", metavar="PASS", choices=PASS_NAMES,
+                   help="print the IR after PASS to stdout and stop")
+    p.add_argument("--list-passes", action="store_true",
+                   help="list the pipeline's passes in order")
+    p.add_argument("--emit", choices=("exe", "llvm", "obj"), default="exe",
+                   help="llvm: write NAME.ll; obj: write NAME.o; "
+                        "exe (default): link NAME-master and NAME-slave")
+    p.add_argument("--time-passes", action="store_true",
+                   help="print each pass's time to stderr")
+    for level in range(4):
+        p.add_argument(f"-O{level}", dest="opt", action="store_const",
+                       const=level, help=f"optimization level {level}"
+                       + (" (default)" if level == 2 else ""))
+    p.set_defaults(opt=2)
+    return p
+
+
+def render_error(pos: Pos, message: str, text: str | None) -> str:
+    """FILE:LINE:COL: error: MSG, then the source line and a caret."""
+    out = [f"{pos.file}:{pos.line}:{pos.col}: error: {message}"]
+    if text is not None:
+        lines = text.split("\n")
+        if 1 <= pos.line <= len(lines):
+            line = lines[pos.line - 1].rstrip("\r")
+            out.append(line)
+            # Keep tabs so the caret lines up under the offending column.
+            prefix = "".join(c if c == "\t" else " " for c in line[:pos.col - 1])
+            out.append(prefix + "^")
+    return "\n".join(out) + "\n"
+
+
+def read_source(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise CompileError(Pos(path, line, col),
+                           "source is not valid UTF-8") from None
+
+
+def default_output_name(source: str) -> str:
+    return source[:-3] if source.endswith(".ms") else source
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    parser = build_arg_parser()
+    text = None
+    try:
+        args = parser.parse_args(argv)
+        if args.list_passes:
+            print("\n".join(PASS_NAMES))
+            return 0
+        if args.source is None:
+            raise UsageError("no input file (usage: msc prog.ms [-o NAME])")
+        text = read_source(args.source)
+        timings: dict = {}
+        ir, spec = run_pipeline(Source(args.source, text),
+                                stop_after=args.dump_after, timings=timings)
+        if args.time_passes:
+            for name, secs in timings.items():
+                print(f"{name:18} {secs * 1000:8.2f} ms", file=sys.stderr)
+        if args.dump_after:
+            sys.stdout.write(spec.printer(ir))
+            return 0
+        from compiler import backend
+        name = args.output or default_output_name(args.source)
+        if args.emit == "llvm":
+            backend.write_llvm(ir, args.opt, name + ".ll")
+        elif args.emit == "obj":
+            backend.write_object(ir, args.opt, name + ".o")
+        else:
+            backend.build_executables(ir, args.opt, name)
+        return 0
+    except UsageError as e:
+        print(f"msc: error: {e}", file=sys.stderr)
+        return 2
+    except CompileError as e:
+        sys.stderr.write(render_error(e.pos, e.message, text))
+        return 1
+    except PassFailure as e:
+        print(f"msc: {e}", file=sys.stderr)
+        return 1
+    except backend_errors() as e:
+        print(f"msc: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def backend_errors():
+    from compiler.backend import BackendError
+    return BackendError

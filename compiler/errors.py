@@ -1,0 +1,26 @@
+"""The one diagnostic type of the compiler, and source positions."""
+import attrs
+
+
+@attrs.frozen
+class Pos:
+    """A 1-based line and column in a source file."""
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class CompileError(Exception):
+    """A user-facing compile error at a source position.
+
+    Raised by any pass; only the driver renders it (FILE:LINE:COL: error: MSG,
+    the source line and a caret).
+    """
+
+    def __init__(self, pos: Pos, message: str):
+        super().__init__(f"{pos}: {message}")
+        self.pos = pos
+        self.message = message

@@ -1,0 +1,1 @@
+"""IR modules: one per language of the pipeline (see docs/architecture.md)."""

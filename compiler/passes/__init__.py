@@ -1,0 +1,1 @@
+"""Passes: one module per pipeline step, each with a pure run(prog) -> prog."""
