@@ -1,0 +1,103 @@
+"""Golden-file tests: every tests/golden/**/NAME.ms beside its expectations.
+
+- NAME.<pass>.ir   the IR dump after <pass> (`--dump-after=<pass>`)
+- fail-NAME.err    the compile diagnostic (the program must be rejected)
+- NAME.out         the master's stdout when the program runs on local slaves
+- NAME.err         (not fail-) the runtime error lines of the master's stderr;
+                   the program must then exit with status 1
+
+Programs compile with cwd = their directory and are named relatively, so
+messages read `NAME.ms:LINE:COL: ...` with no machine paths. Run
+`pytest tests/test_golden.py --update-golden [-k NAME]` to rewrite expected
+files from actual output, then read `git diff` before committing.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO, msc, run_bounded
+
+GOLDEN = REPO / "tests" / "golden"
+RUN_TIMEOUT = 60
+
+
+def golden_programs():
+    return sorted(GOLDEN.rglob("*.ms"))
+
+
+def case_id(path: pathlib.Path) -> str:
+    return str(path.relative_to(GOLDEN).with_suffix(""))
+
+
+def ir_cases():
+    for ms in golden_programs():
+        for ir in sorted(ms.parent.glob(ms.stem + ".*.ir")):
+            pass_name = ir.name[len(ms.stem) + 1:-len(".ir")]
+            yield pytest.param(ms, pass_name, ir,
+                               id=f"{case_id(ms)}@{pass_name}")
+
+
+def fail_cases():
+    for ms in golden_programs():
+        if ms.stem.startswith("fail-"):
+            yield pytest.param(ms, id=case_id(ms))
+
+
+def run_cases():
+    for ms in golden_programs():
+        if not ms.stem.startswith("fail-") and ms.with_suffix(".out").exists():
+            yield pytest.param(ms, id=case_id(ms))
+
+
+def check_or_update(expected: pathlib.Path, actual: str, update: bool):
+    if update:
+        if not expected.exists() or expected.read_text() != actual:
+            expected.write_text(actual)
+        return
+    assert expected.exists(), f"missing {expected.name}; run with --update-golden"
+    assert actual == expected.read_text(), f"{expected.name} differs"
+
+
+@pytest.mark.parametrize("ms,pass_name,ir", list(ir_cases()))
+def test_ir_dump(ms, pass_name, ir, update_golden):
+    result = msc(ms.name, f"--dump-after={pass_name}", cwd=ms.parent)
+    assert result.returncode == 0, result.stderr
+    check_or_update(ir, result.stdout, update_golden)
+
+
+@pytest.mark.parametrize("ms", list(fail_cases()))
+def test_compile_error(ms, update_golden, tmp_path):
+    result = msc(ms.name, "-o", tmp_path / ms.stem, cwd=ms.parent)
+    assert "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr, result.stderr
+    assert result.returncode == 1, f"expected a compile error: {result.stderr}"
+    check_or_update(ms.with_suffix(".err"), result.stderr, update_golden)
+
+
+RUNTIME_ERROR = re.compile(r": runtime error: ")
+
+
+@pytest.mark.parametrize("ms", list(run_cases()))
+def test_run(ms, update_golden, tmp_path, runtime_built):
+    exe = tmp_path / ms.stem
+    built = msc(ms.name, "-o", exe, cwd=ms.parent)
+    assert built.returncode == 0, built.stderr
+    try:
+        run = run_bounded([f"{exe}-master"], cwd=ms.parent,
+                          timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{ms.name} did not finish within {RUN_TIMEOUT}s")
+    err_lines = "".join(line for line in run.stderr.splitlines(keepends=True)
+                        if RUNTIME_ERROR.search(line))
+    expected_err = ms.with_suffix(".err")
+    expects_error = expected_err.exists() or (update_golden and err_lines)
+    check_or_update(ms.with_suffix(".out"), run.stdout, update_golden)
+    if expects_error:
+        check_or_update(expected_err, err_lines, update_golden)
+        assert run.returncode == 1, run.stderr
+    else:
+        assert run.returncode == 0, run.stderr
