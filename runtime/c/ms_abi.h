@@ -122,4 +122,88 @@ void ms_job_cancel(ms_handle h, int32_t line, int32_t col);
 void ms_handle_retain(ms_handle h);
 void ms_handle_release(ms_handle h);
 
+/* ------------------------------------ C. values: vectors, strings, structs
+ *
+ * Memory layout of values (all types' zero values are all-zero bytes):
+ *   int i64, double, bool/char i8, jobstate i32, job<T> pointer,
+ *   vector<T> (and string = vector<char>): a pointer to an ms_vec, or NULL
+ *     for the empty vector. Elements follow the 24-byte header, packed at
+ *     the element type's size (element sizes are multiples of their
+ *     alignment, at most 8, so every element is aligned).
+ *   struct: its fields in declaration order at C struct layout (the natural
+ *     alignment of each field, size rounded up to the struct's alignment);
+ *     an empty struct has size 0 (LLVM type {}).
+ * Reference counts are not atomic: a value is only ever used by the thread
+ * that made it (jobs get fresh decoded copies). A vector whose refcount is
+ * at least MS_RC_IMMORTAL (string literals, emitted as constants) is never
+ * freed and never written: retain and release leave it alone.
+ *
+ * Value semantics (SPEC section 3): copying a vector retains it; a write
+ * through a vector first makes it unique (ms_vec_unique), which copies the
+ * elements, retaining what they refer to, only when the count is not 1. */
+typedef struct ms_vec {
+    int64_t refcount;
+    int64_t len;
+    int64_t cap;
+    /* elements follow */
+} ms_vec;
+
+#define MS_RC_IMMORTAL ((int64_t)1 << 62)
+
+/* Type descriptors, emitted by the compiler as constants (one per type that
+ * a runtime call needs). LLVM type: { i32, i32, i32, i32, ptr, ptr, ptr, ptr }. */
+enum { MS_T_INT = 0, MS_T_DOUBLE = 1, MS_T_BOOL = 2, MS_T_CHAR = 3,
+       MS_T_JOBSTATE = 4, MS_T_JOB = 5, MS_T_VECTOR = 6, MS_T_STRUCT = 7 };
+typedef struct ms_type {
+    uint32_t kind;                 /* MS_T_* */
+    uint32_t size;                 /* bytes of one value in memory */
+    uint32_t has_refs;             /* 1 if a value holds vectors or handles */
+    uint32_t nfields;              /* struct: number of fields */
+    const struct ms_type *elem;    /* vector: the element type */
+    const struct ms_type *const *fields; /* struct: field types */
+    const uint32_t *offsets;       /* struct: field byte offsets */
+    const char *name;              /* struct: its name; else NULL */
+} ms_type;
+
+/* A new vector of `len` zero elements (NULL when len is 0); refcount 1. */
+ms_vec *ms_vec_new(const ms_type *vec_type, int64_t len);
+/* Retain/release everything a value refers to; `value` points at the value
+ * in memory (for a vector type: at the ms_vec* variable). */
+void ms_value_retain(const ms_type *t, const void *value);
+void ms_value_release(const ms_type *t, void *value);
+/* Drop one reference to a vector; frees it (releasing its elements) at 0. */
+void ms_vec_release(const ms_type *vec_type, ms_vec *v);
+/* Before a write through *vp: make it unique. Returns the (possibly new)
+ * vector, also stored into *vp; one reference of the old one is dropped. */
+ms_vec *ms_vec_unique(const ms_type *vec_type, ms_vec **vp);
+/* Append one zero element to *vp (made unique, grown by doubling so that
+ * appending is amortized O(1)); returns the new element's address. */
+void *ms_vec_push(const ms_type *vec_type, ms_vec **vp);
+/* a + b: a new vector (refcount 1) holding both, the elements retained. */
+ms_vec *ms_vec_concat(const ms_type *vec_type, const ms_vec *a, const ms_vec *b);
+/* Structural equality of two values of type t (IEEE == for doubles,
+ * identity for job handles). */
+int8_t ms_value_eq(const ms_type *t, const void *a, const void *b);
+/* Lexicographic comparison of two strings by unsigned byte: <0, 0 or >0. */
+int32_t ms_string_cmp(const ms_vec *a, const ms_vec *b);
+/* Index out of range: the runtime error "index I out of bounds for length N"
+ * at line:col. */
+_Noreturn void ms_index_error(int64_t index, int64_t len, int32_t line, int32_t col);
+
+/* Strings. */
+ms_vec *ms_string_from_bytes(const uint8_t *bytes, int64_t n);
+ms_vec *ms_str_int(int64_t v);
+ms_vec *ms_str_double(double v);
+ms_vec *ms_str_bool(int8_t v);
+ms_vec *ms_str_char(uint8_t v);
+ms_vec *ms_str_jobstate(int32_t v);
+void ms_print_string(const ms_vec *s);
+
+/* Serialization of any serializable value (SPEC section 9): encode appends
+ * the value at `value` to b; decode reads one from r (already validated
+ * against the signature) into `out`, whose old contents are overwritten
+ * without being released. */
+void ms_value_encode(const ms_type *t, const void *value, ms_buf *b);
+void ms_value_decode(const ms_type *t, ms_reader *r, void *out);
+
 #endif
