@@ -1,0 +1,152 @@
+"""Whole-function and whole-program rules of typecheck that are not typing:
+
+- reachability of a function's end (SPEC sections 4 and 11, "missing return");
+- serializability of job signatures (SPEC section 3);
+- no `remote` in a job or in a function a job can reach (SPEC section 5).
+
+All functions here read typed or surface IR and return answers; they never
+build IR.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from compiler.errors import CompileError
+from compiler.ir import types as T
+from compiler.ir.surface import (Block, Break, Call, Continue, For, FuncDecl,
+                                 If, Remote, Return, While, BoolLit)
+from compiler.ir.walk import walk
+
+
+# ------------------------------------------------------------ reachability
+
+def _has_break_leaving(stmt) -> bool:
+    """Whether `stmt` (a loop body) contains a `break` that leaves the loop
+    around it: one not nested inside an inner loop. Syntactic: a break counts
+    even where it cannot be reached."""
+    if isinstance(stmt, Break):
+        return True
+    if isinstance(stmt, (While, For)):
+        return False
+    if isinstance(stmt, Block):
+        return any(_has_break_leaving(s) for s in stmt.stmts)
+    if isinstance(stmt, If):
+        return _has_break_leaving(stmt.then) or (
+            stmt.else_ is not None and _has_break_leaving(stmt.else_))
+    return False
+
+
+def can_complete(stmt) -> bool:
+    """Whether control can reach the end of `stmt` (fall through it).
+
+    Exactly SPEC's rules: `return`, `break` and `continue` never fall
+    through; a block falls through when each of its statements does; an
+    `if` falls through unless it has an `else` and neither branch falls
+    through; `while (true)` (the literal `true`) and a `for` without a
+    condition fall through only when a `break` leaves them; every other
+    loop and statement falls through. Conditions are not evaluated:
+    `while (!false)` and `if (true) return 1;` fall through.
+    """
+    if isinstance(stmt, (Return, Break, Continue)):
+        return False
+    if isinstance(stmt, Block):
+        return all(can_complete(s) for s in stmt.stmts)
+    if isinstance(stmt, If):
+        if stmt.else_ is None:
+            return True
+        return can_complete(stmt.then) or can_complete(stmt.else_)
+    if isinstance(stmt, While):
+        if isinstance(stmt.cond, BoolLit) and stmt.cond.value is True:
+            return _has_break_leaving(stmt.body)
+        return True
+    if isinstance(stmt, For):
+        if stmt.cond is None:
+            return _has_break_leaving(stmt.body)
+        return True
+    return True
+
+
+# ------------------------------------------------------------ serializability
+
+def not_serializable_reason(t: T.Type, structs: dict) -> str | None:
+    """None if `t` is serializable (SPEC section 3), else why not, naming
+    the innermost offending type."""
+    if t in T.SCALARS:
+        return None
+    if isinstance(t, T.VectorType):
+        inner = not_serializable_reason(t.elem, structs)
+        if inner is None:
+            return None
+        return inner
+    if isinstance(t, T.StructType):
+        for fd in structs[t.name].fields:
+            inner = not_serializable_reason(fd.type, structs)
+            if inner is not None:
+                return f"field '{fd.name}' of struct {t.name} has type {fd.type}" + (
+                    "" if inner == _plain(fd.type) else f"; {inner}")
+        return None
+    return _plain(t)
+
+
+def _plain(t: T.Type) -> str:
+    return f"{t} is not serializable"
+
+
+def check_job_signature(fn: FuncDecl, structs: dict) -> None:
+    """Job parameters and results must be serializable (or void results)."""
+    for p in fn.params:
+        why = not_serializable_reason(p.type, structs)
+        if why is not None:
+            raise CompileError(p.pos, f"parameter '{p.name}' of job '{fn.name}' "
+                                      f"cannot be sent to a slave: {why}")
+    if fn.ret != T.VOID:
+        why = not_serializable_reason(fn.ret, structs)
+        if why is not None:
+            raise CompileError(fn.pos, f"the result of job '{fn.name}' cannot be "
+                                       f"sent back from a slave: {why}")
+
+
+# ------------------------------------------------------------ remote in jobs
+
+def _calls_and_remotes(fn: FuncDecl, functions: dict):
+    """The user functions `fn` calls (in source order, each once) and the
+    first `remote` in its body, if any."""
+    callees, first_remote = [], None
+    for n in walk(fn.body):
+        if isinstance(n, Call) and n.name in functions and n.name not in callees:
+            callees.append(n.name)
+        elif isinstance(n, Remote) and first_remote is None:
+            first_remote = n
+    return callees, first_remote
+
+
+def check_no_remote_in_jobs(funcs: list, functions: dict) -> None:
+    """For each job in source order, search the functions it can reach
+    (breadth first, so the chain named is a shortest one) for a `remote`."""
+    graph = {f.name: _calls_and_remotes(f, functions) for f in funcs}
+    for job in funcs:
+        if not job.is_job:
+            continue
+        parent = {job.name: None}
+        queue = deque([job.name])
+        while queue:
+            name = queue.popleft()
+            callees, remote = graph[name]
+            if remote is not None:
+                chain = []
+                at = name
+                while at is not None:
+                    chain.append(at)
+                    at = parent[at]
+                chain.reverse()
+                if name == job.name:
+                    raise CompileError(remote.pos, f"remote call in job '{job.name}': "
+                                                   "a job cannot start other jobs")
+                raise CompileError(
+                    remote.pos,
+                    f"remote call in '{name}', which job '{job.name}' can reach "
+                    f"({' -> '.join(chain)})")
+            for callee in callees:
+                if callee not in parent:
+                    parent[callee] = name
+                    queue.append(callee)
