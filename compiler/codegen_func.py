@@ -1,0 +1,442 @@
+"""Code generation for one function body (a function, a job, or the master
+block): statements, expressions, runtime checks. Used by
+compiler/passes/codegen.py, which owns the module and its symbols.
+
+Conventions inside a function:
+- every local variable is an alloca in the entry block (so mem2reg/SROA
+  promote them); a declaration stores its initializer or its zero value
+  each time it executes;
+- evaluation is left to right (SPEC section 11);
+- after a terminator (return, break, continue, a runtime error) codegen
+  goes on in a fresh block without predecessors, which LLVM deletes, so
+  statements after a `return` need no special case;
+- runtime errors call ms_runtime_error(line, col, msg) then `unreachable`.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from compiler import codegen_types as CT
+from compiler.errors import CompileError
+from compiler.ir import lowered as L
+from compiler.ir import surface as S
+from compiler.ir import types as T
+
+_INT_CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+# IEEE comparisons: ordered, except != which is true when either is NaN.
+_FLOAT_CMP = {"<": "olt", "<=": "ole", ">": "ogt", ">=": "oge",
+              "==": "oeq", "!=": "une"}
+_UNARY_MATH = {"sqrt": "llvm.sqrt.f64", "floor": "llvm.floor.f64",
+               "ceil": "llvm.ceil.f64", "exp": "exp", "log": "log",
+               "sin": "sin", "cos": "cos", "tan": "tan"}
+_BINARY_MATH = {"atan2": "atan2", "pow": "pow"}
+_PRINT = {T.INT: "ms_print_int", T.DOUBLE: "ms_print_double",
+          T.BOOL: "ms_print_bool", T.CHAR: "ms_print_char",
+          T.JOBSTATE: "ms_print_jobstate"}
+
+
+class FunctionEmitter:
+    """Emits the body of one LLVM function from an M/s block.
+
+    `mod` is the module-level context (compiler/passes/codegen.py:_Module):
+    it gives `rt` (runtime declarations), `functions` (name -> (ir.Function,
+    FuncDecl)) and `recursive` ((caller, callee) pairs that may recurse).
+    """
+
+    def __init__(self, mod, fn: ir.Function, name: str | None):
+        self.mod = mod
+        self.rt = mod.rt
+        self.fn = fn
+        self.name = name          # the M/s function's name; None for master
+        self._entry = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.b = ir.IRBuilder(fn.append_basic_block("body"))
+        self.scopes: list[dict[str, ir.AllocaInstr]] = [{}]
+        self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue, break)
+        self._stack_limit = None
+
+    # ------------------------------------------------------------ frame
+
+    def alloca(self, t: T.Type, name: str) -> ir.AllocaInstr:
+        return self._entry.alloca(CT.llvm_type(t), name=name)
+
+    def reader_slot(self) -> ir.AllocaInstr:
+        return self._entry.alloca(CT.READER, name="reader")
+
+    def stack_limit(self) -> ir.Value:
+        """The thread's lowest safe stack address, loaded once at entry."""
+        if self._stack_limit is None:
+            ptr = self._entry.call(self.rt.fn("ms_stack_limit_ptr"), [])
+            self._stack_limit = self._entry.load(ptr, name="stack.limit")
+        return self._stack_limit
+
+    def bind_params(self, params, values) -> None:
+        for p, v in zip(params, values):
+            slot = self.alloca(p.type, p.name)
+            self.b.store(v, slot)
+            self.scopes[-1][p.name] = slot
+
+    def finish(self, ret: T.Type) -> None:
+        """Close the function: fall off the end returns in void functions
+        and is unreachable otherwise (typecheck rejects reachable ends)."""
+        if not self.b.block.is_terminated:
+            if ret == T.VOID:
+                self.b.ret_void()
+            else:
+                self.b.unreachable()
+        self._entry.branch(self.fn.basic_blocks[1])
+
+    def _dead_block(self) -> None:
+        self.b.position_at_end(self.fn.append_basic_block("dead"))
+
+    def runtime_error(self, pos, message: str) -> None:
+        """Call ms_runtime_error at `pos` (never returns)."""
+        self.b.call(self.rt.fn("ms_runtime_error"),
+                    [ir.Constant(CT.I32, pos.line), ir.Constant(CT.I32, pos.col),
+                     self.rt.cstring(self.b, message)])
+        self.b.unreachable()
+
+    def check(self, failed: ir.Value, pos, message: str) -> None:
+        """Raise a runtime error at `pos` when `failed` is true."""
+        with self.b.if_then(failed, likely=False):
+            self.runtime_error(pos, message)
+
+    # ------------------------------------------------------------ statements
+
+    def block(self, blk: S.Block) -> None:
+        self.scopes.append({})
+        for s in blk.stmts:
+            self.stmt(s)
+        self.scopes.pop()
+
+    def stmt(self, s) -> None:
+        method = getattr(self, "stmt_" + type(s).__name__, None)
+        if method is None:
+            raise CompileError(s.pos, f"{type(s).__name__.lower()} statements "
+                               "are not supported yet")
+        method(s)
+
+    def stmt_Block(self, s: S.Block) -> None:
+        self.block(s)
+
+    def stmt_Empty(self, s) -> None:
+        pass
+
+    def stmt_ExprStmt(self, s: S.ExprStmt) -> None:
+        self.expr(s.expr)
+
+    def stmt_VarDecl(self, s: S.VarDecl) -> None:
+        value = (self.expr(s.init) if s.init is not None
+                 else CT.zero_value(s.type))
+        slot = self.alloca(s.type, s.name)
+        self.b.store(value, slot)
+        # Bound after the initializer: `int x = x + 1;` reads an outer x.
+        self.scopes[-1][s.name] = slot
+
+    def lookup(self, e: S.Name) -> ir.AllocaInstr:
+        for scope in reversed(self.scopes):
+            if e.name in scope:
+                return scope[e.name]
+        raise AssertionError(f"unbound variable {e.name} after typecheck")
+
+    def stmt_Assign(self, s: S.Assign) -> None:
+        if not isinstance(s.target, S.Name):
+            raise CompileError(s.target.pos,
+                               "assignment to this target is not supported yet")
+        slot = self.lookup(s.target)
+        if s.op == "=":
+            value = self.expr(s.value)
+        else:
+            old = self.b.load(slot)          # read lv before evaluating e
+            rhs = self.expr(s.value)
+            value = self.arith(s.op[:-1], old, rhs, s.target.type, s.pos)
+        self.b.store(value, slot)
+
+    def stmt_If(self, s: S.If) -> None:
+        cond = self.expr(s.cond)
+        then_bb = self.fn.append_basic_block("if.then")
+        end_bb = self.fn.append_basic_block("if.end")
+        else_bb = (self.fn.append_basic_block("if.else")
+                   if s.else_ is not None else end_bb)
+        self.b.cbranch(cond, then_bb, else_bb)
+        self.b.position_at_end(then_bb)
+        self.scoped_stmt(s.then)
+        self._branch(end_bb)
+        if s.else_ is not None:
+            self.b.position_at_end(else_bb)
+            self.scoped_stmt(s.else_)
+            self._branch(end_bb)
+        self.b.position_at_end(end_bb)
+
+    def scoped_stmt(self, s) -> None:
+        """A branch or loop body is its own scope even when not a block."""
+        self.scopes.append({})
+        self.stmt(s)
+        self.scopes.pop()
+
+    def _branch(self, target: ir.Block) -> None:
+        if not self.b.block.is_terminated:
+            self.b.branch(target)
+
+    def stmt_While(self, s: S.While) -> None:
+        cond_bb = self.fn.append_basic_block("while.cond")
+        body_bb = self.fn.append_basic_block("while.body")
+        end_bb = self.fn.append_basic_block("while.end")
+        self.b.branch(cond_bb)
+        self.b.position_at_end(cond_bb)
+        self.b.cbranch(self.expr(s.cond), body_bb, end_bb)
+        self.b.position_at_end(body_bb)
+        self.loops.append((cond_bb, end_bb))
+        self.scoped_stmt(s.body)
+        self.loops.pop()
+        self._branch(cond_bb)
+        self.b.position_at_end(end_bb)
+
+    def stmt_For(self, s: S.For) -> None:
+        self.scopes.append({})               # the loop's scope (init's vars)
+        if s.init is not None:
+            self.stmt(s.init)
+        cond_bb = self.fn.append_basic_block("for.cond")
+        body_bb = self.fn.append_basic_block("for.body")
+        step_bb = self.fn.append_basic_block("for.step")
+        end_bb = self.fn.append_basic_block("for.end")
+        self.b.branch(cond_bb)
+        self.b.position_at_end(cond_bb)
+        if s.cond is not None:
+            self.b.cbranch(self.expr(s.cond), body_bb, end_bb)
+        else:
+            self.b.branch(body_bb)
+        self.b.position_at_end(body_bb)
+        self.loops.append((step_bb, end_bb))
+        self.scoped_stmt(s.body)
+        self.loops.pop()
+        self._branch(step_bb)
+        self.b.position_at_end(step_bb)
+        if s.step is not None:
+            self.stmt(s.step)
+        self._branch(cond_bb)
+        self.b.position_at_end(end_bb)
+        self.scopes.pop()
+
+    def stmt_Break(self, s) -> None:
+        self.b.branch(self.loops[-1][1])
+        self._dead_block()
+
+    def stmt_Continue(self, s) -> None:
+        self.b.branch(self.loops[-1][0])
+        self._dead_block()
+
+    def stmt_Return(self, s: S.Return) -> None:
+        if s.value is None:
+            self.b.ret_void()
+        else:
+            value = self.expr(s.value)
+            if s.value.type == T.VOID:       # `return f();` in a void function
+                self.b.ret_void()
+            else:
+                self.b.ret(value)
+        self._dead_block()
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e) -> ir.Value | None:
+        """Emit `e`; its value (None for void)."""
+        method = getattr(self, "expr_" + type(e).__name__, None)
+        if method is None:
+            raise CompileError(e.pos, f"{_describe(e)} is not supported yet")
+        return method(e)
+
+    def expr_IntLit(self, e) -> ir.Value:
+        v = e.value & 0xFFFF_FFFF_FFFF_FFFF
+        if v >= 1 << 63:
+            v -= 1 << 64
+        return ir.Constant(CT.I64, v)
+
+    def expr_DoubleLit(self, e) -> ir.Value:
+        return ir.Constant(CT.DOUBLE, float(e.value))
+
+    def expr_BoolLit(self, e) -> ir.Value:
+        return ir.Constant(CT.I1, 1 if e.value else 0)
+
+    def expr_CharLit(self, e) -> ir.Value:
+        return ir.Constant(CT.I8, e.value & 0xFF)
+
+    def expr_JobStateLit(self, e) -> ir.Value:
+        return ir.Constant(CT.I32, T.JOB_STATES.index(e.value))
+
+    def expr_Name(self, e: S.Name) -> ir.Value:
+        return self.b.load(self.lookup(e), name=e.name)
+
+    def expr_Unary(self, e: S.Unary) -> ir.Value:
+        v = self.expr(e.operand)
+        if e.op == "!":
+            return self.b.not_(v)
+        if e.type == T.DOUBLE:
+            return self.b.fneg(v)
+        return self.b.sub(ir.Constant(CT.I64, 0), v)     # wraps
+
+    def expr_Binary(self, e: S.Binary) -> ir.Value:
+        if e.op in ("&&", "||"):
+            return self.short_circuit(e)
+        left = self.expr(e.left)
+        right = self.expr(e.right)
+        t = e.left.type
+        if e.op in _FLOAT_CMP:
+            return self.compare(e.op, left, right, t)
+        return self.arith(e.op, left, right, t, e.pos)
+
+    def short_circuit(self, e: S.Binary) -> ir.Value:
+        left = self.expr(e.left)
+        left_end = self.b.block
+        rhs_bb = self.fn.append_basic_block("sc.rhs")
+        end_bb = self.fn.append_basic_block("sc.end")
+        if e.op == "&&":
+            self.b.cbranch(left, rhs_bb, end_bb)
+        else:
+            self.b.cbranch(left, end_bb, rhs_bb)
+        self.b.position_at_end(rhs_bb)
+        right = self.expr(e.right)
+        right_end = self.b.block
+        self.b.branch(end_bb)
+        self.b.position_at_end(end_bb)
+        phi = self.b.phi(CT.I1)
+        phi.add_incoming(ir.Constant(CT.I1, 0 if e.op == "&&" else 1), left_end)
+        phi.add_incoming(right, right_end)
+        return phi
+
+    def compare(self, op: str, left, right, t: T.Type) -> ir.Value:
+        if t == T.DOUBLE:
+            return self.b.fcmp_ordered(op, left, right) if op != "!=" else \
+                self.b.fcmp_unordered("!=", left, right)
+        if t == T.INT:
+            return self.b.icmp_signed(_INT_CMP[op], left, right)
+        if isinstance(t, T.JobType):                      # by identity
+            return self.b.icmp_unsigned(op, self.b.ptrtoint(left, CT.I64),
+                                        self.b.ptrtoint(right, CT.I64))
+        # char (unsigned bytes), bool, jobstate
+        return self.b.icmp_unsigned(_INT_CMP[op], left, right)
+
+    def arith(self, op: str, left, right, t: T.Type, pos) -> ir.Value:
+        """`left op right` for + - * / % on two ints or two doubles; pos is
+        the operator's (where a division error points)."""
+        if t == T.DOUBLE:
+            return {"+": self.b.fadd, "-": self.b.fsub, "*": self.b.fmul,
+                    "/": self.b.fdiv, "%": self.b.frem}[op](left, right)
+        if op in ("+", "-", "*"):       # plain wrapping: no nsw/nuw
+            return {"+": self.b.add, "-": self.b.sub, "*": self.b.mul}[op](
+                left, right)
+        return self.int_divide(op, left, right, pos)
+
+    def int_divide(self, op: str, left, right, pos) -> ir.Value:
+        """Truncating / and dividend-signed %, with the zero check, and
+        MIN / -1 = MIN, MIN % -1 = 0 without undefined behaviour."""
+        zero = ir.Constant(CT.I64, 0)
+        minus_one = ir.Constant(CT.I64, -1)
+        self.check(self.b.icmp_signed("==", right, zero), pos,
+                   "division by zero")
+        is_m1 = self.b.icmp_signed("==", right, minus_one)
+        safe = self.b.select(is_m1, ir.Constant(CT.I64, 1), right)
+        if op == "/":
+            return self.b.select(is_m1, self.b.sub(zero, left),
+                                 self.b.sdiv(left, safe))
+        return self.b.select(is_m1, zero, self.b.srem(left, safe))
+
+    def expr_Call(self, e: S.Call) -> ir.Value | None:
+        target = self.mod.functions.get(e.name)
+        if target is None:
+            return self.builtin(e)
+        fn, decl = target
+        args = [self.expr(a) for a in e.args]
+        if self.name is not None and (self.name, e.name) in self.mod.recursive:
+            self.stack_check(e.pos)
+        result = self.b.call(fn, args)
+        return None if decl.ret == T.VOID else result
+
+    def stack_check(self, pos) -> None:
+        """Before a call that may recurse: stack overflow error at the call
+        when this frame is below the thread's limit (SPEC section 11)."""
+        frame = self.b.call(self.rt.fn("llvm.frameaddress.p0"),
+                            [ir.Constant(CT.I32, 0)])
+        below = self.b.icmp_unsigned("<", self.b.ptrtoint(frame, CT.I64),
+                                     self.stack_limit())
+        self.check(below, pos, "stack overflow")
+
+    def builtin(self, e: S.Call) -> ir.Value | None:
+        name = e.name
+        args = [self.expr(a) for a in e.args]
+        types = [a.type for a in e.args]
+        b = self.b
+        if name == "print":
+            t = types[0]
+            v = args[0]
+            if t == T.BOOL:
+                v = b.zext(v, CT.I8)
+            b.call(self.rt.fn(_PRINT[t]), [v])
+            return None
+        if name == "int":
+            t = types[0]
+            if t == T.DOUBLE:   # toward zero, NaN -> 0, saturating
+                return b.call(self.rt.fn("llvm.fptosi.sat.i64.f64"), args)
+            if t in (T.CHAR, T.BOOL):
+                return b.zext(args[0], CT.I64)
+            return args[0]
+        if name == "double":
+            return b.sitofp(args[0], CT.DOUBLE) if types[0] == T.INT else args[0]
+        if name == "char":
+            return b.trunc(args[0], CT.I8) if types[0] == T.INT else args[0]
+        if name in _UNARY_MATH:
+            return b.call(self.rt.fn(_UNARY_MATH[name]), args)
+        if name in _BINARY_MATH:
+            return b.call(self.rt.fn(_BINARY_MATH[name]), args)
+        if name == "abs":
+            if types[0] == T.DOUBLE:
+                return b.call(self.rt.fn("llvm.fabs.f64"), args)
+            v = args[0]
+            neg = b.icmp_signed("<", v, ir.Constant(CT.I64, 0))
+            return b.select(neg, b.sub(ir.Constant(CT.I64, 0), v), v)
+        if name in ("min", "max"):
+            if types[0] == T.DOUBLE:
+                return b.call(self.rt.fn(f"llvm.{name}num.f64"), args)
+            pick_left = b.icmp_signed("<" if name == "min" else ">",
+                                      args[0], args[1])
+            return b.select(pick_left, args[0], args[1])
+        raise CompileError(e.pos, f"{name}() is not supported yet")
+
+    # ------------------------------------------------------------ jobs
+
+    def expr_StartJob(self, e: L.StartJob) -> ir.Value:
+        values = [self.expr(a) for a in e.args]     # all args, left to right
+        buf = self.b.call(self.rt.fn("ms_args_new"), [])
+        for v, t in zip(values, e.arg_types):
+            CT.encode(self.b, self.rt, buf, v, t)
+        return self.b.call(self.rt.fn("ms_start_job"),
+                           [ir.Constant(CT.I32, e.ordinal), buf])
+
+    def _position(self, pos) -> list:
+        return [ir.Constant(CT.I32, pos.line), ir.Constant(CT.I32, pos.col)]
+
+    def expr_ReapJob(self, e: L.ReapJob) -> ir.Value | None:
+        handle = self.expr(e.handle)
+        reader = self.reader_slot()
+        self.b.call(self.rt.fn("ms_reap_job"),
+                    [handle, reader] + self._position(e.pos))
+        if e.type == T.VOID:
+            return None
+        return CT.decode(self.b, self.rt, reader, e.type)
+
+    def expr_JobStateOf(self, e: L.JobStateOf) -> ir.Value:
+        handle = self.expr(e.handle)
+        return self.b.call(self.rt.fn("ms_job_state"),
+                           [handle] + self._position(e.pos))
+
+    def expr_CancelJob(self, e: L.CancelJob) -> None:
+        handle = self.expr(e.handle)
+        self.b.call(self.rt.fn("ms_job_cancel"),
+                    [handle] + self._position(e.pos))
+        return None
+
+
+def _describe(e) -> str:
+    return {"Index": "indexing", "FieldAccess": "field access",
+            "Append": "appending with ::", "CharVectorLit": "strings",
+            "StringLit": "strings", "Remote": "remote"}.get(
+                type(e).__name__, type(e).__name__)

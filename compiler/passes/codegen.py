@@ -1,0 +1,172 @@
+"""codegen: lowered IR (compiler/ir/lowered.py) -> an llvmlite ir.Module.
+
+The module defines what ms_abi.h part A asks of compiled code:
+- `void ms_master_main(void)`: the master block (`return;` returns);
+- every function and job, with internal linkage under the name
+  `ms.fn.NAME` (a dot cannot occur in a C identifier, so user names such as
+  `main`, `exit` or `ms_start_job` never clash with C symbols);
+- for each job k a wrapper `ms.jobrun.NAME(ms_reader *args, ms_buf *out)`
+  that decodes the arguments, calls the job and encodes its result, and
+  the constant table `ms_job_table` ({name, arg_sig, ret_sig, run}, entry
+  k-1 for ordinal k), `ms_job_count`, and `ms_program_source` (the source
+  path as given to msc, which runtime errors print).
+
+Semantics follow SPEC sections 3, 5, 6 and 11 (see compiler/codegen_func.py
+for the details: wrapping integer arithmetic, checked division, IEEE
+doubles, short-circuit logic, left-to-right evaluation, stack-overflow
+checks before calls that may recurse). The type-directed parts (LLVM types,
+zero values, wire encoding, signatures) live in compiler/codegen_types.py.
+
+Vectors, strings and structs are not compiled yet: the first declaration or
+expression of such a type is a CompileError "... is not supported yet".
+
+The module text is deterministic: declarations in source order, runtime
+functions and strings in order of first use; the target triple and data
+layout are left to the backend, so the text does not depend on the host.
+"""
+from __future__ import annotations
+
+import attrs
+from llvmlite import ir
+
+from compiler import codegen_types as CT
+from compiler.codegen_callgraph import recursive_pairs
+from compiler.codegen_func import FunctionEmitter
+from compiler.codegen_runtime import Runtime
+from compiler.errors import CompileError, Pos
+from compiler.ir import types as T
+from compiler.ir.surface import (Append, CharVectorLit, FieldAccess, FuncDecl,
+                                 Index, MasterDecl, Program, StructDecl)
+from compiler.ir.walk import walk
+
+_RUN_TYPE = ir.FunctionType(CT.VOID, [CT.READER_PTR, CT.PTR])
+_ENTRY_TYPE = ir.LiteralStructType([CT.PTR, CT.PTR, CT.PTR,
+                                    _RUN_TYPE.as_pointer()])
+_UNSUPPORTED_NODES = {Index: "indexing", FieldAccess: "field access",
+                      Append: "appending with ::", CharVectorLit: "strings"}
+
+
+@attrs.define
+class _Module:
+    """Module-level state shared by the function emitters."""
+    module: ir.Module
+    rt: Runtime
+    functions: dict        # name -> (ir.Function, FuncDecl), source order
+    recursive: set         # (caller, callee) pairs that may recurse
+
+
+def reject_unsupported(prog: Program) -> None:
+    """CompileError at the first (in source order) declaration or expression
+    that needs vectors, strings or structs, which codegen cannot compile
+    yet."""
+    for n in walk(prog):
+        if isinstance(n, StructDecl):
+            raise CompileError(n.pos, "structs are not supported yet")
+        for cls, what in _UNSUPPORTED_NODES.items():
+            if isinstance(n, cls):
+                raise CompileError(n.pos, f"{what} is not supported yet")
+        for f in attrs.fields(type(n)):
+            value = getattr(n, f.name)
+            if isinstance(value, T.Type):
+                what = CT.unsupported(value)
+                if what is not None:
+                    raise CompileError(n.pos, f"{what} are not supported yet")
+
+
+def _source_path(prog: Program) -> str:
+    pos = getattr(prog, "pos", None)
+    if isinstance(pos, Pos):
+        return pos.file
+    for d in prog.decls:
+        if isinstance(getattr(d, "pos", None), Pos):
+            return d.pos.file
+    return ""
+
+
+def _constant_string(module: ir.Module, name: str, text: str,
+                     linkage: str = "private") -> ir.GlobalVariable:
+    data = bytearray(text.encode("utf-8") + b"\0")
+    ty = ir.ArrayType(CT.I8, len(data))
+    g = ir.GlobalVariable(module, ty, name=name)
+    if linkage:
+        g.linkage = linkage
+    g.global_constant = True
+    if linkage == "private":
+        g.unnamed_addr = True
+    g.initializer = ir.Constant(ty, data)
+    return g
+
+
+def run(prog: Program) -> ir.Module:
+    reject_unsupported(prog)
+    source = _source_path(prog)
+    module = ir.Module(name=source)
+    funcs = {d.name: d for d in prog.decls if isinstance(d, FuncDecl)}
+    masters = [d for d in prog.decls if isinstance(d, MasterDecl)]
+    if len(masters) != 1:
+        raise CompileError(Pos(source, 1, 1),
+                           "a program needs exactly one master block")
+    mod = _Module(module=module, rt=Runtime(module), functions={},
+                  recursive=recursive_pairs(funcs))
+
+    # Declare every function first: calls may precede declarations.
+    for name, decl in funcs.items():
+        fnty = ir.FunctionType(CT.llvm_type(decl.ret),
+                               [CT.llvm_type(p.type) for p in decl.params])
+        fn = ir.Function(module, fnty, name=f"ms.fn.{name}")
+        fn.linkage = "internal"
+        mod.functions[name] = (fn, decl)
+
+    for name, (fn, decl) in mod.functions.items():
+        em = FunctionEmitter(mod, fn, name)
+        em.bind_params(decl.params, fn.args)
+        em.block(decl.body)
+        em.finish(decl.ret)
+
+    master = ir.Function(module, ir.FunctionType(CT.VOID, []),
+                         name="ms_master_main")
+    em = FunctionEmitter(mod, master, None)
+    em.block(masters[0].body)
+    em.finish(T.VOID)
+
+    _emit_job_table(mod, [d for d in funcs.values() if d.is_job], prog)
+    _constant_string(module, "ms_program_source", source, linkage="")
+    return module
+
+
+def _emit_job_wrapper(mod: _Module, decl: FuncDecl) -> ir.Function:
+    """void ms.jobrun.NAME(ms_reader *args, ms_buf *result)."""
+    fn = ir.Function(mod.module, _RUN_TYPE, name=f"ms.jobrun.{decl.name}")
+    fn.linkage = "internal"
+    reader, out = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args = [CT.decode(b, mod.rt, reader, p.type) for p in decl.params]
+    result = b.call(mod.functions[decl.name][0], args)
+    if decl.ret != T.VOID:
+        CT.encode(b, mod.rt, out, result, decl.ret)
+    b.ret_void()
+    return fn
+
+
+def _emit_job_table(mod: _Module, jobs: list, prog: Program) -> None:
+    module = mod.module
+    structs = {d.name: tuple(f.type for f in d.fields)
+               for d in prog.decls if isinstance(d, StructDecl)}
+    entries = []
+    for k, decl in enumerate(jobs, start=1):
+        run_fn = _emit_job_wrapper(mod, decl)
+        arg_sig = "".join(CT.signature(p.type, structs) for p in decl.params)
+        ret_sig = CT.signature(decl.ret, structs)
+        strings = [_constant_string(module, f"ms.job.{k}.{what}", text)
+                   for what, text in (("name", decl.name), ("args", arg_sig),
+                                      ("ret", ret_sig))]
+        entries.append(ir.Constant(_ENTRY_TYPE, [
+            s.gep([ir.Constant(CT.I32, 0), ir.Constant(CT.I32, 0)])
+            for s in strings] + [run_fn]))
+    table_ty = ir.ArrayType(_ENTRY_TYPE, len(entries))
+    table = ir.GlobalVariable(module, table_ty, name="ms_job_table")
+    table.global_constant = True
+    table.initializer = ir.Constant(table_ty, entries)
+    count = ir.GlobalVariable(module, CT.I32, name="ms_job_count")
+    count.global_constant = True
+    count.initializer = ir.Constant(CT.I32, len(entries))
