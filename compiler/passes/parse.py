@@ -1,0 +1,504 @@
+"""parse: source text -> surface IR (compiler/ir/surface.py).
+
+Input: a `pipeline.Source` (path and text). Output: a `surface.Program` with
+every declaration in source order, every expression untyped (`type` None),
+children in tuples, string types as `StringType` and string literals as
+`StringLit` (desugar-strings rewrites both).
+
+How: the PEG grammar in compiler/grammar.peg is matched by parsimonious;
+compiler/lexical.py tokenizes the same text to find lexical errors and decode
+literals. The AST is then built top-down from the parse tree by rule name.
+Binary operators are parsed as one flat list and grouped here by the
+precedence table of SPEC section 5 (all left-associative; `::` lowest).
+
+Syntax decisions the grammar makes (the later passes check the rest):
+- any expression is accepted as an assignment target or as the target of
+  `::`; typecheck decides what is an lvalue;
+- calls are by name only (`f(...)`, and `int(...)`, `double(...)`,
+  `char(...)` which become Call(name="int"...)); `remote` must be followed
+  by `name(args)`;
+- a dangling `else` belongs to the nearest `if`.
+
+Positions (1-based line and column, a tab counting as one column):
+Binary, Append, Unary and Assign at their operator; Index at its `[`;
+FieldAccess at its `->`; Call at the callee's name (the keyword for
+conversions); Remote at `remote`; other expressions at their first token
+(a parenthesized expression has its inner expression's position).
+Statements at their first token, except Assign (its operator). Declarations
+(StructDecl, FieldDecl, FuncDecl, Param, VarDecl) at their name; MasterDecl
+at `master`; Program at 1:1.
+
+Errors (CompileError, SPEC section 7): the first lexical error, or the first
+syntax error, whichever comes first in the text. A syntax error is reported
+where the grammar got furthest: "expected X, found 'tok'" at the offending
+token, "unexpected end of file, expected X" at the end; a missing ';' is
+reported just after the token it should follow ("expected ';' after
+expression"), as clang does. Nesting deeper than MAX_NESTING brackets is
+"nested too deeply", never a RecursionError.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import importlib.resources
+import sys
+from collections import defaultdict
+from contextlib import contextmanager
+
+from parsimonious.grammar import Grammar
+
+from compiler import lexical
+from compiler.errors import CompileError, Pos
+from compiler.ir import surface as S
+from compiler.ir import types as T
+
+# Deepest nesting of ( [ { that the parser accepts. Each level costs a few
+# dozen Python frames in the packrat parser; the limit keeps that well inside
+# the recursion limit set while parsing.
+MAX_NESTING = 256
+_RECURSION_LIMIT = 30000
+
+# Binary operator precedence, SPEC section 5 (higher binds tighter).
+PRECEDENCE = {
+    "::": 1, "||": 2, "&&": 3, "==": 4, "!=": 4,
+    "<": 5, "<=": 5, ">": 5, ">=": 5,
+    "+": 6, "-": 6, "*": 7, "/": 7, "%": 7,
+}
+
+_BASIC_TYPES = {
+    "int": T.INT, "double": T.DOUBLE, "bool": T.BOOL, "char": T.CHAR,
+    "string": T.StringType(), "void": T.VOID, "jobstate": T.JOBSTATE,
+}
+
+
+@functools.lru_cache(maxsize=1)
+def grammar() -> Grammar:
+    text = (importlib.resources.files("compiler") / "grammar.peg").read_text(
+        encoding="utf-8")
+    return Grammar(text)
+
+
+def run(source) -> S.Program:
+    """Parse `source` (a pipeline.Source) into a surface Program."""
+    text = source.text
+    lexed = lexical.tokenize(text)
+    where = _Locator(source.path, text)
+    lex_error = lexed.error
+    _check_nesting(lexed.tokens, where)
+    failures = _Failures(text)
+    with _recursion_limit(_RECURSION_LIMIT):
+        try:
+            tree = grammar()["program"].match_core(
+                text, 0, defaultdict(dict), failures)
+        except RecursionError:
+            raise CompileError(where(0), "program nested too deeply") from None
+        if lex_error is not None and (tree is not None
+                                      or lex_error.offset <= failures.pos):
+            raise CompileError(where(lex_error.offset), lex_error.message)
+        if tree is None:
+            raise _syntax_error(failures, lexed.tokens, text, where)
+        values = {t.start: t.value for t in lexed.tokens
+                  if t.value is not None}
+        try:
+            return _Builder(where, values).program(tree)
+        except RecursionError:
+            raise CompileError(where(0), "program nested too deeply") from None
+
+
+# ---------------------------------------------------------------- positions
+
+class _Locator:
+    """Offset -> Pos, by binary search over line starts."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.starts = [0]
+        i = text.find("\n")
+        while i >= 0:
+            self.starts.append(i + 1)
+            i = text.find("\n", i + 1)
+
+    def __call__(self, offset: int) -> Pos:
+        line = bisect.bisect_right(self.starts, offset)
+        return Pos(self.path, line, offset - self.starts[line - 1] + 1)
+
+
+@contextmanager
+def _recursion_limit(limit: int):
+    """Parsimonious matches recursively; nested programs need deep stacks.
+
+    Raised only for the duration of the parse and restored afterwards.
+    Python 3.11 runs Python-to-Python calls without growing the C stack, so
+    this is safe.
+    """
+    old = sys.getrecursionlimit()
+    if old >= limit:
+        yield
+        return
+    sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _check_nesting(tokens, where) -> None:
+    depth = 0
+    for tok in tokens:
+        if tok.kind != "punct":
+            continue
+        if tok.text in _OPENERS:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise CompileError(
+                    where(tok.start),
+                    f"nested too deeply (more than {MAX_NESTING} levels "
+                    "of brackets)")
+        elif tok.text in (")", "]", "}"):
+            depth = max(0, depth - 1)
+
+
+# ---------------------------------------------------------------- syntax errors
+
+class _Failures:
+    """Stands in for parsimonious's ParseError while matching.
+
+    Parsimonious sets `error.expr` and then `error.pos` whenever a named rule
+    fails at or beyond the furthest position so far; this records *every*
+    named rule that failed at the furthest position, in order, so the
+    message can say all that was expected there.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.expr = None
+        self._pos = -1
+        self.failed: list = []
+
+    @property
+    def pos(self) -> int:
+        return self._pos
+
+    @pos.setter
+    def pos(self, value: int) -> None:
+        if value > self._pos:
+            self._pos = value
+            self.failed = [self.expr]
+        else:
+            self.failed.append(self.expr)
+
+
+# What each named rule stands for in "expected ..."; rules not listed are
+# never mentioned (operators that might have continued an expression, ...).
+_DESCRIPTIONS = {
+    "top_decl": "top-level declaration",
+    "statement": "statement",
+    "expr": "expression",
+    "type": "type",
+    "NAME": "identifier",
+    "LPAREN": "'('", "PARAMS_LPAREN": "'('", "RPAREN": "')'",
+    "LBRACE": "'{'", "RBRACE": "'}'", "RBRACK": "']'",
+    "COMMA": "','", "LT": "'<'", "GT": "'>'",
+    "SEMI": "';'",
+}
+
+# Semicolons that end something: "expected ';' after ...".
+_SEMI_CONTEXT = {
+    "SEMI_FIELD": "after field declaration",
+    "SEMI_FOR": "in 'for' statement",
+    "SEMI_RETURN": "after return statement",
+    "SEMI_BREAK": "after 'break'",
+    "SEMI_CONTINUE": "after 'continue'",
+    "SEMI_ASSIGN": "after assignment",
+    "SEMI_EXPR": "after expression",
+    "SEMI_DECL": "after declaration",
+}
+
+# A description that was expected makes these redundant: they are ways of
+# starting the same thing.
+_SUBSUMES = {
+    "expression": {"'('", "identifier"},
+    "statement": {"'{'", "';'", "expression", "type", "identifier", "'('"},
+    "top-level declaration": {"type", "identifier"},
+}
+
+_ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "%="}
+
+
+def _found(tok) -> str:
+    text = tok.text if len(tok.text) <= 24 else tok.text[:20] + "..."
+    if tok.kind == "keyword":
+        return f"keyword '{text}'"
+    return f"'{text}'"
+
+
+def _syntax_error(failures: _Failures, tokens, text, where) -> CompileError:
+    pos = failures.pos
+    expected: list[str] = []
+    semi_context = None
+    for expr in failures.failed:
+        name = getattr(expr, "name", "")
+        if name in _SEMI_CONTEXT:
+            desc = "';'"
+            semi_context = _SEMI_CONTEXT[name]
+        else:
+            desc = _DESCRIPTIONS.get(name)
+        if desc is not None and desc not in expected:
+            expected.append(desc)
+    for big, small in _SUBSUMES.items():
+        if big in expected:
+            expected = [d for d in expected if d == big or d not in small]
+
+    starts = [t.start for t in tokens]
+    k = bisect.bisect_left(starts, pos)
+    tok = tokens[k] if k < len(tokens) else None
+    at = tok.start if tok is not None else len(text)
+
+    if tok is not None and tok.text == "else" and "statement" in expected:
+        return CompileError(where(at), "'else' without a matching 'if'")
+    if tok is None and "'}'" in expected:
+        expected = ["'}'"]
+    if not expected:
+        expected = ["end of file"] if tok is not None else []
+
+    hint = ""
+    if tok is not None and tok.text in _ASSIGN_OPS and "'='" not in expected:
+        hint = " (assignment is a statement, not an expression)"
+    found = _found(tok) if tok is not None else "end of file"
+    want = " or ".join(expected)
+
+    if expected == ["';'"] and semi_context is not None:
+        # Point just after the token the ';' should follow, like clang.
+        prev = tokens[k - 1].end if k > 0 else at
+        return CompileError(
+            where(prev),
+            f"expected ';' {semi_context}, found {found}{hint}")
+    if expected == ["'('"] and tok is not None and tok.text in (";", "=") \
+            and any(getattr(e, "name", "") == "PARAMS_LPAREN"
+                    for e in failures.failed):
+        return CompileError(
+            where(at), f"expected '(' after the function name, found "
+                       f"{found} (M/s has no global variables)")
+    if tok is None:
+        if not expected:
+            return CompileError(where(at), "unexpected end of file")
+        return CompileError(where(at), f"unexpected end of file, expected {want}")
+    return CompileError(where(at), f"expected {want}, found {found}{hint}")
+
+
+# ---------------------------------------------------------------- the AST
+
+def _tok(node) -> str:
+    """The text of a token node (without the whitespace after it)."""
+    return node.children[0].text
+
+
+def _opt(node):
+    """The child of an `x?` node, or None."""
+    return node.children[0] if node.children else None
+
+
+def _list(node) -> list:
+    """`(x (SEP x)*)?` -> the x nodes."""
+    if not node.children:
+        return []
+    seq = node.children[0]
+    first, rest = seq.children
+    return [first] + [pair.children[1] for pair in rest.children]
+
+
+class _Builder:
+    """Builds surface nodes top-down from the parse tree, by rule name."""
+
+    def __init__(self, where, values: dict):
+        self.where = where
+        self.values = values
+
+    def pos(self, node) -> Pos:
+        return self.where(node.start)
+
+    # ------------------------------------------------------------ top level
+
+    def program(self, node) -> S.Program:
+        decls = tuple(self.top_decl(d.children[0])
+                      for d in node.children[1].children)
+        return S.Program(decls=decls, pos=self.where(0))
+
+    def top_decl(self, node):
+        kind = node.expr_name
+        c = node.children
+        if kind == "struct_decl":
+            fields = tuple(
+                S.FieldDecl(type=self.type(f.children[0]),
+                            name=_tok(f.children[1]), pos=self.pos(f.children[1]))
+                for f in c[3].children)
+            return S.StructDecl(name=_tok(c[1]), fields=fields,
+                                pos=self.pos(c[1]))
+        if kind == "master_decl":
+            return S.MasterDecl(body=self.block(c[1]), pos=self.pos(node))
+        if kind == "job_decl":
+            c = c[1:]
+        ret, name, params, body = c
+        return S.FuncDecl(name=_tok(name), params=self.params(params),
+                          ret=self.type(ret), body=self.block(body),
+                          is_job=kind == "job_decl", pos=self.pos(name))
+
+    def params(self, node) -> tuple:
+        return tuple(
+            S.Param(type=self.type(p.children[0]), name=_tok(p.children[1]),
+                    pos=self.pos(p.children[1]))
+            for p in _list(node.children[1]))
+
+    def type(self, node) -> T.Type:
+        node = node.children[0]
+        kind = node.expr_name
+        if kind == "vector_type":
+            return T.VectorType(self.type(node.children[2]))
+        if kind == "job_type":
+            return T.JobType(self.type(node.children[2]))
+        if kind == "struct_type":
+            return T.StructType(_tok(node.children[1]))
+        return _BASIC_TYPES[_tok(node)]
+
+    # ------------------------------------------------------------ statements
+
+    def block(self, node) -> S.Block:
+        return S.Block(stmts=tuple(self.statement(s)
+                                   for s in node.children[1].children),
+                       pos=self.pos(node))
+
+    def statement(self, node):
+        node = node.children[0]
+        kind = node.expr_name
+        c = node.children
+        p = self.pos(node)
+        if kind == "block":
+            return self.block(node)
+        if kind == "if_stmt":
+            else_part = _opt(c[5])
+            return S.If(cond=self.expr(c[2]), then=self.statement(c[4]),
+                        else_=(self.statement(else_part.children[1])
+                               if else_part is not None else None),
+                        pos=p)
+        if kind == "while_stmt":
+            return S.While(cond=self.expr(c[2]), body=self.statement(c[4]),
+                           pos=p)
+        if kind == "for_stmt":
+            init, cond, step = _opt(c[2]), _opt(c[4]), _opt(c[6])
+            return S.For(
+                init=self.simple(init.children[0]) if init else None,
+                cond=self.expr(cond) if cond else None,
+                step=self.simple(step.children[0]) if step else None,
+                body=self.statement(c[8]), pos=p)
+        if kind == "return_stmt":
+            value = _opt(c[1])
+            return S.Return(value=self.expr(value) if value else None, pos=p)
+        if kind == "break_stmt":
+            return S.Break(pos=p)
+        if kind == "continue_stmt":
+            return S.Continue(pos=p)
+        if kind == "empty_stmt":
+            return S.Empty(pos=p)
+        # assign_stmt, expr_stmt, decl_stmt: a simple statement and its ';'
+        return self.simple(c[0])
+
+    def simple(self, node):
+        """An assignment, expression or declaration (no ';')."""
+        kind = node.expr_name
+        c = node.children
+        if kind == "assignment":
+            return S.Assign(target=self.expr(c[0]), op=_tok(c[1]),
+                            value=self.expr(c[2]), pos=self.pos(c[1]))
+        if kind == "declaration":
+            init = _opt(c[2])
+            return S.VarDecl(type=self.type(c[0]), name=_tok(c[1]),
+                             init=(self.expr(init.children[1])
+                                   if init is not None else None),
+                             pos=self.pos(c[1]))
+        assert kind == "expr", kind
+        return S.ExprStmt(expr=self.expr(node), pos=self.pos(node))
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, node) -> S.Expr:
+        """`unary (BINARY_OP unary)*`, grouped by precedence (all
+        left-associative) with an operator stack."""
+        first, rest = node.children
+        operands = [self.unary(first)]
+        ops: list = []  # (op, pos)
+
+        def reduce():
+            op, p = ops.pop()
+            right = operands.pop()
+            left = operands.pop()
+            if op == "::":
+                operands.append(S.Append(target=left, value=right, pos=p))
+            else:
+                operands.append(S.Binary(op=op, left=left, right=right, pos=p))
+
+        for pair in rest.children:
+            op_node, operand = pair.children
+            op = _tok(op_node)
+            prec = PRECEDENCE[op]
+            while ops and PRECEDENCE[ops[-1][0]] >= prec:
+                reduce()
+            ops.append((op, self.pos(op_node)))
+            operands.append(self.unary(operand))
+        while ops:
+            reduce()
+        return operands[0]
+
+    def unary(self, node) -> S.Expr:
+        prefixes, body = node.children
+        body = body.children[0]
+        if body.expr_name == "remote":
+            c = body.children
+            e = S.Remote(name=_tok(c[1]), args=self.args(c[2]),
+                         pos=self.pos(body))
+        else:
+            e = self.postfix(body)
+        for op_node in reversed(prefixes.children):
+            e = S.Unary(op=_tok(op_node), operand=e, pos=self.pos(op_node))
+        return e
+
+    def postfix(self, node) -> S.Expr:
+        primary, ops = node.children
+        e = self.primary(primary.children[0])
+        for op in ops.children:
+            op = op.children[0]
+            if op.expr_name == "index":
+                e = S.Index(base=e, index=self.expr(op.children[1]),
+                            pos=self.pos(op))
+            else:
+                e = S.FieldAccess(base=e, name=_tok(op.children[1]),
+                                  pos=self.pos(op))
+        return e
+
+    def primary(self, node) -> S.Expr:
+        kind = node.expr_name
+        p = self.pos(node)
+        if kind == "paren":
+            return self.expr(node.children[1])
+        if kind in ("call", "conversion"):
+            return S.Call(name=_tok(node.children[0]),
+                          args=self.args(node.children[1]), pos=p)
+        if kind == "INT":
+            return S.IntLit(value=self.values[node.start], pos=p)
+        if kind == "DOUBLE":
+            return S.DoubleLit(value=self.values[node.start], pos=p)
+        if kind == "CHAR":
+            return S.CharLit(value=self.values[node.start], pos=p)
+        if kind == "STRING":
+            return S.StringLit(value=self.values[node.start], pos=p)
+        if kind == "BOOL":
+            return S.BoolLit(value=_tok(node) == "true", pos=p)
+        if kind == "JOBSTATE":
+            return S.JobStateLit(value=_tok(node), pos=p)
+        assert kind == "NAME", kind
+        return S.Name(name=_tok(node), pos=p)
+
+    def args(self, node) -> tuple:
+        return tuple(self.expr(a) for a in _list(node.children[1]))
