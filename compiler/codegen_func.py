@@ -346,9 +346,14 @@ class FunctionEmitter:
             return self.builtin(e)
         fn, decl = target
         args = [self.expr(a) for a in e.args]
-        if self.name is not None and (self.name, e.name) in self.mod.recursive:
+        recursive = (self.name is not None
+                     and (self.name, e.name) in self.mod.recursive)
+        if recursive:
             self.stack_check(e.pos)
-        result = self.b.call(fn, args)
+        # A recursive call stays a real call (`notail`): tail-recursion
+        # elimination would turn endless recursion, which SPEC makes a
+        # "stack overflow" error, into an endless loop.
+        result = self.b.call(fn, args, tail="notail" if recursive else False)
         return None if decl.ret == T.VOID else result
 
     def stack_check(self, pos) -> None:

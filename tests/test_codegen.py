@@ -1,0 +1,504 @@
+"""Tests of lower-remote, codegen and the backend.
+
+- module tests compile a program through the pipeline in process, verify
+  the LLVM module and optimize it at every level;
+- unit tests check the call graph, lower-remote and the rejection of what
+  codegen does not compile yet;
+- execution tests compile with msc, run NAME-master (which starts local
+  slaves) with a timeout and compare its stdout, stderr and exit status.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+
+import llvmlite.binding as llvm
+import pytest
+
+from conftest import REPO, msc, run_bounded
+
+from compiler import backend
+from compiler.errors import CompileError, Pos
+from compiler.ir import check
+from compiler.ir import lowered as L
+from compiler.ir import surface as S
+from compiler.ir import types as T
+from compiler.ir.walk import walk
+from compiler.pipeline import Source, run_pipeline
+from compiler.codegen_callgraph import recursive_pairs
+
+RUN_TIMEOUT = 60
+
+
+def compile_module(text: str, path: str = "prog.ms"):
+    module, _ = run_pipeline(Source(path, textwrap.dedent(text)))
+    check.check_llvm(module)
+    return module
+
+
+def lower(text: str):
+    prog, _ = run_pipeline(Source("prog.ms", textwrap.dedent(text)),
+                           stop_after="lower-remote")
+    return prog
+
+
+# ---------------------------------------------------------------- modules
+
+CONSTRUCTS = {
+    "arith": """
+        master {
+            int a = 7; int b = -2;
+            print(a + b); print(a - b); print(a * b); print(a / b);
+            print(a % b); print(-a);
+            a += 3; a -= 1; a *= 2; a /= 3; a %= 4;
+            double x = 1.5; x += 2.0; x /= 0.0;
+            print(x); print(-x);
+        }""",
+    "compare": """
+        master {
+            print(1 < 2); print(1.0 <= 2.0); print('a' > 'b');
+            print(true == false); print(running != finished);
+            print(1.0 != 0.0 / 0.0);
+            job<int> u; job<int> v; print(u == v);
+        }""",
+    "control": """
+        int f(int n) {
+            int s = 0;
+            for (int i = 0; i < n; i += 1) {
+                if (i % 2 == 0) { continue; }
+                if (i > 7) break;
+                s += i;
+            }
+            while (true) { if (s > 100) return s; s *= 2; }
+        }
+        void g() { return; }
+        void h() { }
+        master { print(f(10)); g(); h(); for (;;) { break; } ; return; }""",
+    "builtins": """
+        master {
+            print(sqrt(2.0)); print(exp(1.0)); print(log(2.0));
+            print(sin(1.0)); print(cos(1.0)); print(tan(1.0));
+            print(atan2(1.0, 2.0)); print(pow(2.0, 0.5));
+            print(floor(1.5)); print(ceil(1.5));
+            print(abs(-3)); print(abs(-3.0));
+            print(min(1, 2)); print(max(1, 2));
+            print(min(1.0, 2.0)); print(max(1.0, 2.0));
+            print(int(2.5)); print(int('a')); print(int(true)); print(int(3));
+            print(double(3)); print(double(3.0));
+            print(char(66)); print(char('x'));
+        }""",
+    "jobs": """
+        job int add(int a, int b) { return a + b; }
+        job double half(double x) { return x / 2.0; }
+        job bool neg(bool b) { return !b; }
+        job char up(char c) { return char(int(c) - 32); }
+        job void nothing() { }
+        master {
+            job<int> j = remote add(1, 2);
+            print(get(j)); print(state(j)); cancel(j);
+            print(get(remote half(3.0)));
+            print(get(remote neg(true)));
+            print(get(remote up('a')));
+            get(remote nothing());
+            print(add(1, 2));
+        }""",
+    "mutual-recursion": """
+        bool even(int n) { if (n == 0) return true; return odd(n - 1); }
+        bool odd(int n) { if (n == 0) return false; return even(n - 1); }
+        master { print(even(10)); }""",
+    "short-circuit": """
+        bool t(int n) { print(n); return true; }
+        master { print(t(1) && (t(2) || t(3)) && !t(4)); }""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONSTRUCTS))
+@pytest.mark.parametrize("opt", [0, 1, 2, 3])
+def test_module_verifies_and_optimizes(name, opt):
+    module = compile_module(CONSTRUCTS[name])
+    ref, _ = backend.optimize(module, opt)
+    ref.verify()
+
+
+def test_part_a_symbols():
+    module = compile_module(CONSTRUCTS["jobs"])
+    text = str(module)
+    ref = llvm.parse_assembly(text)
+    names = {g.name: g for g in ref.global_variables}
+    for sym in ("ms_job_table", "ms_job_count", "ms_program_source"):
+        assert sym in names and names[sym].linkage == llvm.Linkage.external
+    main = ref.get_function("ms_master_main")
+    assert main.linkage == llvm.Linkage.external
+    assert '@"ms_job_count" = constant i32 5' in text
+    assert 'c"prog.ms\\00"' in text
+    # Signatures in ordinal order.
+    for sig in ('c"add\\00"', 'c"ii\\00"', 'c"i\\00"', 'c"d\\00"',
+                'c"b\\00"', 'c"c\\00"', 'c"nothing\\00"', 'c"\\00"'):
+        assert sig in text
+    # User functions are internal and cannot clash with C symbols.
+    for f in ref.functions:
+        if f.name.startswith("ms.fn.") or f.name.startswith("ms.jobrun."):
+            assert f.linkage == llvm.Linkage.internal
+
+
+def test_user_names_do_not_clash_with_c_symbols(tmp_path):
+    module = compile_module("""
+        int main(int x) { return x + 1; }
+        int printf(int x) { return x; }
+        int ms_start_job(int x) { return exit(x); }
+        int exit(int x) { return x; }
+        master { print(main(printf(ms_start_job(1)))); }""")
+    ref, _ = backend.optimize(module, 2)
+    ref.verify()
+    assert "ms.fn.main" in str(module)
+
+
+def test_module_text_is_deterministic():
+    a = str(compile_module(CONSTRUCTS["jobs"]))
+    b = str(compile_module(CONSTRUCTS["jobs"]))
+    assert a == b
+    c = str(compile_module(CONSTRUCTS["jobs"], path="other.ms"))
+    diff = [(x, y) for x, y in zip(a.splitlines(), c.splitlines()) if x != y]
+    assert len(a.splitlines()) == len(c.splitlines())
+    assert [x.split()[1] for x, _ in diff] == ["ModuleID", '@"ms_program_source"']
+
+
+def test_division_checks_zero_and_minus_one():
+    text = str(compile_module("""
+        master { int a = 5; int b = 0; print(a / b); print(a % b); }"""))
+    assert text.count('"division by zero') >= 1
+    assert "icmp eq i64" in text and "-1" in text
+    assert " nsw " not in text and " nuw " not in text
+
+
+def test_recursive_calls_get_a_stack_check_and_others_do_not():
+    text = str(compile_module("""
+        int leaf(int n) { return n + 1; }
+        int rec(int n) { if (n == 0) return leaf(0); return rec(n - 1); }
+        master { print(rec(3)); print(leaf(1)); }"""))
+    assert text.count("llvm.frameaddress") == 2   # one declaration, one check
+    assert "notail call i64 @\"ms.fn.rec\"" in text
+
+
+def test_stack_check_survives_optimization():
+    """Endless recursion must stay a recursion at -O3 (not become a loop)."""
+    module = compile_module("""
+        int down(int n) { return down(n + 1) + 1; }
+        master { print(down(0)); }""")
+    ref, _ = backend.optimize(module, 3)
+    fn = ref.get_function("ms.fn.down")
+    calls = [i for b in fn.blocks for i in b.instructions
+             if i.opcode == "call" and "ms.fn.down" in str(i)]
+    assert calls, str(fn)
+
+
+# ---------------------------------------------------------------- units
+
+def _func(name, calls):
+    p = Pos("t.ms", 1, 1)
+    stmts = tuple(S.ExprStmt(expr=S.Call(name=c, args=(), type=T.VOID, pos=p),
+                             pos=p) for c in calls)
+    return S.FuncDecl(name=name, params=(), ret=T.VOID,
+                      body=S.Block(stmts=stmts, pos=p), pos=p)
+
+
+def test_recursive_pairs_are_the_sccs():
+    funcs = {n: _func(n, cs) for n, cs in [
+        ("a", ["b"]), ("b", ["c", "a"]), ("c", ["c", "d"]), ("d", []),
+        ("e", ["print"])]}
+    assert recursive_pairs(funcs) == {("a", "b"), ("b", "a"), ("c", "c")}
+
+
+def test_recursive_pairs_deep_chain_has_no_python_recursion():
+    n = 5000
+    funcs = {f"f{i}": _func(f"f{i}", [f"f{i + 1}"] if i < n else ["f0"])
+             for i in range(n + 1)}
+    pairs = recursive_pairs(funcs)
+    assert len(pairs) == n + 1
+
+
+def test_lower_remote_makes_job_operations_explicit():
+    prog = lower("""
+        job int a(int x) { return x; }
+        int helper() { return 1; }
+        job void b(double d, bool f) { }
+        master {
+            job<void> j = remote b(1.0, true);
+            print(state(j)); cancel(j); get(j);
+            print(get(remote a(helper())));
+        }""")
+    nodes = list(walk(prog))
+    starts = [n for n in nodes if isinstance(n, L.StartJob)]
+    assert [(s.ordinal, s.name, s.arg_types) for s in starts] == [
+        (2, "b", (T.DOUBLE, T.BOOL)), (1, "a", (T.INT,))]
+    assert [type(n).__name__ for n in nodes
+            if isinstance(n, (L.ReapJob, L.JobStateOf, L.CancelJob))] == [
+        "JobStateOf", "CancelJob", "ReapJob", "ReapJob"]
+    reaps = [n for n in nodes if isinstance(n, L.ReapJob)]
+    assert [r.type for r in reaps] == [T.VOID, T.INT]
+    assert not any(isinstance(n, S.Remote) for n in nodes)
+    assert not any(isinstance(n, S.Call) and n.name in ("get", "state", "cancel")
+                   for n in nodes)
+
+
+@pytest.mark.parametrize("src,line,col,message", [
+    ("master { vector<int> v; }", 1, 10, "vectors are not supported yet"),
+    ('master { print("hi"); }', 1, 16, "strings are not supported yet"),
+    ("struct P { int x; };\nmaster { }", 1, 1, "structs are not supported yet"),
+    ("master { print(str(1)); }", 1, 16, "strings are not supported yet"),
+    ("job int f(vector<int> v) { return 1; }\nmaster { }", 1, 1,
+     "vectors are not supported yet"),
+])
+def test_unsupported_types_are_clean_errors(src, line, col, message):
+    with pytest.raises(CompileError) as info:
+        run_pipeline(Source("prog.ms", src))
+    assert (info.value.pos.line, info.value.pos.col) == (line, col)
+    assert info.value.message == message
+
+
+# ---------------------------------------------------------------- backend
+
+def test_missing_runtime_dir_is_a_backend_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MS_RUNTIME_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(backend.BackendError, match="MS_RUNTIME_DIR"):
+        backend.runtime_dir()
+
+
+def test_failed_link_leaves_no_executable(tmp_path):
+    (tmp_path / "p.ms").write_text("master { print(1); }\n")
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    for lib in backend.LIBS:                     # not archives: link fails
+        (libs / lib).write_text("garbage\n")
+    env = {**os.environ, "MS_RUNTIME_DIR": str(libs),
+           "PYTHONPATH": str(REPO)}
+    import sys
+    result = subprocess.run([sys.executable, "-m", "compiler", "p.ms"],
+                            cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith("msc: error: linking ")
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["libs", "p.ms"]
+
+
+def test_emit_llvm_and_object(tmp_path):
+    (tmp_path / "p.ms").write_text("master { print(1 + 2); }\n")
+    for emit, suffix in (("llvm", ".ll"), ("obj", ".o")):
+        result = msc("p.ms", f"--emit={emit}", "-O3", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / f"p{suffix}").stat().st_size > 0
+    assert "target triple" in (tmp_path / "p.ll").read_text()
+
+
+def test_packaged_runtime_is_built_into_the_cache(tmp_path, monkeypatch):
+    src = REPO / "runtime" / "c"
+    if not (src / "Makefile").exists():
+        pytest.fail("runtime/c/Makefile is missing")
+    import shutil
+    packaged = tmp_path / "runtime_src"
+    shutil.copytree(src, packaged)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    built = backend._build_cached(packaged)
+    assert backend._has_libs(built)
+    assert built.parent == tmp_path / "cache" / "ms-lang"
+    assert backend._build_cached(packaged) == built       # cached
+
+
+# ---------------------------------------------------------------- execution
+
+def build_and_run(tmp_path, source: str, name="prog"):
+    (tmp_path / f"{name}.ms").write_text(textwrap.dedent(source).lstrip())
+    built = msc(f"{name}.ms", "-o", name, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    try:
+        return run_bounded([str(tmp_path / f"{name}-master")], cwd=tmp_path,
+                           timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{name}-master did not finish in {RUN_TIMEOUT}s")
+
+
+def runtime_errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ": runtime error: " in line]
+
+
+def expect_output(tmp_path, source, expected_lines):
+    run = build_and_run(tmp_path, source)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [str(x) for x in expected_lines]
+
+
+MIN = -9223372036854775808
+MAX = 9223372036854775807
+
+
+@pytest.mark.usefixtures("runtime_built")
+class TestExecution:
+    def test_wrapping_arithmetic(self, tmp_path):
+        expect_output(tmp_path, """
+            master {
+                int max = 9223372036854775807;
+                int min = -max - 1;
+                print(max + 1); print(min - 1); print(max * 2);
+                print(-min); print(min / -1); print(min % -1);
+                print(abs(min)); print(abs(-5)); print(min(min, max));
+                print(max(3, -3));
+                int m = min; m /= -1; print(m);
+            }""", [MIN, MAX, -2, MIN, MIN, 0, MIN, 5, MIN, 3, MIN])
+
+    def test_division_signs(self, tmp_path):
+        expect_output(tmp_path, """
+            master {
+                print(7 / 2); print(-7 / 2); print(7 / -2); print(-7 / -2);
+                print(7 % 3); print(-7 % 3); print(7 % -3); print(-7 % -3);
+            }""", [3, -3, -3, 3, 1, -1, 1, -1])
+
+    @pytest.mark.parametrize("expr,col", [("a / b", 7), ("a % b", 7),
+                                          ("a /= b", 7), ("a %= b", 7)])
+    def test_division_by_zero(self, tmp_path, expr, col):
+        stmt = f"print({expr});" if "=" not in expr else f"{expr};"
+        col = col + (6 if stmt.startswith("print") else 0)
+        run = build_and_run(tmp_path, f"""
+            master {{
+                int a = 1; int b = 0;
+                print(2);
+                {stmt}
+                print(3);
+            }}""")
+        assert run.returncode == 1
+        assert run.stdout == "2\n"
+        assert runtime_errors(run.stderr) == [
+            f"prog.ms:4:{col + 1}: runtime error: division by zero"]
+
+    def test_doubles(self, tmp_path):
+        expect_output(tmp_path, """
+            master {
+                print(1.0 / 0.0); print(-1.0 / 0.0); print(0.0 / 0.0);
+                print(0.1 + 0.2); print(-0.0); print(1e21); print(100.0);
+                print(0.0 / 0.0 == 0.0 / 0.0); print(0.0 / 0.0 != 0.0 / 0.0);
+                print(1.0 < 0.0 / 0.0); print(sqrt(-1.0)); print(log(0.0));
+                print(sqrt(2.0)); print(pow(2.0, 10.0)); print(atan2(1.0, 1.0));
+                print(floor(-1.5)); print(ceil(-1.5)); print(abs(-2.5));
+                print(min(0.0 / 0.0, 1.0)); print(max(2.0, 0.0 / 0.0));
+            }""", ["inf", "-inf", "nan", "0.30000000000000004", "-0",
+                   "1e+21", "100", "false", "true", "false", "nan", "-inf",
+                   "1.4142135623730951", "1024", "0.7853981633974483",
+                   "-2", "-1", "2.5", "1", "2"])
+
+    def test_conversions(self, tmp_path):
+        expect_output(tmp_path, """
+            master {
+                print(int(3.9)); print(int(-3.9)); print(int(0.0 / 0.0));
+                print(int(1e300)); print(int(-1e300)); print(int(1.0 / 0.0));
+                print(int('\\xff')); print(int(true)); print(double(-7));
+                print(char(321)); print(int(char(-1)));
+                print('a' < '\\xe9');
+            }""", [3, -3, 0, MAX, MIN, MAX, 255, 1, -7, "A", 255, "true"])
+
+    def test_short_circuit_and_order(self, tmp_path):
+        expect_output(tmp_path, """
+            bool t(int n) { print(n); return true; }
+            bool f(int n) { print(n); return false; }
+            int v(int n) { print(n); return n; }
+            master {
+                print(f(1) && t(2));
+                print(t(3) || f(4));
+                print(v(5) - v(6));
+                int x = 10;
+                x -= v(7);
+                print(x);
+            }""", [1, "false", 3, "true", 5, 6, -1, 7, 3])
+
+    def test_recursion_and_zero_values(self, tmp_path):
+        expect_output(tmp_path, """
+            int fib(int n) { if (n < 2) return n; return fib(n - 1) + fib(n - 2); }
+            int depth(int n) { if (n == 0) return 0; return 1 + depth(n - 1); }
+            master {
+                int i; double d; bool b; char c; jobstate s; job<int> j;
+                print(i); print(d); print(b); print(int(c)); print(s);
+                print(j == j);
+                print(fib(20)); print(depth(100000));
+            }""", [0, 0, "false", 0, "running", "true", 6765, 100000])
+
+    def test_deep_recursion_is_a_stack_overflow(self, tmp_path):
+        run = build_and_run(tmp_path, """
+            int down(int n) {
+                return down(n + 1) + 1;
+            }
+            master {
+                print(1);
+                print(down(0));
+            }""")
+        assert run.returncode == 1
+        assert run.stdout == "1\n"
+        assert runtime_errors(run.stderr) == [
+            "prog.ms:2:12: runtime error: stack overflow"]
+
+    def test_remote_jobs(self, tmp_path):
+        expect_output(tmp_path, """
+            job int add(int a, int b) { return a + b; }
+            job double scale(double x, int k) { return x * double(k); }
+            job bool both(bool a, bool b) { return a && b; }
+            job char next(char c) { return char(int(c) + 1); }
+            job void nothing(int x) { }
+            master {
+                job<int> j = remote add(2, -9223372036854775807);
+                print(get(j));
+                print(get(j));
+                print(get(remote scale(1.5, 4)));
+                print(get(remote both(true, true)));
+                print(get(remote next('\\xff')) == '\\0');
+                job<void> n = remote nothing(1);
+                get(n);
+                print(state(n));
+                job<int> k = j;
+                print(k == j); print(k != remote add(1, 1));
+            }""", [-9223372036854775805, -9223372036854775805, 6, "true",
+                   "true", "finished", "true", "true"])
+
+    def test_failed_job(self, tmp_path):
+        run = build_and_run(tmp_path, """
+            job int divide(int a, int b) {
+                return a / b;
+            }
+            master {
+                job<int> ok = remote divide(10, 2);
+                job<int> bad = remote divide(1, 0);
+                print(get(ok));
+                print(get(bad));
+                print(0);
+            }""")
+        assert run.returncode == 1
+        assert run.stdout == "5\n"
+        assert runtime_errors(run.stderr) == [
+            "prog.ms:8:11: runtime error: job 'divide' failed: "
+            "prog.ms:2:14: division by zero"]
+
+    def test_stack_overflow_in_a_job_fails_only_that_job(self, tmp_path):
+        run = build_and_run(tmp_path, """
+            int down(int n) { return down(n + 1) + 1; }
+            job int deep(int n) { return down(n); }
+            job int ok(int n) { return n * 2; }
+            master {
+                job<int> d = remote deep(0);
+                print(get(remote ok(21)));
+                print(get(d));
+            }""")
+        assert run.returncode == 1
+        assert run.stdout == "42\n"
+        assert runtime_errors(run.stderr) == [
+            "prog.ms:7:11: runtime error: job 'deep' failed: "
+            "prog.ms:1:26: stack overflow"]
+
+    @pytest.mark.parametrize("opt", ["-O0", "-O3"])
+    def test_optimization_levels_agree(self, tmp_path, opt):
+        (tmp_path / "p.ms").write_text(textwrap.dedent("""
+            int collatz(int n) { if (n == 1) return 0; if (n % 2 == 0) return 1 + collatz(n / 2); return 1 + collatz(3 * n + 1); }
+            master { int s = 0; for (int i = 1; i < 1000; i += 1) { s += collatz(i); } print(s); }
+            """))
+        built = msc("p.ms", opt, "-o", "p", cwd=tmp_path)
+        assert built.returncode == 0, built.stderr
+        run = run_bounded([str(tmp_path / "p-master")], cwd=tmp_path,
+                          timeout=RUN_TIMEOUT)
+        assert (run.returncode, run.stdout) == (0, "59431\n")
