@@ -1,0 +1,181 @@
+"""The M/s benchmarks: each figure beside a baseline measured in the same run.
+
+    python -m tools.bench.run [--only NAME ...] [--repeat 3] [--quick]
+
+Value kernels (sieve, matmul, strings, structs, fib) run the same algorithm
+as an M/s master block and as C compiled with gcc -O2; the table shows the
+M/s time over the C time. The job benchmarks (tiny-job throughput, round
+trip latency, a 10-million-element argument) run against 2 local slaves and
+are compared with a raw loopback TCP floor (tcp_floor.c, the same 12-byte
+header and nothing else), and with Ray and Dask when those import.
+
+Every time is the best of --repeat runs of a whole process, less the best
+time of the same program doing no work (N = 0), so process and slave
+start-up are not counted. Machines here are shared and noisy: read ratios,
+not absolute times.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+# name -> (N for the measurement, what the N counts)
+KERNELS = {
+    "fib": 32,
+    "sieve": 5_000_000,
+    "matmul": 200,
+    "strings": 20_000,
+    "structs": 100_000,
+}
+JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000}
+
+
+class BenchError(Exception):
+    pass
+
+
+def sh(cmd, **kw):
+    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if result.returncode != 0:
+        raise BenchError(f"{' '.join(map(str, cmd))} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def instantiate(template: pathlib.Path, workdir: pathlib.Path, tag: str, **subs) -> pathlib.Path:
+    text = template.read_text()
+    for key, value in subs.items():
+        text = text.replace(f"@{key}@", str(value))
+    out = workdir / f"{template.stem}_{tag}{template.suffix}"
+    out.write_text(text)
+    return out
+
+
+def build_ms(src: pathlib.Path) -> pathlib.Path:
+    name = src.with_suffix("")
+    sh([sys.executable, "-m", "compiler", str(src), "-O2", "-o", str(name)],
+       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    return pathlib.Path(f"{name}-master")
+
+
+def build_c(src: pathlib.Path) -> pathlib.Path:
+    exe = src.with_suffix("")
+    sh(["gcc", "-O2", "-o", str(exe), str(src), "-lm"], timeout=120)
+    return exe
+
+
+def best_time(cmd, repeat: int, timeout: float = 600) -> tuple[float, str]:
+    best, out = float("inf"), ""
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            raise BenchError(f"{cmd[0]} exited {result.returncode}:\n{result.stderr[-2000:]}")
+        best, out = min(best, elapsed), result.stdout
+    return best, out
+
+
+def timed_pair(build, template, workdir, repeat, args=(), **subs):
+    """Best time of the program at N less the best time at N = 0."""
+    work = build(instantiate(template, workdir, "n", **subs))
+    idle = build(instantiate(template, workdir, "0", **{**subs, "N": 0}))
+    t_work, out = best_time([str(work), *args], repeat)
+    t_idle, _ = best_time([str(idle), *args], repeat)
+    return max(t_work - t_idle, 1e-9), out.strip()
+
+
+def run_kernels(names, workdir, repeat):
+    rows = []
+    for name in names:
+        n = KERNELS[name]
+        t_ms, out_ms = timed_pair(build_ms, HERE / "ms" / f"{name}.ms", workdir,
+                                  repeat, args=("--spawn", "0"), N=n)
+        t_c, out_c = timed_pair(build_c, HERE / "c" / f"{name}.c", workdir, repeat, N=n)
+        same = "" if out_ms.split() == out_c.split() or name == "matmul" else "  OUTPUT DIFFERS"
+        rows.append((name, t_ms, t_c, t_ms / t_c, same))
+        print(f"{name:10} M/s {t_ms:8.3f} s   C -O2 {t_c:8.3f} s   ratio {t_ms / t_c:6.2f}{same}",
+              flush=True)
+    return rows
+
+
+def floor(mode: str, n: int) -> float:
+    exe = HERE / "tcp_floor"
+    if not exe.exists() or exe.stat().st_mtime < (HERE / "tcp_floor.c").stat().st_mtime:
+        sh(["gcc", "-O2", "-o", str(exe), str(HERE / "tcp_floor.c")])
+    return float(sh([str(exe), mode, str(n)], timeout=300))
+
+
+def run_jobs(names, workdir, repeat):
+    slaves = ("--spawn", "2")
+    if "tiny_jobs" in names:
+        n = JOBS["tiny_jobs"]
+        t, _ = timed_pair(build_ms, HERE / "ms" / "tiny_jobs.ms", workdir, repeat, slaves, N=n)
+        rate = n / t
+        base = floor("pipeline", 200_000)
+        print(f"tiny jobs   M/s {rate:10.0f} jobs/s   TCP pipeline floor {base:10.0f} msgs/s"
+              f"   ratio {rate / base:5.2f}   (goal: 100000 jobs/s)", flush=True)
+        others("tiny", n)
+    if "round_trip" in names:
+        n = JOBS["round_trip"]
+        t, _ = timed_pair(build_ms, HERE / "ms" / "round_trip.ms", workdir, repeat, slaves, N=n)
+        rtt = t / n * 1e6
+        base = floor("pingpong", 20_000)
+        print(f"round trip  M/s {rtt:8.1f} us   TCP ping-pong floor {base:8.1f} us"
+              f"   ratio {rtt / base:5.2f}   (goal: 2.0 or less)", flush=True)
+        others("round", n)
+    if "large_arg" in names:
+        n = JOBS["large_arg"]
+        template = HERE / "ms" / "large_arg.ms"
+        send = build_ms(instantiate(template, workdir, "send", N=n, SEND=1))
+        build_only = build_ms(instantiate(template, workdir, "build", N=n, SEND=0))
+        t_send, _ = best_time([str(send), *slaves], repeat)
+        t_build, _ = best_time([str(build_only), *slaves], repeat)
+        mib = n * 8 / 2**20
+        bw = mib / max(t_send - t_build, 1e-9)
+        base = floor("stream", 1000)
+        print(f"large arg   M/s {bw:8.1f} MiB/s   TCP stream floor {base:8.1f} MiB/s"
+              f"   ratio {bw / base:5.2f}   (goal: 0.5 or more; includes the job's sum)",
+              flush=True)
+
+
+def others(kind: str, n: int):
+    """Ray and Dask doing the same, when they are installed."""
+    for system in ("dask", "ray"):
+        try:
+            out = sh([sys.executable, str(HERE / "others.py"), system, kind, str(n)],
+                     timeout=600)
+            print(f"            {system:5} {out.strip()}", flush=True)
+        except BenchError as e:
+            reason = str(e).strip().splitlines()[-1][:100]
+            print(f"            {system:5} not measured: {reason}", flush=True)
+        except subprocess.TimeoutExpired:
+            print(f"            {system:5} not measured: timed out", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="M/s benchmarks against C and TCP baselines")
+    ap.add_argument("--only", nargs="*", choices=sorted(KERNELS) + sorted(JOBS))
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    chosen = args.only or list(KERNELS) + list(JOBS)
+    with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp:
+        workdir = pathlib.Path(tmp)
+        try:
+            run_kernels([k for k in chosen if k in KERNELS], workdir, args.repeat)
+            run_jobs([k for k in chosen if k in JOBS], workdir, args.repeat)
+        except (BenchError, subprocess.TimeoutExpired) as e:
+            print(f"bench: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
