@@ -199,7 +199,8 @@ _DESCRIPTIONS = {
     "expr": "expression",
     "type": "type",
     "NAME": "identifier",
-    "LPAREN": "'('", "PARAMS_LPAREN": "'('", "RPAREN": "')'",
+    "LPAREN": "'('", "PARAMS_LPAREN": "'('", "REMOTE_LPAREN": "'('",
+    "RPAREN": "')'",
     "LBRACE": "'{'", "RBRACE": "'}'", "RBRACK": "']'",
     "COMMA": "','", "LT": "'<'", "GT": "'>'",
     "SEMI": "';'",
@@ -456,7 +457,7 @@ class _Builder:
         body = body.children[0]
         if body.expr_name == "remote":
             c = body.children
-            e = S.Remote(name=_tok(c[1]), args=self.args(c[2]),
+            e = S.Remote(name=_tok(c[1]), args=self.arg_list(c[3]),
                          pos=self.pos(body))
         else:
             e = self.postfix(body)
@@ -501,4 +502,7 @@ class _Builder:
         return S.Name(name=_tok(node), pos=p)
 
     def args(self, node) -> tuple:
-        return tuple(self.expr(a) for a in _list(node.children[1]))
+        return self.arg_list(node.children[1])
+
+    def arg_list(self, node) -> tuple:
+        return tuple(self.expr(a) for a in _list(node))
