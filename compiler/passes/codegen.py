@@ -42,8 +42,9 @@ from compiler.ir.walk import walk
 _RUN_TYPE = ir.FunctionType(CT.VOID, [CT.READER_PTR, CT.PTR])
 _ENTRY_TYPE = ir.LiteralStructType([CT.PTR, CT.PTR, CT.PTR,
                                     _RUN_TYPE.as_pointer()])
-_UNSUPPORTED_NODES = {Index: "indexing", FieldAccess: "field access",
-                      Append: "appending with ::", CharVectorLit: "strings"}
+_UNSUPPORTED_NODES = {Index: "indexing is", FieldAccess: "field access is",
+                      Append: "appending with :: is",
+                      CharVectorLit: "strings are"}
 
 
 @attrs.define
@@ -64,7 +65,7 @@ def reject_unsupported(prog: Program) -> None:
             raise CompileError(n.pos, "structs are not supported yet")
         for cls, what in _UNSUPPORTED_NODES.items():
             if isinstance(n, cls):
-                raise CompileError(n.pos, f"{what} is not supported yet")
+                raise CompileError(n.pos, f"{what} not supported yet")
         for f in attrs.fields(type(n)):
             value = getattr(n, f.name)
             if isinstance(value, T.Type):
