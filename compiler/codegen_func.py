@@ -7,9 +7,9 @@ Conventions inside a function:
   promote them); a declaration stores its initializer or its zero value
   each time it executes;
 - evaluation is left to right (SPEC section 11);
-- after a terminator (return, break, continue, a runtime error) codegen
-  goes on in a fresh block without predecessors, which LLVM deletes, so
-  statements after a `return` need no special case;
+- statements after a terminator (return, break, continue) in the same
+  block are unreachable and not emitted (typecheck has already checked
+  them, and codegen's unsupported-type scan covers the whole program);
 - runtime errors call ms_runtime_error(line, col, msg) then `unreachable`.
 """
 from __future__ import annotations
@@ -85,9 +85,6 @@ class FunctionEmitter:
                 self.b.unreachable()
         self._entry.branch(self.fn.basic_blocks[1])
 
-    def _dead_block(self) -> None:
-        self.b.position_at_end(self.fn.append_basic_block("dead"))
-
     def runtime_error(self, pos, message: str) -> None:
         """Call ms_runtime_error at `pos` (never returns)."""
         self.b.call(self.rt.fn("ms_runtime_error"),
@@ -109,6 +106,8 @@ class FunctionEmitter:
         self.scopes.pop()
 
     def stmt(self, s) -> None:
+        if self.b.block.is_terminated:
+            return          # unreachable: follows a return, break or continue
         method = getattr(self, "stmt_" + type(s).__name__, None)
         if method is None:
             raise CompileError(s.pos, f"{type(s).__name__.lower()} statements "
@@ -219,11 +218,9 @@ class FunctionEmitter:
 
     def stmt_Break(self, s) -> None:
         self.b.branch(self.loops[-1][1])
-        self._dead_block()
 
     def stmt_Continue(self, s) -> None:
         self.b.branch(self.loops[-1][0])
-        self._dead_block()
 
     def stmt_Return(self, s: S.Return) -> None:
         if s.value is None:
@@ -234,7 +231,6 @@ class FunctionEmitter:
                 self.b.ret_void()
             else:
                 self.b.ret(value)
-        self._dead_block()
 
     # ------------------------------------------------------------ expressions
 
