@@ -60,14 +60,20 @@ def reject_unsupported(prog: Program) -> None:
     """CompileError at the first (in source order) declaration or expression
     that needs vectors, strings or structs, which codegen cannot compile
     yet."""
+    type_fields: dict[type, tuple[str, ...]] = {}
     for n in walk(prog):
-        if isinstance(n, StructDecl):
+        cls = type(n)
+        if cls is StructDecl:
             raise CompileError(n.pos, "structs are not supported yet")
-        for cls, what in _UNSUPPORTED_NODES.items():
-            if isinstance(n, cls):
-                raise CompileError(n.pos, f"{what} not supported yet")
-        for f in attrs.fields(type(n)):
-            value = getattr(n, f.name)
+        if cls in _UNSUPPORTED_NODES:
+            raise CompileError(n.pos, f"{_UNSUPPORTED_NODES[cls]} not "
+                               "supported yet")
+        names = type_fields.get(cls)
+        if names is None:
+            names = type_fields[cls] = tuple(
+                f.name for f in attrs.fields(cls) if f.name != "pos")
+        for name in names:
+            value = getattr(n, name)
             if isinstance(value, T.Type):
                 what = CT.unsupported(value)
                 if what is not None:
