@@ -26,6 +26,7 @@ it as `msc: error: ...` and exits 1.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shlex
@@ -267,8 +268,16 @@ def runtime_dir() -> str:
     repo = package.parent
     if (repo / "runtime" / "c" / "Makefile").is_file():
         out = repo / "build"
-        _make(["-s", "-C", str(repo / "runtime" / "c"), f"OUT={out}"],
-              "runtime/c")
+        try:
+            out.mkdir(exist_ok=True)
+            lock = open(out / ".make.lock", "w")
+        except OSError as e:
+            raise BackendError(f"cannot create {out}: {e.strerror}") from None
+        with lock:
+            # Several msc processes may build at once: one make at a time.
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _make(["-s", "-C", str(repo / "runtime" / "c"), f"OUT={out}"],
+                  "runtime/c")
         if not _has_libs(out):
             raise BackendError(f"building the runtime produced no "
                                f"libmsmaster.a/libmsslave.a in {out}")
