@@ -106,6 +106,22 @@ def _describe_lvalue(e: Expr) -> str:
     return "an element"
 
 
+def _describe_non_lvalue(e: Expr) -> str:
+    def what(x: Expr) -> str:
+        if isinstance(x, Append):
+            return "the result of '::'"
+        if isinstance(x, (Call, Remote)):
+            return "the result of a call"
+        return "a computed value"
+    if isinstance(e, (Index, FieldAccess)):
+        root = e
+        while isinstance(root, (Index, FieldAccess)):
+            root = root.base
+        part = "an element" if isinstance(e, Index) else f"field '{e.name}'"
+        return f"{part} of {what(root)}"
+    return what(e)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -264,13 +280,9 @@ class _BodyChecker:
         return attrs.evolve(s, name=unique, init=init)
 
     def assign(self, s: Assign) -> Assign:
-        if isinstance(s.target, Append):
-            raise CompileError(s.target.pos, "cannot assign to the result of '::'")
         if not _is_lvalue(s.target):
-            what = "the result of a call" if isinstance(s.target, (Call, Remote)) \
-                else "this expression"
-            raise CompileError(s.target.pos, f"cannot assign to {what}: only to a "
-                                             "variable, an element v[i] or a field s->f")
+            raise CompileError(s.target.pos, f"cannot assign to {_describe_non_lvalue(s.target)}: "
+                                             "only to a variable, an element v[i] or a field s->f")
         target = self.value(s.target)
         value = self.value(s.value)
         if s.op == "=":

@@ -74,21 +74,13 @@ def not_serializable_reason(t: T.Type, structs: dict) -> str | None:
     if t in T.SCALARS:
         return None
     if isinstance(t, T.VectorType):
-        inner = not_serializable_reason(t.elem, structs)
-        if inner is None:
-            return None
-        return inner
+        return not_serializable_reason(t.elem, structs)
     if isinstance(t, T.StructType):
         for fd in structs[t.name].fields:
             inner = not_serializable_reason(fd.type, structs)
             if inner is not None:
-                return f"field '{fd.name}' of struct {t.name} has type {fd.type}" + (
-                    "" if inner == _plain(fd.type) else f"; {inner}")
+                return f"field '{fd.name}' of struct {t.name} has type {fd.type}; {inner}"
         return None
-    return _plain(t)
-
-
-def _plain(t: T.Type) -> str:
     return f"{t} is not serializable"
 
 
