@@ -533,6 +533,10 @@ def test_error_position_is_in_characters_and_tabs_are_one_column():
     # otherwise at the offending token
     ("int x = ;", (1, 9), "expected expression, found ';'"),
     ("x += ;", (1, 6), "expected expression, found ';'"),
+    ("x = 1 + ;", (1, 9), "expected expression, found ';'"),
+    ("x = 1 * (2 - );", (1, 14), "expected expression, found ')'"),
+    ("x = - ;", (1, 7), "expected expression, found ';'"),
+    ("x = v[];", (1, 7), "expected expression, found ']'"),
     ("f(1, );", (1, 6), "expected expression, found ')'"),
     ("f(1 2);", (1, 5), "expected ',' or ')', found '2'"),
     ("v[1 2];", (1, 5), "expected ']', found '2'"),
@@ -576,9 +580,10 @@ def test_syntax_errors_in_statements(body, where, message):
     ("struct P { int x = 1; }", (1, 17),
      "expected ';' after field declaration, found '=' "
      "(assignment is a statement, not an expression)"),
-    ("struct P { int x; ", (1, 19), "unexpected end of file, expected '}'"),
+    ("struct P { int x; ", (1, 18), "unexpected end of file, expected '}'"),
     ("master { x = 1;", (1, 16), "unexpected end of file, expected '}'"),
-    ("master {\n  if (x) {\n    y;\n  }\n", (5, 1),
+    # at the end of the file: just after the last token
+    ("master {\n  if (x) {\n    y;\n  }\n", (4, 4),
      "unexpected end of file, expected '}'"),
     ("master", (1, 7), "unexpected end of file, expected '{'"),
     ("master { } }", (1, 12), "expected top-level declaration, found '}'"),
