@@ -206,4 +206,31 @@ void ms_print_string(const ms_vec *s);
 void ms_value_encode(const ms_type *t, const void *value, ms_buf *b);
 void ms_value_decode(const ms_type *t, ms_reader *r, void *out);
 
+/* ------------------------------------------ D. runtime additions (later)
+ *
+ * Added by the runtime after parts A to C were fixed; nothing above
+ * changed. */
+
+/* Optional, part A: a compiled program may define this (e.g. as the hex
+ * SHA-256 of its source text); the runtime mixes it into the program
+ * fingerprint checked in the handshake, so that slaves built from another
+ * version of the same program are refused even when every job signature is
+ * the same. The runtime declares it weak: leaving it out is fine. */
+extern const char ms_program_hash[];
+
+/* Cancellation inside a slave (SPEC 6 `cancel`): when the master cancels a
+ * running job, the slave sets a flag for it. Compiled job code may poll it,
+ * e.g. at loop back-edges: *ms_cancel_flag_ptr() is nonzero once the
+ * current job was cancelled (the pointer is fixed for the thread, so it may
+ * be loaded once per function). ms_cancel_point() abandons the current job
+ * when it was cancelled (the slave tells the master and moves on; the job's
+ * memory is not reclaimed) and returns otherwise. ms_cancel_requested() is
+ * the flag as a call. In the master all three say "not cancelled". */
+const volatile int32_t *ms_cancel_flag_ptr(void);
+int32_t ms_cancel_requested(void);
+void ms_cancel_point(void);
+
+/* The keyword of a jobstate ("running", ...), static storage. */
+const char *ms_jobstate_name(int32_t v);
+
 #endif

@@ -1,0 +1,29 @@
+/* log.h — one-line messages to stderr, prefixed with the program's name. */
+#ifndef MS_LOG_H
+#define MS_LOG_H
+
+#include <stddef.h>
+
+/* Called once by main() before any thread starts: `argv0` is borrowed; its
+ * basename is copied. `verbose` enables ms_logv. */
+void ms_log_init(const char *argv0, int verbose);
+int ms_log_verbose(void);
+const char *ms_log_name(void); /* static storage; e.g. "prog-master" */
+
+/* Each message is written with one write(2), so lines from several threads
+ * or processes never interleave. */
+void ms_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ms_logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Allocation that ends the process with a message when memory runs out.
+ * The caller owns (and frees) what they return. */
+void *ms_xmalloc(size_t n);
+void *ms_xcalloc(size_t n, size_t size);
+void *ms_xrealloc(void *p, size_t n);
+char *ms_xstrdup(const char *s);
+
+/* Monotonic clock in milliseconds. */
+long long ms_now_ms(void);
+
+#endif

@@ -1,0 +1,77 @@
+/* proto.h — control messages (ordinal 0): kinds and byte layouts.
+ * docs/protocol.md describes the same layouts for people. */
+#ifndef MS_PROTO_H
+#define MS_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "ms_abi.h"
+
+#define MS_PROTOCOL_VERSION 1u
+
+/* The first payload byte of a control message. */
+enum ms_ctrl_kind {
+    MS_CHALLENGE = 1, /* master -> slave, first message on a connection */
+    MS_HELLO = 2,     /* slave -> master, answers CHALLENGE */
+    MS_WELCOME = 3,   /* master -> slave: accepted */
+    MS_REFUSE = 4,    /* master -> slave: refused, with a reason */
+    MS_FAILURE = 5,   /* slave -> master: job jid failed, with its error */
+    MS_CANCEL = 6,    /* master -> slave: stop job jid */
+    MS_CANCELLED = 7, /* slave -> master: job jid stopped, no result */
+    MS_HEARTBEAT = 8, /* both ways, when nothing else was sent for a while */
+    MS_GOODBYE = 9,   /* master -> slave: the run is over */
+};
+
+/* CHALLENGE flags. */
+#define MS_CHALLENGE_AUTH 1u /* the master requires a proof of the secret */
+
+#define MS_CHALLENGE_LEN (1 + 4 + 4 + MS_DIGEST_LEN + MS_NONCE_LEN)
+#define MS_HELLO_LEN (1 + 4 + MS_DIGEST_LEN + 4 + 4 + MS_DIGEST_LEN)
+#define MS_WELCOME_LEN (1 + 4 + 4 + 4)
+#define MS_MAX_TEXT 4096   /* longest REFUSE reason or FAILURE text */
+#define MS_HANDSHAKE_MAX 4096 /* longest message before the handshake ends */
+#define MS_MAX_THREADS 1024
+
+typedef struct ms_challenge {
+    uint32_t version, flags;
+    uint8_t fingerprint[MS_DIGEST_LEN];
+    uint8_t nonce[MS_NONCE_LEN];
+} ms_challenge;
+
+typedef struct ms_hello {
+    uint32_t version;
+    uint8_t fingerprint[MS_DIGEST_LEN];
+    uint32_t threads, pid;
+    uint8_t proof[MS_DIGEST_LEN];
+} ms_hello;
+
+typedef struct ms_welcome {
+    uint32_t heartbeat_ms; /* send something at least this often */
+    uint32_t max_message;  /* longest payload either side may send */
+    uint32_t slave_id;     /* the master's number for this slave (logs) */
+} ms_welcome;
+
+/* Append whole messages (header included) to `out` (borrowed). */
+void ms_ctrl_append(ms_buf *out, uint32_t jid, uint8_t kind);
+void ms_ctrl_append_text(ms_buf *out, uint32_t jid, uint8_t kind,
+                         const char *text);
+void ms_challenge_append(ms_buf *out, const ms_challenge *c);
+void ms_hello_append(ms_buf *out, const ms_hello *h);
+void ms_welcome_append(ms_buf *out, const ms_welcome *w);
+
+/* Decode a control payload (kind byte included) of exactly the right
+ * length; 0, or -1 if the length is wrong. */
+int ms_challenge_decode(const uint8_t *p, uint32_t len, ms_challenge *c);
+int ms_hello_decode(const uint8_t *p, uint32_t len, ms_hello *h);
+int ms_welcome_decode(const uint8_t *p, uint32_t len, ms_welcome *w);
+
+/* Copy the text of a REFUSE or FAILURE payload (after the kind byte) into
+ * `out`, at most MS_MAX_TEXT bytes, replacing control characters with '?'
+ * so a peer cannot write escape sequences to our terminal. */
+void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen);
+
+const char *ms_ctrl_name(uint8_t kind);
+
+#endif

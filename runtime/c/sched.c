@@ -1,0 +1,74 @@
+/* sched.c — in-flight sets and the choice of a slave. */
+#include "sched.h"
+
+#include <stdlib.h>
+
+#include "jobs.h"
+#include "log.h"
+
+void ms_inflight_init(ms_inflight *s, uint32_t capacity)
+{
+    s->capacity = capacity;
+    s->n = 0;
+    s->jobs = ms_xcalloc(capacity, sizeof *s->jobs);
+}
+
+void ms_inflight_free(ms_inflight *s)
+{
+    free(s->jobs);
+    s->jobs = NULL;
+    s->capacity = s->n = 0;
+}
+
+void ms_inflight_add(ms_inflight *s, struct ms_job *j)
+{
+    if (s->n >= s->capacity)
+        ms_fatal("internal error: job %u sent to a full slave", j->jid);
+    s->jobs[s->n++] = j;
+}
+
+struct ms_job *ms_inflight_find(const ms_inflight *s, uint32_t jid)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->jobs[i]->jid == jid)
+            return s->jobs[i];
+    return NULL;
+}
+
+struct ms_job *ms_inflight_take(ms_inflight *s, uint32_t jid)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->jobs[i]->jid == jid) {
+            struct ms_job *j = s->jobs[i];
+            /* Keep the order of the others: requeueing after a lost slave
+             * then keeps the jobs' original order. */
+            for (uint32_t k = i + 1; k < s->n; k++)
+                s->jobs[k - 1] = s->jobs[k];
+            s->n--;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+long ms_sched_pick(ms_inflight *const *sets, size_t n, size_t *cursor)
+{
+    long best = -1;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (*cursor + k) % n;
+        const ms_inflight *s = sets[i];
+        if (!s || s->n >= s->capacity)
+            continue;
+        if (best < 0) {
+            best = (long)i;
+            continue;
+        }
+        const ms_inflight *b = sets[best];
+        /* s->n / s->capacity < b->n / b->capacity, without division. */
+        if ((uint64_t)s->n * b->capacity < (uint64_t)b->n * s->capacity)
+            best = (long)i;
+    }
+    if (best >= 0)
+        *cursor = ((size_t)best + 1) % n;
+    return best;
+}

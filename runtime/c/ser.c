@@ -1,0 +1,299 @@
+/* ser.c — ms_buf and ms_reader (ms_abi.h part B), and the signature
+ * validator that lets both sides distrust every payload they receive. */
+#include "ser.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "wire.h"
+
+/* ------------------------------------------------------------- buffers */
+
+void ms_buf_reserve(ms_buf *b, uint64_t extra)
+{
+    if (extra <= b->cap - b->len)
+        return;
+    if (extra > UINT64_MAX / 2 - b->len)
+        ms_fatal("buffer of %" PRIu64 " bytes cannot grow by %" PRIu64,
+                 b->len, extra);
+    uint64_t need = b->len + extra;
+    uint64_t cap = b->cap ? b->cap * 2 : 64;
+    if (cap < need)
+        cap = need;
+    if (cap > SIZE_MAX)
+        ms_fatal("out of memory: buffer of %" PRIu64 " bytes", cap);
+    b->data = ms_xrealloc(b->data, (size_t)cap);
+    b->cap = cap;
+}
+
+void ms_buf_append(ms_buf *b, const void *p, uint64_t n)
+{
+    if (n == 0)
+        return;
+    ms_buf_reserve(b, n);
+    memcpy(b->data + b->len, p, (size_t)n);
+    b->len += n;
+}
+
+void ms_buf_free(ms_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Caller owns the result (ms_start_job takes it over). */
+ms_buf *ms_args_new(void)
+{
+    return ms_xcalloc(1, sizeof(ms_buf));
+}
+
+void ms_buf_put_i64(ms_buf *b, int64_t v)
+{
+    ms_buf_reserve(b, 8);
+    ms_put_u64le(b->data + b->len, (uint64_t)v);
+    b->len += 8;
+}
+
+void ms_buf_put_f64(ms_buf *b, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    ms_buf_reserve(b, 8);
+    ms_put_u64le(b->data + b->len, bits);
+    b->len += 8;
+}
+
+void ms_buf_put_u8(ms_buf *b, uint8_t v)
+{
+    ms_buf_reserve(b, 1);
+    b->data[b->len++] = v;
+}
+
+void ms_buf_put_u32(ms_buf *b, uint32_t v)
+{
+    ms_buf_reserve(b, 4);
+    ms_put_u32le(b->data + b->len, v);
+    b->len += 4;
+}
+
+/* ------------------------------------------------------------- readers */
+
+int64_t ms_read_i64(ms_reader *r)
+{
+    if (r->len - r->off < 8 || r->off > r->len) {
+        r->off = r->len;
+        return 0;
+    }
+    uint64_t v = ms_get_u64le(r->data + r->off);
+    r->off += 8;
+    return (int64_t)v;
+}
+
+double ms_read_f64(ms_reader *r)
+{
+    if (r->len - r->off < 8 || r->off > r->len) {
+        r->off = r->len;
+        return 0.0;
+    }
+    uint64_t bits = ms_get_u64le(r->data + r->off);
+    r->off += 8;
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+uint8_t ms_read_u8(ms_reader *r)
+{
+    if (r->off >= r->len) {
+        r->off = r->len;
+        return 0;
+    }
+    return r->data[r->off++];
+}
+
+uint32_t ms_read_u32(ms_reader *r)
+{
+    if (r->len - r->off < 4 || r->off > r->len) {
+        r->off = r->len;
+        return 0;
+    }
+    uint32_t v = ms_get_u32le(r->data + r->off);
+    r->off += 4;
+    return v;
+}
+
+/* ---------------------------------------------------------- signatures */
+
+/* Facts about the one type at the start of a signature. */
+typedef struct sig_info {
+    const char *end;   /* just past the type */
+    uint64_t min_size; /* fewest bytes an encoding of it takes */
+    int fixed;         /* 1: every encoding takes min_size bytes and any
+                        * bytes are valid (no bools, no vectors) */
+} sig_info;
+
+/* Parse one type at `s`. Returns 0, or -1 if malformed. Depth is bounded by
+ * the signature's length, which comes from the compiled program. */
+static int sig_one(const char *s, sig_info *out)
+{
+    switch (*s) {
+    case 'i':
+    case 'd':
+        *out = (sig_info){s + 1, 8, 1};
+        return 0;
+    case 'c':
+        *out = (sig_info){s + 1, 1, 1};
+        return 0;
+    case 'b':
+        *out = (sig_info){s + 1, 1, 0};
+        return 0;
+    case 'v': {
+        sig_info elem;
+        if (sig_one(s + 1, &elem) != 0)
+            return -1;
+        *out = (sig_info){elem.end, 4, 0};
+        return 0;
+    }
+    case '{': {
+        sig_info acc = {s + 1, 0, 1};
+        while (*acc.end != '}') {
+            sig_info f;
+            if (sig_one(acc.end, &f) != 0)
+                return -1;
+            acc.end = f.end;
+            acc.min_size += f.min_size;
+            acc.fixed = acc.fixed && f.fixed;
+        }
+        acc.end++;
+        *out = acc;
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+int ms_sig_check(const char *sig, char *err, size_t errlen)
+{
+    const char *s = sig;
+    while (*s) {
+        sig_info t;
+        if (sig_one(s, &t) != 0) {
+            snprintf(err, errlen, "malformed type signature \"%s\" at offset %td",
+                     sig, s - sig);
+            return -1;
+        }
+        s = t.end;
+    }
+    return 0;
+}
+
+typedef struct vstate {
+    const uint8_t *data;
+    uint64_t len, off, max_count;
+    char *err;
+    size_t errlen;
+} vstate;
+
+/* Validate one value of the type at `s` (well-formed); returns 0 or -1. */
+static int validate_one(vstate *v, const char *s, const char **end)
+{
+    sig_info t;
+    if (sig_one(s, &t) != 0) {
+        snprintf(v->err, v->errlen, "malformed type signature");
+        return -1;
+    }
+    *end = t.end;
+    if (t.fixed) {
+        if (v->len - v->off < t.min_size) {
+            snprintf(v->err, v->errlen,
+                     "payload ends inside a value at byte %" PRIu64, v->off);
+            return -1;
+        }
+        v->off += t.min_size;
+        return 0;
+    }
+    switch (*s) {
+    case 'b': {
+        if (v->off >= v->len) {
+            snprintf(v->err, v->errlen,
+                     "payload ends inside a value at byte %" PRIu64, v->off);
+            return -1;
+        }
+        uint8_t byte = v->data[v->off];
+        if (byte > 1) {
+            snprintf(v->err, v->errlen,
+                     "bool byte %u at byte %" PRIu64 " is not 0 or 1",
+                     byte, v->off);
+            return -1;
+        }
+        v->off++;
+        return 0;
+    }
+    case 'v': {
+        if (v->len - v->off < 4) {
+            snprintf(v->err, v->errlen,
+                     "payload ends inside a vector count at byte %" PRIu64,
+                     v->off);
+            return -1;
+        }
+        uint64_t count = ms_get_u32le(v->data + v->off);
+        uint64_t at = v->off;
+        v->off += 4;
+        sig_info e;
+        (void)sig_one(s + 1, &e);
+        uint64_t left = v->len - v->off;
+        if (e.min_size == 0 ? count > v->max_count
+                            : count > left / e.min_size) {
+            snprintf(v->err, v->errlen,
+                     "vector count %" PRIu64 " at byte %" PRIu64
+                     " is more than the %" PRIu64 " bytes left can hold",
+                     count, at, left);
+            return -1;
+        }
+        if (e.fixed) {
+            v->off += count * e.min_size;
+            return 0;
+        }
+        for (uint64_t i = 0; i < count; i++) {
+            const char *ignored;
+            if (validate_one(v, s + 1, &ignored) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    case '{': {
+        const char *f = s + 1;
+        while (*f != '}') {
+            if (validate_one(v, f, &f) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    default:
+        snprintf(v->err, v->errlen, "malformed type signature");
+        return -1;
+    }
+}
+
+int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
+                    uint64_t max_count, char *err, size_t errlen)
+{
+    vstate v = {data, len, 0, max_count, err, errlen};
+    const char *s = sig;
+    while (*s) {
+        if (validate_one(&v, s, &s) != 0)
+            return -1;
+    }
+    if (v.off != len) {
+        snprintf(err, errlen,
+                 "payload has %" PRIu64 " bytes but its values take %" PRIu64,
+                 len, v.off);
+        return -1;
+    }
+    return 0;
+}

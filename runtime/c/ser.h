@@ -1,0 +1,30 @@
+/* ser.h — byte buffers, readers, and the type-signature validator that
+ * every received payload passes before compiled code decodes it. */
+#ifndef MS_SER_H
+#define MS_SER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ms_abi.h"
+
+/* Make room for `extra` more bytes (ends the process if memory runs out). */
+void ms_buf_reserve(ms_buf *b, uint64_t extra);
+/* Append `n` bytes of `p` (borrowed). */
+void ms_buf_append(ms_buf *b, const void *p, uint64_t n);
+/* Free the bytes (not the ms_buf itself) and make it empty. */
+void ms_buf_free(ms_buf *b);
+
+/* Check that `sig` is a well-formed signature (section "Type signatures" of
+ * ms_abi.h). Returns 0, or -1 with a reason in err. */
+int ms_sig_check(const char *sig, char *err, size_t errlen);
+
+/* Check that the `len` bytes at `data` (borrowed) are exactly one encoding
+ * of the values of `sig`: every bool byte is 0 or 1, every vector count is
+ * possible given the bytes left (checked before looking at the elements),
+ * no element count of a zero-size type exceeds `max_count`, and nothing is
+ * left over. Returns 0, or -1 with a reason in err. Allocates nothing. */
+int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
+                    uint64_t max_count, char *err, size_t errlen);
+
+#endif
