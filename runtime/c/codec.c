@@ -1,0 +1,215 @@
+/* codec.c — type-driven encoding and decoding of values (SPEC section 9).
+ *
+ * Wire form: int and double 8 bytes little-endian, bool and char 1 byte,
+ * a vector its u32 element count then its elements, a struct its fields in
+ * declaration order (an empty struct nothing). No padding, no tags.
+ *
+ * Decoding trusts nothing even though callers validate payloads first:
+ * every read goes through the bounds-checked ms_read_* calls, and a vector
+ * count is checked against the bytes left before anything is allocated. A
+ * count that cannot fit makes the vector empty and exhausts the reader, so
+ * the rest decodes as zeros. */
+#include "values.h"
+
+#include <string.h>
+
+/* Most zero-size elements (empty structs) one decoded vector may hold:
+ * they take no bytes on the wire, so the message size does not bound them. */
+#define MSV_MAX_ZERO_SIZE_COUNT ((uint32_t)1 << 24)
+
+_Noreturn static void not_serializable(void)
+{
+    ms_runtime_error(0, 0, "internal error: value type is not serializable");
+}
+
+/* The fewest bytes a value of type t takes on the wire. Recursion only
+ * through structs held by value (vectors count 4), so it terminates. */
+static uint64_t min_wire_size(const ms_type *t)
+{
+    switch (t->kind) {
+    case MS_T_INT:
+    case MS_T_DOUBLE:
+        return 8;
+    case MS_T_BOOL:
+    case MS_T_CHAR:
+        return 1;
+    case MS_T_VECTOR:
+        return 4;
+    case MS_T_STRUCT: {
+        uint64_t n = 0;
+        for (uint32_t i = 0; i < t->nfields; i++)
+            n += min_wire_size(t->fields[i]);
+        return n;
+    }
+    default:
+        not_serializable();
+    }
+}
+
+/* ---------------------------------------------------------------- encode */
+
+static void encode(const ms_type *t, const void *p, ms_buf *b);
+
+/* v borrowed; appended to b. */
+static void encode_vec(const ms_type *vt, const ms_vec *v, ms_buf *b)
+{
+    int64_t n = v ? v->len : 0;
+    if ((uint64_t)n > UINT32_MAX)
+        ms_runtime_error(0, 0, "vector too long to send");
+    ms_buf_put_u32(b, (uint32_t)n);
+    if (n == 0)
+        return;
+    const ms_type *et = vt->elem;
+    if (et->kind == MS_T_STRUCT && min_wire_size(et) == 0)
+        return; /* elements of only empty structs: nothing to write */
+    const unsigned char *data = MSV_DATA(v);
+    switch (et->kind) {
+    case MS_T_INT: {
+        const int64_t *xs = (const int64_t *)data;
+        for (int64_t i = 0; i < n; i++)
+            ms_buf_put_i64(b, xs[i]);
+        break;
+    }
+    case MS_T_DOUBLE: {
+        const double *xs = (const double *)data;
+        for (int64_t i = 0; i < n; i++)
+            ms_buf_put_f64(b, xs[i]);
+        break;
+    }
+    case MS_T_BOOL:
+    case MS_T_CHAR:
+        for (int64_t i = 0; i < n; i++)
+            ms_buf_put_u8(b, data[i]);
+        break;
+    default:
+        msv_check_stack();
+        for (int64_t i = 0; i < n; i++)
+            encode(et, data + (size_t)i * et->size, b);
+        break;
+    }
+}
+
+static void encode(const ms_type *t, const void *p, ms_buf *b)
+{
+    switch (t->kind) {
+    case MS_T_INT:
+        ms_buf_put_i64(b, *(const int64_t *)p);
+        break;
+    case MS_T_DOUBLE:
+        ms_buf_put_f64(b, *(const double *)p);
+        break;
+    case MS_T_BOOL:
+    case MS_T_CHAR:
+        ms_buf_put_u8(b, *(const uint8_t *)p);
+        break;
+    case MS_T_VECTOR:
+        encode_vec(t, *(ms_vec *const *)p, b);
+        break;
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            encode(t->fields[i], (const unsigned char *)p + t->offsets[i], b);
+        break;
+    default:
+        not_serializable();
+    }
+}
+
+/* t, value borrowed; b borrowed, appended to. */
+void ms_value_encode(const ms_type *t, const void *value, ms_buf *b)
+{
+    encode(t, value, b);
+}
+
+/* ---------------------------------------------------------------- decode */
+
+static void decode(const ms_type *t, ms_reader *r, void *out);
+
+static uint64_t bytes_left(const ms_reader *r)
+{
+    return r->off < r->len ? r->len - r->off : 0;
+}
+
+/* Returns a new vector (owned by the caller) read from r. */
+static ms_vec *decode_vec(const ms_type *vt, ms_reader *r)
+{
+    uint32_t n = ms_read_u32(r);
+    if (n == 0)
+        return NULL;
+    const ms_type *et = vt->elem;
+    uint64_t least = min_wire_size(et);
+    if (least == 0 ? n > MSV_MAX_ZERO_SIZE_COUNT : n > bytes_left(r) / least) {
+        r->off = r->len;
+        return NULL;
+    }
+    ms_vec *v = msv_alloc(et->size, n, n);
+    if (least == 0) { /* elements of only empty structs: nothing to read */
+        memset(MSV_DATA(v), 0, (size_t)n * et->size);
+        return v;
+    }
+    unsigned char *data = MSV_DATA(v);
+    switch (et->kind) {
+    case MS_T_INT: {
+        int64_t *xs = (int64_t *)data;
+        for (uint32_t i = 0; i < n; i++)
+            xs[i] = ms_read_i64(r);
+        break;
+    }
+    case MS_T_DOUBLE: {
+        double *xs = (double *)data;
+        for (uint32_t i = 0; i < n; i++)
+            xs[i] = ms_read_f64(r);
+        break;
+    }
+    case MS_T_BOOL:
+        for (uint32_t i = 0; i < n; i++)
+            data[i] = ms_read_u8(r) != 0;
+        break;
+    case MS_T_CHAR:
+        for (uint32_t i = 0; i < n; i++)
+            data[i] = ms_read_u8(r);
+        break;
+    default:
+        /* Zeroed first so that struct padding is defined. */
+        memset(data, 0, (size_t)n * et->size);
+        msv_check_stack();
+        for (uint32_t i = 0; i < n; i++)
+            decode(et, r, data + (size_t)i * et->size);
+        break;
+    }
+    return v;
+}
+
+static void decode(const ms_type *t, ms_reader *r, void *out)
+{
+    switch (t->kind) {
+    case MS_T_INT:
+        *(int64_t *)out = ms_read_i64(r);
+        break;
+    case MS_T_DOUBLE:
+        *(double *)out = ms_read_f64(r);
+        break;
+    case MS_T_BOOL:
+        /* Validation rejects other bytes; keep the 0/1 invariant anyway. */
+        *(uint8_t *)out = ms_read_u8(r) != 0;
+        break;
+    case MS_T_CHAR:
+        *(uint8_t *)out = ms_read_u8(r);
+        break;
+    case MS_T_VECTOR:
+        *(ms_vec **)out = decode_vec(t, r);
+        break;
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            decode(t->fields[i], r, (unsigned char *)out + t->offsets[i]);
+        break;
+    default:
+        not_serializable();
+    }
+}
+
+/* t borrowed; r borrowed, advanced; the value written at out is owned by
+ * the caller (its vectors are new, refcount 1). */
+void ms_value_decode(const ms_type *t, ms_reader *r, void *out)
+{
+    decode(t, r, out);
+}

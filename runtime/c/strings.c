@@ -1,0 +1,82 @@
+/* strings.c — strings (vector<char>): construction, str(), print, compare.
+ *
+ * A string is a vector<char>: an ms_vec whose elements are its bytes (no
+ * terminating NUL; a string may contain NUL bytes), or NULL when empty.
+ * String literals are emitted by the compiler as constants in that same
+ * layout, { MS_RC_IMMORTAL, n, n, the n bytes }, so they are never freed
+ * and never written (a write copies them first); the empty literal is NULL.
+ */
+#include "values.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* bytes: borrowed, n of them. Returns a new string owned by the caller
+ * (NULL when n is 0). */
+ms_vec *ms_string_from_bytes(const uint8_t *bytes, int64_t n)
+{
+    if (n <= 0)
+        return NULL;
+    ms_vec *s = msv_alloc(1, n, n);
+    memcpy(MSV_DATA(s), bytes, (size_t)n);
+    return s;
+}
+
+/* Each ms_str_* returns a new string owned by the caller. */
+ms_vec *ms_str_int(int64_t v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%" PRId64, v);
+    return ms_string_from_bytes((const uint8_t *)buf, n);
+}
+
+ms_vec *ms_str_double(double v)
+{
+    char buf[64];
+    int n = ms_format_double(v, buf);
+    return ms_string_from_bytes((const uint8_t *)buf, n);
+}
+
+ms_vec *ms_str_bool(int8_t v)
+{
+    return v ? ms_string_from_bytes((const uint8_t *)"true", 4)
+             : ms_string_from_bytes((const uint8_t *)"false", 5);
+}
+
+ms_vec *ms_str_char(uint8_t v)
+{
+    return ms_string_from_bytes(&v, 1);
+}
+
+ms_vec *ms_str_jobstate(int32_t v)
+{
+    static const char *const names[] = {
+        [MS_STATE_RUNNING] = "running", [MS_STATE_FINISHED] = "finished",
+        [MS_STATE_FAILED] = "failed", [MS_STATE_CANCELLED] = "cancelled",
+    };
+    if (v < 0 || v > MS_STATE_CANCELLED)
+        ms_runtime_error(0, 0, "internal error: bad jobstate value");
+    return ms_string_from_bytes((const uint8_t *)names[v], (int64_t)strlen(names[v]));
+}
+
+/* s: borrowed. */
+void ms_print_string(const ms_vec *s)
+{
+    if (s && s->len > 0)
+        fwrite(MSV_DATA(s), 1, (size_t)s->len, stdout);
+    fputc('\n', stdout);
+}
+
+/* a, b: borrowed. Unsigned bytes, a proper prefix first. */
+int32_t ms_string_cmp(const ms_vec *a, const ms_vec *b)
+{
+    int64_t la = a ? a->len : 0, lb = b ? b->len : 0;
+    int64_t n = la < lb ? la : lb;
+    if (n > 0) {
+        int c = memcmp(MSV_DATA(a), MSV_DATA(b), (size_t)n);
+        if (c != 0)
+            return c < 0 ? -1 : 1;
+    }
+    return la < lb ? -1 : la > lb ? 1 : 0;
+}

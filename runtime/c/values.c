@@ -1,0 +1,423 @@
+/* values.c — vectors and reference counts: allocation, retain/release,
+ * copy-on-write, append, concatenation and structural equality. */
+#include "values.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ allocation */
+
+_Noreturn void msv_oom(void)
+{
+    ms_runtime_error(0, 0, "out of memory");
+}
+
+void msv_check_stack(void)
+{
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (here < *ms_stack_limit_ptr())
+        ms_runtime_error(0, 0, "stack overflow");
+}
+
+/* Bytes for a vector of `cap` elements of `elem_size` bytes, or 0 when that
+ * does not fit in a size_t (or a negative capacity is asked for). */
+static size_t vec_bytes(uint32_t elem_size, int64_t cap)
+{
+    if (cap < 0)
+        return 0;
+    if (elem_size != 0 &&
+        (uint64_t)cap > (SIZE_MAX - sizeof(ms_vec)) / elem_size)
+        return 0;
+    return sizeof(ms_vec) + (size_t)cap * elem_size;
+}
+
+ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap)
+{
+    size_t bytes = vec_bytes(elem_size, cap);
+    if (bytes == 0 || len < 0 || len > cap)
+        msv_oom();
+    ms_vec *v = malloc(bytes);
+    if (!v)
+        msv_oom();
+    v->refcount = 1;
+    v->len = len;
+    v->cap = cap;
+    return v;
+}
+
+/* Borrowed vt; returns a new vector (owned by the caller), or NULL when len
+ * is 0. */
+ms_vec *ms_vec_new(const ms_type *vt, int64_t len)
+{
+    if (len == 0)
+        return NULL;
+    if (len < 0)
+        ms_runtime_error(0, 0, "internal error: negative vector length");
+    uint32_t esz = vt->elem->size;
+    ms_vec *v = msv_alloc(esz, len, len);
+    memset(MSV_DATA(v), 0, (size_t)len * esz);
+    return v;
+}
+
+/* -------------------------------------------------------------- retain */
+
+static inline void vec_retain(ms_vec *v)
+{
+    if (v && v->refcount < MS_RC_IMMORTAL)
+        v->refcount++;
+}
+
+/* Retains what the value of type t at p refers to. Recursion only through
+ * structs held by value, whose nesting the type bounds (a struct cannot
+ * contain itself by value). */
+static void retain_refs(const ms_type *t, const void *p)
+{
+    switch (t->kind) {
+    case MS_T_VECTOR:
+        vec_retain(*(ms_vec *const *)p);
+        break;
+    case MS_T_JOB:
+        ms_handle_retain(*(const ms_handle *)p);
+        break;
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            if (t->fields[i]->has_refs)
+                retain_refs(t->fields[i], (const unsigned char *)p + t->offsets[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Retains the references of n consecutive elements of type et at data
+ * (borrowed). Callers check et->has_refs first. */
+static void retain_range(const ms_type *et, const unsigned char *data, int64_t n)
+{
+    switch (et->kind) {
+    case MS_T_VECTOR: {
+        ms_vec *const *vs = (ms_vec *const *)data;
+        for (int64_t i = 0; i < n; i++)
+            vec_retain(vs[i]);
+        break;
+    }
+    case MS_T_JOB: {
+        const ms_handle *hs = (const ms_handle *)data;
+        for (int64_t i = 0; i < n; i++)
+            ms_handle_retain(hs[i]);
+        break;
+    }
+    default:
+        for (int64_t i = 0; i < n; i++)
+            retain_refs(et, data + (size_t)i * et->size);
+        break;
+    }
+}
+
+/* Borrowed t and value. */
+void ms_value_retain(const ms_type *t, const void *value)
+{
+    if (t->has_refs)
+        retain_refs(t, value);
+}
+
+/* ------------------------------------------------------------- release
+ *
+ * Releasing never recurses through vectors, since a program can build
+ * values nested arbitrarily deep through recursive struct types. A vector
+ * whose count reaches 0 and whose elements hold references goes onto an
+ * intrusive list of dead vectors instead: its (now unused) refcount field
+ * holds the next dead vector and its cap field its type. The list is then
+ * drained in a loop, each dead vector dropping its elements' references
+ * (which may add more dead vectors) before it is freed. */
+
+static inline void push_dead(ms_vec **dead, const ms_type *vt, ms_vec *v)
+{
+    v->refcount = (int64_t)(intptr_t)*dead;
+    v->cap = (int64_t)(intptr_t)vt;
+    *dead = v;
+}
+
+/* Drops the references the value of type t at p holds; vectors that die
+ * with element references go onto *dead, the others are freed at once. */
+static void drop_refs(const ms_type *t, void *p, ms_vec **dead)
+{
+    switch (t->kind) {
+    case MS_T_VECTOR: {
+        ms_vec *v = *(ms_vec **)p;
+        if (v && v->refcount < MS_RC_IMMORTAL && --v->refcount == 0) {
+            if (t->elem->has_refs)
+                push_dead(dead, t, v);
+            else
+                free(v);
+        }
+        break;
+    }
+    case MS_T_JOB:
+        ms_handle_release(*(ms_handle *)p);
+        break;
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            if (t->fields[i]->has_refs)
+                drop_refs(t->fields[i], (unsigned char *)p + t->offsets[i], dead);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Frees every vector on the dead list, and those that die as a result. */
+static void drain_dead(ms_vec *dead)
+{
+    while (dead) {
+        ms_vec *v = dead;
+        const ms_type *vt = (const ms_type *)(intptr_t)v->cap;
+        dead = (ms_vec *)(intptr_t)v->refcount;
+        const ms_type *et = vt->elem;
+        unsigned char *data = MSV_DATA(v);
+        int64_t n = v->len;
+        if (et->kind == MS_T_VECTOR) {
+            ms_vec **vs = (ms_vec **)data;
+            for (int64_t i = 0; i < n; i++)
+                drop_refs(et, &vs[i], &dead);
+        } else if (et->kind == MS_T_JOB) {
+            ms_handle *hs = (ms_handle *)data;
+            for (int64_t i = 0; i < n; i++)
+                ms_handle_release(hs[i]);
+        } else {
+            for (int64_t i = 0; i < n; i++)
+                drop_refs(et, data + (size_t)i * et->size, &dead);
+        }
+        free(v);
+    }
+}
+
+/* Transfers one reference of v (may be NULL or immortal). */
+void ms_vec_release(const ms_type *vt, ms_vec *v)
+{
+    if (!v || v->refcount >= MS_RC_IMMORTAL || --v->refcount != 0)
+        return;
+    if (!vt->elem->has_refs) {
+        free(v);
+        return;
+    }
+    ms_vec *dead = NULL;
+    push_dead(&dead, vt, v);
+    drain_dead(dead);
+}
+
+/* Borrowed t; the references held by the value at `value` are transferred
+ * (dropped). The value's bytes are left as they were. */
+void ms_value_release(const ms_type *t, void *value)
+{
+    if (!t->has_refs)
+        return;
+    ms_vec *dead = NULL;
+    drop_refs(t, value, &dead);
+    drain_dead(dead);
+}
+
+/* ------------------------------------------------------ copy-on-write */
+
+/* A copy of v (borrowed, non-NULL) with capacity cap >= v->len, its
+ * elements retained; the caller owns the result. */
+static ms_vec *vec_copy(const ms_type *vt, const ms_vec *v, int64_t cap)
+{
+    const ms_type *et = vt->elem;
+    ms_vec *n = msv_alloc(et->size, v->len, cap);
+    memcpy(MSV_DATA(n), MSV_DATA(v), (size_t)v->len * et->size);
+    if (et->has_refs)
+        retain_range(et, MSV_DATA(n), n->len);
+    return n;
+}
+
+/* Drops one reference of v, which is shared (count > 1) or immortal, so it
+ * never frees. */
+static inline void vec_unshare(ms_vec *v)
+{
+    if (v->refcount < MS_RC_IMMORTAL)
+        v->refcount--;
+}
+
+/* *vp: one reference, transferred in and out. Returns *vp (borrowed). */
+ms_vec *ms_vec_unique(const ms_type *vt, ms_vec **vp)
+{
+    ms_vec *v = *vp;
+    if (!v || v->refcount == 1)
+        return v;
+    ms_vec *n = vec_copy(vt, v, v->len);
+    vec_unshare(v);
+    *vp = n;
+    return n;
+}
+
+/* The capacity after growing from `cap`: doubled, at least 4. */
+static int64_t grown_cap(int64_t cap)
+{
+    if (cap < 4)
+        return 4;
+    if (cap > INT64_MAX / 2)
+        msv_oom();
+    return cap * 2;
+}
+
+/* *vp: one reference, transferred in and out. Returns the address of the
+ * new (zeroed) last element, valid until the vector is next changed. */
+void *ms_vec_push(const ms_type *vt, ms_vec **vp)
+{
+    uint32_t esz = vt->elem->size;
+    ms_vec *v = *vp;
+    if (!v) {
+        v = msv_alloc(esz, 0, 4);
+    } else if (v->refcount != 1) {
+        ms_vec *n = vec_copy(vt, v, v->len < v->cap ? v->cap : grown_cap(v->len));
+        vec_unshare(v);
+        v = n;
+    } else if (v->len == v->cap) {
+        int64_t cap = grown_cap(v->cap);
+        size_t bytes = vec_bytes(esz, cap);
+        if (bytes == 0)
+            msv_oom();
+        ms_vec *n = realloc(v, bytes);
+        if (!n)
+            msv_oom();
+        v = n;
+        v->cap = cap;
+    }
+    *vp = v;
+    unsigned char *elem = MSV_DATA(v) + (size_t)v->len * esz;
+    memset(elem, 0, esz);
+    v->len++;
+    return elem;
+}
+
+/* a and b borrowed; returns a new vector owned by the caller (NULL when
+ * both are empty). */
+ms_vec *ms_vec_concat(const ms_type *vt, const ms_vec *a, const ms_vec *b)
+{
+    int64_t la = a ? a->len : 0, lb = b ? b->len : 0;
+    if (la > INT64_MAX - lb)
+        msv_oom();
+    int64_t n = la + lb;
+    if (n == 0)
+        return NULL;
+    const ms_type *et = vt->elem;
+    ms_vec *r = msv_alloc(et->size, n, n);
+    unsigned char *data = MSV_DATA(r);
+    if (la)
+        memcpy(data, MSV_DATA(a), (size_t)la * et->size);
+    if (lb)
+        memcpy(data + (size_t)la * et->size, MSV_DATA(b), (size_t)lb * et->size);
+    if (et->has_refs)
+        retain_range(et, data, n);
+    return r;
+}
+
+/* ------------------------------------------------------------ equality */
+
+/* Whether a value of type t may contain a double, so that it may differ
+ * from itself (NaN). Descriptors of recursive structs (through vectors)
+ * form cycles, so the walk gives up — answering "maybe" — past a depth. */
+static int may_hold_double(const ms_type *t, int depth)
+{
+    if (depth > 32)
+        return 1;
+    switch (t->kind) {
+    case MS_T_DOUBLE:
+        return 1;
+    case MS_T_VECTOR:
+        return may_hold_double(t->elem, depth + 1);
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            if (may_hold_double(t->fields[i], depth + 1))
+                return 1;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int value_eq(const ms_type *t, const void *a, const void *b);
+
+/* Borrowed a and b (each may be NULL). */
+static int vec_eq(const ms_type *vt, const ms_vec *a, const ms_vec *b)
+{
+    int64_t n = a ? a->len : 0;
+    if (n != (b ? b->len : 0))
+        return 0;
+    if (n == 0)
+        return 1;
+    const ms_type *et = vt->elem;
+    const unsigned char *pa = MSV_DATA(a), *pb = MSV_DATA(b);
+    switch (et->kind) {
+    case MS_T_INT:
+    case MS_T_BOOL:
+    case MS_T_CHAR:
+    case MS_T_JOBSTATE:
+    case MS_T_JOB:
+        /* No padding and one representation per value: bytes decide. */
+        return a == b || memcmp(pa, pb, (size_t)n * et->size) == 0;
+    case MS_T_DOUBLE: {
+        const double *da = (const double *)pa, *db = (const double *)pb;
+        for (int64_t i = 0; i < n; i++)
+            if (!(da[i] == db[i]))
+                return 0;
+        return 1;
+    }
+    default:
+        if (a == b && !may_hold_double(et, 0))
+            return 1;
+        msv_check_stack();
+        for (int64_t i = 0; i < n; i++) {
+            size_t off = (size_t)i * et->size;
+            if (!value_eq(et, pa + off, pb + off))
+                return 0;
+        }
+        return 1;
+    }
+}
+
+static int value_eq(const ms_type *t, const void *a, const void *b)
+{
+    switch (t->kind) {
+    case MS_T_INT:
+        return *(const int64_t *)a == *(const int64_t *)b;
+    case MS_T_DOUBLE:
+        return *(const double *)a == *(const double *)b;
+    case MS_T_BOOL:
+    case MS_T_CHAR:
+        return *(const uint8_t *)a == *(const uint8_t *)b;
+    case MS_T_JOBSTATE:
+        return *(const int32_t *)a == *(const int32_t *)b;
+    case MS_T_JOB:
+        return *(const ms_handle *)a == *(const ms_handle *)b;
+    case MS_T_VECTOR:
+        return vec_eq(t, *(ms_vec *const *)a, *(ms_vec *const *)b);
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            if (!value_eq(t->fields[i], (const unsigned char *)a + t->offsets[i],
+                          (const unsigned char *)b + t->offsets[i]))
+                return 0;
+        return 1;
+    default:
+        ms_runtime_error(0, 0, "internal error: bad type descriptor");
+    }
+}
+
+/* Borrowed t, a and b. */
+int8_t ms_value_eq(const ms_type *t, const void *a, const void *b)
+{
+    return (int8_t)value_eq(t, a, b);
+}
+
+/* -------------------------------------------------------- index errors */
+
+_Noreturn void ms_index_error(int64_t index, int64_t len, int32_t line, int32_t col)
+{
+    /* Thread-local rather than on the stack: ms_runtime_error may unwind
+     * (a failing job) before the message has been used up. */
+    static _Thread_local char msg[96];
+    snprintf(msg, sizeof msg, "index %lld out of bounds for length %lld",
+             (long long)index, (long long)len);
+    ms_runtime_error(line, col, msg);
+}

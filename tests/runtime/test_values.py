@@ -1,0 +1,67 @@
+"""Builds and runs tests/runtime/test_values.c, the unit test of the value
+runtime (runtime/c/values.c, strings.c, codec.c): plainly, under ASan and
+UBSan, under valgrind (no invalid reads or writes, no definitely-lost
+bytes), and linked against the real runtime library when it is built."""
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+RT = REPO / "runtime" / "c"
+TEST_C = pathlib.Path(__file__).with_name("test_values.c")
+SOURCES = [RT / "values.c", RT / "strings.c", RT / "codec.c"]
+CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", f"-I{RT}"]
+CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+
+
+def build(out, extra=(), libs=()):
+    cmd = [CC, *CFLAGS, *extra, "-o", str(out), str(TEST_C),
+           *map(str, SOURCES), *libs, "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
+    return out
+
+
+def run(cmd, timeout=60):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    assert "all value runtime tests passed" in r.stdout
+    return r
+
+
+@pytest.fixture(scope="module")
+def stub_binary(tmp_path_factory):
+    out = tmp_path_factory.mktemp("values") / "test_values"
+    return build(out, ["-O1", "-DMS_TEST_LOCAL_STUBS"])
+
+
+def test_values_unit(stub_binary):
+    run([str(stub_binary)])
+
+
+def test_values_sanitizers(tmp_path):
+    out = tmp_path / "test_values_asan"
+    build(out, ["-O1", "-DMS_TEST_LOCAL_STUBS", "-fno-omit-frame-pointer",
+                "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=undefined"])
+    run([str(out)])
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="no valgrind")
+def test_values_valgrind(stub_binary):
+    r = run(["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+             "--errors-for-leak-kinds=definite", "--child-silent-after-fork=yes",
+             str(stub_binary)], timeout=120)
+    assert "definitely lost" not in r.stderr
+    assert "Invalid read" not in r.stderr and "Invalid write" not in r.stderr
+
+
+def test_values_with_runtime_library(tmp_path, runtime_built):
+    lib = runtime_built / "libmsmaster.a"
+    out = tmp_path / "test_values_lib"
+    build(out, ["-O1"], [str(lib), "-lpthread"])
+    run([str(out)])
