@@ -8,7 +8,8 @@ Input is codegen's llvmlite ir.Module. Steps:
 - emit a position-independent object for the host triple, generic CPU (the
   slaves may run on other machines of the same architecture);
 - link it twice with `cc` (or $CC): with libmsmaster.a into NAME-master and
-  with libmsslave.a into NAME-slave, plus -lcrypto -lpthread -lm.
+  with libmsslave.a into NAME-slave, plus the flags of the runtime's
+  ms-link-flags file (-lcrypto -lpthread -lm when it has none).
 
 Outputs are written to temporary files beside their destination and renamed
 into place, so a failed step never leaves a half-written file behind.
@@ -148,12 +149,27 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _link(cc: list[str], obj: str, lib: str, out: str) -> None:
+def link_flags(runtime: str) -> list[str]:
+    """The system libraries to link with: the runtime directory's
+    ms-link-flags file when it has one (a sanitizer build adds its flags
+    there), else SYSTEM_LIBS."""
+    path = os.path.join(runtime, "ms-link-flags")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return shlex.split(f.read())
+    except FileNotFoundError:
+        return list(SYSTEM_LIBS)
+    except (OSError, ValueError) as e:
+        raise BackendError(f"cannot read {path}: {e}") from None
+
+
+def _link(cc: list[str], obj: str, lib: str, out: str,
+          flags: list[str]) -> None:
     directory = os.path.dirname(os.path.abspath(out))
     fd, tmp = tempfile.mkstemp(dir=directory,
                                prefix=f".{os.path.basename(out)}.")
     os.close(fd)
-    cmd = cc + ["-o", tmp, obj, lib, *SYSTEM_LIBS]
+    cmd = cc + ["-o", tmp, obj, lib, *flags]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True,
                               timeout=300)
@@ -176,6 +192,7 @@ def build_executables(module, opt_level: int, name: str) -> None:
     obj_bytes = object_code(module, opt_level)
     runtime = runtime_dir()
     cc = _cc()
+    flags = link_flags(runtime)
     out_dir = os.path.dirname(os.path.abspath(name))
     if not os.path.isdir(out_dir):
         raise BackendError(f"cannot write {name}-master: directory "
@@ -185,7 +202,8 @@ def build_executables(module, opt_level: int, name: str) -> None:
         with open(obj, "wb") as f:
             f.write(obj_bytes)
         for lib, role in zip(LIBS, ("master", "slave")):
-            _link(cc, obj, os.path.join(runtime, lib), f"{name}-{role}")
+            _link(cc, obj, os.path.join(runtime, lib), f"{name}-{role}",
+                  flags)
 
 
 # ------------------------------------------------------------------ runtime

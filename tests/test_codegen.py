@@ -354,11 +354,10 @@ class TestExecution:
                 print(7 % 3); print(-7 % 3); print(7 % -3); print(-7 % -3);
             }""", [3, -3, -3, 3, 1, -1, 1, -1])
 
-    @pytest.mark.parametrize("expr,col", [("a / b", 7), ("a % b", 7),
-                                          ("a /= b", 7), ("a %= b", 7)])
-    def test_division_by_zero(self, tmp_path, expr, col):
-        stmt = f"print({expr});" if "=" not in expr else f"{expr};"
-        col = col + (6 if stmt.startswith("print") else 0)
+    @pytest.mark.parametrize("stmt,col", [
+        ("print(a / b);", 13), ("print(a % b);", 13),
+        ("a /= b;", 7), ("a %= b;", 7)])
+    def test_division_by_zero(self, tmp_path, stmt, col):
         run = build_and_run(tmp_path, f"""
             master {{
                 int a = 1; int b = 0;
@@ -369,7 +368,7 @@ class TestExecution:
         assert run.returncode == 1
         assert run.stdout == "2\n"
         assert runtime_errors(run.stderr) == [
-            f"prog.ms:4:{col + 1}: runtime error: division by zero"]
+            f"prog.ms:4:{col}: runtime error: division by zero"]
 
     def test_doubles(self, tmp_path):
         expect_output(tmp_path, """
