@@ -42,6 +42,8 @@ def format_expr(e) -> str:
     if not isinstance(e, Node):
         return format_scalar(e)
     parts = [kind_name(e)]
+    if getattr(type(e), "print_pos", False) and e.pos is not None:
+        parts[0] += f"@{e.pos.line}:{e.pos.col}"
     for f in attrs.fields(type(e)):
         if f.name in ("pos", "type"):
             continue

@@ -1,11 +1,431 @@
-"""insert-refcounts: typed IR -> typed IR.
+"""insert-refcounts: vector-lowered IR -> the same IR with explicit reference
+counting (the retain, release, make-unique, temp, release-after,
+release-var, retain-param and return-releasing nodes of
+compiler/ir/vectors.py).
 
-Will insert explicit reference-count and copy-on-write steps for vectors,
-strings and structs (issue "Vectors, strings and structs"). The scalar
-language needs none, so until then the IR passes through unchanged.
+It makes SPEC section 3's value semantics explicit. Vectors are shared by
+copies and reference counted; a write first makes the vector it goes
+through unique (copy on write), so no variable ever sees another's change.
+Only values that hold references take part: vectors (strings included),
+job handles, and structs with such a field at any depth; a struct is
+retained or released field by field.
+
+Ownership convention. Every expression of a reference-holding type yields
+either an OWNED reference (its consumer must keep or drop it: a call's
+result, vec-concat, str(), get(), remote, retain), a BORROWED one (valid
+while the place it was read from is unchanged: a variable's value, a load,
+field-get of something borrowed), or a STATIC one (a string literal: an
+immortal constant that needs neither retain nor release).
+
+- Owning sinks take an owned value: var-decl's initializer, assign, store,
+  vec-push's value, return's value. A borrowed value is retained on its
+  way in (`(retain (name v))`); an owned one moves in with no operation.
+- Borrowing consumers take a borrowed value: call and remote arguments,
+  print, vec-len, vec-concat's operands, value-eq, string-cmp, comparisons
+  of handles, get/state/cancel's handle, elem-addr's vector, field-get's
+  struct. An owned operand becomes a temporary: `(temp %N VALUE)` where it
+  is evaluated, released by a `(release-after [%N] ...)` around the
+  smallest enclosing expression whose result no longer borrows from it (a
+  scalar or owned result; a borrowed one is retained first when it must
+  outlive its temporary). Temporaries never live across `&&`/`||`
+  operands, so every temporary that a release-after names has been made.
+- Function arguments are borrowed: the caller keeps ownership and the
+  callee neither retains nor releases a parameter, unless the function
+  writes to it (assigns, stores through it, appends to it): then it starts
+  with `retain-param p` and owns p like a local. Results are owned. (A
+  job run remotely is called by its wrapper with the decoded arguments,
+  which the wrapper releases after the call.)
+- Variables own their values: a store or assign releases the value it
+  replaces; `release-var x` drops x's value where x's scope ends: at the
+  end of its block, before a `break` or `continue` that leaves the block,
+  and in `return-releasing` on a return (after the returned value has been
+  computed).
+- A discarded owned result is dropped with `(release ...)`.
+- Every elem-addr on the path of a store, store-op or vec-push reads its
+  vector with `(make-unique PLACE)` instead of `(load PLACE)`, outermost
+  first: `grid[1][0] = x` makes grid unique, then grid[1]. vec-push makes
+  its own vector unique (one runtime call, which copies only if shared).
+
+Borrowed values and appends. The only expression that changes a variable
+is vec-push (`::`). When a borrowed operand of a consumer is followed by
+an operand that contains a vec-push (`f(v, v :: 1)`), the borrowed operand
+is retained into a temporary first, since the append may move or change
+the vector it points to.
+
+Elided (provably unneeded) reference counting:
+- temporaries moved into place: an owned value flowing into an owning sink
+  (`x = f(y)`, `v :: str(i)`, `return a + b`) costs no operation;
+- last uses on return: `return x;` for a local x moves x out (no retain,
+  and x is left out of the releases);
+- values that never escape: reading a variable, element or field for a
+  borrowing consumer (`print(s)`, `len(v)`, `f(v)`, `v[i][j]`) takes no
+  reference, and parameters that are only read are never retained;
+- string literals (immortal) are never retained or released;
+- values of types that hold no references (scalars, jobstates, structs of
+  scalars) never take part.
+
+Afterwards (compiler/ir/vectors.py:check_refcounted): every temp is
+released by exactly one enclosing release-after; no write goes through a
+vector read with a plain load.
 """
-from compiler.ir.surface import Program
+from __future__ import annotations
+
+import attrs
+
+from compiler.ir import types as T
+from compiler.ir import vectors as V
+from compiler.ir.surface import (Assign, Block, Break, Call,
+                                 CharVectorLit, Continue, Expr, ExprStmt, For,
+                                 FuncDecl, If, MasterDecl, Name,
+                                 Program, Remote, Return, VarDecl,
+                                 While)
+from compiler.ir.walk import map_children, walk
+
+NONE, OWNED, BORROWED, STATIC = "none", "owned", "borrowed", "static"
+
+# Whether job handles are reference counted here. Off until codegen
+# compiles the reference-count nodes (the scalar code generator treats
+# handles as plain pointers that are never freed).
+COUNT_HANDLES = False
+
+# Builtins whose result is a new (owned) value when it holds references.
+_OWNING_BUILTINS = frozenset(("str", "get"))
+
+
+@attrs.frozen
+class _Val:
+    """A rewritten expression, its ownership, and the temporaries that its
+    (borrowed) value still depends on."""
+    expr: Expr
+    own: str
+    temps: tuple = ()
+
+
+def _contains_push(e: Expr) -> bool:
+    return any(isinstance(n, V.VecPush) for n in walk(e))
+
+
+def _place_root(place) -> str | None:
+    """The variable a place is rooted in (None for an rvalue's element)."""
+    while True:
+        if isinstance(place, V.VarAddr):
+            return place.name
+        if isinstance(place, V.ElemAddr):
+            vec = place.vec
+            if isinstance(vec, (V.Load, V.MakeUnique)):
+                place = vec.place
+            elif isinstance(vec, Name):
+                return vec.name
+            else:
+                return None
+        elif isinstance(place, V.FieldAddr):
+            place = place.base
+        elif isinstance(place, V.VecPush):
+            place = place.place
+        else:
+            return None
+
+
+def _written_variables(body) -> set:
+    names = set()
+    for n in walk(body):
+        if isinstance(n, Assign) and isinstance(n.target, Name):
+            names.add(n.target.name)
+        elif isinstance(n, (V.Store, V.StoreOp, V.VecPush)):
+            root = _place_root(n.place)
+            if root is not None:
+                names.add(root)
+    return names
+
+
+def _terminates(stmts: list) -> bool:
+    return bool(stmts) and isinstance(
+        stmts[-1], (Return, V.ReturnReleasing, Break, Continue))
+
+
+class _Body:
+    """Reference counting for one function or master block."""
+
+    def __init__(self, structs: dict, ret: T.Type):
+        self.structs = structs
+        self.ret = ret
+        self.scopes: list[list[tuple[str, T.Type]]] = []
+        self.loops: list[int] = []   # len(self.scopes) at each loop's body
+        self.counter = 0
+
+    def refs(self, t) -> bool:
+        return t is not None and V.holds_refs(t, self.structs, COUNT_HANDLES)
+
+    # ------------------------------------------------------------ ownership
+
+    def new_temp(self, value: Expr) -> V.Temp:
+        self.counter += 1
+        return V.Temp(id=f"%{self.counter}", value=value, type=value.type,
+                      pos=value.pos)
+
+    @staticmethod
+    def release_after(temps: tuple, e: Expr) -> Expr:
+        if not temps:
+            return e
+        return V.ReleaseAfter(temps=tuple(temps), body=e, type=e.type,
+                              pos=e.pos)
+
+    def owned(self, v: _Val) -> Expr:
+        """`v` as an owned value, for an owning sink."""
+        if v.own == BORROWED:
+            retained = V.Retain(value=v.expr, type=v.expr.type,
+                                pos=v.expr.pos)
+            return self.release_after(v.temps, retained)
+        return self.release_after(v.temps, v.expr)
+
+    def operands(self, vals: list) -> tuple[list, tuple]:
+        """Borrowed forms of a consumer's operands, and the temporaries to
+        release once the consumer is done."""
+        exprs, temps = [], []
+        for i, v in enumerate(vals):
+            later_push = any(_contains_push(w.expr) for w in vals[i + 1:])
+            if v.own == OWNED or (v.own == BORROWED and later_push):
+                t = self.new_temp(self.owned(v))
+                exprs.append(t)
+                temps.append(t.id)
+            else:
+                exprs.append(v.expr)
+                temps.extend(v.temps)
+        return exprs, tuple(temps)
+
+    def result(self, e: Expr, temps: tuple, borrowed_from_operands=False) -> _Val:
+        """The _Val of consumer `e` whose operands hold `temps`."""
+        if borrowed_from_operands and self.refs(e.type):
+            return _Val(e, BORROWED, temps)
+        if self.refs(e.type):
+            return _Val(self.release_after(temps, e), OWNED)
+        return _Val(self.release_after(temps, e), NONE)
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e: Expr) -> _Val:
+        if isinstance(e, CharVectorLit):
+            return _Val(e, STATIC)
+        if isinstance(e, Name):
+            return _Val(e, BORROWED if self.refs(e.type) else NONE)
+        if isinstance(e, V.Load):
+            place, temps = self.read_place(e.place)
+            return self.result(attrs.evolve(e, place=place), temps,
+                               borrowed_from_operands=True)
+        if isinstance(e, V.FieldGet):
+            (value,), temps = self.operands([self.expr(e.value)])
+            return self.result(attrs.evolve(e, value=value), temps,
+                               borrowed_from_operands=True)
+        if isinstance(e, (V.Store, V.StoreOp)):
+            return self.store(e)
+        if isinstance(e, V.VecPush):
+            return _Val(self.write_place(e), BORROWED)
+        if isinstance(e, (Call, Remote)):
+            (args), temps = self.operands([self.expr(a) for a in e.args])
+            return self.result(attrs.evolve(e, args=tuple(args)), temps)
+        if isinstance(e, V.Place):
+            raise AssertionError(f"place {e} used as a value")
+        # Every other expression borrows its operands: unary and binary
+        # operators (scalars, handles), vec-len, vec-concat, value-eq,
+        # string-cmp; && and || have bool operands, which hold no temps.
+        kids = [c for c in _expr_children(e)]
+        vals = [self.expr(c) for c in kids]
+        exprs, temps = self.operands(vals)
+        mapping = dict(zip(map(id, kids), exprs))
+        rebuilt = map_children(e, lambda c: mapping.get(id(c), c))
+        return self.result(rebuilt, temps)
+
+    def read_place(self, p) -> tuple:
+        """A place read (not written) and the temporaries it borrows from."""
+        if isinstance(p, V.VarAddr):
+            return p, ()
+        if isinstance(p, V.ElemAddr):
+            (vec,), temps = self.operands([self.expr(p.vec)])
+            index = self.owned(self.expr(p.index))
+            return attrs.evolve(p, vec=vec, index=index), temps
+        if isinstance(p, V.FieldAddr):
+            base, temps = self.read_place(p.base)
+            return attrs.evolve(p, base=base), temps
+        if isinstance(p, V.VecPush):
+            return self.write_place(p), ()
+        raise AssertionError(f"unknown place {p}")
+
+    def write_place(self, p):
+        """A place on the path of a write: every vector it goes through is
+        made unique."""
+        if isinstance(p, V.VarAddr):
+            return p
+        if isinstance(p, V.ElemAddr):
+            assert isinstance(p.vec, V.Load), f"write through an rvalue {p}"
+            inner = self.write_place(p.vec.place)
+            vec = V.MakeUnique(place=inner, type=p.vec.type, pos=p.vec.pos)
+            index = self.owned(self.expr(p.index))
+            return attrs.evolve(p, vec=vec, index=index)
+        if isinstance(p, V.FieldAddr):
+            return attrs.evolve(p, base=self.write_place(p.base))
+        if isinstance(p, V.VecPush):
+            place = self.write_place(p.place)
+            return attrs.evolve(p, place=place, value=self.owned(self.expr(p.value)))
+        raise AssertionError(f"unknown place {p}")
+
+    def store(self, e) -> _Val:
+        place = self.write_place(e.place)
+        if isinstance(e, V.Store):
+            return _Val(attrs.evolve(e, place=place,
+                                     value=self.owned(self.expr(e.value))), NONE)
+        (value,), temps = self.operands([self.expr(e.value)])
+        return _Val(self.release_after(temps, attrs.evolve(e, place=place,
+                                                           value=value)), NONE)
+
+    # ------------------------------------------------------------ statements
+
+    def owned_vars(self, depth: int = 0) -> tuple:
+        """Names of the variables to release when leaving every scope from
+        `depth` inward, innermost (and latest declared) first."""
+        names = []
+        for scope in reversed(self.scopes[depth:]):
+            names.extend(name for name, _ in reversed(scope))
+        return tuple(names)
+
+    def release_vars(self, depth: int, pos) -> list:
+        out = []
+        for scope in reversed(self.scopes[depth:]):
+            for name, t in reversed(scope):
+                out.append(V.ReleaseVar(name=name, type=t, pos=pos))
+        return out
+
+    def declare(self, name: str, t: T.Type) -> None:
+        if self.refs(t):
+            self.scopes[-1].append((name, t))
+
+    def stmts(self, stmts) -> list:
+        out = []
+        for s in stmts:
+            out.extend(self.stmt(s))
+        return out
+
+    def scoped(self, s) -> object:
+        """A branch or loop body: a scope of its own."""
+        self.scopes.append([])
+        if isinstance(s, Block):
+            body = self.stmts(s.stmts)
+        else:
+            body = self.stmt(s)
+        if not _terminates(body):
+            body.extend(self.release_vars(len(self.scopes) - 1, s.pos))
+        self.scopes.pop()
+        if isinstance(s, Block):
+            return attrs.evolve(s, stmts=tuple(body))
+        if len(body) == 1:
+            return body[0]
+        return Block(stmts=tuple(body), pos=s.pos)
+
+    def stmt(self, s) -> list:
+        if isinstance(s, Block):
+            return [self.scoped(s)]
+        if isinstance(s, VarDecl):
+            init = None if s.init is None else self.owned(self.expr(s.init))
+            self.declare(s.name, s.type)
+            return [attrs.evolve(s, init=init)]
+        if isinstance(s, Assign):
+            value = self.expr(s.value)
+            if s.op == "=":
+                return [attrs.evolve(s, value=self.owned(value))]
+            return [attrs.evolve(s, value=self.owned(value))]
+        if isinstance(s, ExprStmt):
+            v = self.expr(s.expr)
+            if v.own == OWNED:
+                e = V.Release(value=v.expr, type=T.VOID, pos=v.expr.pos)
+            else:
+                e = self.release_after(v.temps, v.expr)
+            return [attrs.evolve(s, expr=e)]
+        if isinstance(s, If):
+            cond = self.owned(self.expr(s.cond))
+            then = self.scoped(s.then)
+            else_ = None if s.else_ is None else self.scoped(s.else_)
+            return [attrs.evolve(s, cond=cond, then=then, else_=else_)]
+        if isinstance(s, While):
+            cond = self.owned(self.expr(s.cond))
+            return [attrs.evolve(s, cond=cond, body=self.loop_body(s.body))]
+        if isinstance(s, For):
+            return self.for_loop(s)
+        if isinstance(s, Return):
+            return [self.return_(s)]
+        if isinstance(s, (Break, Continue)):
+            return self.release_vars(self.loops[-1], s.pos) + [s]
+        return [s]   # Empty
+
+    def loop_body(self, body):
+        self.loops.append(len(self.scopes))
+        try:
+            return self.scoped(body)
+        finally:
+            self.loops.pop()
+
+    def for_loop(self, s: For) -> list:
+        self.scopes.append([])
+        init = None
+        if s.init is not None:
+            init, = self.stmt(s.init)
+        cond = None if s.cond is None else self.owned(self.expr(s.cond))
+        step = None
+        if s.step is not None:
+            step, = self.stmt(s.step)
+        body = self.loop_body(s.body)
+        after = self.release_vars(len(self.scopes) - 1, s.pos)
+        self.scopes.pop()
+        return [attrs.evolve(s, init=init, cond=cond, step=step,
+                             body=body)] + after
+
+    def return_(self, s: Return):
+        value = None
+        moved = None
+        if s.value is not None:
+            v = self.expr(s.value)
+            if (v.own == BORROWED and isinstance(v.expr, Name)
+                    and any(v.expr.name == n for sc in self.scopes for n, _ in sc)):
+                moved = v.expr.name          # last use: move it out
+                value = v.expr
+            else:
+                value = self.owned(v)
+        releases = tuple(n for n in self.owned_vars() if n != moved)
+        if not releases:
+            return attrs.evolve(s, value=value)
+        return V.ReturnReleasing(value=value, releases=releases, pos=s.pos)
+
+    # ------------------------------------------------------------ bodies
+
+    def function(self, fn: FuncDecl) -> FuncDecl:
+        written = _written_variables(fn.body)
+        self.scopes.append([])
+        prologue = []
+        for p in fn.params:
+            if self.refs(p.type) and p.name in written:
+                prologue.append(V.RetainParam(name=p.name, type=p.type,
+                                              pos=p.pos))
+                self.declare(p.name, p.type)
+        body = prologue + self.stmts(fn.body.stmts)
+        if not _terminates(body):
+            body.extend(self.release_vars(0, fn.body.pos))
+        self.scopes.pop()
+        return attrs.evolve(fn, body=attrs.evolve(fn.body, stmts=tuple(body)))
+
+    def master(self, m: MasterDecl) -> MasterDecl:
+        return attrs.evolve(m, body=self.scoped(m.body))
+
+
+def _expr_children(e: Expr) -> list:
+    from compiler.ir.walk import children
+    return [c for c in children(e) if isinstance(c, Expr)]
 
 
 def run(prog: Program) -> Program:
-    return prog
+    structs = V.struct_table(prog)
+    decls = []
+    for d in prog.decls:
+        if isinstance(d, FuncDecl):
+            d = _Body(structs, d.ret).function(d)
+        elif isinstance(d, MasterDecl):
+            d = _Body(structs, T.VOID).master(d)
+        decls.append(d)
+    return attrs.evolve(prog, decls=tuple(decls))

@@ -1,12 +1,179 @@
-"""lower-vectors: typed IR -> typed IR.
+"""lower-vectors: typed IR -> vector-lowered IR (compiler/ir/vectors.py).
 
-Will turn indexing, len, `::`, `+` and equality on vectors into explicit
-bounds-check, element-address, load and store nodes (issue "Vectors, strings
-and structs"). Until then the program's IR passes through unchanged, and
-codegen rejects vector operations with a "not supported yet" error.
+Spells out every operation on vectors, strings and structs as places and
+explicit element operations, so that insert-refcounts and codegen see each
+read, write, bounds check and runtime call:
+
+- reading `v[i]` becomes `(load (elem-addr V I bounds-check@L:C))` where V
+  is the vector's value and L:C the `[` (SPEC 11: where index errors point);
+- reading `s->f` becomes `(load (field-addr PLACE K f))` when s lives in
+  memory (a variable, an element, a field of those), and
+  `(field-get VALUE K f)` when it is a computed value such as a call's
+  result; K is the field's index in its struct's declaration;
+- `lv = e` with lv an element or field becomes `(store PLACE E)`, and
+  `lv op= e` becomes `(store-op OP PLACE E)` (OP `vec-concat` for vector
+  `+=`), where on the path of a write each vector is read through a place,
+  `(load PLACE)`, which insert-refcounts turns into make-unique;
+  assigning a whole vector or struct variable is a store to its var-addr
+  (vector `x += e` is `(store (var-addr x) (vec-concat x E))`, x having no
+  indices to evaluate); `x = e` and `x op= e` on a variable of any other
+  type (scalars, jobstate, job<T>) stay Assign;
+- `lv :: e` becomes `(vec-push PLACE E)`, itself a place, so
+  `(v :: 1) :: 2` is `(vec-push (vec-push (var-addr v) 1) 2)`; used as a
+  value it is loaded, `(load (vec-push ...))`;
+- `len(v)` becomes vec-len, vector `+` vec-concat, `==` on vectors or
+  structs value-eq (and `!=` its negation), `< <= > >=` on strings a
+  string-cmp compared with 0.
+
+SPEC 11's order of evaluation is the IR's: a store evaluates its place's
+indices, then its value, then the place's address (loads, bounds checks);
+a store-op reads the place (with its check) before evaluating its value;
+vec-push evaluates (and copies) its value before appending.
+
+Afterwards: no Index, FieldAccess or Append node, no Binary or Call `len`
+on vectors or structs, every element access carries its bounds check,
+every Assign targets a variable of a type that is neither a vector nor a
+struct (compiler/ir/vectors.py:check_lowered_vectors).
 """
-from compiler.ir.surface import Program
+from __future__ import annotations
+
+import attrs
+
+from compiler.ir import types as T
+from compiler.ir import vectors as V
+from compiler.ir.surface import (Append, Assign, Binary, Call, Expr,
+                                 ExprStmt, FieldAccess, Index, IntLit, Name,
+                                 Node, Program, Unary)
+from compiler.ir.walk import map_children
+
+_ORDER = ("<", "<=", ">", ">=")
+
+
+class _Lowering:
+    """The rewrite, with the program's struct declarations at hand."""
+
+    def __init__(self, structs: dict):
+        self.structs = structs
+
+    # ------------------------------------------------------------ statements
+
+    def rewrite(self, n: Node) -> Node:
+        if isinstance(n, Expr):
+            return self.value(n)
+        if isinstance(n, Assign):
+            return self.assign(n)
+        if isinstance(n, ExprStmt) and isinstance(n.expr, Append):
+            return attrs.evolve(n, expr=self.push(n.expr))
+        return map_children(n, self.rewrite)
+
+    def assign(self, s: Assign):
+        value = self.value(s.value)
+        t = s.target.type
+        if isinstance(s.target, Name):
+            if s.op != "=" and isinstance(t, T.VectorType):
+                value = V.VecConcat(left=s.target, right=value, type=t,
+                                    pos=s.pos)
+            elif not isinstance(t, (T.VectorType, T.StructType)):
+                return attrs.evolve(s, value=value)
+            store = V.Store(place=self.place(s.target, write=True),
+                            value=value, type=T.VOID, pos=s.pos)
+            return ExprStmt(expr=store, pos=s.pos)
+        place = self.place(s.target, write=True)
+        if s.op == "=":
+            op = V.Store(place=place, value=value, type=T.VOID, pos=s.pos)
+        else:
+            name = "vec-concat" if isinstance(t, T.VectorType) else s.op[:-1]
+            op = V.StoreOp(op=name, place=place, value=value, type=T.VOID,
+                           pos=s.pos)
+        return ExprStmt(expr=op, pos=s.pos)
+
+    # ------------------------------------------------------------ places
+
+    def addressable(self, e: Expr) -> bool:
+        """Whether `e` lives in memory: a variable, an element of a vector
+        (every vector is in memory), an append's vector, or a field of
+        something addressable."""
+        if isinstance(e, (Name, Index, Append)):
+            return True
+        if isinstance(e, FieldAccess):
+            return self.addressable(e.base)
+        return False
+
+    def field_index(self, struct: T.Type, name: str) -> int:
+        for k, (fname, _) in enumerate(self.structs[struct.name]):
+            if fname == name:
+                return k
+        raise AssertionError(f"no field {name} in {struct} after typecheck")
+
+    def place(self, e: Expr, write: bool) -> V.Place:
+        """The place of addressable `e`. On a write path every vector is read
+        from its own place, `(load PLACE)`, so that insert-refcounts can make
+        it unique; on a read path it is just read as a value."""
+        if isinstance(e, Name):
+            return V.VarAddr(name=e.name, type=e.type, pos=e.pos)
+        if isinstance(e, Index):
+            if write:
+                base = self.place(e.base, write=True)
+                vec = V.Load(place=base, type=base.type, pos=e.base.pos)
+            else:
+                vec = self.value(e.base)
+            return V.ElemAddr(vec=vec, index=self.value(e.index),
+                              check=V.BoundsCheck(pos=e.pos),
+                              type=e.type, pos=e.pos)
+        if isinstance(e, FieldAccess):
+            return V.FieldAddr(base=self.place(e.base, write),
+                               index=self.field_index(e.base.type, e.name),
+                               name=e.name, type=e.type, pos=e.pos)
+        if isinstance(e, Append):
+            return self.push(e)
+        raise AssertionError(f"no place for {type(e).__name__}")
+
+    def push(self, e: Append) -> V.VecPush:
+        place = self.place(e.target, write=True)
+        return V.VecPush(place=place, value=self.value(e.value),
+                         type=e.type, pos=e.pos)
+
+    # ------------------------------------------------------------ values
+
+    def value(self, e: Expr) -> Expr:
+        if isinstance(e, (Index, Append)):
+            return V.Load(place=self.place(e, write=False), type=e.type,
+                          pos=e.pos)
+        if isinstance(e, FieldAccess):
+            if self.addressable(e.base):
+                return V.Load(place=self.place(e, write=False), type=e.type,
+                              pos=e.pos)
+            return V.FieldGet(value=self.value(e.base),
+                              index=self.field_index(e.base.type, e.name),
+                              name=e.name, type=e.type, pos=e.pos)
+        if isinstance(e, Binary):
+            lowered = self.binary(e)
+            if lowered is not None:
+                return lowered
+        if isinstance(e, Call) and e.name == "len" and len(e.args) == 1 \
+                and isinstance(e.args[0].type, T.VectorType):
+            return V.VecLen(vec=self.value(e.args[0]), type=T.INT, pos=e.pos)
+        return map_children(e, self.rewrite)
+
+    def binary(self, e: Binary) -> Expr | None:
+        t = e.left.type
+        if not isinstance(t, (T.VectorType, T.StructType)):
+            return None
+        left, right = self.value(e.left), self.value(e.right)
+        if e.op == "+":
+            return V.VecConcat(left=left, right=right, type=e.type, pos=e.pos)
+        if e.op in ("==", "!="):
+            eq = V.ValueEq(left=left, right=right, type=T.BOOL, pos=e.pos)
+            if e.op == "==":
+                return eq
+            return Unary(op="!", operand=eq, type=T.BOOL, pos=e.pos)
+        if e.op in _ORDER:
+            cmp = V.StringCmp(left=left, right=right, type=T.INT, pos=e.pos)
+            zero = IntLit(value=0, type=T.INT, pos=e.pos)
+            return Binary(op=e.op, left=cmp, right=zero, type=T.BOOL,
+                          pos=e.pos)
+        raise AssertionError(f"operator {e.op} on {t} after typecheck")
 
 
 def run(prog: Program) -> Program:
-    return prog
+    return _Lowering(V.struct_table(prog)).rewrite(prog)
