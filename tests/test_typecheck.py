@@ -166,6 +166,14 @@ ACCEPTED = {
             int i;
             for (i = 0; i < 2; i += 1) {}
         }""",
+    "separate-namespaces": """
+        struct f { int f; };
+        int f(struct f f) { return f->f; }
+        int g() { while ((true)) { } }
+        master {
+            struct f f;
+            print(f(f) + g());
+        }""",
     "equality-of-every-type": """
         struct P { int x; };
         master {
@@ -331,12 +339,12 @@ ERRORS = [
     ("master { return 1; }", "the master block cannot return a value", 1, 17),
     ("int f() { return; }\nmaster { }", "function 'f' must return a value of type int", 1, 11),
     ("void f() { return 1; }\nmaster { }", "void function 'f' cannot return a value", 1, 19),
-    ("int f() { }\nmaster { }", "function 'f' can reach the end of its body", 1, 5),
-    ("int f() { while (!false) { } }\nmaster { }", "can reach the end", 1, 5),
-    ("int f() { for (; true; ) { } }\nmaster { }", "can reach the end", 1, 5),
+    ("int f() { }\nmaster { }", "missing return: function 'f' returns int, but the end of its body is reachable", 1, 5),
+    ("int f() { while (!false) { } }\nmaster { }", "the end of its body is reachable", 1, 5),
+    ("int f() { for (; true; ) { } }\nmaster { }", "the end of its body is reachable", 1, 5),
     ("int f() { while (true) { if (true) { break; } } }\nmaster { }",
-     "can reach the end", 1, 5),
-    ("int f() { if (true) return 1; }\nmaster { }", "can reach the end", 1, 5),
+     "the end of its body is reachable", 1, 5),
+    ("int f() { if (true) return 1; }\nmaster { }", "the end of its body is reachable", 1, 5),
     ("master { int f = 1; f(2); }", "unknown function 'f'", 1, 21),
     ("int g() { return 1; }\nmaster { int x = g; }",
      "'g' is a function, not a variable", 2, 18),

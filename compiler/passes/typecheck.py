@@ -198,8 +198,8 @@ class _BodyChecker:
         body = attrs.evolve(fn.body, stmts=tuple(self.stmt(s) for s in fn.body.stmts))
         self.scopes.pop()
         if fn.ret != T.VOID and F.can_complete(body):
-            raise CompileError(fn.pos, f"{self.kind} '{fn.name}' can reach the end of its "
-                                       f"body without returning a value ({fn.ret})")
+            raise CompileError(fn.pos, f"missing return: {self.kind} '{fn.name}' returns "
+                                       f"{fn.ret}, but the end of its body is reachable")
         return attrs.evolve(fn, body=body)
 
     def check_master(self, m: MasterDecl) -> MasterDecl:
