@@ -6,8 +6,12 @@
  *     test, plus the test-local stand-ins below for the other runtime
  *     functions they call (handle counts are then checked exactly);
  *   - without it: linked with the real build/libmsmaster.a.
- * Runtime errors end the process, so each error case runs in a child
- * (fork) whose stderr is captured and searched for the expected message.
+ * Runtime errors end the process, so each error case runs in a new
+ * process: the test binary itself (path in $MS_TEST_SELF, else argv[0]),
+ * run with $MS_TEST_CASE naming the case; its stderr is searched for the
+ * expected message. With the real library that process is a master started
+ * with --spawn 0 whose master block (ms_master_main) runs the case, so the
+ * real runtime-error path is what is checked.
  * Exits 0 when every check passes, 1 otherwise. */
 #define _GNU_SOURCE
 #include <math.h>
@@ -120,7 +124,6 @@ static void buf_free(ms_buf *b) { free(b->data); b->data = NULL; b->len = b->cap
 const char ms_program_source[] = "test_values.ms";
 const uint32_t ms_job_count = 0;
 const ms_job_entry ms_job_table[1];
-void ms_master_main(void) {}
 static void buf_free(ms_buf *b) { free(b->data); b->data = NULL; b->len = b->cap = 0; }
 #endif
 
@@ -207,9 +210,11 @@ static ms_vec *ints(int n, const int64_t *xs)
     return v;
 }
 
-/* Runs fn(arg) in a child and checks that it ends with a runtime error
- * whose stderr contains `want`. */
-static void expect_error(const char *what, void (*fn)(void *), void *arg, const char *want)
+/* Runs the error case `name` in a new process (see the top of the file)
+ * and checks that it ends with status 1 and a runtime error whose text
+ * contains `want`. */
+static const char *self_path;
+static void expect_error(const char *name, const char *want)
 {
     int fds[2];
     if (pipe(fds) != 0) {
@@ -226,14 +231,16 @@ static void expect_error(const char *what, void (*fn)(void *), void *arg, const 
     if (pid == 0) {
         close(fds[0]);
         dup2(fds[1], 2);
-        fn(arg);
-        _exit(99);
+        setenv("MS_TEST_CASE", name, 1);
+        execl(self_path, self_path, "--spawn", "0", (char *)NULL);
+        perror("execl");
+        _exit(98);
     }
     close(fds[1]);
     char out[4096];
     size_t n = 0;
     ssize_t k;
-    while ((k = read(fds[0], out + n, sizeof out - 1 - n)) > 0)
+    while (n < sizeof out - 1 && (k = read(fds[0], out + n, sizeof out - 1 - n)) > 0)
         n += (size_t)k;
     out[n] = 0;
     close(fds[0]);
@@ -241,8 +248,8 @@ static void expect_error(const char *what, void (*fn)(void *), void *arg, const 
     waitpid(pid, &status, 0);
     int ok = WIFEXITED(status) && WEXITSTATUS(status) == 1 && strstr(out, want);
     if (!ok) {
-        fprintf(stderr, "%s: expected runtime error containing '%s', got status %d, stderr: %s\n",
-                what, want, status, out);
+        fprintf(stderr, "case %s: expected runtime error containing '%s', got status %d, stderr: %s\n",
+                name, want, status, out);
         failures++;
     }
 }
@@ -368,7 +375,7 @@ static void test_nested_release(void)
         for (int j = 0; j < 4; j++) {
             Item *it = ms_vec_push(&T_VITEM, &inner);
             it->id = i * 10 + j;
-            char name[16];
+            char name[32];
             snprintf(name, sizeof name, "n%d.%d", i, j);
             it->name = j == 3 ? HELLO : str(name);
         }
@@ -418,29 +425,29 @@ static ms_vec *deep_list(int depth)
     return list;
 }
 
-static void deep_eq(void *arg)
+/* Error cases: deep equality and encoding stop at the stack limit with a
+ * runtime error instead of overflowing the stack. */
+static void case_deep_eq(void)
 {
-    ms_vec **pair = arg;
+    ms_vec *a = deep_list(DEEP), *b = deep_list(DEEP);
     *ms_stack_limit_ptr() = (uintptr_t)__builtin_frame_address(0) - 64 * 1024;
-    ms_value_eq(&T_VNODE, &pair[0], &pair[1]);
+    ms_value_eq(&T_VNODE, &a, &b);
 }
 
-static void deep_encode(void *arg)
+static void case_deep_encode(void)
 {
+    ms_vec *a = deep_list(DEEP);
     *ms_stack_limit_ptr() = (uintptr_t)__builtin_frame_address(0) - 64 * 1024;
     ms_buf b = { 0 };
-    ms_value_encode(&T_VNODE, arg, &b);
+    ms_value_encode(&T_VNODE, &a, &b);
 }
 
 static void test_deep(void)
 {
     ms_vec *a = deep_list(DEEP);
     ms_vec *b = deep_list(DEEP);
-    ms_vec *pair[2] = { a, b };
-    /* Deep equality and encoding stop at the stack limit with a runtime
-     * error instead of overflowing the stack. */
-    expect_error("deep eq", deep_eq, pair, "stack overflow");
-    expect_error("deep encode", deep_encode, &a, "stack overflow");
+    expect_error("deep_eq", "runtime error: stack overflow");
+    expect_error("deep_encode", "runtime error: stack overflow");
     ms_vec_release(&T_VNODE, a);
     ms_value_release(&T_VNODE, &b);
 
@@ -653,6 +660,7 @@ static void test_print_string(void)
         ms_print_string(NULL);
         ms_print_string(HELLO);
         fflush(stdout);
+        ms_vec_release(&T_STR, s);
         _exit(0);
     }
     close(fds[1]);
@@ -666,25 +674,24 @@ static void test_print_string(void)
     CHECK(n == 11 && memcmp(out, "a\0b\n\nhello\n", 11) == 0);
 }
 
-static void index_error(void *arg) { (void)arg; ms_index_error(7, 3, 12, 9); }
-static void index_error_neg(void *arg) { (void)arg; ms_index_error(-1, 0, 1, 1); }
-static void huge_new(void *arg) { (void)arg; ms_vec_new(&T_VINT, INT64_MAX / 4); }
-static void too_long(void *arg)
+static void case_index(void) { ms_index_error(7, 3, 12, 9); }
+static void case_index_neg(void) { ms_index_error(-1, 0, 1, 1); }
+static void case_huge_new(void) { ms_vec_new(&T_VINT, INT64_MAX / 4); }
+static void case_too_long(void)
 {
-    (void)arg;
     ms_vec *v = ms_vec_new(&T_VEMPTY, (int64_t)UINT32_MAX + 1); /* header only */
     ms_buf b = { 0 };
     ms_value_encode(&T_VEMPTY, &v, &b);
 }
-static void bad_jobstate(void *arg) { (void)arg; ms_str_jobstate(9); }
+static void case_bad_jobstate(void) { ms_str_jobstate(9); }
 
 static void test_errors(void)
 {
-    expect_error("index", index_error, NULL, ":12:9: runtime error: index 7 out of bounds for length 3");
-    expect_error("index negative", index_error_neg, NULL, "index -1 out of bounds for length 0");
-    expect_error("huge vector", huge_new, NULL, "runtime error: out of memory");
-    expect_error("too long", too_long, NULL, "runtime error: vector too long to send");
-    expect_error("bad jobstate", bad_jobstate, NULL, "internal error");
+    expect_error("index", ":12:9: runtime error: index 7 out of bounds for length 3\n");
+    expect_error("index_neg", ":1:1: runtime error: index -1 out of bounds for length 0\n");
+    expect_error("huge_new", "runtime error: out of memory");
+    expect_error("too_long", "runtime error: vector too long to send");
+    expect_error("bad_jobstate", "runtime error: internal error");
 }
 
 /* ----------------------------------------------------------- codec */
@@ -878,8 +885,25 @@ static void test_codec_hostile(void)
     }
 }
 
-int main(void)
+static const struct { const char *name; void (*run)(void); } CASES[] = {
+    { "index", case_index }, { "index_neg", case_index_neg },
+    { "huge_new", case_huge_new }, { "too_long", case_too_long },
+    { "bad_jobstate", case_bad_jobstate }, { "deep_eq", case_deep_eq },
+    { "deep_encode", case_deep_encode },
+};
+
+/* Runs every test, or only the error case named by $MS_TEST_CASE (which
+ * is expected not to return). Returns the number of failed checks. */
+static int run_tests(void)
 {
+    const char *c = getenv("MS_TEST_CASE");
+    if (c) {
+        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+            if (strcmp(CASES[i].name, c) == 0)
+                CASES[i].run();
+        fprintf(stderr, "error case %s returned\n", c);
+        _exit(99);
+    }
     test_new_and_push();
     test_copy_on_write();
     test_immortal();
@@ -895,8 +919,25 @@ int main(void)
     test_codec_hostile();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
+        return failures;
     }
     printf("all value runtime tests passed\n");
     return 0;
 }
+
+#ifdef MS_TEST_LOCAL_STUBS
+int main(int argc, char **argv)
+{
+    (void)argc;
+    self_path = getenv("MS_TEST_SELF") ? getenv("MS_TEST_SELF") : argv[0];
+    return run_tests() ? 1 : 0;
+}
+#else
+/* The master block of this "program": the library's main() calls it. */
+void ms_master_main(void)
+{
+    self_path = getenv("MS_TEST_SELF") ? getenv("MS_TEST_SELF") : "/proc/self/exe";
+    if (run_tests())
+        ms_runtime_error(0, 0, "value runtime checks failed");
+}
+#endif

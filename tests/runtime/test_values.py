@@ -2,6 +2,7 @@
 runtime (runtime/c/values.c, strings.c, codec.c): plainly, under ASan and
 UBSan, under valgrind (no invalid reads or writes, no definitely-lost
 bytes), and linked against the real runtime library when it is built."""
+import os
 import pathlib
 import shutil
 import subprocess
@@ -18,16 +19,19 @@ CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
 
 
-def build(out, extra=(), libs=()):
+def build(out, extra=(), libs=(), sources=SOURCES):
     cmd = [CC, *CFLAGS, *extra, "-o", str(out), str(TEST_C),
-           *map(str, SOURCES), *libs, "-lm"]
+           *map(str, sources), *libs, "-lm"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
     return out
 
 
-def run(cmd, timeout=60):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def run(cmd, binary, timeout=60):
+    env = {**os.environ, "MS_TEST_SELF": str(binary)}
+    env.pop("MS_TEST_CASE", None)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env=env)
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
     assert "all value runtime tests passed" in r.stdout
     return r
@@ -40,7 +44,7 @@ def stub_binary(tmp_path_factory):
 
 
 def test_values_unit(stub_binary):
-    run([str(stub_binary)])
+    run([str(stub_binary)], stub_binary)
 
 
 def test_values_sanitizers(tmp_path):
@@ -48,20 +52,24 @@ def test_values_sanitizers(tmp_path):
     build(out, ["-O1", "-DMS_TEST_LOCAL_STUBS", "-fno-omit-frame-pointer",
                 "-fsanitize=address,undefined",
                 "-fno-sanitize-recover=undefined"])
-    run([str(out)])
+    run([str(out)], out)
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="no valgrind")
 def test_values_valgrind(stub_binary):
     r = run(["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
              "--errors-for-leak-kinds=definite", "--child-silent-after-fork=yes",
-             str(stub_binary)], timeout=120)
+             str(stub_binary)], stub_binary, timeout=120)
     assert "definitely lost" not in r.stderr
     assert "Invalid read" not in r.stderr and "Invalid write" not in r.stderr
 
 
 def test_values_with_runtime_library(tmp_path, runtime_built):
+    """The same checks linked with the real libmsmaster.a: the library's
+    main() runs the tests as the master block, and runtime errors take the
+    master's real path (message, exit status 1)."""
     lib = runtime_built / "libmsmaster.a"
+    flags = (runtime_built / "ms-link-flags").read_text().split()
     out = tmp_path / "test_values_lib"
-    build(out, ["-O1"], [str(lib), "-lpthread"])
-    run([str(out)])
+    build(out, ["-O1"], [str(lib), *flags], sources=())
+    run([str(out), "--spawn", "0"], out)
