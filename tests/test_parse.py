@@ -558,6 +558,11 @@ def test_error_position_is_in_characters_and_tabs_are_one_column():
     ("x = remote f;", (1, 13), "expected '(', found ';'"),
     ("f(x)(y);", (1, 5), "expected ';' after expression, found '('"),
     ("else x = 1;", (1, 1), "'else' without a matching 'if'"),
+    ("x = int;", (1, 8), "expected '(', found ';'"),
+    ("x = double 1;", (1, 12), "expected '(', found '1'"),
+    ("y = (x = 1);", (1, 8), "expected ')', found '=' "
+                             "(assignment is a statement, not an expression)"),
+    ("= 1;", (1, 1), "expected statement or '}', found '='"),
     ("x = 1; )", (1, 8), "expected statement or '}', found ')'"),
     ("int x = 1 += 2;", (1, 10), "expected ';' after declaration, found '+=' "
                                  "(assignment is a statement, not an expression)"),
@@ -588,6 +593,11 @@ def test_syntax_errors_in_statements(body, where, message):
     ("master", (1, 7), "unexpected end of file, expected '{'"),
     ("master { } }", (1, 12), "expected top-level declaration, found '}'"),
     ("master { } x", (1, 12), "expected top-level declaration, found 'x'"),
+    ("struct P {} sqrt", (1, 13), "expected top-level declaration, found 'sqrt'"),
+    # the grammar fails at a token that is itself lexically bad
+    ('master "\\q" {}', (1, 9), "unknown escape sequence '\\q'"),
+    ("master 'ab' {}", (1, 8), "character literal 'ab' holds more than "
+                               "one character"),
     ("job f() {}", (1, 5), "expected type or '<', found 'f'"),
     ("job int while() {}", (1, 9), "expected identifier, found keyword 'while'"),
     ("void remote() {}", (1, 6), "expected identifier, found keyword 'remote'"),

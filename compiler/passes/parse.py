@@ -122,8 +122,11 @@ def run(source) -> S.Program:
                 text, 0, defaultdict(dict), failures)
         except RecursionError:
             raise CompileError(where(0), "program nested too deeply") from None
-        if lex_error is not None and (tree is not None
-                                      or lex_error.offset <= failures.pos):
+        if lex_error is not None and (
+                tree is not None or lex_error.offset <= failures.pos
+                or not lexed.tokens or lexed.tokens[-1].end <= failures.pos):
+            # The lexical error comes first, or lies in the very token where
+            # the grammar failed.
             raise CompileError(where(lex_error.offset), lex_error.message)
         if tree is None:
             raise _syntax_error(failures, lexed.tokens, text, where)
@@ -231,6 +234,7 @@ _DESCRIPTIONS = {
     "type": "type",
     "NAME": "identifier",
     "LPAREN": "'('", "PARAMS_LPAREN": "'('", "REMOTE_LPAREN": "'('",
+    "CONV_LPAREN": "'('",
     "RPAREN": "')'",
     "LBRACE": "'{'", "RBRACE": "'}'", "RBRACK": "']'",
     "COMMA": "','", "LT": "'<'", "GT": "'>'",
@@ -254,7 +258,9 @@ _SEMI_CONTEXT = {
 _SUBSUMES = {
     "expression": {"'('", "identifier"},
     "statement": {"'{'", "';'", "expression", "type", "identifier", "'('"},
-    "top-level declaration": {"type", "identifier"},
+    "top-level declaration": {"type", "identifier", "';'"},
+    # `int x` / `int(x)`: after int, double or char a name is the likelier
+    "identifier": {"'('"},
 }
 
 _ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "%="}
@@ -297,7 +303,9 @@ def _syntax_error(failures: _Failures, tokens, text, where) -> CompileError:
         expected = ["end of file"] if tok is not None else []
 
     hint = ""
-    if tok is not None and tok.text in _ASSIGN_OPS and "'='" not in expected:
+    ends_expression = {"';'", "')'", "']'", "','"}
+    if tok is not None and tok.text in _ASSIGN_OPS and (
+            ends_expression.intersection(expected)):
         hint = " (assignment is a statement, not an expression)"
     found = _found(tok) if tok is not None else "end of file"
     want = " or ".join(expected)
@@ -516,9 +524,12 @@ class _Builder:
         p = self.pos(node)
         if kind == "paren":
             return self.expr(node.children[1])
-        if kind in ("call", "conversion"):
+        if kind == "call":
             return S.Call(name=_tok(node.children[0]),
                           args=self.args(node.children[1]), pos=p)
+        if kind == "conversion":
+            return S.Call(name=_tok(node.children[0]),
+                          args=self.arg_list(node.children[2]), pos=p)
         if kind == "INT":
             return S.IntLit(value=self.values[node.start], pos=p)
         if kind == "DOUBLE":
