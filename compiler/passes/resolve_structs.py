@@ -53,7 +53,7 @@ def _check_written_type(top: T.Type, structs: dict, pos: Pos, what: str,
     check(top, void_ok)
 
 
-def _by_value_structs(t: T.Type) -> str | None:
+def _held_by_value(t: T.Type) -> str | None:
     """The struct a field of type `t` holds by value, if any."""
     return t.name if isinstance(t, T.StructType) else None
 
@@ -65,7 +65,7 @@ def _find_cycle(start: StructDecl, structs: dict):
 
     def dfs(name, path):
         for fd in structs[name].fields:
-            target = _by_value_structs(fd.type)
+            target = _held_by_value(fd.type)
             if target is None:
                 continue
             step = path + [(name, fd)]
