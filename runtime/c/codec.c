@@ -22,7 +22,7 @@ _Noreturn static void not_serializable(void)
     ms_runtime_error(0, 0, "internal error: value type is not serializable");
 }
 
-/* The fewest bytes a value of type t takes on the wire. Recursion only
+/* The fewest bytes a value of type t (borrowed) takes on the wire. Recursion only
  * through structs held by value (vectors count 4), so it terminates. */
 static uint64_t min_wire_size(const ms_type *t)
 {
@@ -89,6 +89,7 @@ static void encode_vec(const ms_type *vt, const ms_vec *v, ms_buf *b)
     }
 }
 
+/* t and p borrowed; the value's bytes are appended to b (borrowed). */
 static void encode(const ms_type *t, const void *p, ms_buf *b)
 {
     switch (t->kind) {
@@ -129,7 +130,7 @@ static uint64_t bytes_left(const ms_reader *r)
     return r->off < r->len ? r->len - r->off : 0;
 }
 
-/* Returns a new vector (owned by the caller) read from r. */
+/* Returns a new vector (owned by the caller) read from r (borrowed). */
 static ms_vec *decode_vec(const ms_type *vt, ms_reader *r)
 {
     uint32_t n = ms_read_u32(r);
@@ -179,6 +180,7 @@ static ms_vec *decode_vec(const ms_type *vt, ms_reader *r)
     return v;
 }
 
+/* t and r borrowed; what is written at out is owned by the caller. */
 static void decode(const ms_type *t, ms_reader *r, void *out)
 {
     switch (t->kind) {

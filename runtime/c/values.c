@@ -68,7 +68,8 @@ static inline void vec_retain(ms_vec *v)
         v->refcount++;
 }
 
-/* Retains what the value of type t at p refers to. Recursion only through
+/* Retains what the value of type t at p (both borrowed) refers to.
+ * Recursion only through
  * structs held by value, whose nesting the type bounds (a struct cannot
  * contain itself by value). */
 static void retain_refs(const ms_type *t, const void *p)
@@ -131,6 +132,7 @@ void ms_value_retain(const ms_type *t, const void *value)
  * drained in a loop, each dead vector dropping its elements' references
  * (which may add more dead vectors) before it is freed. */
 
+/* v: a vector whose count reached 0, now owned by the list *dead. */
 static inline void push_dead(ms_vec **dead, const ms_type *vt, ms_vec *v)
 {
     v->refcount = (int64_t)(intptr_t)*dead;
@@ -138,8 +140,9 @@ static inline void push_dead(ms_vec **dead, const ms_type *vt, ms_vec *v)
     *dead = v;
 }
 
-/* Drops the references the value of type t at p holds; vectors that die
- * with element references go onto *dead, the others are freed at once. */
+/* Drops the references the value of type t at p (both borrowed) holds;
+ * vectors that die with element references go onto *dead (they then belong
+ * to the list), the others are freed at once. */
 static void drop_refs(const ms_type *t, void *p, ms_vec **dead)
 {
     switch (t->kind) {
@@ -166,7 +169,8 @@ static void drop_refs(const ms_type *t, void *p, ms_vec **dead)
     }
 }
 
-/* Frees every vector on the dead list, and those that die as a result. */
+/* Frees every vector on the dead list (which it owns), and those that die
+ * as a result. */
 static void drain_dead(ms_vec *dead)
 {
     while (dead) {
@@ -315,21 +319,33 @@ ms_vec *ms_vec_concat(const ms_type *vt, const ms_vec *a, const ms_vec *b)
 
 /* ------------------------------------------------------------ equality */
 
-/* Whether a value of type t may contain a double, so that it may differ
- * from itself (NaN). Descriptors of recursive structs (through vectors)
- * form cycles, so the walk gives up — answering "maybe" — past a depth. */
-static int may_hold_double(const ms_type *t, int depth)
+/* The types a may_hold_double walk has visited (borrowed pointers). */
+typedef struct type_set {
+    const ms_type *seen[64];
+    int n;
+} type_set;
+
+/* Whether a value of type t (borrowed) may contain a double, so that it may
+ * differ from itself (NaN). A depth-first walk that visits each type once:
+ * descriptors of recursive structs (through vectors) form cycles, and a
+ * type seen before added nothing. Answers "maybe" (1) when the type has
+ * more distinct parts than the set holds. */
+static int may_hold_double(const ms_type *t, type_set *set)
 {
-    if (depth > 32)
+    for (int i = 0; i < set->n; i++)
+        if (set->seen[i] == t)
+            return 0;
+    if (set->n == (int)(sizeof set->seen / sizeof set->seen[0]))
         return 1;
+    set->seen[set->n++] = t;
     switch (t->kind) {
     case MS_T_DOUBLE:
         return 1;
     case MS_T_VECTOR:
-        return may_hold_double(t->elem, depth + 1);
+        return may_hold_double(t->elem, set);
     case MS_T_STRUCT:
         for (uint32_t i = 0; i < t->nfields; i++)
-            if (may_hold_double(t->fields[i], depth + 1))
+            if (may_hold_double(t->fields[i], set))
                 return 1;
         return 0;
     default:
@@ -365,8 +381,11 @@ static int vec_eq(const ms_type *vt, const ms_vec *a, const ms_vec *b)
         return 1;
     }
     default:
-        if (a == b && !may_hold_double(et, 0))
-            return 1;
+        if (a == b) {
+            type_set set = { .n = 0 };
+            if (!may_hold_double(et, &set))
+                return 1;
+        }
         msv_check_stack();
         for (int64_t i = 0; i < n; i++) {
             size_t off = (size_t)i * et->size;
@@ -377,6 +396,7 @@ static int vec_eq(const ms_type *vt, const ms_vec *a, const ms_vec *b)
     }
 }
 
+/* t, a and b borrowed. */
 static int value_eq(const ms_type *t, const void *a, const void *b)
 {
     switch (t->kind) {

@@ -184,6 +184,16 @@ static const ms_type T_NODE = { .kind = MS_T_STRUCT, .size = 16, .has_refs = 1,
 static const ms_type T_VNODE = VEC(&T_NODE);
 typedef struct { int64_t v; ms_vec *kids; } Node;
 
+/* struct DNode { vector<struct DNode> kids; double d; } — recursive
+ * through its first field, holding a double in its second. */
+static const ms_type T_VDNODE;
+static const ms_type *const DNODE_F[] = { &T_VDNODE, &T_DOUBLE };
+static const uint32_t DNODE_O[] = { 0, 8 };
+static const ms_type T_DNODE = { .kind = MS_T_STRUCT, .size = 16, .has_refs = 1,
+    .nfields = 2, .fields = DNODE_F, .offsets = DNODE_O, .name = "DNode" };
+static const ms_type T_VDNODE = VEC(&T_DNODE);
+typedef struct { ms_vec *kids; double d; } DNode;
+
 /* A string literal as the compiler emits it, in read-only memory: any
  * write to it would crash the test. */
 static const struct { ms_vec h; char bytes[5]; } LIT_HELLO = {
@@ -454,6 +464,14 @@ static void test_deep(void)
     ms_vec *s = deep_list(50);
     ms_vec *t = deep_list(50);
     CHECK(ms_value_eq(&T_VNODE, &s, &t));
+    CHECK(ms_value_eq(&T_VNODE, &s, &s)); /* same vector, no doubles */
+    ms_vec *dn = NULL, *kid = NULL;
+    ((DNode *)ms_vec_push(&T_VDNODE, &kid))->d = NAN;
+    ((DNode *)ms_vec_push(&T_VDNODE, &dn))->kids = kid;
+    CHECK(!ms_value_eq(&T_VDNODE, &dn, &dn)); /* a NaN inside: not equal */
+    ((DNode *)DATA(kid))->d = 2.5;
+    CHECK(ms_value_eq(&T_VDNODE, &dn, &dn));
+    ms_vec_release(&T_VDNODE, dn);
     ((Node *)DATA(t))->v = -1;
     CHECK(!ms_value_eq(&T_VNODE, &s, &t));
     ms_vec_release(&T_VNODE, s);
