@@ -30,6 +30,7 @@ struct ms_job {
     /* Guarded by the master lock (master.c): */
     int state;            /* enum ms_jstate */
     int attempts;         /* times sent to a slave */
+    long long t_sent_us;  /* when it was last sent */
     void *where;          /* the connection it is in flight on, or NULL */
     uint8_t *args;        /* owned; freed when the job ends */
     uint32_t args_len;

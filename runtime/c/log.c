@@ -113,3 +113,11 @@ long long ms_now_ms(void)
         ms_fatal("clock_gettime: %s", strerror(errno));
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+long long ms_now_us(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        ms_fatal("clock_gettime: %s", strerror(errno));
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}

@@ -4,9 +4,13 @@
  * compiled master code makes.
  *
  * Threads: the main thread runs ms_master_main (compiled code); the I/O
- * thread owns every socket and child process. They share the job records
- * and the pending queue, guarded by M.lock. The main thread never does
- * network I/O, and the I/O thread never blocks except in poll(). */
+ * thread polls every socket, reads, accepts and manages child processes.
+ * They share the job records, the pending queue and the connections'
+ * output, guarded by M.lock: so that a job starts without a thread switch,
+ * ms_start_job hands it to a slave and sends it itself (a non-blocking
+ * send; the I/O thread finishes what the kernel did not take). Neither
+ * thread ever blocks on the network, and the I/O thread sleeps only in
+ * poll(). */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -177,9 +181,10 @@ static void parse_options(int argc, char **argv, options *o)
 
 enum { C_HANDSHAKE, C_READY, C_CLOSING, C_DEAD };
 
-/* One connection, normally to a slave. Owned by the I/O thread; its
- * in-flight set holds jobs whose fields M.lock guards, so it is changed
- * only with M.lock held. */
+/* One connection, normally to a slave. Created and freed by the I/O
+ * thread with M.lock held. `in`, `in_off`, `rd_*` and `t_recv` are the I/O
+ * thread's alone (it reads without the lock); every other field is guarded
+ * by M.lock. */
 typedef struct conn {
     int fd;
     uint32_t id;
@@ -192,6 +197,8 @@ typedef struct conn {
     int local;
     ms_buf in;           /* received bytes; [in_off, in.len) unparsed */
     uint64_t in_off;
+    int rd_failed;       /* reading ended: EOF or an error (rd_why) */
+    char rd_why[160];
     ms_buf out;          /* bytes to send; [out_off, out.len) unsent */
     uint64_t out_off;
     long long t_open, t_recv, t_send, t_close;
@@ -231,9 +238,8 @@ static struct master {
     pthread_cond_t done_cv;  /* signalled when `waiter` ends */
     /* Guarded by lock: */
     ms_jobq pending;
-    struct ms_job **cancels; /* jobs to send CANCEL for; one ref each */
-    size_t ncancels, cancels_cap;
     struct ms_job *waiter;   /* the job ms_reap_job waits for, or NULL */
+    int notify;              /* signal done_cv after unlocking */
     int io_idle;             /* the I/O thread is (about to be) in poll */
     int shutdown_code;       /* -1 while running */
     int shutdown_signal;     /* the signal that ended the run, or 0 */
@@ -241,17 +247,17 @@ static struct master {
     uint32_t ready_slaves;
     stats st;
     ms_buf slave_report;     /* --stats lines of slaves that left */
-
-    /* Owned by the I/O thread; no lock: */
     conn **conns;
     size_t nconns, conns_cap;
     ms_inflight **sets;      /* scratch for ms_sched_pick, conns_cap long */
     size_t sched_cursor;
+    int shutting_down;
+
+    /* Owned by the I/O thread; no lock: */
     uint32_t next_conn_id;
     child *children;
     size_t nchildren;
     long long t_waiting_since, t_last_notice;
-    int shutting_down;
 } M = {.listen_fd = -1, .wake_fd = -1, .sig_fd = -1,
        .lock = PTHREAD_MUTEX_INITIALIZER,
        .done_cv = PTHREAD_COND_INITIALIZER,
@@ -281,6 +287,9 @@ static int need_wake_locked(void)
     return 1;
 }
 
+static void dispatch_locked(void);
+static int flush_locked(void);
+
 /* ---------------------------------------------------------- job calls */
 
 ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
@@ -307,7 +316,9 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     } else {
         ms_job_retain(j); /* the queue's reference */
         ms_jobq_push(&M.pending, j);
-        wake = need_wake_locked();
+        dispatch_locked();
+        /* What the kernel does not take now, the I/O thread sends later. */
+        wake = flush_locked() && need_wake_locked();
     }
     pthread_mutex_unlock(&M.lock);
     if (wake)
@@ -373,14 +384,11 @@ void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
     } else if (h->state == MS_J_INFLIGHT) {
         ms_job_cancel_now(h);
         M.st.cancelled++;
-        if (M.ncancels == M.cancels_cap) {
-            M.cancels_cap = M.cancels_cap ? 2 * M.cancels_cap : 16;
-            M.cancels = ms_xrealloc(M.cancels,
-                                    M.cancels_cap * sizeof *M.cancels);
+        conn *c = h->where;
+        if (c && c->phase == C_READY) {
+            ms_ctrl_append(&c->out, h->jid, MS_CANCEL);
+            wake = flush_locked() && need_wake_locked();
         }
-        ms_job_retain(h);
-        M.cancels[M.ncancels++] = h;
-        wake = need_wake_locked();
     }
     pthread_mutex_unlock(&M.lock);
     if (wake)
@@ -635,7 +643,8 @@ static void conn_accept(long long now)
     }
 }
 
-/* Read what is there (no lock: the buffers are the I/O thread's). */
+/* Read what is there (no lock: the buffers are the I/O thread's; the
+ * locked part turns rd_failed into conn_close after using what came). */
 static void conn_read(conn *c, long long now)
 {
     if (c->in_off == c->in.len) {
@@ -646,14 +655,19 @@ static void conn_read(conn *c, long long now)
         c->in_off = 0;
     }
     ms_buf_reserve(&c->in, READ_CHUNK);
+    if (c->rd_failed)
+        return;
     ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
     if (n < 0) {
-        if (!ms_errno_is_retry(errno))
-            conn_close(c, "read: %s", strerror(errno));
+        if (!ms_errno_is_retry(errno)) {
+            snprintf(c->rd_why, sizeof c->rd_why, "read: %s", strerror(errno));
+            c->rd_failed = 1;
+        }
         return;
     }
     if (n == 0) {
-        conn_close(c, "connection closed");
+        snprintf(c->rd_why, sizeof c->rd_why, "connection closed");
+        c->rd_failed = 1;
         return;
     }
     c->in.len += (uint64_t)n;
@@ -680,10 +694,12 @@ static void conn_write(conn *c, long long now)
         ms_buf_free(&c->out); /* do not keep a huge buffer for heartbeats */
 }
 
+/* The job ended: if the main thread waits for it, wake it once M.lock is
+ * released (so that it does not wake only to block on the lock). */
 static void notify_locked(struct ms_job *j)
 {
     if (M.waiter == j)
-        pthread_cond_signal(&M.done_cv);
+        M.notify = 1;
 }
 
 static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
@@ -765,6 +781,8 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     (void)ms_inflight_take(&c->load, h.jid);
     j->where = NULL;
     c->done++;
+    long long took = ms_now_us() - j->t_sent_us;
+    ms_inflight_sample(&c->load, took > 0 ? (uint64_t)took : 0);
     if (j->state == MS_J_INFLIGHT) {
         uint8_t *copy = NULL;
         if (h.length) {
@@ -925,11 +943,12 @@ static void conn_destroy_locked(conn *c)
 /* Send pending jobs to slaves with room (caller holds M.lock). */
 static void dispatch_locked(void)
 {
-    if (!M.pending.head)
+    if (!M.pending.head || M.shutting_down)
         return;
     for (size_t i = 0; i < M.nconns; i++)
         M.sets[i] = M.conns[i]->phase == C_READY ? &M.conns[i]->load : NULL;
     struct ms_job *j;
+    long long now = 0;
     while ((j = M.pending.head)) {
         if (j->state != MS_J_PENDING) { /* cancelled while waiting */
             ms_job_release(ms_jobq_pop(&M.pending));
@@ -943,33 +962,42 @@ static void dispatch_locked(void)
         j->state = MS_J_INFLIGHT;
         j->attempts++;
         j->where = c;
+        if (!now)
+            now = ms_now_us();
+        j->t_sent_us = now;
         ms_msg_append(&c->out, j->ordinal, j->jid, j->args, j->args_len);
         ms_inflight_add(&c->load, j); /* takes the queue's reference */
     }
 }
 
-static void cancels_locked(void)
+/* Send what the connections have queued, as far as the kernel takes it
+ * without blocking (caller holds M.lock). Returns 1 if some remains. */
+static int flush_locked(void)
 {
-    for (size_t i = 0; i < M.ncancels; i++) {
-        struct ms_job *j = M.cancels[i];
-        conn *c = j->where;
-        if (c && c->phase == C_READY)
-            ms_ctrl_append(&c->out, j->jid, MS_CANCEL);
-        ms_job_release(j);
+    int left = 0;
+    long long now = 0;
+    for (size_t i = 0; i < M.nconns; i++) {
+        conn *c = M.conns[i];
+        if (c->phase == C_DEAD || c->out_off == c->out.len)
+            continue;
+        if (!now)
+            now = ms_now_ms();
+        conn_write(c, now);
+        left |= c->out_off < c->out.len;
     }
-    M.ncancels = 0;
+    return left;
 }
 
 /* Is there work the I/O thread could do now without waiting for input? */
 static int work_ready_locked(void)
 {
-    if (M.ncancels || M.shutdown_code >= 0)
+    if (M.shutdown_code >= 0)
         return 1;
     if (!M.pending.head)
         return 0;
     for (size_t i = 0; i < M.nconns; i++) {
         conn *c = M.conns[i];
-        if (c->phase == C_READY && c->load.n < c->load.capacity)
+        if (c->phase == C_READY && c->load.n < c->load.limit)
             return 1;
     }
     /* Cancelled jobs at the head are dropped by dispatch_locked. */
@@ -982,7 +1010,8 @@ static void min_deadline(long long *next, long long t)
         *next = t;
 }
 
-/* Timeouts and heartbeats; returns the time of the next such event. */
+/* Timeouts and heartbeats (caller holds M.lock); returns the time of the
+ * next such event. */
 static long long timers(long long now)
 {
     long long next = now + 1000;
@@ -1020,6 +1049,13 @@ static long long timers(long long now)
             break;
         }
     }
+    return next;
+}
+
+/* Start local slaves that are due (without M.lock: fork takes a while).
+ * Returns the time of the next restart, or `next`. */
+static long long restart_children(long long now, long long next)
+{
     for (size_t i = 0; i < M.nchildren; i++) {
         child *ch = &M.children[i];
         if (ch->pid == 0) {
@@ -1081,6 +1117,7 @@ static void drain_wake(void)
  * kill those that linger. */
 static void shutdown_io(void)
 {
+    pthread_mutex_lock(&M.lock);
     M.shutting_down = 1;
     pid_t told[M.nconns + 1];
     size_t ntold = 0;
@@ -1106,10 +1143,12 @@ static void shutdown_io(void)
         }
         if (n == 0 || now >= deadline)
             break;
-        if (poll(pfd, n, (int)(deadline - now)) < 0 && errno != EINTR)
+        pthread_mutex_unlock(&M.lock);
+        int r = poll(pfd, n, (int)(deadline - now));
+        pthread_mutex_lock(&M.lock);
+        if (r < 0 && errno != EINTR)
             break;
     }
-    pthread_mutex_lock(&M.lock);
     for (size_t i = 0; i < M.nconns; i++) {
         conn_close(M.conns[i], "the run ended");
         conn_destroy_locked(M.conns[i]);
@@ -1162,37 +1201,38 @@ static void shutdown_io(void)
 static void *io_main(void *arg)
 {
     (void)arg;
-    long long now = ms_now_ms();
-    for (size_t i = 0; i < M.nchildren; i++)
-        spawn_child(&M.children[i], now);
     size_t pcap = 0;
     struct pollfd *pfds = NULL;
+    long long next = ms_now_ms();
     int again = 0;
     for (;;) {
-        now = ms_now_ms();
-        long long next = timers(now);
-        /* 0: the wake eventfd, 1: signals, 2: the listening socket. */
-        if (pcap < M.nconns + 3) {
-            pcap = 2 * (M.nconns + 3);
+        long long now = ms_now_ms();
+        next = restart_children(now, next);
+        /* 0: the wake eventfd, 1: signals, 2: the listening socket. The
+         * connections' output may change once the lock is dropped; a
+         * sender that leaves bytes unsent wakes this thread. */
+        pthread_mutex_lock(&M.lock);
+        size_t npoll = M.nconns;
+        if (pcap < npoll + 3) {
+            pcap = 2 * (npoll + 3);
             pfds = ms_xrealloc(pfds, pcap * sizeof *pfds);
         }
         pfds[0] = (struct pollfd){.fd = M.wake_fd, .events = POLLIN};
         pfds[1] = (struct pollfd){.fd = M.sig_fd, .events = POLLIN};
         pfds[2] = (struct pollfd){.fd = M.listen_fd, .events = POLLIN};
-        for (size_t i = 0; i < M.nconns; i++) {
+        for (size_t i = 0; i < npoll; i++) {
             conn *c = M.conns[i];
             short ev = c->phase == C_DEAD ? 0 : POLLIN;
             if (c->out_off < c->out.len)
                 ev |= POLLOUT;
             pfds[3 + i] = (struct pollfd){.fd = c->fd, .events = ev};
-            if (c->phase == C_DEAD)
-                again = 1;
         }
+        pthread_mutex_unlock(&M.lock);
         long long wait = again ? 0 : next - now;
         if (wait < 0)
             wait = 0;
         again = 0;
-        int r = poll(pfds, M.nconns + 3, (int)wait);
+        int r = poll(pfds, npoll + 3, (int)wait);
         if (r < 0 && errno != EINTR)
             ms_fatal("poll: %s", strerror(errno));
         now = ms_now_ms();
@@ -1203,14 +1243,12 @@ static void *io_main(void *arg)
                 read_signals();
                 reap_children(now);
             }
-            if (pfds[2].revents)
-                conn_accept(now);
-            for (size_t i = 0; i < M.nconns && 3 + i < pcap; i++) {
+            /* Reading touches only the I/O thread's own fields. Only this
+             * thread removes connections, so conns[0..npoll) are the ones
+             * polled. */
+            for (size_t i = 0; i < npoll; i++) {
                 conn *c = M.conns[i];
-                short rev = pfds[3 + i].revents;
-                if (c->phase == C_DEAD || pfds[3 + i].fd != c->fd)
-                    continue;
-                if (rev & (POLLIN | POLLHUP | POLLERR))
+                if (pfds[3 + i].revents & (POLLIN | POLLHUP | POLLERR))
                     conn_read(c, now);
             }
         } else if (r == 0 && M.nchildren) {
@@ -1219,8 +1257,14 @@ static void *io_main(void *arg)
 
         pthread_mutex_lock(&M.lock);
         M.io_idle = 0;
-        for (size_t i = 0; i < M.nconns; i++)
+        if (r > 0 && pfds[2].revents)
+            conn_accept(now);
+        for (size_t i = 0; i < M.nconns; i++) {
             conn_process(M.conns[i]);
+            if (M.conns[i]->rd_failed)
+                conn_close(M.conns[i], "%s", M.conns[i]->rd_why);
+        }
+        next = timers(now);
         size_t kept = 0;
         for (size_t i = 0; i < M.nconns; i++) {
             if (M.conns[i]->phase == C_DEAD)
@@ -1229,22 +1273,24 @@ static void *io_main(void *arg)
                 M.conns[kept++] = M.conns[i];
         }
         M.nconns = kept;
-        cancels_locked();
         if (M.shutdown_code >= 0) {
             pthread_mutex_unlock(&M.lock);
             break;
         }
         dispatch_locked();
+        flush_locked();
         waiting_notice_locked(now);
-        if (!work_ready_locked())
+        for (size_t i = 0; i < M.nconns; i++)
+            again |= M.conns[i]->phase == C_DEAD;
+        if (!again && !work_ready_locked())
             M.io_idle = 1;
         else
             again = 1;
+        int notify = M.notify;
+        M.notify = 0;
         pthread_mutex_unlock(&M.lock);
-
-        for (size_t i = 0; i < M.nconns; i++)
-            if (M.conns[i]->out_off < M.conns[i]->out.len)
-                conn_write(M.conns[i], now);
+        if (notify)
+            pthread_cond_signal(&M.done_cv);
     }
     free(pfds);
     shutdown_io();

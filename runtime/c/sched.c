@@ -6,11 +6,21 @@
 #include "jobs.h"
 #include "log.h"
 
-void ms_inflight_init(ms_inflight *s, uint32_t capacity)
+void ms_inflight_init(ms_inflight *s, uint32_t threads)
 {
-    s->capacity = capacity;
+    s->threads = threads;
+    s->capacity = threads * MS_PREFETCH;
+    s->limit = threads; /* until its jobs prove short */
     s->n = 0;
-    s->jobs = ms_xcalloc(capacity, sizeof *s->jobs);
+    s->ewma_us = 0;
+    s->jobs = ms_xcalloc(s->capacity, sizeof *s->jobs);
+}
+
+void ms_inflight_sample(ms_inflight *s, uint64_t us)
+{
+    /* An exponentially weighted mean (weight 1/8) of the round trips. */
+    s->ewma_us = s->ewma_us ? s->ewma_us - s->ewma_us / 8 + us / 8 : us;
+    s->limit = s->ewma_us < MS_SHORT_JOB_US ? s->capacity : s->threads;
 }
 
 void ms_inflight_free(ms_inflight *s)
@@ -57,15 +67,15 @@ long ms_sched_pick(ms_inflight *const *sets, size_t n, size_t *cursor)
     for (size_t k = 0; k < n; k++) {
         size_t i = (*cursor + k) % n;
         const ms_inflight *s = sets[i];
-        if (!s || s->n >= s->capacity)
+        if (!s || s->n >= s->limit)
             continue;
         if (best < 0) {
             best = (long)i;
             continue;
         }
         const ms_inflight *b = sets[best];
-        /* s->n / s->capacity < b->n / b->capacity, without division. */
-        if ((uint64_t)s->n * b->capacity < (uint64_t)b->n * s->capacity)
+        /* s->n / s->limit < b->n / b->limit, without division. */
+        if ((uint64_t)s->n * b->limit < (uint64_t)b->n * s->limit)
             best = (long)i;
     }
     if (best >= 0)

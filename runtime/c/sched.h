@@ -1,7 +1,11 @@
 /* sched.h — choosing a slave for the next pending job: each slave has at
- * most `capacity` jobs in flight (its thread count from the handshake);
- * the least loaded one with room gets the job, ties go round-robin.
- * Pending jobs leave their queue in FIFO order, so none starves. */
+ * most `limit` jobs in flight: its thread count from the handshake, or, while
+ * its jobs are short, up to MS_PREFETCH times that, so that the round trip
+ * does not leave its threads idle between tiny jobs (long jobs are never
+ * queued behind each other on one slave while another has room). The least
+ * loaded slave (in flight / limit) with room gets the job, ties go
+ * round-robin. Pending jobs leave their queue in FIFO order, so none
+ * starves. */
 #ifndef MS_SCHED_H
 #define MS_SCHED_H
 
@@ -12,12 +16,21 @@ struct ms_job;
 
 /* The jobs in flight on one slave. Owned by its connection; holds one
  * reference to each job. */
+#define MS_PREFETCH 4
+#define MS_SHORT_JOB_US 2000 /* jobs shorter than this may be prefetched */
+
 typedef struct ms_inflight {
-    uint32_t capacity, n;
+    uint32_t threads;   /* the slave's thread count */
+    uint32_t capacity;  /* MS_PREFETCH * threads: the most `limit` can be */
+    uint32_t limit;     /* jobs it may have in flight now */
+    uint32_t n;
+    uint64_t ewma_us;   /* mean round trip of its recent jobs; 0: none yet */
     struct ms_job **jobs; /* owned array of `capacity` slots; n used */
 } ms_inflight;
 
-void ms_inflight_init(ms_inflight *s, uint32_t capacity);
+void ms_inflight_init(ms_inflight *s, uint32_t threads);
+/* A job's round trip took `us` microseconds: adjust the limit. */
+void ms_inflight_sample(ms_inflight *s, uint64_t us);
 void ms_inflight_free(ms_inflight *s); /* the set must be empty */
 /* Add a job (the set takes over the caller's reference); needs room. */
 void ms_inflight_add(ms_inflight *s, struct ms_job *j);
@@ -27,7 +40,7 @@ struct ms_job *ms_inflight_find(const ms_inflight *s, uint32_t jid);
 struct ms_job *ms_inflight_take(ms_inflight *s, uint32_t jid);
 
 /* Choose among `n` sets (borrowed; NULL entries are skipped) the least
- * loaded (in flight / capacity) with room. Ties go to the first at or
+ * loaded (in flight / limit) with room. Ties go to the first at or
  * after *cursor, which then moves past the chosen one. Returns its index,
  * or -1 if none has room. */
 long ms_sched_pick(ms_inflight *const *sets, size_t n, size_t *cursor);

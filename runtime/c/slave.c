@@ -3,9 +3,14 @@
  * ms_job_table[ordinal - 1].run. A runtime error in a job longjmps back to
  * its worker (ms_runtime_error), which reports the job failed and goes on.
  *
- * Threads: the main thread reads from the master and queues tasks; the
- * workers run them. Whoever has a message to send appends it to S.out; one
- * sender at a time writes everything queued in one write, so results that
+ * Threads: `threads` + 1 workers, made once. One of them at a time is the
+ * leader: it waits for and reads messages from the master, queues the jobs
+ * and answers control messages. When there is a job to run and a free
+ * slot, the leader hands leadership to an idle worker and runs the job
+ * itself, so a job starts on the thread that read it (no thread switch on
+ * the way in); at most `threads` jobs run at once, so one worker is always
+ * left to lead. Whoever has a message to send appends it to S.out; one
+ * sender at a time writes everything queued with one write, so results that
  * finish together go out together. */
 #include <errno.h>
 #include <inttypes.h>
@@ -64,11 +69,18 @@ static struct slave {
     worker *workers;
 
     pthread_mutex_t qlock;
-    pthread_cond_t qcv;
+    pthread_cond_t qcv;      /* a task or the leadership may be free */
     /* Guarded by qlock: */
     task *head, *tail;
     size_t nqueued;
-    size_t running;
+    size_t running;          /* jobs running, at most `threads` */
+    int led;                 /* some worker is the leader */
+    size_t idle;             /* workers waiting on qcv */
+
+    /* The leader's alone (handed over with the leadership): */
+    ms_buf in;               /* received bytes; [in_off, in.len) unparsed */
+    uint64_t in_off;
+    long long t_recv;
 
     pthread_mutex_t slock;
     /* Guarded by slock: */
@@ -266,6 +278,8 @@ static void run_task(worker *w, task *t)
         ms_buf_free(&w->result);
 }
 
+static void lead(void);
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -273,25 +287,34 @@ static void *worker_main(void *arg)
     ms_stack_init_thread();
     pthread_mutex_lock(&S.qlock);
     for (;;) {
-        while (!S.head)
+        if (S.head && S.running < (size_t)S.threads) {
+            task *t = S.head;
+            S.head = t->next;
+            if (!S.head)
+                S.tail = NULL;
+            S.nqueued--;
+            S.running++;
+            w->jid = t->jid;
+            __atomic_store_n(&w->cancel, 0, __ATOMIC_RELAXED);
+            pthread_mutex_unlock(&S.qlock);
+
+            run_task(w, t);
+            free(t->args);
+            free(t);
+
+            pthread_mutex_lock(&S.qlock);
+            w->jid = 0;
+            S.running--;
+        } else if (!S.led) {
+            S.led = 1;
+            pthread_mutex_unlock(&S.qlock);
+            lead(); /* returns with a job to run and leadership given up */
+            pthread_mutex_lock(&S.qlock);
+        } else {
+            S.idle++;
             pthread_cond_wait(&S.qcv, &S.qlock);
-        task *t = S.head;
-        S.head = t->next;
-        if (!S.head)
-            S.tail = NULL;
-        S.nqueued--;
-        S.running++;
-        w->jid = t->jid;
-        __atomic_store_n(&w->cancel, 0, __ATOMIC_RELAXED);
-        pthread_mutex_unlock(&S.qlock);
-
-        run_task(w, t);
-        free(t->args);
-        free(t);
-
-        pthread_mutex_lock(&S.qlock);
-        w->jid = 0;
-        S.running--;
+            S.idle--;
+        }
     }
     return NULL;
 }
@@ -304,13 +327,14 @@ static void start_workers(void)
         rc = pthread_attr_setstacksize(&attr, MS_WORKER_STACK);
     if (rc != 0)
         ms_fatal("pthread_attr_setstacksize: %s", strerror(rc));
-    S.workers = ms_xcalloc((size_t)S.threads, sizeof *S.workers);
-    for (long i = 0; i < S.threads; i++) {
+    long n = S.threads + 1;
+    S.workers = ms_xcalloc((size_t)n, sizeof *S.workers);
+    for (long i = 0; i < n; i++) {
         rc = pthread_create(&S.workers[i].th, &attr, worker_main,
                             &S.workers[i]);
         if (rc != 0)
-            ms_fatal("pthread_create (worker %ld of %ld): %s", i + 1,
-                     S.threads, strerror(rc));
+            ms_fatal("pthread_create (worker %ld of %ld): %s", i + 1, n,
+                     strerror(rc));
     }
     pthread_attr_destroy(&attr);
 }
@@ -354,9 +378,9 @@ static void queue_task(ms_header h, const uint8_t *p)
     }
     t->next = NULL;
     pthread_mutex_lock(&S.qlock);
-    /* The master sends at most `threads` jobs at a time; a queue much
-     * longer than that is a broken or hostile master. */
-    if (S.nqueued + S.running >= (size_t)S.threads * 4 + 16) {
+    /* The master sends at most MS_PREFETCH (4) times `threads` jobs at a
+     * time; a queue much longer than that is a broken or hostile master. */
+    if (S.nqueued + S.running >= (size_t)S.threads * 8 + 16) {
         pthread_mutex_unlock(&S.qlock);
         violation("%zu jobs queued on %ld threads", S.nqueued + S.running,
                   S.threads);
@@ -367,7 +391,6 @@ static void queue_task(ms_header h, const uint8_t *p)
         S.head = t;
     S.tail = t;
     S.nqueued++;
-    pthread_cond_signal(&S.qcv);
     pthread_mutex_unlock(&S.qlock);
 }
 
@@ -389,7 +412,7 @@ static void cancel_task(uint32_t jid)
         }
     }
     if (!found) {
-        for (long i = 0; i < S.threads; i++)
+        for (long i = 0; i <= S.threads; i++)
             if (S.workers[i].jid == jid)
                 __atomic_store_n(&S.workers[i].cancel, 1, __ATOMIC_RELAXED);
     }
@@ -426,12 +449,32 @@ static void handle_message(ms_header h, const uint8_t *p)
               ms_ctrl_name(kind), h.length);
 }
 
-static _Noreturn void serve(void)
+/* Give up the leadership if a job can run now (the caller runs it); wake
+ * a worker to lead instead. Returns 1 if given up. */
+static int maybe_hand_over(void)
 {
-    ms_buf in = {0};
-    uint64_t off = 0;
-    long long t_recv = ms_now_ms();
+    pthread_mutex_lock(&S.qlock);
+    int go = S.head && S.running < (size_t)S.threads;
+    if (go) {
+        S.led = 0;
+        /* One to lead, and more if more jobs can start. */
+        size_t want = 1 + (S.nqueued > 1 ? S.nqueued - 1 : 0);
+        if (want >= S.idle)
+            pthread_cond_broadcast(&S.qcv);
+        else
+            for (size_t i = 0; i < want; i++)
+                pthread_cond_signal(&S.qcv);
+    }
+    pthread_mutex_unlock(&S.qlock);
+    return go;
+}
+
+/* The leader's loop: read and act on messages until a job can run. */
+static void lead(void)
+{
     for (;;) {
+        if (maybe_hand_over())
+            return;
         long long now = ms_now_ms();
         pthread_mutex_lock(&S.slock);
         long long t_send = S.t_send;
@@ -440,29 +483,29 @@ static _Noreturn void serve(void)
             send_ctrl(0, MS_HEARTBEAT);
             t_send = now;
         }
-        if (now - t_recv >= S.hb_timeout_ms) {
+        if (now - S.t_recv >= S.hb_timeout_ms) {
             ms_log("no message from master %s for %.1f s; giving up",
-                   S.master, (double)(now - t_recv) / 1000.0);
+                   S.master, (double)(now - S.t_recv) / 1000.0);
             slave_exit(1);
         }
         long long wake = t_send + S.hb_interval_ms;
-        if (t_recv + S.hb_timeout_ms < wake)
-            wake = t_recv + S.hb_timeout_ms;
+        if (S.t_recv + S.hb_timeout_ms < wake)
+            wake = S.t_recv + S.hb_timeout_ms;
         struct pollfd pfd = {.fd = S.fd, .events = POLLIN};
         int r = poll(&pfd, 1, wake > now ? (int)(wake - now) : 0);
         if (r < 0 && errno != EINTR)
             ms_fatal("poll: %s", strerror(errno));
         if (r <= 0)
             continue;
-        if (off == in.len) {
-            off = in.len = 0;
-        } else if (off > 0 && in.cap - in.len < READ_CHUNK) {
-            memmove(in.data, in.data + off, in.len - off);
-            in.len -= off;
-            off = 0;
+        if (S.in_off == S.in.len) {
+            S.in_off = S.in.len = 0;
+        } else if (S.in_off > 0 && S.in.cap - S.in.len < READ_CHUNK) {
+            memmove(S.in.data, S.in.data + S.in_off, S.in.len - S.in_off);
+            S.in.len -= S.in_off;
+            S.in_off = 0;
         }
-        ms_buf_reserve(&in, READ_CHUNK);
-        ssize_t n = read(S.fd, in.data + in.len, in.cap - in.len);
+        ms_buf_reserve(&S.in, READ_CHUNK);
+        ssize_t n = read(S.fd, S.in.data + S.in.len, S.in.cap - S.in.len);
         if (n < 0) {
             if (ms_errno_is_retry(errno))
                 continue;
@@ -477,18 +520,18 @@ static _Noreturn void serve(void)
             ms_logv("master %s closed the connection", S.master);
             slave_exit(0);
         }
-        in.len += (uint64_t)n;
-        t_recv = ms_now_ms();
-        while (in.len - off >= MS_HDR_LEN) {
-            ms_header h = ms_header_decode(in.data + off);
+        S.in.len += (uint64_t)n;
+        S.t_recv = ms_now_ms();
+        while (S.in.len - S.in_off >= MS_HDR_LEN) {
+            ms_header h = ms_header_decode(S.in.data + S.in_off);
             if (h.length > S.max_message)
                 violation("message of %" PRIu32 " bytes is over the limit of %"
                           PRIu32 " bytes",
                           h.length, S.max_message);
-            if (in.len - off - MS_HDR_LEN < h.length)
+            if (S.in.len - S.in_off - MS_HDR_LEN < h.length)
                 break;
-            const uint8_t *p = in.data + off + MS_HDR_LEN;
-            off += MS_HDR_LEN + (uint64_t)h.length;
+            const uint8_t *p = S.in.data + S.in_off + MS_HDR_LEN;
+            S.in_off += MS_HDR_LEN + (uint64_t)h.length;
             handle_message(h, p);
         }
     }
@@ -716,7 +759,9 @@ int main(int argc, char **argv)
     connect_master(&hp);
     handshake(&secret);
     free(secret.data);
-    S.t_send = ms_now_ms();
+    S.t_send = S.t_recv = ms_now_ms();
     start_workers();
-    serve();
+    /* The workers do everything from here on. */
+    for (;;)
+        pause();
 }
