@@ -665,6 +665,14 @@ def test_deeply_nested_statements():
     assert depth == n
 
 
+def test_statements_nested_beyond_the_stack_fail_cleanly():
+    limit = sys.getrecursionlimit()
+    line, col, msg = master_error("if (x) " * 20000 + "y;")
+    assert msg == "program nested too deeply"
+    assert line == 1 and col > 1000  # near where the parser had got to
+    assert sys.getrecursionlimit() == limit
+
+
 def test_a_two_thousand_line_program_parses_quickly():
     func = """int f{n}(int a, vector<int> v) {{
     int s = 0;

@@ -121,7 +121,10 @@ def run(source) -> S.Program:
             tree = grammar()["program"].match_core(
                 text, 0, defaultdict(dict), failures)
         except RecursionError:
-            raise CompileError(where(0), "program nested too deeply") from None
+            # Statements nest without brackets (`if (a) if (b) ...`); the
+            # furthest failure is close to where the parser had got to.
+            raise CompileError(where(max(failures.pos, 0)),
+                               "program nested too deeply") from None
         if lex_error is not None and (
                 tree is not None or lex_error.offset <= failures.pos
                 or not lexed.tokens or lexed.tokens[-1].end <= failures.pos):
