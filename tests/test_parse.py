@@ -691,3 +691,18 @@ def test_a_two_thousand_line_program_parses_quickly():
     elapsed = time.perf_counter() - start
     assert len(prog.decls) == 251
     assert elapsed < 5.0, f"parsing 2000 lines took {elapsed:.2f}s"
+
+
+def test_every_token_rule_is_folded_into_one_regex():
+    # parse.py relies on each UPPER_CASE rule being one regex whose group
+    # `t` is the token's text (see fold_token_rules)
+    g = parse.grammar()
+    tokens = [name for name in g if name.isupper()]
+    assert len(tokens) > 40
+    for name in tokens:
+        rule = g[name]
+        assert type(rule).__name__ == "Regex", name
+        if name != "END":
+            assert "t" in rule.re.groupindex, name
+    m = g["SEMI"].re.match("; // comment\n /* c */ x")
+    assert m.group("t") == ";" and m.group()[-1] == " "
