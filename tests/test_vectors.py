@@ -1,0 +1,242 @@
+"""Tests of lower-vectors and insert-refcounts (compiler/ir/vectors.py).
+
+- Every golden program of every area goes through both passes, and their
+  outputs satisfy the IR checkers (check_lowered_vectors,
+  check_refcounted).
+- Every program of tests/golden/vectors/ is run by the reference
+  interpreter of the refcounted IR (tests/vectors_interp.py), which
+  simulates the runtime's reference counts: its output must equal the
+  golden .out (and its runtime error the .err), no vector may be used
+  after it is freed, and none may leak. This checks the ownership
+  convention without codegen.
+- Small programs pin individual decisions: where bounds checks and
+  make-unique steps go, which parameters are retained, what a return
+  moves, how temporaries are released.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import attrs
+import pytest
+
+from compiler.errors import CompileError
+from compiler.ir import vectors as V
+from compiler.ir.printer import format_program
+from compiler.ir.surface import FuncDecl, MasterDecl, Name
+from compiler.ir.walk import walk
+from compiler.passes import insert_refcounts, lower_vectors
+from compiler.pipeline import Source, run_pipeline
+from conftest import REPO
+from vectors_interp import run_program
+
+GOLDEN = REPO / "tests" / "golden"
+
+
+def typed(text: str, name: str = "t.ms"):
+    prog, _ = run_pipeline(Source(name, text), stop_after="typecheck")
+    return prog
+
+
+def lowered(text: str):
+    return lower_vectors.run(typed(text))
+
+
+def counted(text: str):
+    return insert_refcounts.run(lowered(text))
+
+
+def dump(text: str) -> str:
+    return format_program(counted(text))
+
+
+def _compiles(path: pathlib.Path) -> bool:
+    try:
+        typed(path.read_text(), path.name)
+        return True
+    except CompileError:
+        return False
+
+
+ALL = [p for p in sorted(GOLDEN.rglob("*.ms")) if not p.stem.startswith("fail-")]
+VECTORS = [p for p in sorted((GOLDEN / "vectors").glob("*.ms"))
+           if not p.stem.startswith("fail-")]
+
+
+def _id(p):
+    return str(p.relative_to(GOLDEN).with_suffix(""))
+
+
+@pytest.mark.parametrize("path", ALL, ids=_id)
+def test_passes_keep_invariants(path):
+    if not _compiles(path):
+        pytest.skip("rejected before lower-vectors")
+    prog = typed(path.read_text(), path.name)
+    before = format_program(prog)
+    low = lower_vectors.run(prog)
+    V.check_lowered_vectors(low)
+    low_text = format_program(low)
+    rc = insert_refcounts.run(low)
+    V.check_refcounted(rc)
+    # Pure passes: their inputs are unchanged.
+    assert format_program(prog) == before
+    assert format_program(low) == low_text
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=_id)
+def test_reference_interpreter(path):
+    prog, _ = run_pipeline(Source(path.name, path.read_text()),
+                           stop_after="insert-refcounts")
+    out, error, leaks = run_program(prog, path.name)
+    assert out == path.with_suffix(".out").read_text()
+    err = path.with_suffix(".err")
+    assert error == (err.read_text() if err.exists() else None)
+    assert leaks == 0, f"{leaks} vectors leaked"
+
+
+# ---------------------------------------------------------------- lower-vectors
+
+def test_bounds_check_carries_bracket_position():
+    text = dump("master {\n  vector<int> v;\n  print(v[0]);\n}\n")
+    assert "(bounds-check@3:10)" in text
+
+
+def test_every_index_has_a_check():
+    prog = lowered("""master { vector<vector<int>> g; g[0][1] = g[1][0]; }""")
+    checks = [n for n in walk(prog) if isinstance(n, V.BoundsCheck)]
+    assert len(checks) == 4
+
+
+def test_field_index_follows_declaration():
+    prog = lowered("struct S { int a; string b; };\n"
+                   "master { struct S s; s->b = \"x\"; }")
+    fa, = [n for n in walk(prog) if isinstance(n, V.FieldAddr)]
+    assert (fa.index, fa.name) == (1, "b")
+
+
+def test_field_of_call_result_is_field_get():
+    prog = lowered("struct S { int a; };\nstruct S f() { struct S s; return s; }\n"
+                   "master { print(f()->a); }")
+    assert any(isinstance(n, V.FieldGet) for n in walk(prog))
+    assert not any(isinstance(n, V.FieldAddr) for n in walk(prog))
+
+
+def test_string_order_is_string_cmp_against_zero():
+    text = format_program(lowered('master { print("a" < "b"); }'))
+    assert "(binary < (string-cmp" in text and "(int-lit 0):int" in text
+
+
+def test_not_equal_on_vectors_negates_value_eq():
+    text = format_program(lowered("master { vector<int> a; print(a != a); }"))
+    assert "(unary ! (value-eq" in text
+
+
+def test_chained_append_nests_pushes():
+    prog = lowered("master { vector<int> v; v :: 1 :: 2; }")
+    outer, = [s.expr for s in walk(prog) if hasattr(s, "expr")
+              and isinstance(s.expr, V.VecPush)]
+    assert isinstance(outer.place, V.VecPush)
+    assert outer.value.value == 2 and outer.place.value.value == 1
+
+
+def test_vector_compound_assign_is_concat_store():
+    text = format_program(lowered('master { string s; s += "x"; }'))
+    assert "(store (var-addr s):string (vec-concat (name s):string" in text
+
+
+def test_scalar_programs_are_unchanged():
+    text = "int f(int a) { return a * 2; }\nmaster { int x = 1; x += f(x); print(x); }"
+    prog = typed(text)
+    assert counted(text) == prog
+
+
+# ---------------------------------------------------------------- insert-refcounts
+
+def test_nested_write_makes_each_level_unique():
+    text = dump("master { vector<vector<int>> grid; grid[1][0] = 3; }")
+    assert ("(store (elem-addr (make-unique (elem-addr (make-unique "
+            "(var-addr grid)") in text.replace(":vector<vector<int>>", "") \
+        .replace(":vector<int>", "")
+
+
+def test_write_through_struct_in_vector_makes_unique():
+    prog = counted("struct S { vector<int> xs; };\n"
+                   "master { vector<struct S> a; a[0]->xs[1] = 2; }")
+    uniques = [n for n in walk(prog) if isinstance(n, V.MakeUnique)]
+    assert [type(u.place).__name__ for u in uniques] == ["FieldAddr", "VarAddr"]
+
+
+def test_read_only_parameter_is_borrowed():
+    prog = counted("int f(vector<int> v) { return v[0]; }\nmaster { }")
+    assert not any(isinstance(n, (V.Retain, V.RetainParam, V.ReleaseVar,
+                                  V.ReturnReleasing)) for n in walk(prog))
+
+
+def test_written_parameter_is_retained_and_owned():
+    prog = counted("int f(vector<int> v) { v :: 1; return len(v); }\nmaster { }")
+    fn = next(d for d in prog.decls if isinstance(d, FuncDecl))
+    assert isinstance(fn.body.stmts[0], V.RetainParam)
+    ret = fn.body.stmts[-1]
+    assert isinstance(ret, V.ReturnReleasing) and ret.releases == ("v",)
+
+
+def test_return_of_local_moves_it():
+    prog = counted("vector<int> f() { vector<int> v; v :: 1; return v; }\nmaster { }")
+    fn = next(d for d in prog.decls if isinstance(d, FuncDecl))
+    ret = fn.body.stmts[-1]
+    assert type(ret).__name__ == "Return" and isinstance(ret.value, Name)
+
+
+def test_copy_into_variable_retains():
+    text = dump("master { vector<int> a; vector<int> b = a; }")
+    assert "var-decl vector<int> b (retain (name a)" in text
+
+
+def test_owned_value_moves_into_variable():
+    text = dump('master { string s = str(1) + "x"; }')
+    assert "retain" not in text
+
+
+def test_discarded_result_is_released():
+    text = dump("vector<int> f() { vector<int> v; return v; }\nmaster { f(); }")
+    assert "expr-stmt (release (call f" in text
+
+
+def test_temporary_released_after_its_consumer():
+    text = dump("vector<int> f() { vector<int> v; return v; }\n"
+                "master { print(len(f())); }")
+    assert "(release-after [%1] (vec-len (temp %1 (call f" in text
+
+
+def test_string_literals_are_never_counted():
+    text = dump('master { string s = "abc"; print("x" + s); s = "y"; }')
+    assert "(retain (char-vector-lit" not in text
+    assert "(temp %1 (char-vector-lit" not in text
+
+
+def test_break_and_continue_release_the_loop_body():
+    prog = counted("master { while (true) { vector<int> v; v :: 1;"
+                   " if (len(v) > 0) { continue; } break; } }")
+    names = [s for s in walk(prog) if isinstance(s, V.ReleaseVar)]
+    # before continue, before break; the block end is not reachable.
+    assert [r.name for r in names] == ["v", "v"]
+
+
+def test_for_init_variable_released_after_loop():
+    prog = counted("master { for (string s = \"a\"; len(s) < 3; s += \"b\") { } }")
+    master = next(d for d in prog.decls if isinstance(d, MasterDecl))
+    last = master.body.stmts[-1]
+    assert isinstance(last, V.ReleaseVar) and last.name == "s"
+
+
+def test_borrow_before_append_in_same_call_is_protected():
+    text = dump("int f(vector<int> a, vector<int> b) { return len(a); }\n"
+                "master { vector<int> v; print(f(v, v :: 1)); }")
+    assert "(temp %1 (retain (name v)" in text
+
+
+def test_passes_do_not_mutate_their_input():
+    prog = lowered("master { vector<int> v; v :: 1; print(v[0]); }")
+    copy = attrs.evolve(prog)
+    insert_refcounts.run(prog)
+    assert prog == copy

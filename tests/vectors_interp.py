@@ -1,0 +1,546 @@
+"""A reference interpreter of the IR after insert-refcounts, for tests.
+
+It runs a program's master block (remote jobs run in-process, their
+arguments and results copied as the wire would) and simulates the C
+runtime's memory model exactly as compiler/ir/vectors.py describes it:
+vectors are shared objects with a reference count, empty vectors are None,
+string literals are immortal, structs are inline values (copied bit for
+bit by a load), and only the explicit retain/release/make-unique/temp/
+release-after/release-var/retain-param/return-releasing nodes (plus the
+documented implicit ones: a store releases what it replaces, vec-push and
+vec-concat and str() and decoded values make new references) touch counts.
+
+So a run checks insert-refcounts semantically: the output must match the
+golden .out, no vector may be used after it was freed (UseAfterFree), no
+count may go below zero, and at the end every vector allocated must have
+been freed (the leak check, `Interpreter.leaks()`).
+"""
+from __future__ import annotations
+
+import math
+
+from compiler.ir import types as T
+from compiler.ir import vectors as V
+from compiler.ir.surface import (Assign, Binary, Block, BoolLit, Break, Call,
+                                 CharLit, CharVectorLit, Continue, DoubleLit,
+                                 Empty, ExprStmt, For, FuncDecl, If, IntLit,
+                                 JobStateLit, MasterDecl, Name, Remote,
+                                 Return, Unary, VarDecl, While)
+from compiler.ir.walk import walk
+
+IMMORTAL = 1 << 62
+
+
+class UseAfterFree(AssertionError):
+    pass
+
+
+class RuntimeErr(Exception):
+    def __init__(self, pos, msg):
+        super().__init__(f"{pos.file}:{pos.line}:{pos.col}: runtime error: {msg}")
+
+
+class Vec:
+    __slots__ = ("rc", "elems", "elem", "freed")
+
+    def __init__(self, elem, elems, rc=1):
+        self.rc, self.elems, self.elem, self.freed = rc, elems, elem, False
+
+    def live(self):
+        if self.freed:
+            raise UseAfterFree("use of a freed vector")
+        return self
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+class _Return(Exception):
+    def __init__(self, value):
+        self.value = value
+
+
+def wrap(n: int) -> int:
+    n &= (1 << 64) - 1
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def format_double(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    p = next(p for p in range(1, 18) if float("%.*g" % (p, x)) == x)
+    return "%.*g" % (max(6, p), x)
+
+
+def copy_bits(v):
+    """A load: structs are inline (copied), vectors are pointers."""
+    return [copy_bits(x) for x in v] if isinstance(v, list) else v
+
+
+class Interpreter:
+    def __init__(self, prog, source: str):
+        self.source = source
+        self.funcs = {d.name: d for d in prog.decls if isinstance(d, FuncDecl)}
+        self.master = next(d for d in prog.decls if isinstance(d, MasterDecl))
+        self.structs = V.struct_table(prog)
+        self.allocated: list[Vec] = []
+        self.out: list[str] = []
+        self.count_handles = any(isinstance(n, (V.Retain, V.ReleaseVar))
+                                 and isinstance(n.type, T.JobType)
+                                 for n in walk(prog))
+
+    # ------------------------------------------------------------ memory
+
+    def new_vec(self, elem, elems):
+        if not elems:
+            return None
+        v = Vec(elem, elems)
+        self.allocated.append(v)
+        return v
+
+    def zero(self, t):
+        if t in (T.INT, T.CHAR):
+            return 0
+        if t == T.DOUBLE:
+            return 0.0
+        if t == T.BOOL:
+            return False
+        if t == T.JOBSTATE:
+            return "running"
+        if isinstance(t, T.StructType):
+            return [self.zero(ft) for _, ft in self.structs[t.name]]
+        return None      # vectors and job handles
+
+    def retain(self, v, t):
+        if isinstance(t, T.VectorType) and v is not None:
+            v.live()
+            if v.rc < IMMORTAL:
+                v.rc += 1
+        elif isinstance(t, T.StructType):
+            for x, (_, ft) in zip(v, self.structs[t.name]):
+                self.retain(x, ft)
+
+    def release(self, v, t):
+        if isinstance(t, T.VectorType) and v is not None:
+            v.live()
+            if v.rc >= IMMORTAL:
+                return
+            assert v.rc > 0
+            v.rc -= 1
+            if v.rc == 0:
+                for x in v.elems:
+                    self.release(x, v.elem)
+                v.freed = True
+        elif isinstance(t, T.StructType):
+            for x, (_, ft) in zip(v, self.structs[t.name]):
+                self.release(x, ft)
+
+    def unique(self, v, t):
+        if v is None or v.live().rc == 1:
+            return v
+        elems = [copy_bits(x) for x in v.elems]
+        for x in elems:
+            self.retain(x, t.elem)
+        self.release(v, t)
+        return self.new_vec(t.elem, elems)
+
+    def deep_copy(self, v, t):
+        """What encoding then decoding makes: fresh values, counts 1."""
+        if isinstance(t, T.VectorType):
+            if v is None:
+                return None
+            return self.new_vec(t.elem, [self.deep_copy(x, t.elem) for x in v.live().elems])
+        if isinstance(t, T.StructType):
+            return [self.deep_copy(x, ft) for x, (_, ft) in zip(v, self.structs[t.name])]
+        return v
+
+    def leaks(self) -> int:
+        return sum(1 for v in self.allocated if not v.freed)
+
+    # ------------------------------------------------------------ running
+
+    def run(self):
+        env = {}
+        self.var_types = [_var_types(self.master)]
+        try:
+            self.stmt(self.master.body, env)
+        except _Return:
+            pass
+
+    def call(self, fn, args):
+        env = {p.name: copy_bits(a) for p, a in zip(fn.params, args)}
+        self.var_types.append(_var_types(fn))
+        try:
+            for s in fn.body.stmts:
+                self.stmt(s, env)
+        except _Return as r:
+            return r.value
+        finally:
+            self.var_types.pop()
+        return None
+
+    def stmt(self, s, env):
+        if isinstance(s, Block):
+            for x in s.stmts:
+                self.stmt(x, env)
+        elif isinstance(s, VarDecl):
+            env[s.name] = self.zero(s.type) if s.init is None else self.expr(s.init, env)
+        elif isinstance(s, Assign):
+            if s.op == "=":
+                new = self.expr(s.value, env)
+                old = env[s.target.name]
+                env[s.target.name] = new
+                self.release(old, s.target.type)
+            else:
+                old = env[s.target.name]
+                rhs = self.expr(s.value, env)
+                env[s.target.name] = self.arith(s.op[:-1], old, rhs, s.target.type, s.pos)
+        elif isinstance(s, ExprStmt):
+            self.expr(s.expr, env)
+        elif isinstance(s, If):
+            if self.expr(s.cond, env):
+                self.stmt(s.then, env)
+            elif s.else_ is not None:
+                self.stmt(s.else_, env)
+        elif isinstance(s, While):
+            while self.expr(s.cond, env):
+                try:
+                    self.stmt(s.body, env)
+                except _Break:
+                    break
+                except _Continue:
+                    pass
+        elif isinstance(s, For):
+            if s.init is not None:
+                self.stmt(s.init, env)
+            while s.cond is None or self.expr(s.cond, env):
+                try:
+                    self.stmt(s.body, env)
+                except _Break:
+                    break
+                except _Continue:
+                    pass
+                if s.step is not None:
+                    self.stmt(s.step, env)
+        elif isinstance(s, Return):
+            raise _Return(None if s.value is None else self.expr(s.value, env))
+        elif isinstance(s, V.ReturnReleasing):
+            value = None if s.value is None else self.expr(s.value, env)
+            for name in s.releases:
+                self.release(env[name], self.var_types[-1][name])
+            raise _Return(value)
+        elif isinstance(s, V.ReleaseVar):
+            self.release(env[s.name], s.type)
+        elif isinstance(s, V.RetainParam):
+            self.retain(env[s.name], s.type)
+        elif isinstance(s, Break):
+            raise _Break()
+        elif isinstance(s, Continue):
+            raise _Continue()
+        elif isinstance(s, Empty):
+            pass
+        else:
+            raise AssertionError(f"unknown statement {s}")
+
+    # ------------------------------------------------------------ places
+
+    def prep(self, p, env):
+        """Phase 1 of a place (its operands); returns phase 2, a function
+        giving (get, set) of the place."""
+        if isinstance(p, V.VarAddr):
+            return lambda: (lambda: env[p.name], lambda v: env.__setitem__(p.name, v))
+        if isinstance(p, V.ElemAddr):
+            vec = p.vec
+            if isinstance(vec, (V.Load, V.MakeUnique)):
+                inner = self.prep(vec.place, env)
+                read_vec = None
+            elif isinstance(vec, Name):
+                inner = self.prep(V.VarAddr(name=vec.name, type=vec.type, pos=vec.pos), env)
+                read_vec = None
+            else:
+                read_vec = self.expr(vec, env)
+                inner = None
+            index = self.expr(p.index, env)
+
+            def resolve():
+                if inner is not None:
+                    get, put = inner()
+                    v = get()
+                    if isinstance(vec, V.MakeUnique):
+                        v = self.unique(v, vec.type)
+                        put(v)
+                else:
+                    v = read_vec
+                n = 0 if v is None else len(v.live().elems)
+                if not 0 <= index < n:
+                    raise RuntimeErr(p.check.pos, f"index {index} out of bounds for length {n}")
+                return (lambda: v.live().elems[index],
+                        lambda x: v.live().elems.__setitem__(index, x))
+            return resolve
+        if isinstance(p, V.FieldAddr):
+            inner = self.prep(p.base, env)
+
+            def resolve():
+                get, _ = inner()
+                return (lambda: get()[p.index], lambda x: get().__setitem__(p.index, x))
+            return resolve
+        if isinstance(p, V.VecPush):
+            inner = self.prep(p.place, env)
+            value = self.expr(p.value, env)
+            get, put = inner()
+            v = self.unique(get(), p.type)
+            if v is None:
+                v = self.new_vec(p.type.elem, [value])
+            else:
+                v.elems.append(value)
+            put(v)
+            return inner
+        raise AssertionError(f"unknown place {p}")
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e, env):
+        if isinstance(e, (IntLit, DoubleLit, BoolLit, CharLit, JobStateLit)):
+            return e.value
+        if isinstance(e, CharVectorLit):
+            return Vec(T.CHAR, list(e.value), rc=IMMORTAL) if e.value else None
+        if isinstance(e, Name):
+            return copy_bits(env[e.name])
+        if isinstance(e, V.Load):
+            get, _ = self.prep(e.place, env)()
+            return copy_bits(get())
+        if isinstance(e, V.VecPush):
+            self.prep(e, env)
+            return None
+        if isinstance(e, V.Store):
+            resolve = self.prep(e.place, env)
+            value = self.expr(e.value, env)
+            get, put = resolve()
+            old = get()
+            put(value)
+            self.release(old, e.place.type)
+            return None
+        if isinstance(e, V.StoreOp):
+            resolve = self.prep(e.place, env)
+            get, put = resolve()
+            old = copy_bits(get())
+            value = self.expr(e.value, env)
+            get, put = resolve()
+            if e.op == "vec-concat":
+                put(self.concat(old, value, e.place.type))
+                self.release(old, e.place.type)
+            else:
+                put(self.arith(e.op, old, value, e.place.type, e.pos))
+            return None
+        if isinstance(e, V.FieldGet):
+            return copy_bits(self.expr(e.value, env)[e.index])
+        if isinstance(e, V.VecLen):
+            v = self.expr(e.vec, env)
+            return 0 if v is None else len(v.live().elems)
+        if isinstance(e, V.VecConcat):
+            a = self.expr(e.left, env)
+            b = self.expr(e.right, env)
+            return self.concat(a, b, e.type)
+        if isinstance(e, V.ValueEq):
+            a = self.expr(e.left, env)
+            b = self.expr(e.right, env)
+            return self.eq(a, b, e.left.type)
+        if isinstance(e, V.StringCmp):
+            a = self.expr(e.left, env)
+            b = self.expr(e.right, env)
+            a = [] if a is None else a.live().elems
+            b = [] if b is None else b.live().elems
+            return (a > b) - (a < b)
+        if isinstance(e, V.Retain):
+            v = self.expr(e.value, env)
+            self.retain(v, e.type)
+            return v
+        if isinstance(e, V.Release):
+            self.release(self.expr(e.value, env), e.value.type)
+            return None
+        if isinstance(e, V.Temp):
+            v = self.expr(e.value, env)
+            env[e.id] = (v, e.type)
+            return v
+        if isinstance(e, V.ReleaseAfter):
+            v = self.expr(e.body, env)
+            for t in e.temps:
+                value, ty = env.pop(t)
+                self.release(value, ty)
+            return v
+        if isinstance(e, Unary):
+            v = self.expr(e.operand, env)
+            if e.op == "!":
+                return not v
+            return -v if e.type == T.DOUBLE else wrap(-v)
+        if isinstance(e, Binary):
+            return self.binary(e, env)
+        if isinstance(e, Remote):
+            return self.remote(e, env)
+        if isinstance(e, Call):
+            return self.call_expr(e, env)
+        raise AssertionError(f"unknown expression {e}")
+
+    def concat(self, a, b, t):
+        elems = [copy_bits(x) for x in ((a.live().elems if a else []) + (b.live().elems if b else []))]
+        for x in elems:
+            self.retain(x, t.elem)
+        return self.new_vec(t.elem, elems)
+
+    def eq(self, a, b, t):
+        if isinstance(t, T.VectorType):
+            a = [] if a is None else a.live().elems
+            b = [] if b is None else b.live().elems
+            return len(a) == len(b) and all(self.eq(x, y, t.elem) for x, y in zip(a, b))
+        if isinstance(t, T.StructType):
+            return all(self.eq(x, y, ft) for x, y, (_, ft) in zip(a, b, self.structs[t.name]))
+        if isinstance(t, T.JobType):
+            return a is b
+        return a == b
+
+    def arith(self, op, a, b, t, pos):
+        if t == T.DOUBLE:
+            if op == "/":
+                if b == 0.0:
+                    if a == 0.0 or math.isnan(a):
+                        return math.nan
+                    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+                return a / b
+            return {"+": a + b, "-": a - b, "*": a * b}[op]
+        if op in "/%" and b == 0:
+            raise RuntimeErr(pos, "division by zero")
+        if op == "/":
+            q = abs(a) // abs(b)
+            return wrap(q if (a < 0) == (b < 0) else -q)
+        if op == "%":
+            r = abs(a) % abs(b)
+            return r if a >= 0 else -r
+        return wrap({"+": a + b, "-": a - b, "*": a * b}[op])
+
+    def binary(self, e, env):
+        if e.op == "&&":
+            return bool(self.expr(e.left, env)) and bool(self.expr(e.right, env))
+        if e.op == "||":
+            return bool(self.expr(e.left, env)) or bool(self.expr(e.right, env))
+        a = self.expr(e.left, env)
+        b = self.expr(e.right, env)
+        if e.op in ("==", "!="):
+            r = a is b if isinstance(e.left.type, T.JobType) else a == b
+            return r if e.op == "==" else not r
+        if e.op in ("<", "<=", ">", ">="):
+            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+        return self.arith(e.op, a, b, e.left.type, e.pos)
+
+    def to_text(self, v, t) -> str:
+        if t == T.BOOL:
+            return "true" if v else "false"
+        if t == T.DOUBLE:
+            return format_double(v)
+        if t == T.CHAR:
+            return chr(v)
+        if t == T.JOBSTATE:
+            return v
+        if isinstance(t, T.VectorType):
+            return "" if v is None else "".join(chr(c) for c in v.live().elems)
+        return str(v)
+
+    def call_expr(self, e, env):
+        args = [self.expr(a, env) for a in e.args]
+        fn = self.funcs.get(e.name)
+        if fn is not None:
+            return self.call(fn, args)
+        t = e.args[0].type if e.args else None
+        if e.name == "print":
+            self.out.append(self.to_text(args[0], t) + "\n")
+            return None
+        if e.name == "str":
+            return self.new_vec(T.CHAR, [ord(c) for c in self.to_text(args[0], t)])
+        if e.name == "get":
+            job = args[0]
+            if job["error"]:
+                raise RuntimeErr(e.pos, f"job '{job['name']}' failed: {job['error']}")
+            return self.deep_copy(job["result"], e.type)
+        if e.name == "state":
+            return "failed" if args[0]["error"] else "finished"
+        if e.name == "cancel":
+            return None
+        if e.name == "int":
+            if t == T.DOUBLE:
+                x = args[0]
+                return 0 if math.isnan(x) else max(-2**63, min(2**63 - 1, int(x)))
+            return int(args[0])
+        if e.name == "double":
+            return float(args[0])
+        if e.name == "char":
+            return args[0] & 0xFF
+        if e.name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor", "ceil"):
+            return getattr(math, e.name)(args[0]) * 1.0
+        if e.name == "abs":
+            return abs(args[0]) if t == T.DOUBLE else wrap(abs(args[0]))
+        if e.name in ("min", "max"):
+            return (min if e.name == "min" else max)(args)
+        if e.name == "atan2":
+            return math.atan2(*args)
+        if e.name == "pow":
+            return math.pow(*args)
+        raise AssertionError(f"unknown builtin {e.name}")
+
+    def remote(self, e, env):
+        args = [self.expr(a, env) for a in e.args]
+        fn = self.funcs[e.name]
+        decoded = [self.deep_copy(a, p.type) for a, p in zip(args, fn.params)]
+        job = {"name": e.name, "error": None, "result": None}
+        saved = self.out
+        self.out = []                       # a job prints on its slave
+        try:
+            result = self.call(fn, decoded)
+            # The runtime keeps the encoded result: immortal plain data here.
+            job["result"] = self._freeze(result, fn.ret)
+            self.release(result, fn.ret)
+        except RuntimeErr as err:
+            job["error"] = str(err).replace(": runtime error:", ":")
+        finally:
+            self.out = saved
+        for a, p in zip(decoded, fn.params):
+            self.release(a, p.type)
+        return job
+
+    def _freeze(self, v, t):
+        if isinstance(t, T.VectorType):
+            if v is None:
+                return None
+            vec = Vec(t.elem, [self._freeze(x, t.elem) for x in v.live().elems], rc=IMMORTAL)
+            return vec
+        if isinstance(t, T.StructType):
+            return [self._freeze(x, ft) for x, (_, ft) in zip(v, self.structs[t.name])]
+        return v
+
+
+def _var_types(decl) -> dict:
+    """name -> type of every variable and parameter of one body."""
+    types = {p.name: p.type for p in getattr(decl, "params", ())}
+    for n in walk(decl.body):
+        if isinstance(n, VarDecl):
+            types[n.name] = n.type
+    return types
+
+
+def run_program(prog, source: str):
+    """(stdout text, runtime error line or None, leaked vector count)."""
+    interp = Interpreter(prog, source)
+    error = None
+    try:
+        interp.run()
+    except RuntimeErr as err:
+        error = str(err) + "\n"
+    return "".join(interp.out), error, (interp.leaks() if error is None else 0)
+
+
+__all__ = ["run_program", "UseAfterFree", "format_double"]
