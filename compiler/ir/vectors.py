@@ -31,7 +31,11 @@ through, their bounds checks and (after insert-refcounts) make-unique steps.
 Store and store-op evaluate their VALUE between the two phases, which gives
 SPEC section 11's order for `lv = e` (indices of lv, then e) and keeps every
 address valid even when e appends to the vector lv goes through. A store-op
-computes the address again after VALUE when VALUE contains a vec-push.
+computes the address again after VALUE when VALUE contains a vec-push, and
+then also holds a reference to the value it read (the push may move the
+vector that value lives in). A vector store-op (`vec-concat`) may append
+in place when the vector at PLACE is unique, which makes `s += x` in a
+loop linear rather than quadratic.
 
 Operations (all expressions; `type` as written):
 
