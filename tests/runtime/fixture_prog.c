@@ -294,6 +294,19 @@ static void mode_announce(void)
     ms_print_int(get_int(start2(ADD, 20, 22), 41));
 }
 
+static void mode_bools(void)
+{
+    ms_buf *args = ms_args_new();
+    ms_buf_put_u32(args, 3);
+    for (int i = 0; i < 3; i++)
+        ms_buf_put_u8(args, 1);
+    ms_handle h = ms_start_job(ALL, args);
+    ms_reader r;
+    ms_reap_job(h, &r, 60, 5);
+    ms_print_bool((int8_t)ms_read_u8(&r));
+    ms_handle_release(h);
+}
+
 static void mode_sleep(void)
 {
     /* Runs jobs for a while so tests can poke at the master meanwhile. */
@@ -328,6 +341,8 @@ void ms_master_main(void)
         mode_master_deep();
     else if (!strcmp(mode, "announce"))
         mode_announce();
+    else if (!strcmp(mode, "bools"))
+        mode_bools();
     else if (!strcmp(mode, "sleep"))
         mode_sleep();
     else if (!strcmp(mode, "none"))
