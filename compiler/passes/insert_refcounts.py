@@ -80,6 +80,7 @@ from compiler.ir.surface import (Assign, Block, Break, Call,
                                  Program, Remote, Return, VarDecl,
                                  While)
 from compiler.ir.walk import map_children, walk
+from compiler.passes.typecheck_flow import can_complete
 
 NONE, OWNED, BORROWED, STATIC = "none", "owned", "borrowed", "static"
 
@@ -136,11 +137,6 @@ def _written_variables(body) -> set:
             if root is not None:
                 names.add(root)
     return names
-
-
-def _terminates(stmts: list) -> bool:
-    return bool(stmts) and isinstance(
-        stmts[-1], (Return, V.ReturnReleasing, Break, Continue))
 
 
 class _Body:
@@ -311,7 +307,7 @@ class _Body:
             body = self.stmts(s.stmts)
         else:
             body = self.stmt(s)
-        if not _terminates(body):
+        if can_complete(s):     # else its end is unreachable
             body.extend(self.release_vars(len(self.scopes) - 1, s.pos))
         self.scopes.pop()
         if isinstance(s, Block):
@@ -405,7 +401,7 @@ class _Body:
                                               pos=p.pos))
                 self.declare(p.name, p.type)
         body = prologue + self.stmts(fn.body.stmts)
-        if not _terminates(body):
+        if can_complete(fn.body):
             body.extend(self.release_vars(0, fn.body.pos))
         self.scopes.pop()
         return attrs.evolve(fn, body=attrs.evolve(fn.body, stmts=tuple(body)))
