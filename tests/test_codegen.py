@@ -74,7 +74,7 @@ CONSTRUCTS = {
         }
         void g() { return; }
         void h() { }
-        master { print(f(10)); g(); h(); for (;;) { break; } return; }""",
+        master { print(f(10)); g(); h(); for (;;) { break; } ; return; }""",
     "builtins": """
         master {
             print(sqrt(2.0)); print(exp(1.0)); print(log(2.0));
