@@ -48,6 +48,8 @@ extern char **environ;
 #define WAIT_NOTICE_FIRST_MS 3000
 #define WAIT_NOTICE_EVERY_MS 15000
 #define READ_CHUNK 65536
+#define MAX_HANDSHAKING 128    /* connections not yet through the handshake */
+#define ACCEPT_PAUSE_MS 200    /* after running out of file descriptors */
 
 /* ------------------------------------------------------------ options */
 
@@ -258,6 +260,7 @@ static struct master {
     child *children;
     size_t nchildren;
     long long t_waiting_since, t_last_notice;
+    long long accept_paused_until, t_accept_log;
 } M = {.listen_fd = -1, .wake_fd = -1, .sig_fd = -1,
        .lock = PTHREAD_MUTEX_INITIALIZER,
        .done_cv = PTHREAD_COND_INITIALIZER,
@@ -609,16 +612,37 @@ static void refuse(conn *c, const char *fmt, ...)
 
 static void conn_accept(long long now)
 {
+    size_t handshaking = 0;
+    for (size_t i = 0; i < M.nconns; i++)
+        handshaking += M.conns[i]->phase == C_HANDSHAKE;
     for (int k = 0; k < 64; k++) {
         char peer[MS_ADDR_LEN];
         int fd = ms_accept(M.listen_fd, peer, sizeof peer);
         if (fd < 0) {
-            if (fd == -EAGAIN || fd == -EWOULDBLOCK || fd == -ECONNABORTED)
+            if (fd == -EAGAIN || fd == -EWOULDBLOCK || fd == -ECONNABORTED ||
+                fd == -EINTR)
                 return;
-            /* Out of descriptors and the like: log and try again later. */
-            ms_log("accept: %s", strerror(-fd));
+            /* Out of descriptors or memory: stop listening for a moment
+             * (the listening socket would stay readable and spin poll). */
+            if (now - M.t_accept_log >= 5000) {
+                ms_log("accept: %s; not accepting for %d ms", strerror(-fd),
+                       ACCEPT_PAUSE_MS);
+                M.t_accept_log = now;
+            }
+            M.accept_paused_until = now + ACCEPT_PAUSE_MS;
             return;
         }
+        if (handshaking >= MAX_HANDSHAKING) {
+            if (now - M.t_accept_log >= 5000) {
+                ms_log("closing connection from %s: %d connections are "
+                       "already in the handshake",
+                       peer, MAX_HANDSHAKING);
+                M.t_accept_log = now;
+            }
+            close(fd);
+            continue;
+        }
+        handshaking++;
         conn *c = ms_xcalloc(1, sizeof *c);
         c->fd = fd;
         c->id = ++M.next_conn_id;
@@ -1220,6 +1244,10 @@ static void *io_main(void *arg)
         pfds[0] = (struct pollfd){.fd = M.wake_fd, .events = POLLIN};
         pfds[1] = (struct pollfd){.fd = M.sig_fd, .events = POLLIN};
         pfds[2] = (struct pollfd){.fd = M.listen_fd, .events = POLLIN};
+        if (M.accept_paused_until > now) {
+            pfds[2].fd = -1; /* poll skips it */
+            min_deadline(&next, M.accept_paused_until);
+        }
         for (size_t i = 0; i < npoll; i++) {
             conn *c = M.conns[i];
             short ev = c->phase == C_DEAD ? 0 : POLLIN;
@@ -1467,7 +1495,8 @@ int main(int argc, char **argv)
     if (M.wake_fd < 0)
         ms_fatal("eventfd: %s", strerror(errno));
 
-    ms_stack_init_thread();
+    static uint8_t altstack[MS_ALTSTACK_SIZE];
+    ms_stack_init_thread(altstack);
     ms_stack_install_handler(" in the master");
 
     rc = pthread_create(&M.io, NULL, io_main, NULL);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +55,7 @@ typedef struct worker {
     ms_reader args;
     ms_buf result;
     char msg[MS_MAX_TEXT];
+    uint8_t altstack[MS_ALTSTACK_SIZE]; /* its signal stack */
 } worker;
 
 /* The worker running on this thread, or NULL. */
@@ -195,6 +197,39 @@ void ms_cancel_point(void)
     }
 }
 
+/* From the SIGSEGV handler, just before the slave exits: tell the master
+ * the running job failed, so that it is not run again only to crash
+ * another slave. Only when no other thread is sending (the stream must
+ * stay whole), and only with async-signal-safe calls (pthread_mutex_trylock
+ * does not block, which is what matters here). */
+static void report_fault(int overflow)
+{
+    worker *w = tl_worker;
+    if (!w || !w->in_job || pthread_mutex_trylock(&S.slock) != 0)
+        return;
+    if (S.flushing || S.broken) /* S.out is empty unless someone flushes */
+        return;
+    static uint8_t msg[MS_HDR_LEN + 1 + 256];
+    const char *what = overflow ? ": stack overflow (the slave crashed)"
+                                : ": segmentation fault (the slave crashed)";
+    size_t n = 0;
+    uint8_t *text = msg + MS_HDR_LEN + 1;
+    for (const char *p = ms_program_source; *p && n < 128; p++)
+        text[n++] = (uint8_t)*p;
+    for (const char *p = what; *p; p++)
+        text[n++] = (uint8_t)*p;
+    ms_header h = {0, w->jid, (uint32_t)(n + 1)};
+    ms_header_encode(msg, h);
+    msg[MS_HDR_LEN] = MS_FAILURE;
+    size_t len = MS_HDR_LEN + 1 + n, off = 0;
+    while (off < len) {
+        ssize_t r = send(S.fd, msg + off, len - off, MSG_NOSIGNAL);
+        if (r <= 0)
+            return;
+        off += (size_t)r;
+    }
+}
+
 /* Master-only calls: typecheck keeps them out of job code. */
 static _Noreturn void master_only(const char *what)
 {
@@ -284,7 +319,7 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     tl_worker = w;
-    ms_stack_init_thread();
+    ms_stack_init_thread(w->altstack);
     pthread_mutex_lock(&S.qlock);
     for (;;) {
         if (S.head && S.running < (size_t)S.threads) {
@@ -748,7 +783,8 @@ int main(int argc, char **argv)
     if (sigaction(SIGPIPE, &ign, NULL) != 0)
         ms_fatal("sigaction(SIGPIPE): %s", strerror(errno));
     ms_stack_install_handler(" in a job; the slave exits and the master runs "
-                             "its jobs elsewhere");
+                             "its other jobs elsewhere");
+    ms_stack_set_fault_hook(report_fault);
 
     char check[256];
     for (uint32_t k = 0; k < ms_job_count; k++)

@@ -19,13 +19,19 @@ static _Thread_local uintptr_t stack_low;
 
 /* Set once before threads start, then read by the signal handler. */
 static const char *segv_next = "";
+static void (*fault_hook)(int overflow);
+
+void ms_stack_set_fault_hook(void (*hook)(int overflow))
+{
+    fault_hook = hook;
+}
 
 uintptr_t *ms_stack_limit_ptr(void)
 {
     return &stack_limit;
 }
 
-void ms_stack_init_thread(void)
+void ms_stack_init_thread(void *alt)
 {
     pthread_attr_t attr;
     int rc = pthread_getattr_np(pthread_self(), &attr);
@@ -41,10 +47,8 @@ void ms_stack_init_thread(void)
     stack_limit = (uintptr_t)addr + (size > 2 * MS_STACK_MARGIN
                                          ? MS_STACK_MARGIN : size / 2);
 
-    /* An alternate stack, so the handler can run when the stack is gone.
-     * Owned by the thread until the process ends. */
-    size_t alt_size = 64 * 1024;
-    stack_t ss = {.ss_sp = ms_xmalloc(alt_size), .ss_size = alt_size};
+    /* An alternate stack, so the handler can run when the stack is gone. */
+    stack_t ss = {.ss_sp = alt, .ss_size = MS_ALTSTACK_SIZE};
     if (sigaltstack(&ss, NULL) != 0)
         ms_fatal("sigaltstack: %s", strerror(errno));
 }
@@ -73,6 +77,8 @@ static void on_segv(int sig, siginfo_t *info, void *ctx)
                                  : ": fatal: segmentation fault");
     put(segv_next);
     put("\n");
+    if (fault_hook)
+        fault_hook(overflow);
     _exit(1);
 }
 

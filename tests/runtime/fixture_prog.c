@@ -96,6 +96,22 @@ static void run_announce(ms_reader *args, ms_buf *result)
     ms_buf_put_i64(result, 1);
 }
 
+/* Recursion without the stack check: only the SIGSEGV handler sees it. */
+static int64_t smash(int64_t n)
+{
+    volatile int64_t frame[64];
+    frame[0] = n;
+    if (n > 0)
+        frame[1] = smash(n - 1) + 1;
+    return frame[1] + frame[0];
+}
+
+/* job int smash(int n) */
+static void run_smash(ms_reader *args, ms_buf *result)
+{
+    ms_buf_put_i64(result, smash(ms_read_i64(args)));
+}
+
 /* job void nothing() */
 static void run_nothing(ms_reader *args, ms_buf *result)
 {
@@ -116,10 +132,11 @@ const ms_job_entry ms_job_table[] = {
     {"deep", "i", "i", run_deep},
     {"announce", "i", "i", run_announce},
     {"nothing", "", "", run_nothing},
+    {"smash", "i", "i", run_smash},
 };
 const uint32_t ms_job_count = sizeof ms_job_table / sizeof ms_job_table[0];
 
-enum { ADD = 1, DIVIDE, SPIN, SUM, ALL, DEEP, ANNOUNCE, NOTHING };
+enum { ADD = 1, DIVIDE, SPIN, SUM, ALL, DEEP, ANNOUNCE, NOTHING, SMASH };
 
 static ms_handle start2(uint32_t ordinal, int64_t a, int64_t b)
 {
@@ -276,6 +293,15 @@ static void mode_deep(void)
     get_int(h, 9);
 }
 
+static void mode_smash(void)
+{
+    ms_handle h = start1(SMASH, 1000000000);
+    ms_print_jobstate(ms_job_state(h, 70, 5) == MS_STATE_FINISHED
+                          ? MS_STATE_FINISHED : MS_STATE_RUNNING);
+    ms_reader r;
+    ms_reap_job(h, &r, 71, 5);
+}
+
 static void mode_master_deep(void)
 {
     ms_print_int(depth(1000));
@@ -337,6 +363,8 @@ void ms_master_main(void)
         mode_unset();
     else if (!strcmp(mode, "deep"))
         mode_deep();
+    else if (!strcmp(mode, "smash"))
+        mode_smash();
     else if (!strcmp(mode, "master-deep"))
         mode_master_deep();
     else if (!strcmp(mode, "announce"))

@@ -263,6 +263,18 @@ def test_stack_overflow_in_job_fails_only_the_job(procs, bins):
                      "prog.ms:9:16: stack overflow\n")
 
 
+def test_crash_in_job_fails_the_job_and_the_slave_is_replaced(procs, bins):
+    """Unchecked recursion: the slave's SIGSEGV handler reports the job
+    failed (so it is not rerun to crash more slaves) and exits."""
+    m = master(procs, bins, "--spawn", "1", mode="smash")
+    assert m.finish() == 1
+    assert m.stdout == "running\n"
+    assert "fatal: stack overflow in a job" in m.err
+    assert m.err.endswith(
+        "prog.ms:71:5: runtime error: job 'smash' failed: prog.ms: stack "
+        "overflow (the slave crashed)\n"), m.err
+
+
 def test_stack_overflow_in_master(procs, bins):
     m = master(procs, bins, mode="master-deep")
     assert m.finish() == 1
