@@ -38,8 +38,8 @@ PASSES = (
     PassSpec("desugar-strings", "desugar_strings", format_program, check.check_desugared),
     PassSpec("resolve-structs", "resolve_structs", format_program, check.check_desugared),
     PassSpec("typecheck", "typecheck", format_program, check.check_typed),
-    PassSpec("lower-vectors", "lower_vectors", format_program, check.check_typed),
-    PassSpec("insert-refcounts", "insert_refcounts", format_program, check.check_typed),
+    PassSpec("lower-vectors", "lower_vectors", format_program, check.check_lowered_vectors),
+    PassSpec("insert-refcounts", "insert_refcounts", format_program, check.check_refcounted),
     PassSpec("lower-remote", "lower_remote", format_program, check.check_lowered),
     PassSpec("codegen", "codegen", _llvm_text, check.check_llvm),
 )

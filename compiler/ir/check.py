@@ -53,6 +53,18 @@ def check_typed(prog) -> None:
             assert n.type == T.STRING
 
 
+def check_lowered_vectors(prog) -> None:
+    from compiler.ir import vectors
+    check_typed(prog)
+    vectors.check_lowered_vectors(prog)
+
+
+def check_refcounted(prog) -> None:
+    from compiler.ir import vectors
+    check_typed(prog)
+    vectors.check_refcounted(prog)
+
+
 def check_lowered(prog) -> None:
     from compiler.ir.surface import Remote
     check_typed(prog)
