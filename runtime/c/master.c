@@ -34,7 +34,7 @@
 #include "ms_abi.h"
 #include "net.h"
 #include "proto.h"
-#include "sched.h"
+#include "schedule.h"
 #include "ser.h"
 #include "stack.h"
 #include "wire.h"

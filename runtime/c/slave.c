@@ -3,15 +3,17 @@
  * ms_job_table[ordinal - 1].run. A runtime error in a job longjmps back to
  * its worker (ms_runtime_error), which reports the job failed and goes on.
  *
- * Threads: `threads` + 1 workers, made once. One of them at a time is the
- * leader: it waits for and reads messages from the master, queues the jobs
- * and answers control messages. When there is a job to run and a free
- * slot, the leader hands leadership to an idle worker and runs the job
- * itself, so a job starts on the thread that read it (no thread switch on
- * the way in); at most `threads` jobs run at once, so one worker is always
- * left to lead. Whoever has a message to send appends it to S.out; one
- * sender at a time writes everything queued with one write, so results that
- * finish together go out together. */
+ * Threads: `threads` + 1 workers, made once. Idle workers wait in
+ * epoll_wait on the master's socket and a "kick" eventfd, both registered
+ * EPOLLEXCLUSIVE, so the kernel wakes one of them when a message arrives.
+ * That worker reads (under S.rlock), queues the jobs, answers control
+ * messages, then runs a job itself: a job starts on the thread that read it,
+ * with no thread switch on the way in. A worker that takes a job and sees
+ * more waiting kicks the eventfd, which wakes another idle one. At most
+ * `threads` jobs run at once, so one worker is always left waiting to read.
+ * Whoever has a message to send appends it to S.out; one sender at a time
+ * writes everything queued with one write, so results that finish together
+ * go out together. */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -22,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,16 +74,16 @@ static struct slave {
     long long hb_timeout_ms, hb_interval_ms;
     worker *workers;
 
+    int epfd, kickfd;        /* set before the workers start */
+
     pthread_mutex_t qlock;
-    pthread_cond_t qcv;      /* a task or the leadership may be free */
     /* Guarded by qlock: */
     task *head, *tail;
     size_t nqueued;
     size_t running;          /* jobs running, at most `threads` */
-    int led;                 /* some worker is the leader */
-    size_t idle;             /* workers waiting on qcv */
 
-    /* The leader's alone (handed over with the leadership): */
+    pthread_mutex_t rlock;
+    /* Guarded by rlock (whoever reads from the master holds it): */
     ms_buf in;               /* received bytes; [in_off, in.len) unparsed */
     uint64_t in_off;
     long long t_recv;
@@ -92,8 +96,10 @@ static struct slave {
     int broken;     /* writing failed: the master is gone */
     long long t_send;
 } S = {.fd = -1,
+       .epfd = -1,
+       .kickfd = -1,
        .qlock = PTHREAD_MUTEX_INITIALIZER,
-       .qcv = PTHREAD_COND_INITIALIZER,
+       .rlock = PTHREAD_MUTEX_INITIALIZER,
        .slock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Noreturn void slave_exit(int code)
@@ -313,43 +319,71 @@ static void run_task(worker *w, task *t)
         ms_buf_free(&w->result);
 }
 
-static void lead(void);
+static void read_master(void);
+static void keep_alive(void);
+
+/* Wake one idle worker (to run a queued job). */
+static void kick(void)
+{
+    uint64_t one = 1;
+    while (write(S.kickfd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+}
+
+/* Take a job if one can run now (caller holds S.qlock). */
+static task *take_task_locked(worker *w)
+{
+    if (!S.head || S.running >= (size_t)S.threads)
+        return NULL;
+    task *t = S.head;
+    S.head = t->next;
+    if (!S.head)
+        S.tail = NULL;
+    S.nqueued--;
+    S.running++;
+    w->jid = t->jid;
+    __atomic_store_n(&w->cancel, 0, __ATOMIC_RELAXED);
+    return t;
+}
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     tl_worker = w;
     ms_stack_init_thread(w->altstack);
-    pthread_mutex_lock(&S.qlock);
     for (;;) {
-        if (S.head && S.running < (size_t)S.threads) {
-            task *t = S.head;
-            S.head = t->next;
-            if (!S.head)
-                S.tail = NULL;
-            S.nqueued--;
-            S.running++;
-            w->jid = t->jid;
-            __atomic_store_n(&w->cancel, 0, __ATOMIC_RELAXED);
-            pthread_mutex_unlock(&S.qlock);
-
+        pthread_mutex_lock(&S.qlock);
+        task *t = take_task_locked(w);
+        int more = t && S.head && S.running < (size_t)S.threads;
+        pthread_mutex_unlock(&S.qlock);
+        if (t) {
+            if (more)
+                kick();
             run_task(w, t);
             free(t->args);
             free(t);
-
             pthread_mutex_lock(&S.qlock);
             w->jid = 0;
             S.running--;
-        } else if (!S.led) {
-            S.led = 1;
             pthread_mutex_unlock(&S.qlock);
-            lead(); /* returns with a job to run and leadership given up */
-            pthread_mutex_lock(&S.qlock);
-        } else {
-            S.idle++;
-            pthread_cond_wait(&S.qcv, &S.qlock);
-            S.idle--;
+            continue;
         }
+        /* Idle: wait for a message or a kick. */
+        struct epoll_event ev[2];
+        int n = epoll_wait(S.epfd, ev, 2, (int)S.hb_interval_ms);
+        if (n < 0 && errno != EINTR)
+            ms_fatal("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == S.kickfd) {
+                uint64_t v;
+                if (read(S.kickfd, &v, sizeof v) < 0 && errno != EAGAIN &&
+                    errno != EINTR)
+                    ms_fatal("read(eventfd): %s", strerror(errno));
+            } else {
+                read_master();
+            }
+        }
+        keep_alive();
     }
     return NULL;
 }
@@ -484,92 +518,74 @@ static void handle_message(ms_header h, const uint8_t *p)
               ms_ctrl_name(kind), h.length);
 }
 
-/* Give up the leadership if a job can run now (the caller runs it); wake
- * a worker to lead instead. Returns 1 if given up. */
-static int maybe_hand_over(void)
+/* Heartbeats: send one when nothing was sent for a while; give up on a
+ * master that sent nothing for the heartbeat timeout. */
+static void keep_alive(void)
 {
-    pthread_mutex_lock(&S.qlock);
-    int go = S.head && S.running < (size_t)S.threads;
-    if (go) {
-        S.led = 0;
-        /* One to lead, and more if more jobs can start. */
-        size_t want = 1 + (S.nqueued > 1 ? S.nqueued - 1 : 0);
-        if (want >= S.idle)
-            pthread_cond_broadcast(&S.qcv);
-        else
-            for (size_t i = 0; i < want; i++)
-                pthread_cond_signal(&S.qcv);
+    long long now = ms_now_ms();
+    pthread_mutex_lock(&S.slock);
+    int due = now - S.t_send >= S.hb_interval_ms && !S.flushing;
+    if (due)
+        S.t_send = now; /* so other idle workers do not send one too */
+    pthread_mutex_unlock(&S.slock);
+    if (due)
+        send_ctrl(0, MS_HEARTBEAT);
+    pthread_mutex_lock(&S.rlock);
+    long long silent = now - S.t_recv;
+    pthread_mutex_unlock(&S.rlock);
+    if (silent >= S.hb_timeout_ms) {
+        ms_log("no message from master %s for %.1f s; giving up", S.master,
+               (double)silent / 1000.0);
+        slave_exit(1);
     }
-    pthread_mutex_unlock(&S.qlock);
-    return go;
 }
 
-/* The leader's loop: read and act on messages until a job can run. */
-static void lead(void)
+/* Read what the master sent and act on every whole message: queue jobs,
+ * handle control messages. */
+static void read_master(void)
 {
-    for (;;) {
-        if (maybe_hand_over())
+    pthread_mutex_lock(&S.rlock);
+    if (S.in_off == S.in.len) {
+        S.in_off = S.in.len = 0;
+    } else if (S.in_off > 0 && S.in.cap - S.in.len < READ_CHUNK) {
+        memmove(S.in.data, S.in.data + S.in_off, S.in.len - S.in_off);
+        S.in.len -= S.in_off;
+        S.in_off = 0;
+    }
+    ms_buf_reserve(&S.in, READ_CHUNK);
+    ssize_t n = recv(S.fd, S.in.data + S.in.len, S.in.cap - S.in.len,
+                     MSG_DONTWAIT);
+    if (n < 0) {
+        if (ms_errno_is_retry(errno)) { /* another worker read it first */
+            pthread_mutex_unlock(&S.rlock);
             return;
-        long long now = ms_now_ms();
-        pthread_mutex_lock(&S.slock);
-        long long t_send = S.t_send;
-        pthread_mutex_unlock(&S.slock);
-        if (now - t_send >= S.hb_interval_ms) {
-            send_ctrl(0, MS_HEARTBEAT);
-            t_send = now;
         }
-        if (now - S.t_recv >= S.hb_timeout_ms) {
-            ms_log("no message from master %s for %.1f s; giving up",
-                   S.master, (double)(now - S.t_recv) / 1000.0);
-            slave_exit(1);
-        }
-        long long wake = t_send + S.hb_interval_ms;
-        if (S.t_recv + S.hb_timeout_ms < wake)
-            wake = S.t_recv + S.hb_timeout_ms;
-        struct pollfd pfd = {.fd = S.fd, .events = POLLIN};
-        int r = poll(&pfd, 1, wake > now ? (int)(wake - now) : 0);
-        if (r < 0 && errno != EINTR)
-            ms_fatal("poll: %s", strerror(errno));
-        if (r <= 0)
-            continue;
-        if (S.in_off == S.in.len) {
-            S.in_off = S.in.len = 0;
-        } else if (S.in_off > 0 && S.in.cap - S.in.len < READ_CHUNK) {
-            memmove(S.in.data, S.in.data + S.in_off, S.in.len - S.in_off);
-            S.in.len -= S.in_off;
-            S.in_off = 0;
-        }
-        ms_buf_reserve(&S.in, READ_CHUNK);
-        ssize_t n = read(S.fd, S.in.data + S.in.len, S.in.cap - S.in.len);
-        if (n < 0) {
-            if (ms_errno_is_retry(errno))
-                continue;
-            if (errno == ECONNRESET) {
-                ms_logv("master %s reset the connection", S.master);
-                slave_exit(0);
-            }
-            ms_log("read from master %s: %s", S.master, strerror(errno));
-            slave_exit(1);
-        }
-        if (n == 0) {
-            ms_logv("master %s closed the connection", S.master);
+        if (errno == ECONNRESET) {
+            ms_logv("master %s reset the connection", S.master);
             slave_exit(0);
         }
-        S.in.len += (uint64_t)n;
-        S.t_recv = ms_now_ms();
-        while (S.in.len - S.in_off >= MS_HDR_LEN) {
-            ms_header h = ms_header_decode(S.in.data + S.in_off);
-            if (h.length > S.max_message)
-                violation("message of %" PRIu32 " bytes is over the limit of %"
-                          PRIu32 " bytes",
-                          h.length, S.max_message);
-            if (S.in.len - S.in_off - MS_HDR_LEN < h.length)
-                break;
-            const uint8_t *p = S.in.data + S.in_off + MS_HDR_LEN;
-            S.in_off += MS_HDR_LEN + (uint64_t)h.length;
-            handle_message(h, p);
-        }
+        ms_log("read from master %s: %s", S.master, strerror(errno));
+        slave_exit(1);
     }
+    if (n == 0) {
+        ms_logv("master %s closed the connection", S.master);
+        slave_exit(0);
+    }
+    S.in.len += (uint64_t)n;
+    S.t_recv = ms_now_ms();
+    while (S.in.len - S.in_off >= MS_HDR_LEN) {
+        ms_header h = ms_header_decode(S.in.data + S.in_off);
+        if (h.length > S.max_message)
+            violation("message of %" PRIu32 " bytes is over the limit of %"
+                      PRIu32 " bytes",
+                      h.length, S.max_message);
+        if (S.in.len - S.in_off - MS_HDR_LEN < h.length)
+            break;
+        const uint8_t *p = S.in.data + S.in_off + MS_HDR_LEN;
+        S.in_off += MS_HDR_LEN + (uint64_t)h.length;
+        handle_message(h, p);
+    }
+    pthread_mutex_unlock(&S.rlock);
 }
 
 /* ---------------------------------------------------------- handshake */
@@ -796,6 +812,19 @@ int main(int argc, char **argv)
     handshake(&secret);
     free(secret.data);
     S.t_send = S.t_recv = ms_now_ms();
+    S.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (S.epfd < 0)
+        ms_fatal("epoll_create1: %s", strerror(errno));
+    S.kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+    if (S.kickfd < 0)
+        ms_fatal("eventfd: %s", strerror(errno));
+    int fds[2] = {S.fd, S.kickfd};
+    for (int i = 0; i < 2; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+                                 .data.fd = fds[i]};
+        if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
+            ms_fatal("epoll_ctl: %s", strerror(errno));
+    }
     start_workers();
     /* The workers do everything from here on. */
     for (;;)

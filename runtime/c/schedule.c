@@ -1,5 +1,5 @@
-/* sched.c — in-flight sets and the choice of a slave. */
-#include "sched.h"
+/* schedule.c — in-flight sets and the choice of a slave. */
+#include "schedule.h"
 
 #include <stdlib.h>
 

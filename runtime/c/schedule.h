@@ -1,4 +1,4 @@
-/* sched.h — choosing a slave for the next pending job: each slave has at
+/* schedule.h — choosing a slave for the next pending job: each slave has at
  * most `limit` jobs in flight: its thread count from the handshake, or, while
  * its jobs are short, up to MS_PREFETCH times that, so that the round trip
  * does not leave its threads idle between tiny jobs (long jobs are never
@@ -6,8 +6,8 @@
  * loaded slave (in flight / limit) with room gets the job, ties go
  * round-robin. Pending jobs leave their queue in FIFO order, so none
  * starves. */
-#ifndef MS_SCHED_H
-#define MS_SCHED_H
+#ifndef MS_SCHEDULE_H
+#define MS_SCHEDULE_H
 
 #include <stddef.h>
 #include <stdint.h>
