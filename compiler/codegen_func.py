@@ -10,13 +10,19 @@ Conventions inside a function:
 - statements after a terminator (return, break, continue) in the same
   block are unreachable and not emitted (typecheck has already checked
   them, and codegen's unsupported-type scan covers the whole program);
-- runtime errors call ms_runtime_error(line, col, msg) then `unreachable`.
+- runtime errors call ms_runtime_error(line, col, msg) then `unreachable`;
+- vectors, strings and structs (places, element operations, reference
+  counting) are compiled by the VectorEmitter mixin of
+  compiler/codegen_vectors.py; variables are bound in scopes that remember
+  their types, so that release-var and return-releasing find the right
+  variable even when names are shadowed.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
 from compiler import codegen_types as CT
+from compiler.codegen_vectors import VectorEmitter
 from compiler.errors import CompileError
 from compiler.ir import lowered as L
 from compiler.ir import surface as S
@@ -33,9 +39,12 @@ _BINARY_MATH = {"atan2": "atan2", "pow": "pow"}
 _PRINT = {T.INT: "ms_print_int", T.DOUBLE: "ms_print_double",
           T.BOOL: "ms_print_bool", T.CHAR: "ms_print_char",
           T.JOBSTATE: "ms_print_jobstate"}
+_STR = {T.INT: "ms_str_int", T.DOUBLE: "ms_str_double",
+        T.BOOL: "ms_str_bool", T.CHAR: "ms_str_char",
+        T.JOBSTATE: "ms_str_jobstate"}
 
 
-class FunctionEmitter:
+class FunctionEmitter(VectorEmitter):
     """Emits the body of one LLVM function from an M/s block.
 
     `mod` is the module-level context (compiler/passes/codegen.py:_Module):
@@ -46,18 +55,29 @@ class FunctionEmitter:
     def __init__(self, mod, fn: ir.Function, name: str | None):
         self.mod = mod
         self.rt = mod.rt
+        self.types = mod.types
+        self.values = mod.values
         self.fn = fn
         self.name = name          # the M/s function's name; None for master
         self._entry = ir.IRBuilder(fn.append_basic_block("entry"))
         self.b = ir.IRBuilder(fn.append_basic_block("body"))
         self.scopes: list[dict[str, ir.AllocaInstr]] = [{}]
+        self.slot_types: dict = {}    # alloca -> the variable's M/s type
+        self.temps: dict = {}         # temp id -> (value, type)
+        # Variables released by the current run of release-var statements
+        # (those before a break or continue release several scopes at once),
+        # and the scope of a `for` just left (its release-vars follow it).
+        self._released: set = set()
+        self._closed_scope: dict | None = None
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue, break)
         self._stack_limit = None
 
     # ------------------------------------------------------------ frame
 
     def alloca(self, t: T.Type, name: str) -> ir.AllocaInstr:
-        return self._entry.alloca(CT.llvm_type(t), name=name)
+        slot = self._entry.alloca(self.types.llvm_type(t), name=name)
+        self.slot_types[slot] = t
+        return slot
 
     def reader_slot(self) -> ir.AllocaInstr:
         return self._entry.alloca(CT.READER, name="reader")
@@ -108,6 +128,9 @@ class FunctionEmitter:
     def stmt(self, s) -> None:
         if self.b.block.is_terminated:
             return          # unreachable: follows a return, break or continue
+        if type(s).__name__ != "ReleaseVar":
+            self._released = set()
+            self._closed_scope = None
         method = getattr(self, "stmt_" + type(s).__name__, None)
         if method is None:
             raise CompileError(s.pos, f"{type(s).__name__.lower()} statements "
@@ -125,17 +148,60 @@ class FunctionEmitter:
 
     def stmt_VarDecl(self, s: S.VarDecl) -> None:
         value = (self.expr(s.init) if s.init is not None
-                 else CT.zero_value(s.type))
+                 else self.types.zero_value(s.type))
         slot = self.alloca(s.type, s.name)
         self.b.store(value, slot)
         # Bound after the initializer: `int x = x + 1;` reads an outer x.
         self.scopes[-1][s.name] = slot
 
     def lookup(self, e: S.Name) -> ir.AllocaInstr:
+        return self.lookup_name(e.name)
+
+    def lookup_name(self, name: str) -> ir.AllocaInstr:
         for scope in reversed(self.scopes):
-            if e.name in scope:
-                return scope[e.name]
-        raise AssertionError(f"unbound variable {e.name} after typecheck")
+            if name in scope:
+                return scope[name]
+        raise AssertionError(f"unbound variable {name} after typecheck")
+
+    def release_slot(self, name: str, t: T.Type) -> ir.AllocaInstr:
+        """The variable a release-var names: the innermost one of that name
+        and type not yet released by this run of release-vars (looking
+        first in the scope of a `for` just left)."""
+        scopes = list(reversed(self.scopes))
+        if self._closed_scope is not None:
+            scopes.insert(0, self._closed_scope)
+        for scope in scopes:
+            slot = scope.get(name)
+            if (slot is not None and slot not in self._released
+                    and self.slot_types[slot] == t):
+                self._released.add(slot)
+                return slot
+        raise AssertionError(f"release-var of unbound {name}")
+
+    def return_slots(self, s) -> list:
+        """(slot, type) of each variable a return-releasing names. Its
+        names list the variables that hold references innermost first,
+        latest declared first, minus a local returned by name (moved out,
+        always the innermost of its name)."""
+        candidates = [(name, slot) for scope in reversed(self.scopes)
+                      for name, slot in reversed(scope.items())
+                      if self.types.has_refs(self.slot_types[slot])]
+        used = set()
+        if isinstance(s.value, S.Name):
+            listed = sum(1 for n in s.releases if n == s.value.name)
+            present = sum(1 for n, _ in candidates if n == s.value.name)
+            if listed < present:
+                used.add(self.lookup_name(s.value.name))
+        out = []
+        for name in s.releases:
+            for n, slot in candidates:
+                if n == name and slot not in used:
+                    used.add(slot)
+                    out.append((slot, self.slot_types[slot]))
+                    break
+            else:
+                raise AssertionError(f"return-releasing of unbound {name}")
+        return out
 
     def stmt_Assign(self, s: S.Assign) -> None:
         if not isinstance(s.target, S.Name):
@@ -144,6 +210,11 @@ class FunctionEmitter:
         slot = self.lookup(s.target)
         if s.op == "=":
             value = self.expr(s.value)
+            if self.types.has_refs(s.target.type):     # a job handle
+                old = self.b.load(slot)
+                self.b.store(value, slot)
+                self.values.release(self.b, old, s.target.type)
+                return
         else:
             old = self.b.load(slot)          # read lv before evaluating e
             rhs = self.expr(s.value)
@@ -214,7 +285,9 @@ class FunctionEmitter:
             self.stmt(s.step)
         self._branch(cond_bb)
         self.b.position_at_end(end_bb)
-        self.scopes.pop()
+        # The release-vars of the loop's own variables follow the loop.
+        closed = self.scopes.pop()
+        self._closed_scope = closed
 
     def stmt_Break(self, s) -> None:
         self.b.branch(self.loops[-1][1])
@@ -371,8 +444,14 @@ class FunctionEmitter:
             v = args[0]
             if t == T.BOOL:
                 v = b.zext(v, CT.I8)
-            b.call(self.rt.fn(_PRINT[t]), [v])
+            b.call(self.rt.fn(_PRINT.get(t, "ms_print_string")), [v])
             return None
+        if name == "str":
+            t = types[0]
+            v = args[0]
+            if t == T.BOOL:
+                v = b.zext(v, CT.I8)
+            return b.call(self.rt.fn(_STR[t]), [v])
         if name == "int":
             t = types[0]
             if t == T.DOUBLE:   # toward zero, NaN -> 0, saturating
@@ -408,7 +487,7 @@ class FunctionEmitter:
         values = [self.expr(a) for a in e.args]     # all args, left to right
         buf = self.b.call(self.rt.fn("ms_args_new"), [])
         for v, t in zip(values, e.arg_types):
-            CT.encode(self.b, self.rt, buf, v, t)
+            self.encode(buf, v, t)
         return self.b.call(self.rt.fn("ms_start_job"),
                            [ir.Constant(CT.I32, e.ordinal), buf])
 
@@ -422,7 +501,26 @@ class FunctionEmitter:
                     [handle, reader] + self._position(e.pos))
         if e.type == T.VOID:
             return None
-        return CT.decode(self.b, self.rt, reader, e.type)
+        return self.decode(reader, e.type)
+
+    def encode(self, buf, value, t: T.Type) -> None:
+        """Append `value` to ms_buf `buf` in wire format (SPEC section 9)."""
+        if CT.is_aggregate(t):
+            self.b.call(self.rt.fn("ms_value_encode"),
+                        [self.values.descriptor(t), self.spill(value, t), buf])
+        else:
+            CT.encode_scalar(self.b, self.rt, buf, value, t)
+
+    def decode(self, reader, t: T.Type) -> ir.Value:
+        """A value of type t read from `reader` (an owned one for vectors
+        and structs: fresh, refcount 1)."""
+        if not CT.is_aggregate(t):
+            return CT.decode_scalar(self.b, self.rt, reader, t)
+        slot = self._entry.alloca(self.types.mem_type(t))
+        self.b.call(self.rt.fn("ms_value_decode"),
+                    [self.values.descriptor(t), reader,
+                     self.b.bitcast(slot, CT.PTR)])
+        return self.b.load(slot)
 
     def expr_JobStateOf(self, e: L.JobStateOf) -> ir.Value:
         handle = self.expr(e.handle)

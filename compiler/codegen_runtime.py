@@ -10,7 +10,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from compiler.codegen_types import (DOUBLE, I8, I32, I64, PTR, READER_PTR,
-                                    VOID)
+                                    VEC_PTR, VOID)
 
 # name -> (return type, parameter types); ms_abi.h part B and what we use of
 # libm and the LLVM intrinsics.
@@ -37,6 +37,26 @@ _SIGNATURES = {
     "ms_job_cancel": (VOID, (PTR, I32, I32)),
     "ms_handle_retain": (VOID, (PTR,)),
     "ms_handle_release": (VOID, (PTR,)),
+    # Values: vectors, strings, structs (ms_abi.h part C).
+    "ms_vec_new": (VEC_PTR, (PTR, I64)),
+    "ms_value_retain": (VOID, (PTR, PTR)),
+    "ms_value_release": (VOID, (PTR, PTR)),
+    "ms_vec_release": (VOID, (PTR, VEC_PTR)),
+    "ms_vec_unique": (VEC_PTR, (PTR, VEC_PTR.as_pointer())),
+    "ms_vec_push": (PTR, (PTR, VEC_PTR.as_pointer())),
+    "ms_vec_concat": (VEC_PTR, (PTR, VEC_PTR, VEC_PTR)),
+    "ms_vec_append_all": (VOID, (PTR, VEC_PTR.as_pointer(), VEC_PTR)),
+    "ms_value_eq": (I8, (PTR, PTR, PTR)),
+    "ms_string_cmp": (I32, (VEC_PTR, VEC_PTR)),
+    "ms_index_error": (VOID, (I64, I64, I32, I32)),
+    "ms_str_int": (VEC_PTR, (I64,)),
+    "ms_str_double": (VEC_PTR, (DOUBLE,)),
+    "ms_str_bool": (VEC_PTR, (I8,)),
+    "ms_str_char": (VEC_PTR, (I8,)),
+    "ms_str_jobstate": (VEC_PTR, (I32,)),
+    "ms_print_string": (VOID, (VEC_PTR,)),
+    "ms_value_encode": (VOID, (PTR, PTR, PTR)),
+    "ms_value_decode": (VOID, (PTR, READER_PTR, PTR)),
     # libm, called so that results are exactly C's (SPEC section 6).
     "exp": (DOUBLE, (DOUBLE,)),
     "log": (DOUBLE, (DOUBLE,)),
@@ -60,6 +80,11 @@ _ATTRIBUTES = {
     "ms_runtime_error": ("noreturn", "cold", "nounwind"),
     # The limit's address is fixed for the thread, so LLVM may reuse it.
     "ms_stack_limit_ptr": ("readnone", "nounwind"),
+    "ms_index_error": ("noreturn", "cold", "nounwind"),
+    # Pure reads of their operands (they may raise "stack overflow", which
+    # does not return).
+    "ms_string_cmp": ("readonly", "nounwind"),
+    "ms_value_eq": ("readonly", "nounwind"),
 }
 
 
@@ -84,6 +109,13 @@ class Runtime:
 
     def cstring(self, b: ir.IRBuilder, text: str) -> ir.Value:
         """An i8* to a private NUL-terminated constant holding `text`."""
+        return b.bitcast(self._cstring_global(text), PTR)
+
+    def cstring_const(self, text: str) -> ir.Constant:
+        """The same as a constant expression (for initializers)."""
+        return self._cstring_global(text).bitcast(PTR)
+
+    def _cstring_global(self, text: str) -> ir.GlobalVariable:
         data = text.encode("utf-8") + b"\0"
         g = self._strings.get(data)
         if g is None:
@@ -95,4 +127,4 @@ class Runtime:
             g.unnamed_addr = True
             g.initializer = ir.Constant(ty, bytearray(data))
             self._strings[data] = g
-        return b.bitcast(g, PTR)
+        return g

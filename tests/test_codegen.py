@@ -107,6 +107,27 @@ CONSTRUCTS = {
         bool even(int n) { if (n == 0) return true; return odd(n - 1); }
         bool odd(int n) { if (n == 0) return false; return even(n - 1); }
         master { print(even(10)); }""",
+    "vectors": """
+        struct P { string name; vector<double> xs; bool ok; job<int> j; };
+        struct E {};
+        job struct P touch(struct P p, vector<vector<int>> m) {
+            p->name += "!"; p->xs :: double(len(m)); p->ok = !p->ok;
+            return p;
+        }
+        master {
+            vector<struct P> ps; struct P p; p->name = "a";
+            ps :: p :: p;
+            ps[0]->xs :: 1.5;
+            ps[1]->ok = true;
+            vector<vector<int>> m; vector<int> row; row :: len(ps[0]->xs);
+            m :: row; m[0][0] += 1;
+            struct P q = get(remote touch(ps[1], m));
+            print(q->name); print(q->ok); print(ps[0] == ps[1]);
+            string s; for (int i = 0; i < 3; i += 1) { s += str(i); s :: 'x'; }
+            print(s < "1"); print(len(s + s));
+            vector<struct E> es; es :: es[0];
+            vector<job<int>> js; js :: p->j;
+        }""",
     "short-circuit": """
         bool t(int n) { print(n); return true; }
         master { print(t(1) && (t(2) || t(3)) && !t(4)); }""",
@@ -242,19 +263,90 @@ def test_lower_remote_makes_job_operations_explicit():
                    for n in nodes)
 
 
-@pytest.mark.parametrize("src,line,col,message", [
-    ("master { vector<int> v; }", 1, 22, "vectors are not supported yet"),
-    ('master { print("hi"); }', 1, 16, "strings are not supported yet"),
-    ("struct P { int x; };\nmaster { }", 1, 8, "structs are not supported yet"),
-    ("master { print(str(1)); }", 1, 16, "strings are not supported yet"),
-    ("job int f(vector<int> v) { return 1; }\nmaster { }", 1, 23,
-     "vectors are not supported yet"),
-])
-def test_unsupported_types_are_clean_errors(src, line, col, message):
-    with pytest.raises(CompileError) as info:
-        run_pipeline(Source("prog.ms", src))
-    assert (info.value.pos.line, info.value.pos.col) == (line, col)
-    assert info.value.message == message
+LAYOUT_STRUCTS = """
+struct E {};
+struct A { char c; int i; bool b; };
+struct B { bool x; struct A a; char y; jobstate s; };
+struct C { jobstate s; char c; };
+struct D { struct E e; char c; struct C cs; vector<int> v; job<int> j; };
+struct F { struct E e; };
+"""
+LAYOUT_C = r"""
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+struct E {};
+struct A { uint8_t c; int64_t i; uint8_t b; };
+struct B { uint8_t x; struct A a; uint8_t y; int32_t s; };
+struct C { int32_t s; uint8_t c; };
+struct D { struct E e; uint8_t c; struct C cs; void *v; void *j; };
+struct F { struct E e; };
+#define S(T) printf("%s %zu %zu\n", #T, sizeof(struct T), _Alignof(struct T))
+#define O(T, f) printf("%s.%s %zu\n", #T, #f, offsetof(struct T, f))
+int main(void) {
+    S(E); S(A); S(B); S(C); S(D); S(F);
+    O(A, c); O(A, i); O(A, b); O(B, x); O(B, a); O(B, y); O(B, s);
+    O(C, s); O(C, c); O(D, e); O(D, c); O(D, cs); O(D, v); O(D, j);
+    O(F, e);
+    return 0;
+}
+"""
+
+
+def test_struct_layout_matches_c_and_llvm(tmp_path):
+    """The offsets and sizes in ms_type descriptors are C's, and LLVM lays
+    out the struct types codegen uses the same way."""
+    from compiler import codegen_types as CT
+    from compiler.ir.vectors import struct_table
+    prog, _ = run_pipeline(Source("prog.ms", LAYOUT_STRUCTS + "master { }"),
+                           stop_after="typecheck")
+    types = CT.Types(struct_table(prog))
+    ours = []
+    for name in "EABCDF":
+        size, align, offsets = types.layout(T.StructType(name))
+        ours.append(f"{name} {size} {align}")
+    fields = {"A": "cib", "B": "xays", "C": "sc", "D": ["e", "c", "cs", "v", "j"],
+              "F": ["e"]}
+    for name, names in fields.items():
+        offsets = types.layout(T.StructType(name))[2]
+        ours.extend(f"{name}.{f} {o}" for f, o in zip(names, offsets))
+    (tmp_path / "l.c").write_text(LAYOUT_C)
+    subprocess.run(["cc", "-o", str(tmp_path / "l"), str(tmp_path / "l.c")],
+                   check=True)
+    theirs = subprocess.run([str(tmp_path / "l")], capture_output=True,
+                            text=True, check=True).stdout.split("\n")
+    order = {line.split()[0]: line for line in theirs if line}
+    assert [order[line.split()[0]] for line in ours] == ours
+    # LLVM's view of the same types under the host data layout.
+    llvm.initialize_native_target()
+    td = llvm.create_target_data(str(backend._target_machine(2).target_data))
+    module = llvm.parse_assembly(
+        "".join(f"@g{n} = global {types.mem_type(T.StructType(n))} "
+                "zeroinitializer\n" for n in "EABCDF"))
+    for n in "EABCDF":
+        g = module.get_global_variable(f"g{n}")
+        assert td.get_abi_size(g.global_value_type) == \
+            types.layout(T.StructType(n))[0]
+
+
+def test_one_descriptor_per_type_and_immortal_literals():
+    module = compile_module("""
+        struct P { string name; vector<double> xs; bool ok; };
+        master {
+            vector<struct P> ps; struct P p; p->name = "hi";
+            ps :: p; ps :: p; print(ps[1]->name); print(len(ps[0]->xs));
+            print("hi"); string e = "";
+            print(ps == ps);
+        }""")
+    text = str(module)
+    assert text.count('@"ms.type.vector<struct.P>" = private') == 1
+    assert text.count('@"ms.type.struct.P" = private') == 1
+    assert text.count('@"ms.type.string" = private') == 1
+    # The literal "hi" once, immortal: {1 << 62, 2, 2, "hi"}.
+    assert text.count('c"hi"') == 1
+    assert "i64 4611686018427387904, i64 2, i64 2, [2 x i8] c\"hi\"" in text
+    # kind struct (7), size 24, has_refs, 3 fields
+    assert "i32 7, i32 24, i32 1, i32 3" in text
 
 
 # ---------------------------------------------------------------- backend

@@ -139,9 +139,10 @@ def test_chained_append_nests_pushes():
     assert outer.value.value == 2 and outer.place.value.value == 1
 
 
-def test_vector_compound_assign_is_concat_store():
+def test_vector_compound_assign_is_an_in_place_concat():
     text = format_program(lowered('master { string s; s += "x"; }'))
-    assert "(store (var-addr s):string (vec-concat (name s):string" in text
+    assert ('(store-op vec-concat (var-addr s):string (char-vector-lit "x")'
+            in text)
 
 
 def test_scalar_programs_are_unchanged():

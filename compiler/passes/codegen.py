@@ -14,11 +14,17 @@ The module defines what ms_abi.h part A asks of compiled code:
 Semantics follow SPEC sections 3, 5, 6 and 11 (see compiler/codegen_func.py
 for the details: wrapping integer arithmetic, checked division, IEEE
 doubles, short-circuit logic, left-to-right evaluation, stack-overflow
-checks before calls that may recurse). The type-directed parts (LLVM types,
-zero values, wire encoding, signatures) live in compiler/codegen_types.py.
+checks before calls that may recurse). Vectors, strings and structs follow
+the refcounted IR of compiler/ir/vectors.py (compiled by
+compiler/codegen_vectors.py); type descriptors, string literals and the
+inlined refcount helpers are in compiler/codegen_values.py; the
+type-directed parts (LLVM types, layout, zero values, signatures) in
+compiler/codegen_types.py.
 
-Vectors, strings and structs are not compiled yet: the first declaration or
-expression of such a type is a CompileError "... is not supported yet".
+Job wrappers decode each argument (ms_value_decode for vectors and
+structs, which makes fresh values with refcount 1), call the job with them
+borrowed, encode the result, then release the decoded arguments and the
+result. Values of struct type are passed and returned as LLVM aggregates.
 
 The module text is deterministic: declarations in source order, runtime
 functions and strings in order of first use; the target triple and data
@@ -33,51 +39,24 @@ from compiler import codegen_types as CT
 from compiler.codegen_callgraph import recursive_pairs
 from compiler.codegen_func import FunctionEmitter
 from compiler.codegen_runtime import Runtime
+from compiler.codegen_values import Values
 from compiler.errors import CompileError, Pos
 from compiler.ir import types as T
-from compiler.ir.surface import (Append, CharVectorLit, FieldAccess, FuncDecl,
-                                 Index, MasterDecl, Program, StructDecl)
-from compiler.ir.walk import walk
+from compiler.ir.surface import FuncDecl, MasterDecl, Program
+from compiler.ir.vectors import struct_table
 
 _RUN_TYPE = ir.FunctionType(CT.VOID, [CT.READER_PTR, CT.PTR])
 _ENTRY_TYPE = ir.LiteralStructType([CT.PTR, CT.PTR, CT.PTR,
                                     _RUN_TYPE.as_pointer()])
-_UNSUPPORTED_NODES = {Index: "indexing is", FieldAccess: "field access is",
-                      Append: "appending with :: is",
-                      CharVectorLit: "strings are"}
-
-
 @attrs.define
 class _Module:
     """Module-level state shared by the function emitters."""
     module: ir.Module
     rt: Runtime
+    types: CT.Types
+    values: Values
     functions: dict        # name -> (ir.Function, FuncDecl), source order
     recursive: set         # (caller, callee) pairs that may recurse
-
-
-def reject_unsupported(prog: Program) -> None:
-    """CompileError at the first (in source order) declaration or expression
-    that needs vectors, strings or structs, which codegen cannot compile
-    yet."""
-    type_fields: dict[type, tuple[str, ...]] = {}
-    for n in walk(prog):
-        cls = type(n)
-        if cls is StructDecl:
-            raise CompileError(n.pos, "structs are not supported yet")
-        if cls in _UNSUPPORTED_NODES:
-            raise CompileError(n.pos, f"{_UNSUPPORTED_NODES[cls]} not "
-                               "supported yet")
-        names = type_fields.get(cls)
-        if names is None:
-            names = type_fields[cls] = tuple(
-                f.name for f in attrs.fields(cls) if f.name != "pos")
-        for name in names:
-            value = getattr(n, name)
-            if isinstance(value, T.Type):
-                what = CT.unsupported(value)
-                if what is not None:
-                    raise CompileError(n.pos, f"{what} are not supported yet")
 
 
 def _source_path(prog: Program) -> str:
@@ -105,7 +84,6 @@ def _constant_string(module: ir.Module, name: str, text: str,
 
 
 def run(prog: Program) -> ir.Module:
-    reject_unsupported(prog)
     source = _source_path(prog)
     module = ir.Module(name=source)
     funcs = {d.name: d for d in prog.decls if isinstance(d, FuncDecl)}
@@ -113,13 +91,16 @@ def run(prog: Program) -> ir.Module:
     if len(masters) != 1:
         raise CompileError(Pos(source, 1, 1),
                            "a program needs exactly one master block")
-    mod = _Module(module=module, rt=Runtime(module), functions={},
+    rt = Runtime(module)
+    types = CT.Types(struct_table(prog))
+    mod = _Module(module=module, rt=rt, types=types,
+                  values=Values(module, rt, types), functions={},
                   recursive=recursive_pairs(funcs))
 
     # Declare every function first: calls may precede declarations.
     for name, decl in funcs.items():
-        fnty = ir.FunctionType(CT.llvm_type(decl.ret),
-                               [CT.llvm_type(p.type) for p in decl.params])
+        fnty = ir.FunctionType(types.llvm_type(decl.ret),
+                               [types.llvm_type(p.type) for p in decl.params])
         fn = ir.Function(module, fnty, name=f"ms.fn.{name}")
         fn.linkage = "internal"
         mod.functions[name] = (fn, decl)
@@ -146,24 +127,26 @@ def _emit_job_wrapper(mod: _Module, decl: FuncDecl) -> ir.Function:
     fn = ir.Function(mod.module, _RUN_TYPE, name=f"ms.jobrun.{decl.name}")
     fn.linkage = "internal"
     reader, out = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    args = [CT.decode(b, mod.rt, reader, p.type) for p in decl.params]
-    result = b.call(mod.functions[decl.name][0], args)
+    em = FunctionEmitter(mod, fn, None)
+    args = [em.decode(reader, p.type) for p in decl.params]
+    result = em.b.call(mod.functions[decl.name][0], args)
     if decl.ret != T.VOID:
-        CT.encode(b, mod.rt, out, result, decl.ret)
-    b.ret_void()
+        em.encode(out, result, decl.ret)
+        mod.values.release(em.b, result, decl.ret)
+    for value, p in zip(args, decl.params):
+        mod.values.release(em.b, value, p.type)
+    em.b.ret_void()
+    em.finish(T.VOID)
     return fn
 
 
 def _emit_job_table(mod: _Module, jobs: list, prog: Program) -> None:
     module = mod.module
-    structs = {d.name: tuple(f.type for f in d.fields)
-               for d in prog.decls if isinstance(d, StructDecl)}
     entries = []
     for k, decl in enumerate(jobs, start=1):
         run_fn = _emit_job_wrapper(mod, decl)
-        arg_sig = "".join(CT.signature(p.type, structs) for p in decl.params)
-        ret_sig = CT.signature(decl.ret, structs)
+        arg_sig = "".join(mod.types.signature(p.type) for p in decl.params)
+        ret_sig = mod.types.signature(decl.ret)
         strings = [_constant_string(module, f"ms.job.{k}.{what}", text)
                    for what, text in (("name", decl.name), ("args", arg_sig),
                                       ("ret", ret_sig))]

@@ -84,10 +84,10 @@ from compiler.passes.typecheck_flow import can_complete
 
 NONE, OWNED, BORROWED, STATIC = "none", "owned", "borrowed", "static"
 
-# Whether job handles are reference counted here. Off until codegen
-# compiles the reference-count nodes (the scalar code generator treats
-# handles as plain pointers that are never freed).
-COUNT_HANDLES = False
+# Whether job handles are reference counted here: a handle is a reference
+# to the master's record of its job, which the runtime frees when the last
+# handle is released (ms_handle_release).
+COUNT_HANDLES = True
 
 # Builtins whose result is a new (owned) value when it holds references.
 _OWNING_BUILTINS = frozenset(("str", "get"))
@@ -384,7 +384,10 @@ class _Body:
                 value = v.expr
             else:
                 value = self.owned(v)
-        releases = tuple(n for n in self.owned_vars() if n != moved)
+        releases = self.owned_vars()
+        if moved is not None:      # the innermost variable of that name
+            i = releases.index(moved)
+            releases = releases[:i] + releases[i + 1:]
         if not releases:
             return attrs.evolve(s, value=value)
         return V.ReturnReleasing(value=value, releases=releases, pos=s.pos)

@@ -14,10 +14,10 @@ read, write, bounds check and runtime call:
   `lv op= e` becomes `(store-op OP PLACE E)` (OP `vec-concat` for vector
   `+=`), where on the path of a write each vector is read through a place,
   `(load PLACE)`, which insert-refcounts turns into make-unique;
-  assigning a whole vector or struct variable is a store to its var-addr
-  (vector `x += e` is `(store (var-addr x) (vec-concat x E))`, x having no
-  indices to evaluate); `x = e` and `x op= e` on a variable of any other
-  type (scalars, jobstate, job<T>) stay Assign;
+  assigning a whole vector or struct variable is a store to its var-addr,
+  and vector `x += e` a `(store-op vec-concat (var-addr x) E)` (which
+  appends in place when x is unique); `x = e` and `x op= e` on a variable
+  of any other type (scalars, jobstate, job<T>) stay Assign;
 - `lv :: e` becomes `(vec-push PLACE E)`, itself a place, so
   `(v :: 1) :: 2` is `(vec-push (vec-push (var-addr v) 1) 2)`; used as a
   value it is loaded, `(load (vec-push ...))`;
@@ -69,15 +69,9 @@ class _Lowering:
     def assign(self, s: Assign):
         value = self.value(s.value)
         t = s.target.type
-        if isinstance(s.target, Name):
-            if s.op != "=" and isinstance(t, T.VectorType):
-                value = V.VecConcat(left=s.target, right=value, type=t,
-                                    pos=s.pos)
-            elif not isinstance(t, (T.VectorType, T.StructType)):
-                return attrs.evolve(s, value=value)
-            store = V.Store(place=self.place(s.target, write=True),
-                            value=value, type=T.VOID, pos=s.pos)
-            return ExprStmt(expr=store, pos=s.pos)
+        if isinstance(s.target, Name) and \
+                not isinstance(t, (T.VectorType, T.StructType)):
+            return attrs.evolve(s, value=value)
         place = self.place(s.target, write=True)
         if s.op == "=":
             op = V.Store(place=place, value=value, type=T.VOID, pos=s.pos)

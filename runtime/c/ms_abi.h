@@ -181,6 +181,11 @@ ms_vec *ms_vec_unique(const ms_type *vec_type, ms_vec **vp);
 void *ms_vec_push(const ms_type *vec_type, ms_vec **vp);
 /* a + b: a new vector (refcount 1) holding both, the elements retained. */
 ms_vec *ms_vec_concat(const ms_type *vec_type, const ms_vec *a, const ms_vec *b);
+/* *vp += b (vector `+=`): appends b's elements, retained, to *vp in place
+ * when *vp is unique (growing it geometrically, so a loop of `s += x` is
+ * amortized linear), else into a new vector that replaces it (one
+ * reference of the old one is dropped). b is borrowed and may be *vp. */
+void ms_vec_append_all(const ms_type *vec_type, ms_vec **vp, const ms_vec *b);
 /* Structural equality of two values of type t (IEEE == for doubles,
  * identity for job handles). */
 int8_t ms_value_eq(const ms_type *t, const void *a, const void *b);

@@ -317,6 +317,67 @@ ms_vec *ms_vec_concat(const ms_type *vt, const ms_vec *a, const ms_vec *b)
     return r;
 }
 
+/* *vp: one reference, transferred in and out; b borrowed (it may be *vp
+ * itself: `s += s`). Appends b's elements (retained) to *vp: in place when
+ * *vp is unique, growing its capacity at least twofold when it must grow,
+ * so that `s += x` in a loop is amortized linear; otherwise into a new
+ * vector, dropping one reference of the old. */
+void ms_vec_append_all(const ms_type *vt, ms_vec **vp, const ms_vec *b)
+{
+    int64_t lb = b ? b->len : 0;
+    if (lb == 0)
+        return;
+    ms_vec *a = *vp;
+    if (!a) {
+        /* Share b: a copy costs a retain (immortal literals included). */
+        vec_retain((ms_vec *)b);
+        *vp = (ms_vec *)b;
+        return;
+    }
+    const ms_type *et = vt->elem;
+    int64_t la = a->len;
+    if (la > INT64_MAX - lb)
+        msv_oom();
+    int64_t n = la + lb;
+    unsigned char *src;
+    if (a->refcount == 1) {
+        if (n > a->cap) {
+            int64_t cap = a->cap > INT64_MAX / 2 ? n : a->cap * 2;
+            if (cap < n)
+                cap = n;
+            size_t bytes = vec_bytes(et->size, cap);
+            if (bytes == 0)
+                msv_oom();
+            int self = b == a;
+            ms_vec *g = realloc(a, bytes);
+            if (!g)
+                msv_oom();
+            g->cap = cap;
+            a = g;
+            if (self)
+                b = g;
+        }
+        src = MSV_DATA(b);
+    } else {
+        int64_t cap = la > INT64_MAX / 2 ? n : 2 * la;
+        if (cap < n)
+            cap = n;
+        ms_vec *c = msv_alloc(et->size, la, cap);
+        memcpy(MSV_DATA(c), MSV_DATA(a), (size_t)la * et->size);
+        if (et->has_refs)
+            retain_range(et, MSV_DATA(c), la);
+        src = MSV_DATA(b);
+        vec_unshare(a);
+        a = c;
+    }
+    unsigned char *dst = MSV_DATA(a) + (size_t)la * et->size;
+    memmove(dst, src, (size_t)lb * et->size);
+    if (et->has_refs)
+        retain_range(et, dst, lb);
+    a->len = n;
+    *vp = a;
+}
+
 /* ------------------------------------------------------------ equality */
 
 /* The types a may_hold_double walk has visited (borrowed pointers). */

@@ -1,0 +1,270 @@
+"""Code generation for the nodes of the vector-lowered, refcounted IR
+(compiler/ir/vectors.py): places, element operations and reference
+counting. A mixin of compiler/codegen_func.py:FunctionEmitter, which
+provides `b` (the builder), `expr`, `lookup`, `alloca`, `arith` and the
+module context (`types`, `values`, `rt`).
+
+Places are evaluated in the two phases that vectors.py describes:
+`place(p)` runs phase 1 (the operands: indices, rvalue vectors, and the
+appends of vec-push, left to right) and returns phase 2, a function that
+emits the rest (loads of the vectors on the path, make-unique steps, bounds
+checks) and returns (address, in_memory) — in_memory is False for a local
+variable's slot, where bool is i1, and True for elements and fields, where
+bool is i8. Phase 2 may be emitted more than once (a store-op whose value
+appends recomputes its address); each emission is self-contained.
+
+Bounds checks compare the index as unsigned against the length (so a
+negative index fails too) and branch to a cold call of ms_index_error.
+Vector retain/release/len/unique/push go through the small always-inlined
+helpers of compiler/codegen_values.py.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from compiler import codegen_types as CT
+from compiler.codegen_types import I8, I32, I64, PTR
+from compiler.ir import types as T
+from compiler.ir import vectors as V
+from compiler.ir.surface import Name
+from compiler.ir.walk import walk
+
+
+def _contains_push(e) -> bool:
+    return any(isinstance(n, V.VecPush) for n in walk(e))
+
+
+class VectorEmitter:
+    """expr_* methods for the vector node kinds, and place evaluation."""
+
+    # ------------------------------------------------------------ helpers
+
+    def vec_len(self, v: ir.Value) -> ir.Value:
+        return self.b.call(self.values.vec_len(), [v])
+
+    def elem_ptr(self, v: ir.Value, index: ir.Value, t: T.Type) -> ir.Value:
+        """Address of element `index` (already checked) of non-empty v."""
+        b = self.b
+        data = b.gep(b.bitcast(v, PTR), [ir.Constant(I64, CT.VEC_HEADER)],
+                     inbounds=True)
+        typed = b.bitcast(data, self.types.mem_type(t).as_pointer())
+        return b.gep(typed, [index], inbounds=True)
+
+    def bounds_check(self, v, index, pos) -> None:
+        n = self.vec_len(v)
+        bad = self.b.icmp_unsigned(">=", index, n)
+        with self.b.if_then(bad, likely=False):
+            self.b.call(self.rt.fn("ms_index_error"),
+                        [index, n, ir.Constant(I32, pos.line),
+                         ir.Constant(I32, pos.col)])
+            self.b.unreachable()
+
+    def make_unique(self, ptr: ir.Value, t: T.Type) -> ir.Value:
+        return self.b.call(self.values.vec_unique(),
+                           [self.values.descriptor(t), ptr])
+
+    def load_from(self, ptr, mem: bool, t: T.Type) -> ir.Value:
+        v = self.b.load(ptr)
+        return self.types.from_mem(self.b, v, t) if mem else v
+
+    def store_to(self, ptr, mem: bool, value, t: T.Type) -> None:
+        self.b.store(self.types.to_mem(self.b, value, t) if mem else value, ptr)
+
+    def spill(self, value: ir.Value, t: T.Type) -> ir.Value:
+        """`value` stored in a fresh stack slot; an i8* to it."""
+        slot = self._entry.alloca(self.types.mem_type(t))
+        self.b.store(value, slot)
+        return self.b.bitcast(slot, PTR)
+
+    # ------------------------------------------------------------ places
+
+    def place(self, p):
+        """Phase 1 of place p; returns phase 2 (see the module docstring)."""
+        if isinstance(p, V.VarAddr):
+            slot = self.lookup_name(p.name)
+            return lambda: (slot, False)
+        if isinstance(p, V.ElemAddr):
+            return self._elem_place(p)
+        if isinstance(p, V.FieldAddr):
+            inner = self.place(p.base)
+
+            def field():
+                ptr, _ = inner()
+                return self.b.gep(ptr, [ir.Constant(I32, 0),
+                                        ir.Constant(I32, p.index)],
+                                  inbounds=True), True
+            return field
+        if isinstance(p, V.VecPush):
+            inner = self.place(p.place)
+            value = self.expr(p.value)
+            ptr, _ = inner()
+            t = p.type
+            size = self.types.layout(t.elem)[0]
+            slot = self.b.call(self.values.vec_push(),
+                               [self.values.descriptor(t), ptr,
+                                ir.Constant(I64, size)])
+            typed = self.b.bitcast(slot, self.types.mem_type(t.elem).as_pointer())
+            self.store_to(typed, True, value, t.elem)
+            return inner
+        raise AssertionError(f"unknown place {p}")
+
+    def _elem_place(self, p: V.ElemAddr):
+        vec = p.vec
+        inner = rvalue = None
+        if isinstance(vec, (V.Load, V.MakeUnique)):
+            inner = self.place(vec.place)
+        elif isinstance(vec, Name):
+            slot = self.lookup_name(vec.name)
+            inner = lambda: (slot, False)   # noqa: E731
+        else:
+            rvalue = self.expr(vec)
+        index = self.expr(p.index)
+
+        def elem():
+            if inner is not None:
+                ptr, _ = inner()
+                if isinstance(vec, V.MakeUnique):
+                    v = self.make_unique(ptr, vec.type)
+                else:
+                    v = self.b.load(ptr)
+            else:
+                v = rvalue
+            self.bounds_check(v, index, p.check.pos)
+            return self.elem_ptr(v, index, p.type), True
+        return elem
+
+    # ------------------------------------------------------------ operations
+
+    def expr_VarAddr(self, e):
+        raise AssertionError(f"place {e} used as a value")
+
+    def expr_Load(self, e: V.Load) -> ir.Value:
+        ptr, mem = self.place(e.place)()
+        return self.load_from(ptr, mem, e.type)
+
+    def expr_VecPush(self, e: V.VecPush) -> None:
+        self.place(e)           # an append whose vector is not used
+        return None
+
+    def expr_MakeUnique(self, e: V.MakeUnique) -> ir.Value:
+        ptr, _ = self.place(e.place)()
+        return self.make_unique(ptr, e.type)
+
+    def expr_Store(self, e: V.Store) -> None:
+        resolve = self.place(e.place)
+        value = self.expr(e.value)
+        ptr, mem = resolve()
+        t = e.place.type
+        if self.types.has_refs(t):
+            old = self.b.load(ptr)
+            self.store_to(ptr, mem, value, t)
+            self.values.release(self.b, old, t)
+        else:
+            self.store_to(ptr, mem, value, t)
+        return None
+
+    def expr_StoreOp(self, e: V.StoreOp) -> None:
+        resolve = self.place(e.place)
+        ptr, mem = resolve()
+        t = e.place.type
+        again = _contains_push(e.value)
+        if e.op != "vec-concat":
+            old = self.load_from(ptr, mem, t)
+            value = self.expr(e.value)
+            if again:
+                ptr, mem = resolve()
+            self.store_to(ptr, mem, self.arith(e.op, old, value, t, e.pos), t)
+            return None
+        if not again:
+            # The vector at ptr stays put while the value is computed (only
+            # an append could move it): append in place when unique.
+            value = self.expr(e.value)
+            self.b.call(self.rt.fn("ms_vec_append_all"),
+                        [self.values.descriptor(t), ptr, value])
+            return None
+        old = self.b.load(ptr)
+        self.values.retain(self.b, old, t)   # the append may drop it
+        value = self.expr(e.value)
+        ptr, mem = resolve()
+        new = self.b.call(self.rt.fn("ms_vec_concat"),
+                          [self.values.descriptor(t), old, value])
+        replaced = self.b.load(ptr)
+        self.b.store(new, ptr)
+        self.values.release(self.b, replaced, t)
+        self.values.release(self.b, old, t)
+        return None
+
+    def expr_FieldGet(self, e: V.FieldGet) -> ir.Value:
+        value = self.expr(e.value)
+        return self.types.from_mem(self.b, self.b.extract_value(value, e.index),
+                                   e.type)
+
+    def expr_VecLen(self, e: V.VecLen) -> ir.Value:
+        return self.vec_len(self.expr(e.vec))
+
+    def expr_VecConcat(self, e: V.VecConcat) -> ir.Value:
+        left = self.expr(e.left)
+        right = self.expr(e.right)
+        return self.b.call(self.rt.fn("ms_vec_concat"),
+                           [self.values.descriptor(e.type), left, right])
+
+    def expr_ValueEq(self, e: V.ValueEq) -> ir.Value:
+        left = self.expr(e.left)
+        right = self.expr(e.right)
+        t = e.left.type
+        eq = self.b.call(self.rt.fn("ms_value_eq"),
+                         [self.values.descriptor(t), self.spill(left, t),
+                          self.spill(right, t)])
+        return self.b.icmp_unsigned("!=", eq, ir.Constant(I8, 0))
+
+    def expr_StringCmp(self, e: V.StringCmp) -> ir.Value:
+        left = self.expr(e.left)
+        right = self.expr(e.right)
+        r = self.b.call(self.rt.fn("ms_string_cmp"), [left, right])
+        return self.b.sext(r, I64)
+
+    def expr_CharVectorLit(self, e) -> ir.Value:
+        return self.values.string_literal(bytes(e.value))
+
+    # ------------------------------------------------------------ refcounts
+
+    def expr_Retain(self, e: V.Retain) -> ir.Value:
+        v = self.expr(e.value)
+        self.values.retain(self.b, v, e.type)
+        return v
+
+    def expr_Release(self, e: V.Release) -> None:
+        v = self.expr(e.value)
+        self.values.release(self.b, v, e.value.type)
+        return None
+
+    def expr_Temp(self, e: V.Temp) -> ir.Value:
+        v = self.expr(e.value)
+        self.temps[e.id] = (v, e.type)
+        return v
+
+    def expr_ReleaseAfter(self, e: V.ReleaseAfter) -> ir.Value:
+        v = self.expr(e.body)
+        for t in e.temps:
+            value, ty = self.temps.pop(t)
+            self.values.release(self.b, value, ty)
+        return v
+
+    def stmt_ReleaseVar(self, s: V.ReleaseVar) -> None:
+        slot = self.release_slot(s.name, s.type)
+        self.values.release(self.b, self.b.load(slot), s.type)
+
+    def stmt_RetainParam(self, s: V.RetainParam) -> None:
+        slot = self.lookup_name(s.name)
+        self.values.retain(self.b, self.b.load(slot), s.type)
+
+    def stmt_ReturnReleasing(self, s: V.ReturnReleasing) -> None:
+        value = None
+        if s.value is not None:
+            value = self.expr(s.value)
+        for slot, t in self.return_slots(s):
+            self.values.release(self.b, self.b.load(slot), t)
+        if value is None or s.value.type == T.VOID:
+            self.b.ret_void()
+        else:
+            self.b.ret(value)
