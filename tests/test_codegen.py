@@ -108,7 +108,8 @@ CONSTRUCTS = {
         bool odd(int n) { if (n == 0) return false; return even(n - 1); }
         master { print(even(10)); }""",
     "vectors": """
-        struct P { string name; vector<double> xs; bool ok; job<int> j; };
+        struct P { string name; vector<double> xs; bool ok; };
+        struct H { job<int> j; struct P p; };
         struct E {};
         job struct P touch(struct P p, vector<vector<int>> m) {
             p->name += "!"; p->xs :: double(len(m)); p->ok = !p->ok;
@@ -126,7 +127,7 @@ CONSTRUCTS = {
             string s; for (int i = 0; i < 3; i += 1) { s += str(i); s :: 'x'; }
             print(s < "1"); print(len(s + s));
             vector<struct E> es; es :: es[0];
-            vector<job<int>> js; js :: p->j;
+            struct H h; vector<struct H> hs; hs :: h; hs[0]->p = p;
         }""",
     "short-circuit": """
         bool t(int n) { print(n); return true; }
