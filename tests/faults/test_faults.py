@@ -1,0 +1,658 @@
+"""Fault scenarios with real compiled M/s programs (tests/faults/*.ms) on
+loopback: slaves killed, stopped, started early, built from another
+program; garbage thrown at the master's port while a program runs and at a
+slave (from a fake master written here); retries exhausted; the master
+stopped by a signal or by a runtime error; a job overflowing its stack;
+local slaves dying and being replaced.
+
+Each test checks the master's stdout and exit status, what both sides log,
+that every process ends in bounded time, and that none is left behind (each
+process runs in its own session; local slaves share their master's).
+
+The jobs are loops of a 64-bit linear congruential generator, which the
+compiler cannot shortcut and Python computes in O(log n) (`lcg` below), so
+a job's length is set by its count and its result is known exactly.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import msc
+
+HERE = pathlib.Path(__file__).resolve().parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------ programs
+
+def lcg(seed: int, n: int) -> int:
+    """x = x * A + C (mod 2**64) n times from seed, as a signed int64."""
+    mod = 1 << 64
+    a, c = 6364136223846793005, 1442695040888963407
+    mul, add = 1, 0            # the composed map x -> mul * x + add
+    pa, pc = a, c              # the map applied 2**k times
+    while n:
+        if n & 1:
+            mul, add = pa * mul % mod, (pa * add + pc) % mod
+        pa, pc = pa * pa % mod, (pa * pc + pc) % mod
+        n >>= 1
+    r = (mul * seed + add) % mod
+    return r - mod if r >= 1 << 63 else r
+
+
+def c_rem(a: int, b: int) -> int:
+    """C's (and M/s's) %: the sign of the dividend."""
+    r = abs(a) % abs(b)
+    return -r if a < 0 else r
+
+
+@pytest.fixture(scope="module")
+def progs(tmp_path_factory):
+    """Every tests/faults/*.ms compiled; name -> path prefix of NAME-master."""
+    out = tmp_path_factory.mktemp("faults")
+    built = {}
+    for ms in sorted(HERE.glob("*.ms")):
+        r = msc(ms.name, "-o", out / ms.stem, cwd=HERE)
+        assert r.returncode == 0, f"{ms.name}: {r.stderr}"
+        built[ms.stem] = out / ms.stem
+    return built
+
+
+def master_cmd(progs, name, *args):
+    return [f"{progs[name]}-master", *map(str, args)]
+
+
+def slave_cmd(progs, name, addr, *args):
+    return [f"{progs[name]}-slave", "--master", addr, *map(str, args)]
+
+
+# ------------------------------------------------------------ processes
+
+def _session_alive(sid: int) -> bool:
+    try:
+        os.killpg(sid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+class Proc:
+    """A process in a session of its own, stdout and stderr collected by
+    threads so that a test can wait for a line of stderr while it runs."""
+
+    def __init__(self, cmd):
+        env = {k: v for k, v in os.environ.items() if k != "MS_TOKEN"}
+        self.cmd = cmd
+        self.p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE,
+                                  start_new_session=True)
+        self.pid = self.p.pid
+        self._lines: list[str] = []
+        self._out = b""
+        self._cv = threading.Condition()
+        self._threads = [threading.Thread(target=self._pump_err, daemon=True),
+                         threading.Thread(target=self._pump_out, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _pump_err(self):
+        for line in self.p.stderr:
+            with self._cv:
+                self._lines.append(line.decode(errors="replace"))
+                self._cv.notify_all()
+
+    def _pump_out(self):
+        self._out = self.p.stdout.read()
+
+    @property
+    def err(self) -> str:
+        with self._cv:
+            return "".join(self._lines)
+
+    @property
+    def out(self) -> str:
+        return self._out.decode(errors="replace")
+
+    def wait_err(self, pattern, count=1, timeout=15.0):
+        """Wait until `pattern` matched `count` lines of stderr; the matches."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                found = [m for m in map(rx.search, self._lines) if m]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0 or self.p.poll() is not None and not self._threads[0].is_alive():
+                    raise AssertionError(
+                        f"{pattern!r} x{count} never appeared in the stderr of "
+                        f"{self.cmd[0]}:\n{''.join(self._lines)}")
+                self._cv.wait(min(left, 0.2))
+
+    def finish(self, timeout=30.0) -> int:
+        """Wait for the exit; then nothing of its session may be left."""
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.cmd[0]} did not end within {timeout} s "
+                                 f"(a hang); stderr:\n{self.err}")
+        for t in self._threads:
+            t.join(5)
+        deadline = time.monotonic() + 3
+        while _session_alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _session_alive(self.pid), \
+            f"processes of {self.cmd[0]} outlived it (orphans); stderr:\n{self.err}"
+        return self.p.returncode
+
+    def kill(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.p.wait()
+
+
+@pytest.fixture
+def start():
+    started: list[Proc] = []
+
+    def run(cmd):
+        p = Proc(cmd)
+        started.append(p)
+        return p
+    yield run
+    for p in started:        # whatever happened, nothing survives the test
+        p.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(m: Proc) -> str:
+    return m.wait_err(r"listening on (\S+)")[0].group(1)
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wait_busy(pids, seconds=0.3, timeout=20.0) -> int:
+    """The first of `pids` to have used `seconds` of CPU (running a job)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in pids:
+            if cpu_seconds(pid) >= seconds:
+                return pid
+        time.sleep(0.02)
+    raise AssertionError(f"none of {pids} got busy within {timeout} s")
+
+
+# ------------------------------------------------------- lost slaves
+
+ONE_LONG_OUT = f"{lcg(1, 1000)}\n{lcg(7, 2_500_000_000)}\n"
+
+
+def _two_hand_slaves(start, progs, name, *master_args):
+    m = start(master_cmd(progs, name, "--listen", "127.0.0.1:0", "--spawn", 0,
+                         "--verbose", *master_args))
+    addr = listening(m)
+    slaves = [start(slave_cmd(progs, name, addr, "--threads", 1))
+              for _ in range(2)]
+    m.wait_err(r"slave \d+ joined", count=2)
+    return m, slaves
+
+
+def test_slave_killed_mid_job_the_job_completes_elsewhere(start, progs):
+    m, slaves = _two_hand_slaves(start, progs, "one_long")
+    busy = wait_busy([s.pid for s in slaves])
+    os.kill(busy, signal.SIGKILL)
+    assert m.finish() == 0, m.err
+    assert m.out == ONE_LONG_OUT
+    assert re.search(rf"lost slave \d+ at \S+ \(pid {busy}\): connection "
+                     r"closed; 1 of its jobs to run again", m.err), m.err
+    other = next(s for s in slaves if s.pid != busy)
+    assert other.finish() == 0, other.err
+
+
+def test_stopped_slave_is_detected_by_heartbeat_and_its_job_rerun(start, progs):
+    m, slaves = _two_hand_slaves(start, progs, "one_long",
+                                 "--heartbeat-timeout", "0.6")
+    busy = wait_busy([s.pid for s in slaves])
+    os.kill(busy, signal.SIGSTOP)
+    stopped = next(s for s in slaves if s.pid == busy)
+    try:
+        assert m.finish() == 0, m.err
+        assert m.out == ONE_LONG_OUT
+        assert re.search(rf"lost slave \d+ at \S+ \(pid {busy}\): nothing "
+                         r"received for \d+\.\d s \(heartbeat timeout\); 1 of "
+                         r"its jobs", m.err), m.err
+    finally:
+        os.kill(busy, signal.SIGCONT)
+    # Woken, it finds its master gone (or silent) and exits by itself.
+    assert stopped.finish(timeout=10) in (0, 1), stopped.err
+    other = next(s for s in slaves if s.pid != busy)
+    assert other.finish() == 0, other.err
+
+
+def test_jobs_fail_once_retries_are_exhausted(start, progs):
+    m = start(master_cmd(progs, "one_long", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--max-retries", 2))
+    addr = listening(m)
+    for attempt in range(2):
+        s = start(slave_cmd(progs, "one_long", addr, "--threads", 1))
+        # The short job first, then the long one: kill it in the long one.
+        wait_busy([s.pid])
+        s.p.send_signal(signal.SIGKILL)
+        s.p.wait(5)
+    assert m.finish() == 1, m.err
+    assert m.out == f"{lcg(1, 1000)}\n"
+    assert re.search(r"^one_long\.ms:11:11: runtime error: job 'lcg' failed: "
+                     r"its slaves were lost \(2 attempts; the last, at "
+                     r"127\.0\.0\.1:\d+: connection closed\)$", m.err, re.M), m.err
+
+
+def test_local_slaves_that_die_are_replaced(start, progs):
+    m = start(master_cmd(progs, "replace", "--spawn", 2, "--verbose"))
+    m.wait_err(r"slave \d+ joined", count=2)
+    kids = children_of(m.pid)
+    assert len(kids) == 2, kids
+    for k in kids:
+        wait_busy([k], seconds=0.1)
+    for k in kids:
+        os.kill(k, signal.SIGKILL)
+    assert m.finish() == 0, m.err
+    total, expected = 0, ""
+    for r in range(4):
+        total += c_rem(lcg(2 * r, 350_000_000), 1000)
+        total += c_rem(lcg(2 * r + 1, 350_000_000), 1000)
+        expected += f"{total}\n"
+    assert m.out == expected
+    for k in kids:
+        assert f"local slave pid {k} was killed by signal 9 (Killed); " \
+               "starting another" in m.err, m.err
+    # Their replacements joined (slaves 3 and 4) and ran the jobs.
+    m.wait_err(r"slave [34] joined from \S+ \(pid \d+, local", count=2,
+               timeout=0)
+
+
+# ------------------------------------------------------- joining
+
+QUICK_OUT = "".join(f"{lcg(i, 100_000)}\n" for i in range(5))
+
+
+def test_slave_started_before_the_master_retries_until_it_is_up(start, progs):
+    addr = f"127.0.0.1:{free_port()}"
+    s = start(slave_cmd(progs, "quick", addr, "--threads", 2, "--verbose"))
+    time.sleep(0.6)        # it is retrying by now
+    assert s.p.poll() is None, s.err
+    m = start(master_cmd(progs, "quick", "--listen", addr, "--spawn", 0))
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert s.finish() == 0, s.err
+    assert "the master ended the run" in s.err
+
+
+def test_slave_of_another_program_is_refused_on_both_sides(start, progs):
+    m = start(master_cmd(progs, "quick", "--listen", "127.0.0.1:0",
+                         "--spawn", 0))
+    addr = listening(m)
+    foreign = start(slave_cmd(progs, "other", addr))
+    assert foreign.finish() == 1, foreign.err
+    assert re.search(rf"refused by master {re.escape(addr)}: the slave was "
+                     r"built from a different program or version than the "
+                     r"master", foreign.err), foreign.err
+    m.wait_err(rf"refused slave 127\.0\.0\.1:\d+ \(pid {foreign.pid}\): the "
+               "slave was built from a different program", timeout=5)
+    # Meanwhile the jobs wait; a slave of the right program runs them.
+    good = start(slave_cmd(progs, "quick", addr))
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert good.finish() == 0, good.err
+
+
+# --------------------------------------------------- garbage at the master
+
+def _hdr(ordinal, jid, length):
+    return struct.pack("<III", ordinal, jid, length)
+
+
+def _recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def _recv_msg(sock):
+    ordinal, jid, length = struct.unpack("<III", _recv_exact(sock, 12))
+    return ordinal, jid, _recv_exact(sock, length)
+
+
+def _hello(fingerprint, threads=1, pid=4242, version=1):
+    body = (bytes([2]) + struct.pack("<I", version) + fingerprint +
+            struct.pack("<II", threads, pid) + bytes(32))
+    return _hdr(0, 0, len(body)) + body
+
+
+def _garbage_at_master(addr, stop: threading.Event, seen: list):
+    """Throw every kind of bad input at the master until `stop`."""
+    host, port = addr.rsplit(":", 1)
+    rng = random.Random(1234)
+
+    def conn():
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.settimeout(5)
+        return s
+
+    def fingerprinted(then):
+        """Connect, read the CHALLENGE, then(socket, the fingerprint)."""
+        s = conn()
+        _, _, ch = _recv_msg(s)
+        then(s, ch[9:41])
+        return s
+
+    def joined():
+        """A fake slave through the handshake (no secret on this master)."""
+        s = fingerprinted(lambda s, fp: s.sendall(_hello(fp)))
+        _, _, welcome = _recv_msg(s)
+        assert welcome[0] == 3, welcome
+        return s
+
+    def random_bytes(s):
+        s.sendall(bytes(rng.randrange(256)
+                        for _ in range(rng.randrange(1, 3000))))
+
+    kinds = {
+        "random bytes": lambda: random_bytes(conn()),
+        "half a header": lambda: conn().sendall(b"\x00\x00\x00\x00\x01"),
+        "truncated": lambda: conn().sendall(_hdr(0, 0, 100) + b"\x02" * 10),
+        "huge length": lambda: conn().sendall(_hdr(0, 0, 0xFFFFFFFF)),
+        "unknown ordinal first": lambda: conn().sendall(_hdr(77, 1, 0)),
+        "wrong fingerprint": lambda: conn().sendall(_hello(bytes(32))),
+        "wrong version": lambda: conn().sendall(_hello(bytes(32), version=9)),
+        "zero threads": lambda: fingerprinted(lambda s, fp: s.sendall(
+            _hello(fp, threads=0))),
+        "joined, unknown ordinal": lambda: joined().sendall(_hdr(99, 1, 0)),
+        "joined, result of no job": lambda: joined().sendall(
+            _hdr(1, 999999, 8) + bytes(8)),
+        "joined, huge length": lambda: joined().sendall(_hdr(1, 1, 0xFFFFFFF0)),
+        "joined, random bytes": lambda: random_bytes(joined()),
+        "joined, truncated": lambda: joined().sendall(_hdr(1, 1, 8) + b"abc"),
+        "joined, unknown control": lambda: joined().sendall(
+            _hdr(0, 0, 1) + b"\x63"),
+        "joined, then silent": lambda: joined(),
+    }
+    idle = [conn() for _ in range(10)]   # never say a word
+    held = []
+    # Garbage goes on for the whole run; the fake slaves that join (each
+    # takes jobs, which costs them an attempt or, when it falls silent, a
+    # heartbeat timeout) come once: a stream of those would starve the run,
+    # as any slow slave would.
+    rounds = 0
+    while not stop.is_set():
+        for name, throw in kinds.items():
+            if stop.is_set():
+                break
+            if rounds and name.startswith("joined"):
+                continue
+            try:
+                s = throw()
+                if s is not None:
+                    held.append(s)
+                seen.append(name)
+            except (OSError, ConnectionError, AssertionError):
+                seen.append(name)      # the master closed it first: fine
+        rounds += 1
+        stop.wait(0.05)
+    for s in idle + held:
+        s.close()
+
+
+def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
+    # --listen without a secret, so that fake slaves can join too; a fake
+    # slave that joins and then falls silent holds a job until the heartbeat
+    # timeout, and every fake slave that takes a job costs it an attempt.
+    m = start(master_cmd(progs, "many", "--listen", "127.0.0.1:0",
+                         "--spawn", 2, "--heartbeat-timeout", 1,
+                         "--max-retries", 10))
+    addr = listening(m)
+    stop, seen = threading.Event(), []
+    t = threading.Thread(target=_garbage_at_master, args=(addr, stop, seen),
+                         daemon=True)
+    t.start()
+    try:
+        rc = m.finish(timeout=60)
+    finally:
+        stop.set()
+        t.join(10)
+    assert rc == 0, m.err
+    total, expected = 0, ""
+    for r in range(15):
+        for k in range(4):
+            total += c_rem(lcg(4 * r + k, 50_000_000), 1000)
+        expected += f"{total}\n"
+    assert m.out == expected
+    assert len(seen) >= 15, seen       # every kind was thrown at least once
+    for reason in ("expected a HELLO message", "over the limit",
+                   "unknown job ordinal 99", "which it was not running",
+                   "different program", "protocol version 9",
+                   "offers 0 threads", "unexpected control message 99"):
+        assert reason in m.err, (reason, m.err)
+
+
+# ---------------------------------------------------- garbage at a slave
+
+class FakeMaster:
+    """A listening socket playing the master for one slave at a time."""
+
+    def __init__(self, start, progs):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(10)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.start, self.progs = start, progs
+        self.fingerprint = bytes(32)
+
+    def slave(self):
+        """Start a slave, accept its connection: (Proc, socket)."""
+        p = self.start(slave_cmd(self.progs, "quick", self.addr,
+                                 "--threads", 1))
+        c, _ = self.sock.accept()
+        c.settimeout(10)
+        return p, c
+
+    def challenge(self, c, fingerprint=None):
+        body = (bytes([1]) + struct.pack("<II", 1, 0) +
+                (fingerprint or self.fingerprint) + os.urandom(32))
+        c.sendall(_hdr(0, 0, len(body)) + body)
+        _, _, hello = _recv_msg(c)
+        assert hello[0] == 2 and len(hello) == 77, hello
+        return hello[5:37]
+
+    def welcome(self, c, heartbeat_ms=3000):
+        body = bytes([3]) + struct.pack("<III", heartbeat_ms, 1 << 20, 1)
+        c.sendall(_hdr(0, 0, len(body)) + body)
+
+
+def _random(n, seed):
+    rng = random.Random(seed)
+    return bytes(rng.randrange(256) for _ in range(n))
+
+
+# What the fake master does after a full handshake, and what the slave says.
+AFTER_HANDSHAKE = {
+    "unknown ordinal": (_hdr(99, 1, 0), 1, r"unknown job ordinal 99"),
+    "huge length": (_hdr(1, 1, 0xFFFFFFFF), 1, r"over the limit"),
+    "arguments too short": (_hdr(1, 1, 3) + b"abc", 1,
+                            r"arguments of job 1 \('lcg'\) do not match"),
+    "arguments too long": (_hdr(1, 1, 17) + bytes(17), 1, r"do not match"),
+    "unknown control": (_hdr(0, 0, 1) + b"\x63", 1,
+                        r"unexpected control message 99"),
+    "empty control": (_hdr(0, 0, 0), 1, r"empty control message"),
+    "random bytes": (_random(5000, 7), 1, r"closing the connection to master"),
+    "truncated, then closed": (_hdr(1, 1, 16) + b"abcde", 0, r""),
+}
+
+
+def test_garbage_at_a_slave(start, progs):
+    fm = FakeMaster(start, progs)
+    try:
+        # Learn the program's fingerprint from a HELLO, then refuse it.
+        p, c = fm.slave()
+        fm.fingerprint = fm.challenge(c)
+        reason = "no thanks"
+        c.sendall(_hdr(0, 0, 1 + len(reason)) + b"\x04" + reason.encode())
+        assert p.finish(10) == 1
+        assert f"refused by master {fm.addr}: no thanks" in p.err, p.err
+        c.close()
+
+        # Bad input before or instead of the CHALLENGE.
+        before = {
+            "random bytes": (_random(3000, 3), r"is not an M/s master"),
+            "huge length": (_hdr(0, 0, 0xFFFFFFFF), r"is not an M/s master"),
+            "job instead of challenge": (_hdr(1, 1, 0), r"is not an M/s master"),
+            "malformed challenge": (_hdr(0, 0, 9) + b"\x01\x01\0\0\0abcd",
+                                    r"malformed CHALLENGE"),
+            "truncated challenge": (_hdr(0, 0, 73) + b"\x01" * 20,
+                                    r"closed the connection during the handshake"),
+        }
+        for name, (data, pattern) in before.items():
+            p, c = fm.slave()
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+            assert p.finish(10) == 1, (name, p.err)
+            assert re.search(pattern, p.err), (name, p.err)
+            c.close()
+
+        # A master of another program: the slave refuses it after WELCOME.
+        p, c = fm.slave()
+        fm.challenge(c, fingerprint=b"\x01" * 32)
+        fm.welcome(c)
+        assert p.finish(10) == 1
+        assert "runs another program or version; refusing it" in p.err, p.err
+        c.close()
+
+        for name, (data, status, pattern) in AFTER_HANDSHAKE.items():
+            p, c = fm.slave()
+            fm.challenge(c)
+            fm.welcome(c)
+            c.sendall(data)
+            if status == 0:
+                c.close()
+            assert p.finish(10) == status, (name, p.err)
+            assert re.search(pattern, p.err), (name, p.err)
+            c.close()
+
+        # A master that falls silent after the handshake is given up on.
+        p, c = fm.slave()
+        fm.challenge(c)
+        fm.welcome(c, heartbeat_ms=500)
+        assert p.finish(10) == 1
+        assert re.search(r"no message from master \S+ for \d+\.\d s; giving "
+                         r"up", p.err), p.err
+        c.close()
+
+        # And after all that, a slave still runs a job for a fake master
+        # that speaks the protocol, then leaves when told.
+        p, c = fm.slave()
+        fm.challenge(c)
+        fm.welcome(c)
+        c.sendall(_hdr(1, 7, 16) + struct.pack("<qq", 3, 1000))
+        while True:
+            ordinal, jid, body = _recv_msg(c)
+            if ordinal:
+                break
+            assert body == b"\x08", body          # heartbeats only
+        assert (ordinal, jid) == (1, 7)
+        assert struct.unpack("<q", body) == (lcg(3, 1000),)
+        c.sendall(_hdr(0, 0, 1) + b"\x09")
+        assert p.finish(10) == 0, p.err
+        c.close()
+    finally:
+        fm.sock.close()
+
+
+# ------------------------------------------------------ ending the run
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_master_stopped_by_a_signal_stops_every_slave(start, progs, sig):
+    m = start(master_cmd(progs, "endless", "--listen", "127.0.0.1:0",
+                         "--spawn", 1, "--verbose"))
+    addr = listening(m)
+    hand = start(slave_cmd(progs, "endless", addr, "--threads", 1,
+                           "--verbose"))
+    m.wait_err(r"slave \d+ joined", count=2)
+    local = children_of(m.pid)
+    assert len(local) == 1, local
+    wait_busy([hand.pid], seconds=0.1)
+    wait_busy(local, seconds=0.1)
+    os.kill(m.pid, sig)                  # the master only, as a shell would
+    assert m.finish(timeout=10) == 128 + sig, m.err
+    assert m.out == ""
+    assert f"stopped by signal {int(sig)}" in m.err, m.err
+    assert hand.finish(timeout=10) == 0, hand.err
+    assert "the master ended the run" in hand.err
+
+
+def test_runtime_error_in_the_master_stops_every_slave(start, progs):
+    addr = f"127.0.0.1:{free_port()}"
+    hand = start(slave_cmd(progs, "master_error", addr, "--threads", 1,
+                           "--verbose"))
+    m = start(master_cmd(progs, "master_error", "--listen", addr,
+                         "--spawn", 1))
+    assert m.finish(timeout=20) == 1, m.err
+    assert m.out == "0\n"
+    assert re.search(r"^master_error\.ms:17:15: runtime error: division by "
+                     r"zero$", m.err, re.M), m.err
+    assert hand.finish(timeout=10) == 0, hand.err
+    assert "the master ended the run" in hand.err
+
+
+def test_job_overflowing_its_stack_fails_alone(start, progs):
+    m = start(master_cmd(progs, "overflow", "--spawn", 2))
+    assert m.finish() == 1, m.err
+    assert m.out == "failed\n42\n100\n"
+    assert re.search(r"^overflow\.ms:18:11: runtime error: job 'deep' failed: "
+                     r"overflow\.ms:\d+:\d+: stack overflow$", m.err, re.M), m.err
