@@ -206,6 +206,11 @@ typedef struct conn {
     long long t_open, t_recv, t_send, t_close;
     ms_inflight load;
     uint64_t done;       /* results and failures received */
+    /* For --stats: answers by kind, jobs put back in the queue when the
+     * connection was lost, and bytes both ways (bytes_in is the I/O
+     * thread's; the rest is guarded by M.lock). */
+    uint64_t n_finished, n_failed, n_cancelled, n_retried;
+    uint64_t bytes_in, bytes_out;
     char why[600];       /* why it is closing, for the log */
 } conn;
 
@@ -219,6 +224,7 @@ typedef struct child {
 typedef struct stats {
     uint64_t started, finished, failed, cancelled, rerun;
     uint64_t joined, lost, refused, violations;
+    uint64_t connections, bytes_in, bytes_out; /* of closed connections */
 } stats;
 
 static struct master {
@@ -443,6 +449,9 @@ static void print_stats(void)
     if (M.slave_report.len)
         if (write(STDERR_FILENO, M.slave_report.data, M.slave_report.len) < 0)
             return; /* stderr is gone; nothing to do */
+    ms_log("stats: total over %" PRIu64 " connections: sent %" PRIu64
+           " bytes, received %" PRIu64 " bytes",
+           s.connections, s.bytes_out, s.bytes_in);
 }
 
 /* End the run from the main thread: tell the I/O thread, which says
@@ -695,6 +704,7 @@ static void conn_read(conn *c, long long now)
         return;
     }
     c->in.len += (uint64_t)n;
+    c->bytes_in += (uint64_t)n;
     c->t_recv = now;
 }
 
@@ -711,6 +721,7 @@ static void conn_write(conn *c, long long now)
             return;
         }
         c->out_off += (uint64_t)n;
+        c->bytes_out += (uint64_t)n;
         c->t_send = now;
     }
     c->out_off = c->out.len = 0;
@@ -805,6 +816,7 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     (void)ms_inflight_take(&c->load, h.jid);
     j->where = NULL;
     c->done++;
+    c->n_finished++; /* a result, even for a job cancelled meanwhile */
     long long took = ms_now_us() - j->t_sent_us;
     ms_inflight_sample(&c->load, took > 0 ? (uint64_t)took : 0);
     if (j->state == MS_J_INFLIGHT) {
@@ -852,6 +864,10 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
                          "cancelled", h.jid);
             return;
         }
+        if (kind == MS_FAILURE)
+            c->n_failed++;
+        else
+            c->n_cancelled++;
         ms_job_release(j);
         return;
     }
@@ -916,20 +932,6 @@ static void conn_destroy_locked(conn *c)
         } else {
             ms_logv("slave %" PRIu32 " at %s left: %s", c->id, c->peer, c->why);
         }
-        if (M.opt.stats) {
-            char line[MS_ADDR_LEN + 200];
-            int len = snprintf(line, sizeof line,
-                               "%s: stats: slave %" PRIu32 " at %s (pid %"
-                               PRIu32 ", %s, %" PRIu32 " threads): %" PRIu64
-                               " jobs\n",
-                               ms_log_name(), c->id, c->peer, c->pid,
-                               c->local ? "local" : "remote", c->threads,
-                               c->done);
-            if (len > 0)
-                ms_buf_append(&M.slave_report, line,
-                              (uint64_t)len < sizeof line ? (uint64_t)len
-                                                          : sizeof line - 1);
-        }
     } else if (c->phase == C_DEAD && !M.shutting_down) {
         ms_logv("connection from %s closed during the handshake: %s", c->peer,
                 c->why);
@@ -952,10 +954,32 @@ static void conn_destroy_locked(conn *c)
         } else {
             j->state = MS_J_PENDING;
             M.st.rerun++;
+            c->n_retried++;
             ms_jobq_push_front(&M.pending, j);
         }
     }
     c->load.n = 0;
+    M.st.connections++;
+    M.st.bytes_in += c->bytes_in;
+    M.st.bytes_out += c->bytes_out;
+    if (M.opt.stats && c->was_ready) {
+        char line[MS_ADDR_LEN + 400];
+        int len = snprintf(
+            line, sizeof line,
+            "%s: stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
+            " threads): ran %" PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64
+            " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
+            "after it was lost; sent %" PRIu64 " bytes, received %" PRIu64
+            " bytes\n",
+            ms_log_name(), c->id, c->peer, c->pid,
+            c->local ? "local" : "remote", c->threads, c->done, c->n_finished,
+            c->n_failed, c->n_cancelled, c->n_retried, c->bytes_out,
+            c->bytes_in);
+        if (len > 0)
+            ms_buf_append(&M.slave_report, line,
+                          (uint64_t)len < sizeof line ? (uint64_t)len
+                                                      : sizeof line - 1);
+    }
     ms_inflight_free(&c->load);
     if (close(c->fd) != 0)
         ms_logv("close: %s", strerror(errno));

@@ -239,8 +239,24 @@ def _two_hand_slaves(start, progs, name, *master_args):
     return m, slaves
 
 
+STATS_SLAVE = re.compile(
+    r"stats: slave \d+ at \S+ \(pid (\d+), (local|remote), \d+ threads\): "
+    r"ran (\d+) jobs \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
+    r"(\d+) retried elsewhere after it was lost; sent (\d+) bytes, received "
+    r"(\d+) bytes$", re.M)
+STATS_TOTAL = re.compile(r"stats: total over (\d+) connections: sent (\d+) "
+                         r"bytes, received (\d+) bytes$", re.M)
+
+
+def slave_stats(err: str) -> dict[int, tuple[int, ...]]:
+    """--stats per slave: pid -> (ran, finished, failed, cancelled, retried,
+    bytes sent to it, bytes received from it)."""
+    return {int(m[1]): tuple(int(x) for x in m.groups()[2:])
+            for m in STATS_SLAVE.finditer(err)}
+
+
 def test_slave_killed_mid_job_the_job_completes_elsewhere(start, progs):
-    m, slaves = _two_hand_slaves(start, progs, "one_long")
+    m, slaves = _two_hand_slaves(start, progs, "one_long", "--stats")
     busy = wait_busy([s.pid for s in slaves])
     os.kill(busy, signal.SIGKILL)
     assert m.finish() == 0, m.err
@@ -249,6 +265,22 @@ def test_slave_killed_mid_job_the_job_completes_elsewhere(start, progs):
                      r"closed; 1 of its jobs to run again", m.err), m.err
     other = next(s for s in slaves if s.pid != busy)
     assert other.finish() == 0, other.err
+    # --stats: the killed slave's long job was retried on the other one.
+    st = slave_stats(m.err)
+    assert set(st) == {busy, other.pid}, m.err
+    assert st[busy][4] == 1, m.err
+    assert st[other.pid][4] == 0, m.err
+    assert st[busy][0] + st[other.pid][0] == 2       # the short job, the long
+    assert st[other.pid][0] == st[other.pid][1] >= 1
+    # A request is 12 + 16 bytes and a result 12 + 8 at least.
+    assert st[other.pid][5] >= 28 and st[other.pid][6] >= 20
+    total = STATS_TOTAL.search(m.err)
+    assert total, m.err
+    assert int(total[1]) == 2
+    assert int(total[2]) == st[busy][5] + st[other.pid][5]
+    assert int(total[3]) == st[busy][6] + st[other.pid][6]
+    assert "stats: 2 jobs started, 2 finished, 0 failed, 0 cancelled, 1 " \
+           "rerun after a lost slave" in m.err
 
 
 def test_stopped_slave_is_detected_by_heartbeat_and_its_job_rerun(start, progs):
@@ -651,8 +683,9 @@ def test_runtime_error_in_the_master_stops_every_slave(start, progs):
 
 
 def test_job_overflowing_its_stack_fails_alone(start, progs):
-    m = start(master_cmd(progs, "overflow", "--spawn", 2))
+    m = start(master_cmd(progs, "overflow", "--spawn", 1, "--stats"))
     assert m.finish() == 1, m.err
     assert m.out == "failed\n42\n100\n"
+    assert list(slave_stats(m.err).values())[0][:5] == (3, 2, 1, 0, 0), m.err
     assert re.search(r"^overflow\.ms:18:11: runtime error: job 'deep' failed: "
                      r"overflow\.ms:\d+:\d+: stack overflow$", m.err, re.M), m.err

@@ -227,7 +227,8 @@ def test_one_local_slave_and_stats(procs, bins):
     assert m.finish() == 0, m.err
     assert m.stdout == BASIC_OUT
     assert re.search(r"stats: 204 jobs started, 204 finished", m.err), m.err
-    assert re.search(r"slave 1 at .*local, \d+ threads\): 204 jobs", m.err)
+    assert re.search(r"slave 1 at .*local, \d+ threads\): ran 204 jobs \(204 "
+                     r"finished, 0 failed, 0 cancelled\)", m.err), m.err
 
 
 def test_job_failure_message(procs, bins):
