@@ -45,6 +45,8 @@ extern char **environ;
 #define CLOSE_GRACE_MS 1000    /* to deliver a REFUSE before closing */
 #define GOODBYE_FLUSH_MS 1000  /* to deliver GOODBYEs at the end */
 #define CHILD_GRACE_MS 2000    /* for local slaves to exit after GOODBYE */
+#define WRAPPED_GRACE_MS 60000 /* the same under MS_SLAVE_WRAPPER (valgrind
+                                  checks for leaks as the slave exits) */
 #define WAIT_NOTICE_FIRST_MS 3000
 #define WAIT_NOTICE_EVERY_MS 15000
 #define READ_CHUNK 65536
@@ -219,7 +221,14 @@ typedef struct child {
     pid_t pid;
     long long started, restart_at;
     int backoff_ms;
+    int joined;          /* it got through the handshake */
+    int failed_starts;   /* exits before joining since it last joined */
 } child;
+
+/* Without --listen the local slaves are the only ones: when every one of
+ * them has exited this many times in a row before joining, the run cannot
+ * go on, and the master says so instead of waiting for ever. */
+#define MAX_FAILED_STARTS 5
 
 typedef struct stats {
     uint64_t started, finished, failed, cancelled, rerun;
@@ -236,7 +245,8 @@ static struct master {
     ms_secret secret;
     int auth_required;
     char *slave_path;        /* owned */
-    char *slave_argv[5];     /* borrowed strings, for execve */
+    char *exec_path;         /* what execve runs: slave_path or a wrapper */
+    char **slave_argv;       /* owned array, for execve */
     char **slave_envp;       /* owned array, for execve */
     long long hb_timeout_ms, hb_interval_ms, t_start;
     pthread_t io;
@@ -251,6 +261,8 @@ static struct master {
     int io_idle;             /* the I/O thread is (about to be) in poll */
     int shutdown_code;       /* -1 while running */
     int shutdown_signal;     /* the signal that ended the run, or 0 */
+    int io_ends_process;     /* the I/O thread ends the run (the main thread
+                                is still in compiled code) */
     uint32_t next_jid;
     uint32_t ready_slaves;
     stats st;
@@ -508,15 +520,16 @@ static void spawn_child(child *ch, long long now)
          * what the master block prints. */
         if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
             _exit(127);
-        execve(M.slave_path, M.slave_argv, M.slave_envp);
+        execve(M.exec_path, M.slave_argv, M.slave_envp);
         static const char msg[] = ": cannot run the local slave program\n";
-        if (write(STDERR_FILENO, M.slave_path, strlen(M.slave_path)) > 0 &&
+        if (write(STDERR_FILENO, M.exec_path, strlen(M.exec_path)) > 0 &&
             write(STDERR_FILENO, msg, sizeof msg - 1) > 0) {
         }
         _exit(127);
     }
     ch->pid = pid;
     ch->started = now;
+    ch->joined = 0;
     ms_logv("started local slave pid %d", (int)pid);
 }
 
@@ -559,17 +572,41 @@ static void reap_children(long long now)
         ch->backoff_ms = quick ? (ch->backoff_ms ? 2 * ch->backoff_ms : 100) : 50;
         if (ch->backoff_ms > 5000)
             ch->backoff_ms = 5000;
-        ms_log("local slave pid %d %s; starting another", (int)ch->pid, how);
+        if (!ch->joined)
+            ch->failed_starts++;
+        ms_log("local slave pid %d %s%s; starting another", (int)ch->pid, how,
+               ch->joined ? "" : " before joining");
         ch->pid = 0;
         ch->restart_at = now + ch->backoff_ms;
     }
+    if (M.shutting_down || M.opt.listen || !M.nchildren)
+        return;
+    for (size_t i = 0; i < M.nchildren; i++)
+        if (M.children[i].failed_starts < MAX_FAILED_STARTS)
+            return;
+    pthread_mutex_lock(&M.lock);
+    if (M.shutdown_code < 0 && M.ready_slaves == 0) {
+        ms_log("error: the local slaves (%s) keep exiting before they join; "
+               "giving up",
+               M.slave_path);
+        M.shutdown_code = 1;
+        M.io_ends_process = 1;
+    }
+    pthread_mutex_unlock(&M.lock);
 }
 
+/* Is pid one of our local slaves? If so, it has joined (caller holds
+ * M.lock; the I/O thread's). */
 static int is_local_pid(uint32_t pid)
 {
-    for (size_t i = 0; i < M.nchildren; i++)
-        if (M.children[i].pid > 0 && (uint32_t)M.children[i].pid == pid)
+    for (size_t i = 0; i < M.nchildren; i++) {
+        child *ch = &M.children[i];
+        if (ch->pid > 0 && (uint32_t)ch->pid == pid) {
+            ch->joined = 1;
+            ch->failed_starts = 0;
             return 1;
+        }
+    }
     return 0;
 }
 
@@ -1148,6 +1185,7 @@ static void read_signals(void)
             if (M.shutdown_code < 0) {
                 M.shutdown_code = 128 + (int)si.ssi_signo;
                 M.shutdown_signal = (int)si.ssi_signo;
+                M.io_ends_process = 1;
             }
             pthread_mutex_unlock(&M.lock);
         }
@@ -1213,7 +1251,8 @@ static void shutdown_io(void)
         if (ch->pid > 0 && !was_told && kill(ch->pid, SIGTERM) != 0)
             ms_logv("kill(%d, SIGTERM): %s", (int)ch->pid, strerror(errno));
     }
-    deadline = ms_now_ms() + CHILD_GRACE_MS;
+    deadline = ms_now_ms() +
+               (M.exec_path != M.slave_path ? WRAPPED_GRACE_MS : CHILD_GRACE_MS);
     for (;;) {
         reap_children(ms_now_ms());
         size_t alive = 0;
@@ -1348,10 +1387,12 @@ static void *io_main(void *arg)
     shutdown_io();
     pthread_mutex_lock(&M.lock);
     int sig = M.shutdown_signal, code = M.shutdown_code;
+    int ends = M.io_ends_process;
     pthread_mutex_unlock(&M.lock);
-    if (sig) {
+    if (ends) {
         /* The main thread is still in compiled code: end the process here. */
-        ms_log("stopped by signal %d (%s)", sig, strsignal(sig));
+        if (sig)
+            ms_log("stopped by signal %d (%s)", sig, strsignal(sig));
         if (M.opt.stats)
             print_stats();
         fflush(stdout);
@@ -1396,6 +1437,74 @@ static char *find_slave_path(void)
         exit(1);
     }
     return path;
+}
+
+/* The program named by `word`: itself if it holds a '/', else the first
+ * executable of that name on $PATH. Caller frees; NULL if none. */
+static char *find_program(const char *word)
+{
+    if (strchr(word, '/'))
+        return access(word, X_OK) == 0 ? strdup(word) : NULL;
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        char *full = ms_xmalloc(n + strlen(word) + 3);
+        if (n == 0)
+            strcpy(full, ".");
+        else
+            memcpy(full, path, n), full[n] = '\0';
+        strcat(full, "/");
+        strcat(full, word);
+        if (access(full, X_OK) == 0)
+            return full;
+        free(full);
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
+/* The local slaves' command line: NAME-slave --master ADDR [--verbose],
+ * after the words of $MS_SLAVE_WRAPPER if it is set (a debugging aid, e.g.
+ * "valgrind --log-file=/tmp/slave.%p": words split at white space, no
+ * quoting; the first is looked up on $PATH). */
+static void slave_command_line(void)
+{
+    const char *wrap = getenv("MS_SLAVE_WRAPPER");
+    size_t nwords = 0;
+    char *copy = strdup(wrap ? wrap : "");
+    if (!copy)
+        ms_fatal("out of memory");
+    for (char *p = copy; *p;) {
+        p += strspn(p, " \t\n");
+        if (*p)
+            nwords++;
+        p += strcspn(p, " \t\n");
+    }
+    M.slave_argv = ms_xcalloc(nwords + 5, sizeof *M.slave_argv);
+    size_t k = 0;
+    for (char *save = NULL, *w = strtok_r(copy, " \t\n", &save); w;
+         w = strtok_r(NULL, " \t\n", &save))
+        M.slave_argv[k++] = w; /* `copy` lives as long as the process */
+    M.exec_path = M.slave_path;
+    if (nwords) {
+        M.exec_path = find_program(M.slave_argv[0]);
+        if (!M.exec_path) {
+            ms_log("error: MS_SLAVE_WRAPPER: cannot find the program '%s'",
+                   M.slave_argv[0]);
+            exit(2);
+        }
+        ms_logv("local slaves run under: %s", wrap);
+    } else {
+        free(copy);
+    }
+    M.slave_argv[k++] = M.slave_path;
+    M.slave_argv[k++] = "--master";
+    M.slave_argv[k++] = M.local_addr;
+    if (M.opt.verbose)
+        M.slave_argv[k++] = "--verbose";
+    M.slave_argv[k] = NULL;
 }
 
 /* The environment of local slaves: ours, with MS_TOKEN set to the secret
@@ -1485,11 +1594,7 @@ int main(int argc, char **argv)
         spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
     if (spawn > 0) {
         M.slave_path = find_slave_path();
-        M.slave_argv[0] = M.slave_path;
-        M.slave_argv[1] = "--master";
-        M.slave_argv[2] = M.local_addr;
-        M.slave_argv[3] = M.opt.verbose ? "--verbose" : NULL;
-        M.slave_argv[4] = NULL;
+        slave_command_line();
         M.slave_envp = slave_environment();
         M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
         M.nchildren = (size_t)spawn;

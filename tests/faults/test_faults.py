@@ -689,3 +689,41 @@ def test_job_overflowing_its_stack_fails_alone(start, progs):
     assert list(slave_stats(m.err).values())[0][:5] == (3, 2, 1, 0, 0), m.err
     assert re.search(r"^overflow\.ms:18:11: runtime error: job 'deep' failed: "
                      r"overflow\.ms:\d+:\d+: stack overflow$", m.err, re.M), m.err
+
+
+# ------------------------------------------------------ MS_SLAVE_WRAPPER
+
+def test_local_slaves_run_under_the_wrapper(start, progs, tmp_path, monkeypatch):
+    wrapper = tmp_path / "wrap.sh"
+    wrapper.write_text('#!/bin/sh\necho "$0 $*" > "$WRAP_LOG.$$"\nshift\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("WRAP_LOG", str(tmp_path / "argv"))
+    monkeypatch.setenv("MS_SLAVE_WRAPPER", f" {wrapper}  --first-word ")
+    m = start(master_cmd(progs, "quick", "--spawn", 2))
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    logs = sorted(tmp_path.glob("argv.*"))
+    assert len(logs) == 2
+    for log in logs:
+        assert re.fullmatch(rf"{re.escape(str(wrapper))} --first-word "
+                            rf"{re.escape(str(progs['quick']))}-slave --master "
+                            r"127\.0\.0\.1:\d+\n", log.read_text())
+    monkeypatch.setenv("MS_SLAVE_WRAPPER", "no-such-wrapper-program --x")
+    m = start(master_cmd(progs, "quick"))
+    assert m.finish() == 2
+    assert "MS_SLAVE_WRAPPER: cannot find the program 'no-such-wrapper-program'" \
+        in m.err
+
+
+def test_master_gives_up_when_local_slaves_cannot_start(start, progs,
+                                                         monkeypatch):
+    # `false` stands for a slave that exits at once: without --listen no
+    # other slave can come, so the master must not wait for ever.
+    monkeypatch.setenv("MS_SLAVE_WRAPPER", "false")
+    m = start(master_cmd(progs, "quick", "--spawn", 2))
+    assert m.finish(timeout=30) == 1, m.err
+    assert m.out == ""
+    assert m.err.count("exited with status 1 before joining; starting "
+                       "another") == 10, m.err
+    assert re.search(r"error: the local slaves \(\S+quick-slave\) keep exiting "
+                     r"before they join; giving up$", m.err, re.M), m.err
