@@ -1,0 +1,94 @@
+"""The msc command line: flags, exit statuses, outputs (SPEC section 8)."""
+import subprocess
+
+from conftest import REPO, msc, run_bounded
+
+GCD = REPO / "examples" / "gcd.ms"
+
+
+def test_list_passes_names_spec_passes_in_order():
+    result = msc("--list-passes")
+    assert result.returncode == 0
+    names = result.stdout.split()
+    spec_order = ["parse", "desugar-strings", "resolve-structs", "typecheck",
+                  "lower-vectors", "insert-refcounts", "lower-remote", "codegen"]
+    assert [n for n in names if n in spec_order] == spec_order
+
+
+def test_unknown_flag_is_usage_error():
+    result = msc("--bogus", GCD)
+    assert result.returncode == 2
+    assert "msc: error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_input_is_usage_error():
+    result = msc()
+    assert result.returncode == 2 and "no input file" in result.stderr
+
+
+def test_unknown_pass_is_usage_error():
+    result = msc(GCD, "--dump-after=nope")
+    assert result.returncode == 2 and "nope" in result.stderr
+
+
+def test_missing_file_is_usage_error():
+    result = msc("does-not-exist.ms")
+    assert result.returncode == 2
+    assert "cannot read does-not-exist.ms" in result.stderr
+
+
+def test_invalid_utf8_is_compile_error(tmp_path):
+    src = tmp_path / "bad.ms"
+    src.write_bytes(b"master {\n  print(1); \xff\n}\n")
+    result = msc(src.name, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("bad.ms:2:13: error: source is not valid UTF-8")
+
+
+def test_directory_as_input_is_usage_error(tmp_path):
+    result = msc(tmp_path)
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_dump_after_every_pass(tmp_path):
+    for name in msc("--list-passes").stdout.split():
+        result = msc(GCD, f"--dump-after={name}")
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stdout.strip(), name
+    assert "define" in msc(GCD, "--dump-after=codegen").stdout
+
+
+def test_emit_llvm_and_obj(tmp_path):
+    out = tmp_path / "g"
+    assert msc(GCD, "--emit=llvm", "-o", out).returncode == 0
+    assert "ms_master_main" in (tmp_path / "g.ll").read_text()
+    assert msc(GCD, "--emit=obj", "-o", out).returncode == 0
+    assert (tmp_path / "g.o").read_bytes()[:4] == b"\x7fELF"
+
+
+def test_default_output_name_and_every_opt_level(tmp_path, runtime_built):
+    src = tmp_path / "gcd.ms"
+    src.write_text(GCD.read_text())
+    for level in ("-O0", "-O1", "-O2", "-O3"):
+        assert msc(src.name, level, cwd=tmp_path).returncode == 0
+        run = run_bounded([str(tmp_path / "gcd-master")], timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == "21\n1\n"
+
+
+def test_make_links_a_program_from_its_source(tmp_path, runtime_built):
+    exe = REPO / "examples" / "gcd-master"
+    subprocess.run(["make", "-s", "examples/gcd-master", "examples/gcd-slave"],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    assert (REPO / "examples" / "gcd-slave").exists()
+    run = run_bounded([str(exe), "--spawn", "2"], timeout=60)
+    assert run.stdout == "21\n1\n"
+
+
+def test_master_bad_usage_exits_2(tmp_path, runtime_built):
+    assert msc(GCD, "-o", tmp_path / "g").returncode == 0
+    for args in (["--spawn", "x"], ["--bogus"], ["--listen", "nohostport"]):
+        run = run_bounded([str(tmp_path / "g-master"), *args], timeout=30)
+        assert run.returncode == 2, (args, run.stderr)
+    run = run_bounded([str(tmp_path / "g-slave")], timeout=30)
+    assert run.returncode == 2
