@@ -64,6 +64,7 @@ class FunctionEmitter(VectorEmitter):
         self.scopes: list[dict[str, ir.AllocaInstr]] = [{}]
         self.slot_types: dict = {}    # alloca -> the variable's M/s type
         self.temps: dict = {}         # temp id -> (value, type)
+        self.known_unique: set = set()  # slots of vectors made unique (loops)
         # Variables released by the current run of release-var statements
         # (those before a break or continue release several scopes at once),
         # and the scope of a `for` just left (its release-vars follow it).
@@ -90,6 +91,10 @@ class FunctionEmitter(VectorEmitter):
         return self._stack_limit
 
     def bind_params(self, params, values) -> None:
+        values = list(values)
+        if len(values) > len(params):       # the hidden stack limit
+            self._stack_limit = values.pop()
+            self._stack_limit.name = "stack.limit"
         for p, v in zip(params, values):
             slot = self.alloca(p.type, p.name)
             self.b.store(v, slot)
@@ -251,6 +256,7 @@ class FunctionEmitter(VectorEmitter):
         cond_bb = self.fn.append_basic_block("while.cond")
         body_bb = self.fn.append_basic_block("while.body")
         end_bb = self.fn.append_basic_block("while.end")
+        uniques = self.enter_loop((s.cond, s.body))
         self.b.branch(cond_bb)
         self.b.position_at_end(cond_bb)
         self.b.cbranch(self.expr(s.cond), body_bb, end_bb)
@@ -260,6 +266,7 @@ class FunctionEmitter(VectorEmitter):
         self.loops.pop()
         self._branch(cond_bb)
         self.b.position_at_end(end_bb)
+        self.leave_loop(uniques)
 
     def stmt_For(self, s: S.For) -> None:
         self.scopes.append({})               # the loop's scope (init's vars)
@@ -269,6 +276,7 @@ class FunctionEmitter(VectorEmitter):
         body_bb = self.fn.append_basic_block("for.body")
         step_bb = self.fn.append_basic_block("for.step")
         end_bb = self.fn.append_basic_block("for.end")
+        uniques = self.enter_loop((s.cond, s.body, s.step))
         self.b.branch(cond_bb)
         self.b.position_at_end(cond_bb)
         if s.cond is not None:
@@ -285,6 +293,7 @@ class FunctionEmitter(VectorEmitter):
             self.stmt(s.step)
         self._branch(cond_bb)
         self.b.position_at_end(end_bb)
+        self.leave_loop(uniques)
         # The release-vars of the loop's own variables follow the loop.
         closed = self.scopes.pop()
         self._closed_scope = closed
@@ -415,6 +424,8 @@ class FunctionEmitter(VectorEmitter):
             return self.builtin(e)
         fn, decl = target
         args = [self.expr(a) for a in e.args]
+        if e.name in self.mod.takes_limit:
+            args.append(self.stack_limit())
         recursive = (self.name is not None
                      and (self.name, e.name) in self.mod.recursive)
         if recursive:

@@ -48,6 +48,37 @@ class Values:
         self._desc: dict[str, ir.GlobalVariable] = {}
         self._lits: dict[bytes, ir.GlobalVariable] = {}
         self._helpers: dict[str, ir.Function] = {}
+        self._tbaa: dict[str, ir.MDValue] = {}
+
+    # ------------------------------------------------------------ aliasing
+
+    def tbaa(self, what: str) -> ir.MDValue:
+        """The TBAA access tag of `what`: "header" for the refcount, len and
+        cap words of vectors, "data" for scalars inside elements and
+        fields. Compiled code never accesses one piece of memory under both
+        tags, so LLVM may assume that storing an element does not change a
+        vector's length or count (and keep those in registers in loops)."""
+        tag = self._tbaa.get(what)
+        if tag is None:
+            root = self._tbaa.get("root")
+            if root is None:
+                root = self._tbaa["root"] = self.module.add_metadata(
+                    [ir.MetaDataString(self.module, "ms.tbaa")])
+            node = self.module.add_metadata(
+                [ir.MetaDataString(self.module, f"ms.{what}"), root,
+                 ir.Constant(I64, 0)])
+            tag = self.module.add_metadata([node, node, ir.Constant(I64, 0)])
+            self._tbaa[what] = tag
+        return tag
+
+    def header_load(self, b, v, k: int) -> ir.Value:
+        instr = b.load(self.field_ptr(b, v, k))
+        instr.set_metadata("tbaa", self.tbaa("header"))
+        return instr
+
+    def header_store(self, b, value, v, k: int) -> None:
+        instr = b.store(value, self.field_ptr(b, v, k))
+        instr.set_metadata("tbaa", self.tbaa("header"))
 
     # ------------------------------------------------------------ descriptors
 
@@ -135,21 +166,20 @@ class Values:
         return fn, ir.IRBuilder(fn.append_basic_block("entry")), True
 
     def vec_len(self) -> ir.Function:
+        """ms.vec.len(v): reads the length from v, or from a constant empty
+        header when v is null, without a branch, so that LLVM may hoist the
+        read out of loops."""
         fn, b, new = self._helper("ms.vec.len", I64, [VEC_PTR])
         if new:
             v, = fn.args
-            nonnull = fn.append_basic_block("nonnull")
-            done = fn.append_basic_block("done")
-            b.cbranch(b.icmp_unsigned("==", v, ir.Constant(VEC_PTR, None)),
-                      done, nonnull)
-            b.position_at_end(nonnull)
-            n = b.load(self.field_ptr(b, v, 1))
-            b.branch(done)
-            b.position_at_end(done)
-            phi = b.phi(I64)
-            phi.add_incoming(ir.Constant(I64, 0), fn.entry_basic_block)
-            phi.add_incoming(n, nonnull)
-            b.ret(phi)
+            empty = self.module.globals.get("ms.vec.empty")
+            if empty is None:
+                empty = self._private("ms.vec.empty", VEC, ir.Constant(
+                    VEC, [ir.Constant(I64, CT.IMMORTAL), ir.Constant(I64, 0),
+                          ir.Constant(I64, 0)]))
+                empty.align = 8
+            isnull = b.icmp_unsigned("==", v, ir.Constant(VEC_PTR, None))
+            b.ret(self.header_load(b, b.select(isnull, empty, v), 1))
         return fn
 
     @staticmethod
@@ -167,12 +197,11 @@ class Values:
             b.cbranch(b.icmp_unsigned("==", v, ir.Constant(VEC_PTR, None)),
                       done, go)
             b.position_at_end(go)
-            rcp = self.field_ptr(b, v, 0)
-            rc = b.load(rcp)
+            rc = self.header_load(b, v, 0)
             b.cbranch(b.icmp_signed("<", rc, ir.Constant(I64, CT.IMMORTAL)),
                       inc, done)
             b.position_at_end(inc)
-            b.store(b.add(rc, ir.Constant(I64, 1)), rcp)
+            self.header_store(b, b.add(rc, ir.Constant(I64, 1)), v, 0)
             b.branch(done)
             b.position_at_end(done)
             b.ret_void()
@@ -190,8 +219,7 @@ class Values:
             b.cbranch(b.icmp_unsigned("==", v, ir.Constant(VEC_PTR, None)),
                       done, go)
             b.position_at_end(go)
-            rcp = self.field_ptr(b, v, 0)
-            rc = b.load(rcp)
+            rc = self.header_load(b, v, 0)
             b.cbranch(b.icmp_signed("==", rc, ir.Constant(I64, 1)),
                       last, notlast)
             b.position_at_end(last)
@@ -201,7 +229,7 @@ class Values:
             b.cbranch(b.icmp_signed("<", rc, ir.Constant(I64, CT.IMMORTAL)),
                       dec, done)
             b.position_at_end(dec)
-            b.store(b.sub(rc, ir.Constant(I64, 1)), rcp)
+            self.header_store(b, b.sub(rc, ir.Constant(I64, 1)), v, 0)
             b.branch(done)
             b.position_at_end(done)
             b.ret_void()
@@ -212,6 +240,7 @@ class Values:
                                   [PTR, VEC_PTR.as_pointer()])
         if new:
             vt, vp = fn.args
+            tmp = b.alloca(VEC_PTR)   # in the entry block: a static slot
             go = fn.append_basic_block("nonnull")
             shared = fn.append_basic_block("shared")
             done = fn.append_basic_block("done")
@@ -219,11 +248,11 @@ class Values:
             b.cbranch(b.icmp_unsigned("==", v, ir.Constant(VEC_PTR, None)),
                       done, go)
             b.position_at_end(go)
-            rc = b.load(self.field_ptr(b, v, 0))
+            rc = self.header_load(b, v, 0)
             b.cbranch(b.icmp_signed("==", rc, ir.Constant(I64, 1)),
-                      done, shared, )
+                      done, shared)
             b.position_at_end(shared)
-            copied = b.call(self.rt.fn("ms_vec_unique"), [vt, vp])
+            copied = self._through_temp(b, "ms_vec_unique", vt, v, vp, tmp)
             b.branch(done)
             b.position_at_end(done)
             phi = b.phi(VEC_PTR)
@@ -241,6 +270,7 @@ class Values:
                                   [PTR, VEC_PTR.as_pointer(), I64])
         if new:
             vt, vp, esz = fn.args
+            tmp = b.alloca(VEC_PTR)   # in the entry block: a static slot
             go = fn.append_basic_block("nonnull")
             unique = fn.append_basic_block("unique")
             fast = fn.append_basic_block("fast")
@@ -249,21 +279,44 @@ class Values:
             b.cbranch(b.icmp_unsigned("==", v, ir.Constant(VEC_PTR, None)),
                       slow, go)
             b.position_at_end(go)
-            rc = b.load(self.field_ptr(b, v, 0))
+            rc = self.header_load(b, v, 0)
             b.cbranch(b.icmp_signed("==", rc, ir.Constant(I64, 1)),
                       unique, slow)
             b.position_at_end(unique)
-            lenp = self.field_ptr(b, v, 1)
-            n = b.load(lenp)
-            cap = b.load(self.field_ptr(b, v, 2))
+            n = self.header_load(b, v, 1)
+            cap = self.header_load(b, v, 2)
             b.cbranch(b.icmp_signed("<", n, cap), fast, slow)
             b.position_at_end(fast)
-            b.store(b.add(n, ir.Constant(I64, 1)), lenp)
+            self.header_store(b, b.add(n, ir.Constant(I64, 1)), v, 1)
             data = b.gep(b.bitcast(v, PTR), [ir.Constant(I64, CT.VEC_HEADER)])
             b.ret(b.gep(data, [b.mul(n, esz)]))
             b.position_at_end(slow)
-            b.ret(b.call(self.rt.fn("ms_vec_push"), [vt, vp]))
+            b.ret(self._through_temp(b, "ms_vec_push", vt, v, vp, tmp))
         return fn
+
+    def vec_append_all(self) -> ir.Function:
+        """ms.vec.append(vt, vp, b): *vp += b (ms_vec_append_all)."""
+        fn, b, new = self._helper("ms.vec.append", VOID,
+                                  [PTR, VEC_PTR.as_pointer(), VEC_PTR])
+        if new:
+            vt, vp, other = fn.args
+            tmp = b.alloca(VEC_PTR)
+            b.store(b.load(vp), tmp)
+            b.call(self.rt.fn("ms_vec_append_all"), [vt, tmp, other])
+            b.store(b.load(tmp), vp)
+            b.ret_void()
+        return fn
+
+    def _through_temp(self, b, runtime_fn, vt, v, vp, tmp) -> ir.Value:
+        """Call runtime_fn(vt, &tmp) with tmp = v, then *vp = tmp: the
+        runtime never sees the address of the place itself, so a local
+        variable's slot does not escape and LLVM keeps it in a register.
+        `tmp` is a slot allocated in the helper's entry block (a static
+        alloca, which inlining moves to the caller's entry)."""
+        b.store(v, tmp)
+        r = b.call(self.rt.fn(runtime_fn), [vt, tmp])
+        b.store(b.load(tmp), vp)
+        return r
 
     # ------------------------------------------------------------ values
 

@@ -13,6 +13,13 @@ variable's slot, where bool is i1, and True for elements and fields, where
 bool is i8. Phase 2 may be emitted more than once (a store-op whose value
 appends recomputes its address); each emission is self-contained.
 
+Copy on write in loops: a vector variable that a loop writes through
+(make-unique of its var-addr) is made unique once before the loop when
+nothing in the loop can share it again (`loop_unique_vars`); inside the
+loop its make-unique is then a plain read, which lets LLVM keep the
+vector, its length and its data pointer in registers. Making a vector
+unique earlier than its first write is invisible to the program.
+
 Bounds checks compare the index as unsigned against the length (so a
 negative index fails too) and branch to a cold call of ms_index_error.
 Vector retain/release/len/unique/push go through the small always-inlined
@@ -26,12 +33,45 @@ from compiler import codegen_types as CT
 from compiler.codegen_types import I8, I32, I64, PTR
 from compiler.ir import types as T
 from compiler.ir import vectors as V
-from compiler.ir.surface import Name
+from compiler.ir.surface import Call, Name, VarDecl
 from compiler.ir.walk import walk
 
 
 def _contains_push(e) -> bool:
     return any(isinstance(n, V.VecPush) for n in walk(e))
+
+
+def _names_in(node) -> set:
+    return {n.name for n in walk(node) if isinstance(n, (Name, V.VarAddr))}
+
+
+def loop_unique_vars(parts, functions) -> set:
+    """Names of the variables bound outside a loop (whose cond, body and
+    step are `parts`) that the loop writes through and cannot share: no
+    retain of anything read from them, no store replacing them, no `+=`
+    that reads them (it may share its operand), no call of a user
+    function given them (it may return them), no declaration shadowing
+    them."""
+    written, excluded = set(), set()
+    for part in parts:
+        if part is None:
+            continue
+        for n in walk(part):
+            if isinstance(n, V.MakeUnique) and isinstance(n.place, V.VarAddr):
+                written.add(n.place.name)
+            elif isinstance(n, V.Retain):
+                excluded |= _names_in(n.value)
+            elif isinstance(n, (V.Store, V.StoreOp)):
+                if isinstance(n.place, V.VarAddr):
+                    excluded.add(n.place.name)
+                if isinstance(n, V.StoreOp) and n.op == "vec-concat":
+                    excluded |= _names_in(n.value)
+            elif isinstance(n, Call) and n.name in functions:
+                for a in n.args:
+                    excluded |= _names_in(a)
+            elif isinstance(n, VarDecl):
+                excluded.add(n.name)
+    return written - excluded
 
 
 class VectorEmitter:
@@ -60,21 +100,52 @@ class VectorEmitter:
             self.b.unreachable()
 
     def make_unique(self, ptr: ir.Value, t: T.Type) -> ir.Value:
+        if ptr in self.known_unique:
+            return self.b.load(ptr)
         return self.b.call(self.values.vec_unique(),
                            [self.values.descriptor(t), ptr])
 
+    def _tag(self, instr, mem: bool, t: T.Type):
+        """Element and field accesses of scalars carry the "data" TBAA tag
+        (compiler/codegen_values.py:Values.tbaa)."""
+        if mem and not isinstance(t, T.StructType):
+            instr.set_metadata("tbaa", self.values.tbaa("data"))
+        return instr
+
+    def load_raw(self, ptr, mem: bool, t: T.Type) -> ir.Value:
+        """The value at ptr in its memory representation."""
+        return self._tag(self.b.load(ptr), mem, t)
+
     def load_from(self, ptr, mem: bool, t: T.Type) -> ir.Value:
-        v = self.b.load(ptr)
+        v = self.load_raw(ptr, mem, t)
         return self.types.from_mem(self.b, v, t) if mem else v
 
     def store_to(self, ptr, mem: bool, value, t: T.Type) -> None:
-        self.b.store(self.types.to_mem(self.b, value, t) if mem else value, ptr)
+        value = self.types.to_mem(self.b, value, t) if mem else value
+        self._tag(self.b.store(value, ptr), mem, t)
 
     def spill(self, value: ir.Value, t: T.Type) -> ir.Value:
         """`value` stored in a fresh stack slot; an i8* to it."""
         slot = self._entry.alloca(self.types.mem_type(t))
         self.b.store(value, slot)
         return self.b.bitcast(slot, PTR)
+
+    def enter_loop(self, parts) -> list:
+        """Before a loop: make its unsharable written vectors unique now
+        (see the module docstring); returns them, for leave_loop."""
+        names = loop_unique_vars(parts, self.mod.functions)
+        added = []
+        for name in sorted(names):
+            slot = self.lookup_name(name)
+            if slot in self.known_unique:
+                continue
+            self.make_unique(slot, self.slot_types[slot])
+            self.known_unique.add(slot)
+            added.append(slot)
+        return added
+
+    def leave_loop(self, added) -> None:
+        self.known_unique.difference_update(added)
 
     # ------------------------------------------------------------ places
 
@@ -122,11 +193,11 @@ class VectorEmitter:
 
         def elem():
             if inner is not None:
-                ptr, _ = inner()
+                ptr, mem = inner()
                 if isinstance(vec, V.MakeUnique):
                     v = self.make_unique(ptr, vec.type)
                 else:
-                    v = self.b.load(ptr)
+                    v = self.load_raw(ptr, mem, vec.type)
             else:
                 v = rvalue
             self.bounds_check(v, index, p.check.pos)
@@ -156,7 +227,7 @@ class VectorEmitter:
         ptr, mem = resolve()
         t = e.place.type
         if self.types.has_refs(t):
-            old = self.b.load(ptr)
+            old = self.load_raw(ptr, mem, t)
             self.store_to(ptr, mem, value, t)
             self.values.release(self.b, old, t)
         else:
@@ -179,17 +250,17 @@ class VectorEmitter:
             # The vector at ptr stays put while the value is computed (only
             # an append could move it): append in place when unique.
             value = self.expr(e.value)
-            self.b.call(self.rt.fn("ms_vec_append_all"),
+            self.b.call(self.values.vec_append_all(),
                         [self.values.descriptor(t), ptr, value])
             return None
-        old = self.b.load(ptr)
+        old = self.load_raw(ptr, mem, t)
         self.values.retain(self.b, old, t)   # the append may drop it
         value = self.expr(e.value)
         ptr, mem = resolve()
         new = self.b.call(self.rt.fn("ms_vec_concat"),
                           [self.values.descriptor(t), old, value])
-        replaced = self.b.load(ptr)
-        self.b.store(new, ptr)
+        replaced = self.load_raw(ptr, mem, t)
+        self.store_to(ptr, mem, new, t)
         self.values.release(self.b, replaced, t)
         self.values.release(self.b, old, t)
         return None

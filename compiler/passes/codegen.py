@@ -57,6 +57,10 @@ class _Module:
     values: Values
     functions: dict        # name -> (ir.Function, FuncDecl), source order
     recursive: set         # (caller, callee) pairs that may recurse
+    # Functions on a cycle of calls: they take the thread's stack limit as
+    # a last, hidden i64 parameter, so that their stack checks need no
+    # runtime call (callers outside the cycle load it once at entry).
+    takes_limit: set = attrs.field(factory=set)
 
 
 def _source_path(prog: Program) -> str:
@@ -96,11 +100,14 @@ def run(prog: Program) -> ir.Module:
     mod = _Module(module=module, rt=rt, types=types,
                   values=Values(module, rt, types), functions={},
                   recursive=recursive_pairs(funcs))
+    mod.takes_limit = {a for a, _ in mod.recursive}
 
     # Declare every function first: calls may precede declarations.
     for name, decl in funcs.items():
-        fnty = ir.FunctionType(types.llvm_type(decl.ret),
-                               [types.llvm_type(p.type) for p in decl.params])
+        params = [types.llvm_type(p.type) for p in decl.params]
+        if name in mod.takes_limit:
+            params.append(CT.I64)
+        fnty = ir.FunctionType(types.llvm_type(decl.ret), params)
         fn = ir.Function(module, fnty, name=f"ms.fn.{name}")
         fn.linkage = "internal"
         mod.functions[name] = (fn, decl)
@@ -129,7 +136,8 @@ def _emit_job_wrapper(mod: _Module, decl: FuncDecl) -> ir.Function:
     reader, out = fn.args
     em = FunctionEmitter(mod, fn, None)
     args = [em.decode(reader, p.type) for p in decl.params]
-    result = em.b.call(mod.functions[decl.name][0], args)
+    limit = [em.stack_limit()] if decl.name in mod.takes_limit else []
+    result = em.b.call(mod.functions[decl.name][0], args + limit)
     if decl.ret != T.VOID:
         em.encode(out, result, decl.ret)
         mod.values.release(em.b, result, decl.ret)
