@@ -39,6 +39,35 @@ demo: all
 	$(MSC) examples/demo.ms -o $(BUILD)/demo
 	$(BUILD)/demo-master
 
+# The runtime built with AddressSanitizer and UndefinedBehaviorSanitizer
+# into build/asan; the runtime, protocol and fault tests and the golden run
+# tests against it (programs link it through MS_RUNTIME_DIR). Findings go to
+# build/asan/logs; any there fails the target, even from a slave whose death
+# a test survived. Leaks are memcheck's business.
+ASAN_OUT := $(CURDIR)/$(BUILD)/asan
+SANITIZE_ENV := MS_RUNTIME_DIR=$(ASAN_OUT) MS_SANITIZE=1 \
+	ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=0:log_path=$(ASAN_OUT)/logs/asan \
+	UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$(ASAN_OUT)/logs/ubsan
+
+sanitize: venv
+	$(MAKE) -s -C runtime/c OUT=$(ASAN_OUT) SANITIZE=1
+	rm -rf $(ASAN_OUT)/logs && mkdir -p $(ASAN_OUT)/logs
+	@rc=0; \
+	$(SANITIZE_ENV) $(PY) -m pytest -q tests/runtime tests/faults || rc=1; \
+	$(SANITIZE_ENV) $(PY) -m pytest -q tests/test_golden.py -k test_run || rc=1; \
+	if [ -n "$$(ls -A $(ASAN_OUT)/logs)" ]; then \
+		cat $(ASAN_OUT)/logs/*; \
+		echo "make sanitize: sanitizer findings above (in $(ASAN_OUT)/logs)"; \
+		rc=1; \
+	fi; \
+	exit $$rc
+
+# The golden run tests with every master and local slave under valgrind
+# (tests/test_golden.py reads MS_MEMCHECK): a definite leak, an invalid
+# access or a use of uninitialised memory fails the test.
+memcheck: all
+	MS_MEMCHECK=1 $(PY) -m pytest -q tests/test_golden.py -k test_run
+
 clean:
 	rm -rf $(BUILD)
 	find . -name __pycache__ -prune -exec rm -rf {} +

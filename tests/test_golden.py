@@ -13,8 +13,10 @@ files from actual output, then read `git diff` before committing.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -80,17 +82,50 @@ def test_compile_error(ms, update_golden, tmp_path):
 
 RUNTIME_ERROR = re.compile(r": runtime error: ")
 
+# MS_MEMCHECK=1 (`make memcheck`): the master and its local slaves run under
+# valgrind, and any definite leak, invalid access or use of uninitialised
+# memory in their logs fails the run.
+MEMCHECK = os.environ.get("MS_MEMCHECK") == "1"
+VALGRIND = ["valgrind", "--leak-check=full", "--show-leak-kinds=definite",
+            "--track-origins=yes"]
+VALGRIND_FINDINGS = re.compile(
+    r"definitely lost: [1-9][\d,]* bytes|Invalid read|Invalid write|"
+    r"uninitialised|Invalid free|Mismatched free")
+
+
+def memchecked(cmd, tmp_path):
+    """`cmd` under valgrind, and the environment that wraps local slaves."""
+    if not shutil.which("valgrind"):
+        pytest.skip("MS_MEMCHECK=1 but valgrind is not installed")
+    env = {**os.environ, "MS_SLAVE_WRAPPER": " ".join(
+        [*VALGRIND, f"--log-file={tmp_path}/slave.%p.valgrind"])}
+    return [*VALGRIND, f"--log-file={tmp_path}/master.%p.valgrind", *cmd], env
+
+
+def check_valgrind_logs(tmp_path):
+    logs = sorted(tmp_path.glob("*.valgrind"))
+    assert any(log.name.startswith("master.") for log in logs), "no master log"
+    for log in logs:
+        text = log.read_text(errors="replace")
+        found = VALGRIND_FINDINGS.search(text)
+        assert not found, f"valgrind: {found.group(0)} in {log}:\n{text}"
+
 
 @pytest.mark.parametrize("ms", list(run_cases()))
 def test_run(ms, update_golden, tmp_path, runtime_built):
     exe = tmp_path / ms.stem
     built = msc(ms.name, "-o", exe, cwd=ms.parent)
     assert built.returncode == 0, built.stderr
+    cmd, env, timeout = [f"{exe}-master"], None, RUN_TIMEOUT
+    if MEMCHECK:
+        cmd, env = memchecked(cmd, tmp_path)
+        timeout = 5 * RUN_TIMEOUT
     try:
-        run = run_bounded([f"{exe}-master"], cwd=ms.parent,
-                          timeout=RUN_TIMEOUT)
+        run = run_bounded(cmd, cwd=ms.parent, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"{ms.name} did not finish within {RUN_TIMEOUT}s")
+        pytest.fail(f"{ms.name} did not finish within {timeout}s")
+    if MEMCHECK:
+        check_valgrind_logs(tmp_path)
     err_lines = "".join(line for line in run.stderr.splitlines(keepends=True)
                         if RUNTIME_ERROR.search(line))
     expected_err = ms.with_suffix(".err")

@@ -61,7 +61,9 @@ def _build(out: pathlib.Path, sanitize=False):
 
 @pytest.fixture(scope="module")
 def bins(tmp_path_factory):
-    return _build(tmp_path_factory.mktemp("rt"))
+    # MS_SANITIZE=1 (`make sanitize`): every test runs on ASan/UBSan builds.
+    return _build(tmp_path_factory.mktemp("rt"),
+                  sanitize=os.environ.get("MS_SANITIZE") == "1")
 
 
 # ------------------------------------------------------------- processes
@@ -210,8 +212,10 @@ nan
 
 def test_ser_unit(bins, tmp_path):
     exe = tmp_path / "test_ser"
+    # ms-link-flags: the sanitizers' flags too when bins is an ASan build.
+    link = (bins / "ms-link-flags").read_text().split()
     _run([CC, *CFLAGS, "-o", str(exe), str(HERE / "test_ser.c"),
-          str(bins / "libmsslave.a"), *LINK])
+          str(bins / "libmsslave.a"), *link])
     assert _run([str(exe)]).stdout == "ser tests passed\n"
 
 
