@@ -29,11 +29,11 @@ REPO = HERE.parents[1]
 
 # name -> (N for the measurement, what the N counts)
 KERNELS = {
-    "fib": 32,
-    "sieve": 5_000_000,
-    "matmul": 200,
-    "strings": 20_000,
-    "structs": 100_000,
+    "fib": 37,
+    "sieve": 10_000_000,
+    "matmul": 500,
+    "strings": 30_000,
+    "structs": 300_000,
 }
 JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000}
 
