@@ -10,7 +10,10 @@
  * ms_start_job hands it to a slave and sends it itself (a non-blocking
  * send; the I/O thread finishes what the kernel did not take). Neither
  * thread ever blocks on the network, and the I/O thread sleeps only in
- * poll(). */
+ * epoll_wait() (one epoll set: a wake-up costs the same however many
+ * connections are open). `get` on a job in flight on a quick slave spins
+ * for about two of its round trips before it sleeps, so that a quick
+ * result reaches the main thread without a futex wake-up on the way. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -50,6 +54,7 @@ extern char **environ;
 #define WAIT_NOTICE_FIRST_MS 3000
 #define WAIT_NOTICE_EVERY_MS 15000
 #define READ_CHUNK 65536
+#define GET_SPIN_MAX_US 200    /* the longest get spins before it sleeps */
 #define MAX_HANDSHAKING 128    /* connections not yet through the handshake */
 #define ACCEPT_PAUSE_MS 200    /* after running out of file descriptors */
 
@@ -213,6 +218,7 @@ typedef struct conn {
      * thread's; the rest is guarded by M.lock). */
     uint64_t n_finished, n_failed, n_cancelled, n_retried;
     uint64_t bytes_in, bytes_out;
+    uint32_t ep_events;  /* what the I/O thread's epoll set waits for */
     char why[600];       /* why it is closing, for the log */
 } conn;
 
@@ -240,6 +246,8 @@ static struct master {
     /* Set by main() before the I/O thread starts; read-only afterwards. */
     options opt;
     int listen_fd, wake_fd, sig_fd;
+    int ep_fd;               /* the I/O thread's epoll set (all of the above
+                                and every connection) */
     char bound[MS_ADDR_LEN], local_addr[MS_ADDR_LEN];
     uint8_t fingerprint[MS_DIGEST_LEN];
     ms_secret secret;
@@ -251,6 +259,7 @@ static struct master {
     long long hb_timeout_ms, hb_interval_ms, t_start;
     pthread_t io;
     int io_started;
+    int spin;                /* get may spin (more than one CPU) */
 
     pthread_mutex_t lock;
     pthread_cond_t done_cv;  /* signalled when `waiter` ends */
@@ -279,7 +288,8 @@ static struct master {
     size_t nchildren;
     long long t_waiting_since, t_last_notice;
     long long accept_paused_until, t_accept_log;
-} M = {.listen_fd = -1, .wake_fd = -1, .sig_fd = -1,
+    uint32_t listen_events;
+} M = {.listen_fd = -1, .wake_fd = -1, .sig_fd = -1, .ep_fd = -1,
        .lock = PTHREAD_MUTEX_INITIALIZER,
        .done_cv = PTHREAD_COND_INITIALIZER,
        .shutdown_code = -1};
@@ -347,10 +357,42 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     return j;
 }
 
+static int job_running(const struct ms_job *j)
+{
+    int s = __atomic_load_n(&j->state, __ATOMIC_RELAXED);
+    return s == MS_J_PENDING || s == MS_J_INFLIGHT;
+}
+
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 {
     if (!h)
         ms_runtime_error(line, col, "job handle is not set");
+    /* A job sent to a slave whose jobs come back quickly is worth a short
+     * spin: when its result arrives the main thread sees it at once, with
+     * no futex sleep and wake-up on the way (a context switch here, a
+     * system call in the I/O thread). The spin lasts until about twice the
+     * slave's recent round trip after the job was sent, at most
+     * GET_SPIN_MAX_US; then the main thread sleeps. The lock below
+     * confirms what the relaxed loads saw. */
+    if (job_running(h) && M.spin) {
+        long long until = 0;
+        pthread_mutex_lock(&M.lock);
+        if (h->state == MS_J_INFLIGHT && h->where) {
+            uint64_t rtt = ((conn *)h->where)->load.ewma_us;
+            uint64_t budget = rtt ? 2 * rtt + 10 : 100;
+            until = h->t_sent_us +
+                    (long long)(budget < GET_SPIN_MAX_US ? budget
+                                                         : GET_SPIN_MAX_US);
+        }
+        pthread_mutex_unlock(&M.lock);
+        if (until > ms_now_us()) {
+            for (unsigned i = 1; job_running(h); i++) {
+                __builtin_ia32_pause();
+                if (i % 32 == 0 && ms_now_us() >= until)
+                    break;
+            }
+        }
+    }
     pthread_mutex_lock(&M.lock);
     while (h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) {
         M.waiter = h;
@@ -709,6 +751,10 @@ static void conn_accept(long long now)
             M.sets = ms_xrealloc(M.sets, M.conns_cap * sizeof *M.sets);
         }
         M.conns[M.nconns++] = c;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+        if (epoll_ctl(M.ep_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+            ms_fatal("epoll_ctl(ADD): %s", strerror(errno));
+        c->ep_events = ev.events;
         ms_logv("connection from %s", c->peer);
     }
 }
@@ -1018,6 +1064,8 @@ static void conn_destroy_locked(conn *c)
                                                       : sizeof line - 1);
     }
     ms_inflight_free(&c->load);
+    if (M.ep_fd >= 0)
+        (void)epoll_ctl(M.ep_fd, EPOLL_CTL_DEL, c->fd, NULL);
     if (close(c->fd) != 0)
         ms_logv("close: %s", strerror(errno));
     ms_buf_free(&c->in);
@@ -1285,70 +1333,89 @@ static void shutdown_io(void)
     }
 }
 
+/* The I/O thread's epoll set: fixed descriptors carry these tags; a
+ * connection carries its conn pointer. */
+enum { TAG_WAKE = 1, TAG_SIGNAL = 2, TAG_LISTEN = 3 };
+
+static void ep_add(int fd, uint64_t tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+    if (epoll_ctl(M.ep_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        ms_fatal("epoll_ctl(ADD): %s", strerror(errno));
+}
+
+static void ep_want(int fd, uint32_t *have, uint32_t want, epoll_data_t data)
+{
+    if (*have == want)
+        return;
+    struct epoll_event ev = {.events = want, .data = data};
+    if (epoll_ctl(M.ep_fd, EPOLL_CTL_MOD, fd, &ev) != 0)
+        ms_fatal("epoll_ctl(MOD): %s", strerror(errno));
+    *have = want;
+}
+
+/* The I/O thread waits in one epoll set, so a wake-up costs the same
+ * however many connections are open (idle ones included); only what it
+ * waits for on a connection changes, with a system call only when it
+ * does. */
 static void *io_main(void *arg)
 {
     (void)arg;
-    size_t pcap = 0;
-    struct pollfd *pfds = NULL;
+    enum { MAX_EVENTS = 64 };
+    struct epoll_event evs[MAX_EVENTS];
     long long next = ms_now_ms();
     int again = 0;
     for (;;) {
         long long now = ms_now_ms();
         next = restart_children(now, next);
-        /* 0: the wake eventfd, 1: signals, 2: the listening socket. The
-         * connections' output may change once the lock is dropped; a
+        /* The connections' output may change once the lock is dropped; a
          * sender that leaves bytes unsent wakes this thread. */
         pthread_mutex_lock(&M.lock);
-        size_t npoll = M.nconns;
-        if (pcap < npoll + 3) {
-            pcap = 2 * (npoll + 3);
-            pfds = ms_xrealloc(pfds, pcap * sizeof *pfds);
-        }
-        pfds[0] = (struct pollfd){.fd = M.wake_fd, .events = POLLIN};
-        pfds[1] = (struct pollfd){.fd = M.sig_fd, .events = POLLIN};
-        pfds[2] = (struct pollfd){.fd = M.listen_fd, .events = POLLIN};
+        uint32_t listen_want = EPOLLIN;
         if (M.accept_paused_until > now) {
-            pfds[2].fd = -1; /* poll skips it */
+            listen_want = 0;
             min_deadline(&next, M.accept_paused_until);
         }
-        for (size_t i = 0; i < npoll; i++) {
+        ep_want(M.listen_fd, &M.listen_events, listen_want,
+                (epoll_data_t){.u64 = TAG_LISTEN});
+        for (size_t i = 0; i < M.nconns; i++) {
             conn *c = M.conns[i];
-            short ev = c->phase == C_DEAD ? 0 : POLLIN;
+            uint32_t want = c->phase == C_DEAD ? 0 : EPOLLIN;
             if (c->out_off < c->out.len)
-                ev |= POLLOUT;
-            pfds[3 + i] = (struct pollfd){.fd = c->fd, .events = ev};
+                want |= EPOLLOUT;
+            ep_want(c->fd, &c->ep_events, want, (epoll_data_t){.ptr = c});
         }
         pthread_mutex_unlock(&M.lock);
         long long wait = again ? 0 : next - now;
         if (wait < 0)
             wait = 0;
         again = 0;
-        int r = poll(pfds, npoll + 3, (int)wait);
+        int r = epoll_wait(M.ep_fd, evs, MAX_EVENTS, (int)wait);
         if (r < 0 && errno != EINTR)
-            ms_fatal("poll: %s", strerror(errno));
+            ms_fatal("epoll_wait: %s", strerror(errno));
         now = ms_now_ms();
-        if (r > 0) {
-            if (pfds[0].revents)
+        int accepting = 0;
+        /* Reading touches only the I/O thread's own fields, and only this
+         * thread frees connections, so the pointers are good. */
+        for (int k = 0; k < r; k++) {
+            uint64_t tag = evs[k].data.u64;
+            if (tag == TAG_WAKE) {
                 drain_wake();
-            if (pfds[1].revents) {
+            } else if (tag == TAG_SIGNAL) {
                 read_signals();
                 reap_children(now);
+            } else if (tag == TAG_LISTEN) {
+                accepting = 1;
+            } else if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                conn_read(evs[k].data.ptr, now);
             }
-            /* Reading touches only the I/O thread's own fields. Only this
-             * thread removes connections, so conns[0..npoll) are the ones
-             * polled. */
-            for (size_t i = 0; i < npoll; i++) {
-                conn *c = M.conns[i];
-                if (pfds[3 + i].revents & (POLLIN | POLLHUP | POLLERR))
-                    conn_read(c, now);
-            }
-        } else if (r == 0 && M.nchildren) {
-            reap_children(now); /* in case a SIGCHLD was merged away */
         }
+        if (r == 0 && M.nchildren)
+            reap_children(now); /* in case a SIGCHLD was merged away */
 
         pthread_mutex_lock(&M.lock);
         M.io_idle = 0;
-        if (r > 0 && pfds[2].revents)
+        if (accepting)
             conn_accept(now);
         for (size_t i = 0; i < M.nconns; i++) {
             conn_process(M.conns[i]);
@@ -1383,7 +1450,6 @@ static void *io_main(void *arg)
         if (notify)
             pthread_cond_signal(&M.done_cv);
     }
-    free(pfds);
     shutdown_io();
     pthread_mutex_lock(&M.lock);
     int sig = M.shutdown_signal, code = M.shutdown_code;
@@ -1599,6 +1665,7 @@ int main(int argc, char **argv)
         M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
         M.nchildren = (size_t)spawn;
     }
+    M.spin = cpu_count() > 1;
     M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
     M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;
 
@@ -1623,6 +1690,13 @@ int main(int argc, char **argv)
     M.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (M.wake_fd < 0)
         ms_fatal("eventfd: %s", strerror(errno));
+    M.ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (M.ep_fd < 0)
+        ms_fatal("epoll_create1: %s", strerror(errno));
+    ep_add(M.wake_fd, TAG_WAKE);
+    ep_add(M.sig_fd, TAG_SIGNAL);
+    ep_add(M.listen_fd, TAG_LISTEN);
+    M.listen_events = EPOLLIN;
 
     static uint8_t altstack[MS_ALTSTACK_SIZE];
     ms_stack_init_thread(altstack);
