@@ -1,0 +1,588 @@
+"""msi: a reference interpreter for M/s, an oracle for differential testing.
+
+Input: the typed IR (the real pipeline run up to and including `typecheck`:
+every expression has its `type`, every local name is unique within its
+function). Nothing after `typecheck` is used: this is an independent,
+deliberately simple implementation of SPEC.md, meant to be obviously right
+rather than fast.
+
+Values:
+- int: a Python int, wrapped to signed 64 bits after every operation;
+- double: a float; bool: a bool; char: an int 0..255; jobstate: its keyword;
+- vector (string included) and struct: a Python list (a struct holds its
+  field values in declaration order);
+- job<T>: a shared `Job` object, or None for an unset handle.
+
+Value semantics: evaluating an expression always yields a value that no
+variable shares (reading a variable, element or field of aggregate type
+copies it deeply), so storing a value never needs another copy and later
+writes to a variable can never be seen through an earlier read. Job handles
+are the exception SPEC makes: they are shared objects, never copied.
+
+Jobs: `remote f(args)` runs f at once, synchronously, on copies of its
+arguments; what it prints is discarded (it would go to a slave's stdout);
+its result, or its runtime error as `FILE:L:C: MSG`, is recorded in the Job.
+Since every job has completed by the time the master can look at it,
+`cancel` never changes anything here; programs whose output would depend on
+timing (state of a running job, cancelling one) are not meant for msi.
+
+Runtime errors in the master print `FILE:L:C: runtime error: MSG` to stderr
+after the master's stdout so far, with exit status 1.
+
+CLI: `python -m tools.msi prog.ms` behaves like running prog's master.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import sys
+
+from compiler.ir import types as T
+from compiler.ir.surface import (
+    Append, Assign, Binary, Block, BoolLit, Break, Call, CharLit,
+    CharVectorLit, Continue, DoubleLit, Empty, ExprStmt, FieldAccess, For,
+    FuncDecl, If, Index, IntLit, JobStateLit, MasterDecl, Name, Remote,
+    Return, StructDecl, Unary, VarDecl, While)
+
+_LIBM = ctypes.CDLL("libm.so.6")
+for _name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor", "ceil",
+              "fabs"):
+    getattr(_LIBM, _name).restype = ctypes.c_double
+    getattr(_LIBM, _name).argtypes = [ctypes.c_double]
+for _name in ("atan2", "pow", "fmin", "fmax"):
+    getattr(_LIBM, _name).restype = ctypes.c_double
+    getattr(_LIBM, _name).argtypes = [ctypes.c_double, ctypes.c_double]
+
+INT_MIN = -(1 << 63)
+INT_MAX = (1 << 63) - 1
+MAX_DEPTH = 400  # calls deeper than this are a stack overflow
+
+
+def wrap(x: int) -> int:
+    return ((x + (1 << 63)) & ((1 << 64) - 1)) - (1 << 63)
+
+
+def copy(v):
+    """A deep copy of a value: lists are copied, everything else shared
+    (scalars are immutable; job handles are shared by design)."""
+    if isinstance(v, list):
+        return [copy(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------- formatting
+
+def format_double(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    for p in range(1, 18):
+        if float("%.*g" % (p, x)) == x:
+            break
+    return "%.*g" % (max(6, p), x)
+
+
+def to_text(v, t: T.Type) -> bytes:
+    """What print writes (without the newline) and str returns."""
+    if t == T.INT:
+        return str(v).encode()
+    if t == T.DOUBLE:
+        return format_double(v).encode()
+    if t == T.BOOL:
+        return b"true" if v else b"false"
+    if t == T.CHAR:
+        return bytes([v])
+    if t == T.JOBSTATE:
+        return v.encode()
+    if t == T.STRING:
+        return bytes(v)
+    raise AssertionError(f"cannot format {t}")
+
+
+# ---------------------------------------------------------------- arithmetic
+
+def int_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    if (a < 0) != (b < 0):
+        q = -q
+    return wrap(q)
+
+
+def int_rem(a: int, b: int) -> int:
+    return wrap(a - b * int_div(a, b)) if not (a == INT_MIN and b == -1) else 0
+
+
+def double_div(a: float, b: float) -> float:
+    if b != 0.0:
+        return a / b
+    if a == 0.0 or math.isnan(a) or math.isnan(b):
+        return math.nan
+    negative = (math.copysign(1.0, a) < 0) != (math.copysign(1.0, b) < 0)
+    return -math.inf if negative else math.inf
+
+
+def double_to_int(x: float) -> int:
+    if math.isnan(x):
+        return 0
+    if x >= 9223372036854775808.0:
+        return INT_MAX
+    if x <= -9223372036854775808.0:
+        return INT_MIN
+    return int(x)  # truncates toward zero
+
+
+# ---------------------------------------------------------------- errors
+
+class MsError(Exception):
+    """A runtime error at `pos` with SPEC's message."""
+
+    def __init__(self, pos, message: str):
+        super().__init__(f"{pos}: {message}")
+        self.pos = pos
+        self.message = message
+
+    def located(self) -> str:
+        return f"{self.pos.file}:{self.pos.line}:{self.pos.col}: {self.message}"
+
+
+class _Return(Exception):
+    pass
+
+
+class _EndMaster(Exception):
+    """`return;` in the master block."""
+
+
+BREAK = object()
+CONTINUE = object()
+
+
+class Job:
+    """A job handle's target: the job's name and its outcome."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.state = "running"
+        self.result = None
+        self.error = None  # "FILE:L:C: MSG" when failed
+
+
+# ---------------------------------------------------------------- interpreter
+
+class Interpreter:
+    def __init__(self, prog):
+        self.structs = {}       # name -> [(field name, type)]
+        self.functions = {}     # name -> FuncDecl
+        self.master = None
+        for d in prog.decls:
+            if isinstance(d, StructDecl):
+                self.structs[d.name] = [(f.name, f.type) for f in d.fields]
+            elif isinstance(d, FuncDecl):
+                self.functions[d.name] = d
+            elif isinstance(d, MasterDecl):
+                self.master = d
+        self.field_index = {name: {f: k for k, (f, _) in enumerate(fields)}
+                            for name, fields in self.structs.items()}
+        self.out = bytearray()
+        self.printing = [True]  # False while a job runs (its prints vanish)
+        self.depth = 0
+
+    # ------------------------------------------------------------ values
+
+    def zero(self, t: T.Type):
+        if t == T.INT or t == T.CHAR:
+            return 0
+        if t == T.DOUBLE:
+            return 0.0
+        if t == T.BOOL:
+            return False
+        if t == T.JOBSTATE:
+            return "running"
+        if isinstance(t, T.VectorType):
+            return []
+        if isinstance(t, T.StructType):
+            return [self.zero(ft) for _, ft in self.structs[t.name]]
+        if isinstance(t, T.JobType):
+            return None
+        raise AssertionError(f"no zero value for {t}")
+
+    def equal(self, a, b, t: T.Type) -> bool:
+        if isinstance(t, T.VectorType):
+            return len(a) == len(b) and all(
+                self.equal(x, y, t.elem) for x, y in zip(a, b))
+        if isinstance(t, T.StructType):
+            return all(self.equal(x, y, ft) for x, y, (_, ft)
+                       in zip(a, b, self.structs[t.name]))
+        if isinstance(t, T.JobType):
+            return a is b
+        return a == b  # doubles by IEEE rules (nan != nan, -0 == 0)
+
+    # ------------------------------------------------------------ running
+
+    def run_master(self):
+        env = {}
+        try:
+            self.block(self.master.body, env)
+        except _EndMaster:
+            pass
+
+    def call(self, fn: FuncDecl, args: list, pos):
+        if self.depth >= MAX_DEPTH:
+            raise MsError(pos, "stack overflow")
+        env = {p.name: a for p, a in zip(fn.params, args)}
+        self.depth += 1
+        try:
+            self.block(fn.body, env)
+        except _Return as r:
+            return r.args[0]
+        finally:
+            self.depth -= 1
+        return None
+
+    def run_job(self, fn: FuncDecl, args: list, pos) -> Job:
+        job = Job(fn.name)
+        saved_depth = self.depth
+        self.depth = 0
+        self.printing.append(False)
+        try:
+            job.result = self.call(fn, args, pos)
+            job.state = "finished"
+        except MsError as e:
+            job.state = "failed"
+            job.error = e.located()
+        finally:
+            self.printing.pop()
+            self.depth = saved_depth
+        return job
+
+    # ------------------------------------------------------------ statements
+
+    def block(self, b: Block, env):
+        for s in b.stmts:
+            r = self.stmt(s, env)
+            if r is not None:
+                return r
+        return None
+
+    def stmt(self, s, env):
+        k = type(s)
+        if k is ExprStmt:
+            if type(s.expr) is Append:
+                self.append(s.expr, env)  # its value is unused: no copy
+            else:
+                self.expr(s.expr, env)
+            return None
+        if k is VarDecl:
+            env[s.name] = self.zero(s.type) if s.init is None else self.expr(s.init, env)
+            return None
+        if k is Assign:
+            self.assign(s, env)
+            return None
+        if k is Block:
+            return self.block(s, env)
+        if k is If:
+            if self.expr(s.cond, env):
+                return self.stmt(s.then, env)
+            if s.else_ is not None:
+                return self.stmt(s.else_, env)
+            return None
+        if k is While:
+            while self.expr(s.cond, env):
+                r = self.stmt(s.body, env)
+                if r is BREAK:
+                    break
+                if r is not None and r is not CONTINUE:
+                    return r
+            return None
+        if k is For:
+            if s.init is not None:
+                self.stmt(s.init, env)
+            while s.cond is None or self.expr(s.cond, env):
+                r = self.stmt(s.body, env)
+                if r is BREAK:
+                    break
+                if r is not None and r is not CONTINUE:
+                    return r
+                if s.step is not None:
+                    self.stmt(s.step, env)
+            return None
+        if k is Return:
+            if self.depth == 0:
+                raise _EndMaster()
+            raise _Return(None if s.value is None else self.expr(s.value, env))
+        if k is Break:
+            return BREAK
+        if k is Continue:
+            return CONTINUE
+        if k is Empty:
+            return None
+        raise AssertionError(f"unknown statement {k.__name__}")
+
+    # ------------------------------------------------------------ places
+
+    def indices(self, lv, env) -> list:
+        """Evaluate the indices of lvalue `lv`, outermost first."""
+        if isinstance(lv, Name):
+            return []
+        if isinstance(lv, Index):
+            found = self.indices(lv.base, env)
+            found.append(self.expr(lv.index, env))
+            return found
+        if isinstance(lv, FieldAccess):
+            return self.indices(lv.base, env)
+        raise AssertionError(f"not an lvalue: {type(lv).__name__}")
+
+    def locate(self, lv, env, idx: list):
+        """(container, key) of lvalue `lv`, consuming the pre-evaluated
+        indices `idx` and checking bounds from the outside in."""
+        if isinstance(lv, Name):
+            return env, lv.name
+        container, key = self.locate(lv.base, env, idx)
+        base = container[key]
+        if isinstance(lv, Index):
+            i = idx.pop(0)
+            self.check(lv, i, base)
+            return base, i
+        return base, self.field_index[lv.base.type.name][lv.name]
+
+    def check(self, node: Index, i: int, vec: list):
+        if not 0 <= i < len(vec):
+            raise MsError(node.pos, f"index {i} out of bounds for length {len(vec)}")
+
+    def assign(self, s: Assign, env):
+        idx = self.indices(s.target, env)
+        if s.op == "=":
+            value = self.expr(s.value, env)
+            container, key = self.locate(s.target, env, idx)
+            container[key] = value
+            return
+        container, key = self.locate(s.target, env, idx)
+        old = container[key]
+        value = self.expr(s.value, env)
+        container[key] = self.arith(s.op[:-1], old, value, s.target.type, s.pos)
+
+    def append_place(self, e, env) -> list:
+        """The vector that `::` appends to: an lvalue's or another `::`'s."""
+        if isinstance(e, Append):
+            return self.append(e, env)
+        idx = self.indices(e, env)
+        container, key = self.locate(e, env, idx)
+        return container[key]
+
+    def append(self, e: Append, env) -> list:
+        vec = self.append_place(e.target, env)
+        value = self.expr(e.value, env)  # already a fresh copy
+        vec.append(value)
+        return vec
+
+    # ------------------------------------------------------------ expressions
+
+    def read(self, e, env):
+        """The value of `e`, possibly shared with a variable (no copy)."""
+        k = type(e)
+        if k is Name:
+            return env[e.name]
+        if k is Index:
+            vec = self.read(e.base, env)
+            i = self.expr(e.index, env)
+            self.check(e, i, vec)
+            return vec[i]
+        if k is FieldAccess:
+            base = self.read(e.base, env)
+            return base[self.field_index[e.base.type.name][e.name]]
+        return self.expr(e, env)
+
+    def expr(self, e, env):
+        """The value of `e`, shared with no variable."""
+        k = type(e)
+        if k is IntLit or k is DoubleLit or k is BoolLit or k is CharLit \
+                or k is JobStateLit:
+            return e.value
+        if k is CharVectorLit:
+            return list(e.value)
+        if k is Name or k is Index or k is FieldAccess:
+            return copy(self.read(e, env))
+        if k is Binary:
+            return self.binary(e, env)
+        if k is Unary:
+            v = self.expr(e.operand, env)
+            if e.op == "!":
+                return not v
+            return wrap(-v) if e.type == T.INT else -v
+        if k is Call:
+            return self.call_expr(e, env)
+        if k is Remote:
+            fn = self.functions[e.name]
+            args = [self.expr(a, env) for a in e.args]
+            return self.run_job(fn, args, e.pos)
+        if k is Append:
+            return copy(self.append(e, env))
+        raise AssertionError(f"unknown expression {k.__name__}")
+
+    def binary(self, e: Binary, env):
+        op = e.op
+        if op == "&&":
+            return bool(self.expr(e.left, env)) and bool(self.expr(e.right, env))
+        if op == "||":
+            return bool(self.expr(e.left, env)) or bool(self.expr(e.right, env))
+        a = self.expr(e.left, env)
+        b = self.expr(e.right, env)
+        t = e.left.type
+        if op == "==":
+            return self.equal(a, b, t)
+        if op == "!=":
+            return not self.equal(a, b, t)
+        if op == "<":
+            return a < b
+        if op == "<=":
+            return a <= b
+        if op == ">":
+            return a > b
+        if op == ">=":
+            return a >= b
+        return self.arith(op, a, b, t, e.pos)
+
+    def arith(self, op: str, a, b, t: T.Type, pos):
+        if isinstance(t, T.VectorType):
+            assert op == "+"
+            return a + b
+        if t == T.INT:
+            if op == "+":
+                return wrap(a + b)
+            if op == "-":
+                return wrap(a - b)
+            if op == "*":
+                return wrap(a * b)
+            if b == 0:
+                raise MsError(pos, "division by zero")
+            return int_div(a, b) if op == "/" else int_rem(a, b)
+        if t == T.DOUBLE:
+            if op == "+":
+                return a + b
+            if op == "-":
+                return a - b
+            if op == "*":
+                return a * b
+            if op == "/":
+                return double_div(a, b)
+        raise AssertionError(f"operator {op} on {t}")
+
+    # ------------------------------------------------------------ calls
+
+    def call_expr(self, e: Call, env):
+        fn = self.functions.get(e.name)
+        if fn is not None:
+            args = [self.expr(a, env) for a in e.args]
+            return self.call(fn, args, e.pos)
+        name = e.name
+        if name in ("len", "print"):  # one argument, only read
+            args = [self.read(e.args[0], env)]
+        else:
+            args = [self.expr(a, env) for a in e.args]
+        ts = [a.type for a in e.args]
+        if name == "print":
+            if self.printing[-1]:
+                self.out += to_text(args[0], ts[0]) + b"\n"
+            return None
+        if name == "len":
+            return len(args[0])
+        if name == "str":
+            return list(to_text(args[0], ts[0]))
+        if name == "int":
+            t = ts[0]
+            if t == T.DOUBLE:
+                return double_to_int(args[0])
+            return int(args[0])
+        if name == "double":
+            return float(args[0])
+        if name == "char":
+            return args[0] & 255
+        if name in ("get", "state", "cancel"):
+            job = args[0]
+            if job is None:
+                raise MsError(e.pos, "job handle is not set")
+            if name == "state":
+                return job.state
+            if name == "cancel":
+                if job.state == "running":
+                    job.state = "cancelled"
+                return None
+            if job.state == "failed":
+                raise MsError(e.pos, f"job '{job.name}' failed: {job.error}")
+            if job.state == "cancelled":
+                raise MsError(e.pos, f"job '{job.name}' was cancelled")
+            return copy(job.result)
+        if name == "abs":
+            if ts[0] == T.INT:
+                return wrap(abs(args[0]))
+            return _LIBM.fabs(args[0])
+        if name in ("min", "max"):
+            a, b = args
+            if ts[0] == T.INT:
+                return min(a, b) if name == "min" else max(a, b)
+            return _LIBM.fmin(a, b) if name == "min" else _LIBM.fmax(a, b)
+        if name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor",
+                    "ceil", "atan2", "pow"):
+            return getattr(_LIBM, name)(*args)
+        raise AssertionError(f"unknown builtin {name}")
+
+
+# ---------------------------------------------------------------- entry points
+
+class Outcome:
+    """What running a program's master produced."""
+
+    def __init__(self, stdout: bytes, stderr: str, status: int):
+        self.stdout = stdout
+        self.stderr = stderr
+        self.status = status
+
+
+def typed_program(path: str, text: str):
+    from compiler.pipeline import Source, run_pipeline
+    prog, _ = run_pipeline(Source(path, text), stop_after="typecheck")
+    return prog
+
+
+def run_program(prog) -> Outcome:
+    """Run the master of a typed program; never raises for M/s errors."""
+    interp = Interpreter(prog)
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, 50 * MAX_DEPTH + 1000))
+    try:
+        interp.run_master()
+    except MsError as e:
+        return Outcome(bytes(interp.out),
+                       f"{e.pos}: runtime error: {e.message}\n", 1)
+    finally:
+        sys.setrecursionlimit(old_limit)
+    return Outcome(bytes(interp.out), "", 0)
+
+
+def run_source(path: str, text: str) -> Outcome:
+    return run_program(typed_program(path, text))
+
+
+def main(argv=None) -> int:
+    import argparse
+    from compiler.errors import CompileError
+    p = argparse.ArgumentParser(prog="msi", description=__doc__.split("\n")[0])
+    p.add_argument("source")
+    args = p.parse_args(argv)
+    with open(args.source, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        prog = typed_program(args.source, text)
+    except CompileError as e:
+        sys.stderr.write(f"{e.pos}: error: {e.message}\n")
+        return 1
+    outcome = run_program(prog)
+    sys.stdout.buffer.write(outcome.stdout)
+    sys.stdout.flush()
+    sys.stderr.write(outcome.stderr)
+    return outcome.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
