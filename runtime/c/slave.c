@@ -166,6 +166,12 @@ static void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result)
 
 /* -------------------------------------------------- runtime ABI calls */
 
+/* In a job, longjmp back to its worker. Values the job's frames still own
+ * are not released on the way (they leak until the slave exits): freeing
+ * them needs the compiler's help, e.g. cleanup landing pads in compiled
+ * code run by a forced unwind (_Unwind_ForcedUnwind with a stop function
+ * that longjmps here once it reaches the worker's frame), which costs
+ * nothing on the normal path. */
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
 {
     worker *w = tl_worker;
