@@ -331,11 +331,18 @@ class Interpreter:
             resolve = self.prep(e.place, env)
             get, put = resolve()
             old = copy_bits(get())
+            pushes = any(isinstance(n, V.VecPush) for n in walk(e.value))
+            if e.op == "vec-concat" and pushes:
+                self.retain(old, e.place.type)    # the push may drop it
             value = self.expr(e.value, env)
             get, put = resolve()
-            if e.op == "vec-concat":
+            if e.op == "vec-concat" and pushes:
+                replaced = get()
                 put(self.concat(old, value, e.place.type))
+                self.release(replaced, e.place.type)
                 self.release(old, e.place.type)
+            elif e.op == "vec-concat":
+                put(self.append_all(get(), value, e.place.type))
             else:
                 put(self.arith(e.op, old, value, e.place.type, e.pos))
             return None
@@ -393,6 +400,27 @@ class Interpreter:
         for x in elems:
             self.retain(x, t.elem)
         return self.new_vec(t.elem, elems)
+
+    def append_all(self, a, b, t):
+        """ms_vec_append_all: a (one reference, transferred) += b
+        (borrowed, possibly a itself); returns the new value of a."""
+        if b is None or not b.live().elems:
+            return a
+        if a is None:
+            self.retain(b, t)                 # share b
+            return b
+        added = [copy_bits(x) for x in b.elems]
+        for x in added:
+            self.retain(x, t.elem)
+        if a.live().rc == 1:
+            a.elems.extend(added)
+            return a
+        kept = [copy_bits(x) for x in a.elems]
+        for x in kept:
+            self.retain(x, t.elem)
+        if a.rc < IMMORTAL:
+            a.rc -= 1
+        return self.new_vec(t.elem, kept + added)
 
     def eq(self, a, b, t):
         if isinstance(t, T.VectorType):
