@@ -56,6 +56,8 @@ for _name in ("atan2", "pow", "fmin", "fmax"):
 INT_MIN = -(1 << 63)
 INT_MAX = (1 << 63) - 1
 MAX_DEPTH = 400  # calls deeper than this are a stack overflow
+MAX_LEN = 20_000  # with a budget: longer vectors or output count as too long
+BUDGET = -1  # Outcome.status of a run that exceeded its budget
 
 
 def wrap(x: int) -> int:
@@ -146,6 +148,10 @@ class MsError(Exception):
         return f"{self.pos.file}:{self.pos.line}:{self.pos.col}: {self.message}"
 
 
+class OverBudget(Exception):
+    """The run took more steps, or built longer values, than allowed."""
+
+
 class _Return(Exception):
     pass
 
@@ -171,7 +177,9 @@ class Job:
 # ---------------------------------------------------------------- interpreter
 
 class Interpreter:
-    def __init__(self, prog):
+    def __init__(self, prog, budget=None):
+        self.budget = budget  # statements allowed, or None
+        self.steps = 0
         self.structs = {}       # name -> [(field name, type)]
         self.functions = {}     # name -> FuncDecl
         self.master = None
@@ -266,6 +274,10 @@ class Interpreter:
         return None
 
     def stmt(self, s, env):
+        if self.budget is not None:
+            self.steps += 1
+            if self.steps > self.budget or len(self.out) > MAX_LEN * 10:
+                raise OverBudget()
         k = type(s)
         if k is ExprStmt:
             if type(s.expr) is Append:
@@ -374,6 +386,8 @@ class Interpreter:
         vec = self.append_place(e.target, env)
         value = self.expr(e.value, env)  # already a fresh copy
         vec.append(value)
+        if self.budget is not None and len(vec) > MAX_LEN:
+            raise OverBudget()
         return vec
 
     # ------------------------------------------------------------ expressions
@@ -446,6 +460,8 @@ class Interpreter:
     def arith(self, op: str, a, b, t: T.Type, pos):
         if isinstance(t, T.VectorType):
             assert op == "+"
+            if self.budget is not None and len(a) + len(b) > MAX_LEN:
+                raise OverBudget()
             return a + b
         if t == T.INT:
             if op == "+":
@@ -545,9 +561,11 @@ def typed_program(path: str, text: str):
     return prog
 
 
-def run_program(prog) -> Outcome:
-    """Run the master of a typed program; never raises for M/s errors."""
-    interp = Interpreter(prog)
+def run_program(prog, budget=None) -> Outcome:
+    """Run the master of a typed program; never raises for M/s errors.
+    With a budget (of statements executed), a run that exceeds it or builds
+    values or output longer than MAX_LEN ends with status BUDGET."""
+    interp = Interpreter(prog, budget)
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old_limit, 50 * MAX_DEPTH + 1000))
     try:
@@ -555,6 +573,8 @@ def run_program(prog) -> Outcome:
     except MsError as e:
         return Outcome(bytes(interp.out),
                        f"{e.pos}: runtime error: {e.message}\n", 1)
+    except OverBudget:
+        return Outcome(bytes(interp.out), "", BUDGET)
     finally:
         sys.setrecursionlimit(old_limit)
     return Outcome(bytes(interp.out), "", 0)
