@@ -124,6 +124,20 @@ def double_div(a: float, b: float) -> float:
     return -math.inf if negative else math.inf
 
 
+def fmin(a: float, b: float) -> float:
+    """C's fmin: a NaN operand loses to a number. Signed zeros, which C
+    leaves open, order as -0 < +0 (as C's Annex F calls ideal)."""
+    if a == 0.0 and b == 0.0:
+        return a if math.copysign(1.0, a) < 0 else b
+    return _LIBM.fmin(a, b)
+
+
+def fmax(a: float, b: float) -> float:
+    if a == 0.0 and b == 0.0:
+        return a if math.copysign(1.0, a) > 0 else b
+    return _LIBM.fmax(a, b)
+
+
 def double_to_int(x: float) -> int:
     if math.isnan(x):
         return 0
@@ -370,7 +384,7 @@ class Interpreter:
             container[key] = value
             return
         container, key = self.locate(s.target, env, idx)
-        old = container[key]
+        old = copy(container[key])  # read before e, which may append to it
         value = self.expr(s.value, env)
         container[key] = self.arith(s.op[:-1], old, value, s.target.type, s.pos)
 
@@ -537,7 +551,7 @@ class Interpreter:
             a, b = args
             if ts[0] == T.INT:
                 return min(a, b) if name == "min" else max(a, b)
-            return _LIBM.fmin(a, b) if name == "min" else _LIBM.fmax(a, b)
+            return fmin(a, b) if name == "min" else fmax(a, b)
         if name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor",
                     "ceil", "atan2", "pow"):
             return getattr(_LIBM, name)(*args)
