@@ -72,12 +72,12 @@ class Values:
         return tag
 
     def header_load(self, b, v, k: int) -> ir.Value:
-        instr = b.load(self.field_ptr(b, v, k))
+        instr = b.load(self.field_ptr(b, v, k), align=8)
         instr.set_metadata("tbaa", self.tbaa("header"))
         return instr
 
     def header_store(self, b, value, v, k: int) -> None:
-        instr = b.store(value, self.field_ptr(b, v, k))
+        instr = b.store(value, self.field_ptr(b, v, k), align=8)
         instr.set_metadata("tbaa", self.tbaa("header"))
 
     # ------------------------------------------------------------ descriptors
