@@ -68,6 +68,13 @@ sanitize: venv
 memcheck: all
 	MS_MEMCHECK=1 $(PY) -m pytest -q tests/test_golden.py -k test_run
 
+# Benchmarks print ratios against C -O2 and a raw TCP floor measured in the
+# same run; Ray and Dask are installed apart (best effort) to compare with.
+bench: all
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	-.venv-bench/bin/python -m pip install -q "dask[distributed]" ray
+	$(PY) -m tools.bench.run
+
 clean:
 	rm -rf $(BUILD)
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -146,11 +146,19 @@ def run_jobs(names, workdir, repeat):
               flush=True)
 
 
+def others_python() -> str:
+    """The Python that has Ray and Dask: `make bench` installs them into
+    .venv-bench, apart from the compiler's own environment."""
+    bench_venv = REPO / ".venv-bench" / "bin" / "python"
+    return os.environ.get("MS_BENCH_PYTHON") or (
+        str(bench_venv) if bench_venv.exists() else sys.executable)
+
+
 def others(kind: str, n: int):
     """Ray and Dask doing the same, when they are installed."""
     for system in ("dask", "ray"):
         try:
-            out = sh([sys.executable, str(HERE / "others.py"), system, kind, str(n)],
+            out = sh([others_python(), str(HERE / "others.py"), system, kind, str(n)],
                      timeout=600)
             print(f"            {system:5} {out.strip()}", flush=True)
         except BenchError as e:
