@@ -6,7 +6,8 @@ module context (`types`, `values`, `rt`).
 
 Places are evaluated in the two phases that vectors.py describes:
 `place(p)` runs phase 1 (the operands: indices, rvalue vectors, and the
-appends of vec-push, left to right) and returns phase 2, a function that
+appends of vec-push, left to right; on a read path, `g[i][j]`, the read of
+g[i] with its bounds check too, before j, unless j appends) and returns phase 2, a function that
 emits the rest (loads of the vectors on the path, make-unique steps, bounds
 checks) and returns (address, in_memory) — in_memory is False for a local
 variable's slot, where bool is i1, and True for elements and fields, where
@@ -182,7 +183,13 @@ class VectorEmitter:
     def _elem_place(self, p: V.ElemAddr):
         vec = p.vec
         inner = rvalue = None
-        if isinstance(vec, (V.Load, V.MakeUnique)):
+        if isinstance(vec, V.Load) and not _contains_push(p.index):
+            # A read path (g[i][j]): the vector g[i] is read, and i
+            # checked, before j is evaluated (left to right). When j
+            # appends, the read waits for phase 2, so that it cannot see a
+            # vector the append has moved.
+            rvalue = self.expr(vec)
+        elif isinstance(vec, (V.Load, V.MakeUnique)):
             inner = self.place(vec.place)
         elif isinstance(vec, Name):
             slot = self.lookup_name(vec.name)

@@ -258,7 +258,12 @@ class Interpreter:
             return lambda: (lambda: env[p.name], lambda v: env.__setitem__(p.name, v))
         if isinstance(p, V.ElemAddr):
             vec = p.vec
-            if isinstance(vec, (V.Load, V.MakeUnique)):
+            pushes = any(isinstance(n, V.VecPush) for n in walk(p.index))
+            if isinstance(vec, V.Load) and not pushes:
+                # A read path: g[i] is read and checked before j.
+                read_vec = self.expr(vec, env)
+                inner = None
+            elif isinstance(vec, (V.Load, V.MakeUnique)):
                 inner = self.prep(vec.place, env)
                 read_vec = None
             elif isinstance(vec, Name):
