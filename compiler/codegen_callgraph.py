@@ -1,7 +1,9 @@
 """The call graph of a program's functions and its strongly connected
 components, for codegen's stack-overflow checks: only a call whose caller
 and callee lie in one component (a cycle, a self-call included) can
-recurse, so only those calls pay for a check (SPEC section 11).
+recurse, so only those calls pay for a check (SPEC section 11). lower-remote
+uses it too, to place cancellation checks in the functions that jobs reach
+(`job_reachable`) and at the entry of those that may recurse.
 """
 from __future__ import annotations
 
@@ -68,3 +70,17 @@ def recursive_pairs(funcs: dict[str, FuncDecl]) -> set[tuple[str, str]]:
                 low[parent] = min(low[parent], low[v])
     return {(a, b) for a, succ in edges.items() for b in succ
             if component[a] == component[b]}
+
+
+def job_reachable(funcs: dict[str, FuncDecl]) -> set[str]:
+    """The functions a job reaches through calls, the jobs included: the
+    code that may run on a slave."""
+    edges = call_edges(funcs)
+    seen = {name for name, decl in funcs.items() if decl.is_job}
+    work = list(seen)
+    while work:
+        for callee in edges[work.pop()]:
+            if callee not in seen:
+                seen.add(callee)
+                work.append(callee)
+    return seen

@@ -72,6 +72,7 @@ class FunctionEmitter(VectorEmitter):
         self._closed_scope: dict | None = None
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue, break)
         self._stack_limit = None
+        self._cancel_flag = None
 
     # ------------------------------------------------------------ frame
 
@@ -89,6 +90,14 @@ class FunctionEmitter(VectorEmitter):
             ptr = self._entry.call(self.rt.fn("ms_stack_limit_ptr"), [])
             self._stack_limit = self._entry.load(ptr, name="stack.limit")
         return self._stack_limit
+
+    def cancel_flag(self) -> ir.Value:
+        """The address of this thread's cancel flag, found once at entry
+        (only functions with a cancel-check call ms_cancel_flag_ptr)."""
+        if self._cancel_flag is None:
+            self._cancel_flag = self._entry.call(
+                self.rt.fn("ms_cancel_flag_ptr"), [], name="cancel.flag")
+        return self._cancel_flag
 
     def bind_params(self, params, values) -> None:
         values = list(values)
@@ -297,6 +306,28 @@ class FunctionEmitter(VectorEmitter):
         # The release-vars of the loop's own variables follow the loop.
         closed = self.scopes.pop()
         self._closed_scope = closed
+
+    def stmt_CancelCheck(self, s: L.CancelCheck) -> None:
+        """Poll the cancel flag: a volatile load (LLVM may neither hoist it
+        out of a loop nor merge it with another poll), a compare and a
+        branch, almost never taken, to a cold block that calls
+        ms_cancel_point. That call abandons a cancelled job; it returns only
+        if the flag was set while no job runs, which cannot happen in job
+        code (in the master the flag is always 0), and then the code simply
+        goes on."""
+        flag = _VolatileLoad(self.b.block, self.cancel_flag(), CT.I32,
+                             name="cancel")
+        flag.align = 4
+        self.b._insert(flag)
+        cancelled = self.b.icmp_unsigned("!=", flag, ir.Constant(CT.I32, 0))
+        cold = self.fn.append_basic_block("cancel.point")
+        cont = self.fn.append_basic_block("cancel.cont")
+        br = self.b.cbranch(cancelled, cold, cont)
+        br.set_weights([1, 1 << 20])
+        self.b.position_at_end(cold)
+        self.b.call(self.rt.fn("ms_cancel_point"), [])
+        self.b.branch(cont)
+        self.b.position_at_end(cont)
 
     def stmt_Break(self, s) -> None:
         self.b.branch(self.loops[-1][1])
@@ -543,6 +574,18 @@ class FunctionEmitter(VectorEmitter):
         self.b.call(self.rt.fn("ms_job_cancel"),
                     [handle] + self._position(e.pos))
         return None
+
+
+class _VolatileLoad(ir.LoadInstr):
+    """`load volatile`, which llvmlite's builder does not offer."""
+
+    def __init__(self, parent, ptr, typ, name=""):
+        super().__init__(parent, ptr, name=name, typ=typ)
+
+    def descr(self, buf):
+        before = []
+        super().descr(before)
+        buf.append(before[0].replace("load ", "load volatile ", 1))
 
 
 def _describe(e) -> str:

@@ -17,6 +17,8 @@ from compiler.codegen_types import (DOUBLE, I8, I32, I64, PTR, READER_PTR,
 _SIGNATURES = {
     "ms_runtime_error": (VOID, (I32, I32, PTR)),
     "ms_stack_limit_ptr": (I64.as_pointer(), ()),
+    "ms_cancel_flag_ptr": (I32.as_pointer(), ()),
+    "ms_cancel_point": (VOID, ()),
     "ms_print_int": (VOID, (I64,)),
     "ms_print_double": (VOID, (DOUBLE,)),
     "ms_print_bool": (VOID, (I8,)),
@@ -81,6 +83,12 @@ _ATTRIBUTES = {
     # The limit's address is fixed for the thread, so LLVM may reuse it.
     "ms_stack_limit_ptr": ("readnone", "nounwind"),
     "ms_index_error": ("noreturn", "cold", "nounwind"),
+    # The flag's address is fixed for the thread too.
+    "ms_cancel_flag_ptr": ("readnone", "nounwind"),
+    # Abandons a cancelled job (a longjmp out of job code) and otherwise
+    # returns having touched no memory the program can see, so loads and
+    # stores around a check may still be moved across it.
+    "ms_cancel_point": ("cold", "nounwind", "inaccessiblememonly"),
     # Pure reads of their operands (they may raise "stack overflow", which
     # does not return).
     "ms_string_cmp": ("readonly", "nounwind"),
