@@ -11,7 +11,17 @@
  * the rest decodes as zeros. */
 #include "values.h"
 
+#include "ser.h"
+
 #include <string.h>
+
+/* Vectors of int, double, char and bool have the same bytes in memory as on
+ * the wire on a little-endian host: they are copied whole. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define MSV_WIRE_IS_MEMORY 1
+#else
+#define MSV_WIRE_IS_MEMORY 0
+#endif
 
 /* Most zero-size elements (empty structs) one decoded vector may hold:
  * they take no bytes on the wire, so the message size does not bound them. */
@@ -56,30 +66,35 @@ static void encode_vec(const ms_type *vt, const ms_vec *v, ms_buf *b)
     int64_t n = v ? v->len : 0;
     if ((uint64_t)n > UINT32_MAX)
         ms_runtime_error(0, 0, "vector too long to send");
-    ms_buf_put_u32(b, (uint32_t)n);
-    if (n == 0)
-        return;
     const ms_type *et = vt->elem;
-    if (et->kind == MS_T_STRUCT && min_wire_size(et) == 0)
+    uint64_t least = n ? min_wire_size(et) : 0;
+    /* One reservation for the least the elements take (all of it for
+     * scalars), so that big vectors are not copied by buffer doubling. */
+    ms_buf_reserve(b, 4 + (uint64_t)n * least);
+    ms_buf_put_u32(b, (uint32_t)n);
+    if (n == 0 || least == 0)
         return; /* elements of only empty structs: nothing to write */
     const unsigned char *data = MSV_DATA(v);
     switch (et->kind) {
-    case MS_T_INT: {
-        const int64_t *xs = (const int64_t *)data;
-        for (int64_t i = 0; i < n; i++)
-            ms_buf_put_i64(b, xs[i]);
+    case MS_T_INT:
+    case MS_T_DOUBLE:
+        if (MSV_WIRE_IS_MEMORY) {
+            memcpy(b->data + b->len, data, (size_t)n * 8);
+            b->len += (uint64_t)n * 8;
+        } else if (et->kind == MS_T_INT) {
+            const int64_t *xs = (const int64_t *)data;
+            for (int64_t i = 0; i < n; i++)
+                ms_buf_put_i64(b, xs[i]);
+        } else {
+            const double *xs = (const double *)data;
+            for (int64_t i = 0; i < n; i++)
+                ms_buf_put_f64(b, xs[i]);
+        }
         break;
-    }
-    case MS_T_DOUBLE: {
-        const double *xs = (const double *)data;
-        for (int64_t i = 0; i < n; i++)
-            ms_buf_put_f64(b, xs[i]);
-        break;
-    }
     case MS_T_BOOL:
     case MS_T_CHAR:
-        for (int64_t i = 0; i < n; i++)
-            ms_buf_put_u8(b, data[i]);
+        memcpy(b->data + b->len, data, (size_t)n);
+        b->len += (uint64_t)n;
         break;
     default:
         msv_check_stack();
@@ -148,26 +163,32 @@ static ms_vec *decode_vec(const ms_type *vt, ms_reader *r)
         return v;
     }
     unsigned char *data = MSV_DATA(v);
+    const uint8_t *src = r->data + r->off; /* n * least bytes are left */
     switch (et->kind) {
-    case MS_T_INT: {
-        int64_t *xs = (int64_t *)data;
-        for (uint32_t i = 0; i < n; i++)
-            xs[i] = ms_read_i64(r);
+    case MS_T_INT:
+    case MS_T_DOUBLE:
+        if (MSV_WIRE_IS_MEMORY) {
+            memcpy(data, src, (size_t)n * 8);
+            r->off += (uint64_t)n * 8;
+        } else if (et->kind == MS_T_INT) {
+            int64_t *xs = (int64_t *)data;
+            for (uint32_t i = 0; i < n; i++)
+                xs[i] = ms_read_i64(r);
+        } else {
+            double *xs = (double *)data;
+            for (uint32_t i = 0; i < n; i++)
+                xs[i] = ms_read_f64(r);
+        }
         break;
-    }
-    case MS_T_DOUBLE: {
-        double *xs = (double *)data;
-        for (uint32_t i = 0; i < n; i++)
-            xs[i] = ms_read_f64(r);
-        break;
-    }
     case MS_T_BOOL:
+        /* Validation rejects other bytes; keep the 0/1 invariant anyway. */
         for (uint32_t i = 0; i < n; i++)
-            data[i] = ms_read_u8(r) != 0;
+            data[i] = src[i] != 0;
+        r->off += n;
         break;
     case MS_T_CHAR:
-        for (uint32_t i = 0; i < n; i++)
-            data[i] = ms_read_u8(r);
+        memcpy(data, src, n);
+        r->off += n;
         break;
     default:
         /* Zeroed first so that struct padding is defined. */

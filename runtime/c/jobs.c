@@ -36,9 +36,25 @@ void ms_job_release(struct ms_job *j)
 
 static void drop_args(struct ms_job *j)
 {
+    if (j->pins)
+        return; /* the last unpin frees them */
     free(j->args);
     j->args = NULL;
     j->args_len = 0;
+}
+
+void ms_job_pin(struct ms_job *j)
+{
+    j->pins++;
+    ms_job_retain(j);
+}
+
+void ms_job_unpin(struct ms_job *j)
+{
+    if (--j->pins == 0 && j->state != MS_J_PENDING &&
+        j->state != MS_J_INFLIGHT)
+        drop_args(j);
+    ms_job_release(j);
 }
 
 void ms_job_finish(struct ms_job *j, uint8_t *result, uint64_t len)

@@ -32,8 +32,10 @@ struct ms_job {
     int attempts;         /* times sent to a slave */
     long long t_sent_us;  /* when it was last sent */
     void *where;          /* the connection it is in flight on, or NULL */
-    uint8_t *args;        /* owned; freed when the job ends */
+    uint8_t *args;        /* owned; freed when the job ends and no
+                             connection is sending them (pins == 0) */
     uint32_t args_len;
+    uint32_t pins;        /* connections sending args from this buffer */
     uint8_t *result;      /* owned; valid once FINISHED */
     uint64_t result_len;
     char *error;          /* owned; the reason once FAILED */
@@ -57,6 +59,12 @@ void ms_job_release(struct ms_job *j); /* frees at zero */
 void ms_job_finish(struct ms_job *j, uint8_t *result, uint64_t len);
 void ms_job_fail(struct ms_job *j, const char *error);
 void ms_job_cancel_now(struct ms_job *j);
+
+/* A connection sends the job's arguments straight from j->args: pin keeps
+ * them (and the job) alive until unpin, even if the job ends meanwhile
+ * (caller holds the master lock for both). */
+void ms_job_pin(struct ms_job *j);
+void ms_job_unpin(struct ms_job *j);
 
 /* The queue takes over the caller's reference on push and hands it back on
  * pop. */

@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -188,6 +189,16 @@ static void parse_options(int argc, char **argv, options *o)
 
 /* ------------------------------------------------------------ state */
 
+/* Arguments of at least SEG_MIN bytes are sent from the job's own buffer
+ * instead of being copied into a connection's `out`: the connection keeps
+ * a segment saying where in `out` they go. */
+#define SEG_MIN 65536
+typedef struct oseg {
+    uint64_t at;         /* the bytes go on the wire just before out.data[at] */
+    struct ms_job *job;  /* pinned (ms_job_pin): job->args are the bytes */
+    uint64_t sent;
+} oseg;
+
 enum { C_HANDSHAKE, C_READY, C_CLOSING, C_DEAD };
 
 /* One connection, normally to a slave. Created and freed by the I/O
@@ -210,6 +221,8 @@ typedef struct conn {
     char rd_why[160];
     ms_buf out;          /* bytes to send; [out_off, out.len) unsent */
     uint64_t out_off;
+    oseg *segs;          /* big arguments among them, in order of `at`; */
+    size_t nsegs, seg_head, segs_cap; /* [seg_head, nsegs) unsent */
     long long t_open, t_recv, t_send, t_close;
     ms_inflight load;
     uint64_t done;       /* results and failures received */
@@ -221,6 +234,40 @@ typedef struct conn {
     uint32_t ep_events;  /* what the I/O thread's epoll set waits for */
     char why[600];       /* why it is closing, for the log */
 } conn;
+
+/* Is there output not yet sent? */
+static int conn_pending(const conn *c)
+{
+    return c->out_off < c->out.len || c->seg_head < c->nsegs;
+}
+
+/* Forget the unsent segments (caller holds M.lock). */
+static void conn_drop_segs(conn *c)
+{
+    for (size_t i = c->seg_head; i < c->nsegs; i++)
+        ms_job_unpin(c->segs[i].job);
+    c->nsegs = c->seg_head = 0;
+}
+
+/* Queue one job message: its header, and its arguments copied or, when
+ * big, as a segment (caller holds M.lock). */
+static void conn_send_job(conn *c, struct ms_job *j)
+{
+    if (j->args_len < SEG_MIN) {
+        ms_msg_append(&c->out, j->ordinal, j->jid, j->args, j->args_len);
+        return;
+    }
+    ms_buf_reserve(&c->out, MS_HDR_LEN);
+    ms_header h = {j->ordinal, j->jid, j->args_len};
+    ms_header_encode(c->out.data + c->out.len, h);
+    c->out.len += MS_HDR_LEN;
+    if (c->nsegs == c->segs_cap) {
+        c->segs_cap = c->segs_cap ? 2 * c->segs_cap : 4;
+        c->segs = ms_xrealloc(c->segs, c->segs_cap * sizeof *c->segs);
+    }
+    ms_job_pin(j);
+    c->segs[c->nsegs++] = (oseg){.at = c->out.len, .job = j, .sent = 0};
+}
 
 /* A local slave process. pid 0: not running, restart at restart_at. */
 typedef struct child {
@@ -793,9 +840,28 @@ static void conn_read(conn *c, long long now)
 
 static void conn_write(conn *c, long long now)
 {
-    while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off,
-                         c->out.len - c->out_off, MSG_NOSIGNAL);
+    while (conn_pending(c)) {
+        /* Up to three pieces: `out` up to the next segment, the segment,
+         * and `out` from there to the segment after it. */
+        struct iovec iov[3];
+        int k = 0;
+        oseg *sg = c->seg_head < c->nsegs ? &c->segs[c->seg_head] : NULL;
+        uint64_t stop = sg ? sg->at : c->out.len;
+        if (c->out_off < stop)
+            iov[k++] = (struct iovec){c->out.data + c->out_off,
+                                      (size_t)(stop - c->out_off)};
+        if (sg) {
+            iov[k++] = (struct iovec){sg->job->args + sg->sent,
+                                      (size_t)(sg->job->args_len - sg->sent)};
+            uint64_t stop2 = c->seg_head + 1 < c->nsegs
+                                 ? c->segs[c->seg_head + 1].at
+                                 : c->out.len;
+            if (stop2 > stop)
+                iov[k++] = (struct iovec){c->out.data + stop,
+                                          (size_t)(stop2 - stop)};
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -803,11 +869,26 @@ static void conn_write(conn *c, long long now)
                 conn_close(c, "send: %s", strerror(errno));
             return;
         }
-        c->out_off += (uint64_t)n;
         c->bytes_out += (uint64_t)n;
         c->t_send = now;
+        uint64_t left = (uint64_t)n;
+        uint64_t d = stop - c->out_off < left ? stop - c->out_off : left;
+        c->out_off += d;
+        left -= d;
+        if (sg && left) {
+            uint64_t rest = sg->job->args_len - sg->sent;
+            d = rest < left ? rest : left;
+            sg->sent += d;
+            left -= d;
+            if (sg->sent == sg->job->args_len) {
+                ms_job_unpin(sg->job);
+                c->seg_head++;
+            }
+        }
+        c->out_off += left; /* from the third piece */
     }
     c->out_off = c->out.len = 0;
+    c->nsegs = c->seg_head = 0;
     if (c->out.cap > (1u << 20))
         ms_buf_free(&c->out); /* do not keep a huge buffer for heartbeats */
 }
@@ -1070,6 +1151,8 @@ static void conn_destroy_locked(conn *c)
         ms_logv("close: %s", strerror(errno));
     ms_buf_free(&c->in);
     ms_buf_free(&c->out);
+    conn_drop_segs(c);
+    free(c->segs);
     free(c);
 }
 
@@ -1098,7 +1181,7 @@ static void dispatch_locked(void)
         if (!now)
             now = ms_now_us();
         j->t_sent_us = now;
-        ms_msg_append(&c->out, j->ordinal, j->jid, j->args, j->args_len);
+        conn_send_job(c, j);
         ms_inflight_add(&c->load, j); /* takes the queue's reference */
     }
 }
@@ -1111,12 +1194,12 @@ static int flush_locked(void)
     long long now = 0;
     for (size_t i = 0; i < M.nconns; i++) {
         conn *c = M.conns[i];
-        if (c->phase == C_DEAD || c->out_off == c->out.len)
+        if (c->phase == C_DEAD || !conn_pending(c))
             continue;
         if (!now)
             now = ms_now_ms();
         conn_write(c, now);
-        left |= c->out_off < c->out.len;
+        left |= conn_pending(c);
     }
     return left;
 }
@@ -1167,15 +1250,14 @@ static long long timers(long long now)
                 break;
             }
             min_deadline(&next, c->t_recv + M.hb_timeout_ms);
-            if (now - c->t_send >= M.hb_interval_ms &&
-                c->out_off == c->out.len) {
+            if (now - c->t_send >= M.hb_interval_ms && !conn_pending(c)) {
                 ms_ctrl_append(&c->out, 0, MS_HEARTBEAT);
                 c->t_send = now; /* counts as sent; the write follows */
             }
             min_deadline(&next, c->t_send + M.hb_interval_ms);
             break;
         case C_CLOSING:
-            if (c->out_off == c->out.len || now - c->t_close >= CLOSE_GRACE_MS)
+            if (!conn_pending(c) || now - c->t_close >= CLOSE_GRACE_MS)
                 conn_close(c, "%s", "refused");
             else
                 min_deadline(&next, c->t_close + CLOSE_GRACE_MS);
@@ -1272,7 +1354,7 @@ static void shutdown_io(void)
             conn *c = M.conns[i];
             if (c->phase != C_DEAD)
                 conn_write(c, now);
-            if (c->phase != C_DEAD && c->out_off < c->out.len)
+            if (c->phase != C_DEAD && conn_pending(c))
                 pfd[n++] = (struct pollfd){.fd = c->fd, .events = POLLOUT};
         }
         if (n == 0 || now >= deadline)
@@ -1381,7 +1463,7 @@ static void *io_main(void *arg)
         for (size_t i = 0; i < M.nconns; i++) {
             conn *c = M.conns[i];
             uint32_t want = c->phase == C_DEAD ? 0 : EPOLLIN;
-            if (c->out_off < c->out.len)
+            if (conn_pending(c))
                 want |= EPOLLOUT;
             ep_want(c->fd, &c->ep_events, want, (epoll_data_t){.ptr = c});
         }

@@ -6,11 +6,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "log.h"
 #include "wire.h"
 
 /* ------------------------------------------------------------- buffers */
+
+void ms_hint_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    if (n < MS_HUGE_MIN)
+        return;
+    uintptr_t page = 4096;
+    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 
 void ms_buf_reserve(ms_buf *b, uint64_t extra)
 {
@@ -27,6 +45,7 @@ void ms_buf_reserve(ms_buf *b, uint64_t extra)
         ms_fatal("out of memory: buffer of %" PRIu64 " bytes", cap);
     b->data = ms_xrealloc(b->data, (size_t)cap);
     b->cap = cap;
+    ms_hint_huge(b->data, (size_t)cap);
 }
 
 void ms_buf_append(ms_buf *b, const void *p, uint64_t n)

@@ -12,6 +12,13 @@
 void ms_buf_reserve(ms_buf *b, uint64_t extra);
 /* Append `n` bytes of `p` (borrowed). */
 void ms_buf_append(ms_buf *b, const void *p, uint64_t n);
+/* Allocations of at least MS_HUGE_MIN bytes ask the kernel for
+ * transparent huge pages (madvise MADV_HUGEPAGE on the whole pages inside
+ * [p, p + n)): filling a fresh 80 MB buffer then takes 40 page faults
+ * instead of 20,000, and freeing it is as quick. A hint only. */
+#define MS_HUGE_MIN ((size_t)4 << 20)
+void ms_hint_huge(void *p, size_t n);
+
 /* Free the bytes (not the ms_buf itself) and make it empty. */
 void ms_buf_free(ms_buf *b);
 

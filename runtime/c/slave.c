@@ -41,6 +41,7 @@
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define READ_CHUNK 65536
+#define BIG_MESSAGE (256 * 1024)
 
 typedef struct task {
     uint32_t jid, ordinal;
@@ -87,6 +88,12 @@ static struct slave {
     ms_buf in;               /* received bytes; [in_off, in.len) unparsed */
     uint64_t in_off;
     long long t_recv;
+    /* A job message of at least BIG_MESSAGE bytes is read straight into a
+     * buffer of its length (at most max_message) that becomes its task's
+     * arguments: no growing of `in`, no copy. */
+    ms_header big;
+    uint8_t *big_data;       /* owned; NULL when no big message is coming */
+    uint64_t big_have;
 
     pthread_mutex_t slock;
     /* Guarded by slock: */
@@ -429,7 +436,9 @@ static _Noreturn void violation(const char *fmt, ...)
     slave_exit(1);
 }
 
-static void queue_task(ms_header h, const uint8_t *p)
+/* h.length bytes at p (borrowed; or owned, when `own` is p, and then taken
+ * over: a big message read straight into its own buffer). */
+static void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
 {
     if (h.ordinal > ms_job_count)
         violation("unknown job ordinal %" PRIu32 " (the program has %" PRIu32
@@ -446,8 +455,8 @@ static void queue_task(ms_header h, const uint8_t *p)
     t->jid = h.jid;
     t->ordinal = h.ordinal;
     t->len = h.length;
-    t->args = NULL;
-    if (h.length) {
+    t->args = own;
+    if (h.length && !own) {
         t->args = ms_xmalloc(h.length);
         memcpy(t->args, p, h.length);
     }
@@ -502,7 +511,7 @@ static void cancel_task(uint32_t jid)
 static void handle_message(ms_header h, const uint8_t *p)
 {
     if (h.ordinal != 0) {
-        queue_task(h, p);
+        queue_task(h, p, NULL);
         return;
     }
     if (h.length == 0)
@@ -546,11 +555,55 @@ static void keep_alive(void)
     }
 }
 
+/* The master closed the connection or reading failed (n <= 0 from recv):
+ * exit, unless it only means "no more for now" (returns then). */
+static void read_failed(ssize_t n)
+{
+    if (n < 0) {
+        if (ms_errno_is_retry(errno)) /* another worker read it first */
+            return;
+        if (errno == ECONNRESET) {
+            ms_logv("master %s reset the connection", S.master);
+            slave_exit(0);
+        }
+        ms_log("read from master %s: %s", S.master, strerror(errno));
+        slave_exit(1);
+    }
+    ms_logv("master %s closed the connection", S.master);
+    slave_exit(0);
+}
+
+/* Read more of the big message (caller holds S.rlock) until it is whole
+ * (then queue its job) or the socket has nothing more for now. */
+static void read_big(void)
+{
+    while (S.big_have < S.big.length) {
+        ssize_t n = recv(S.fd, S.big_data + S.big_have,
+                         (size_t)(S.big.length - S.big_have), MSG_DONTWAIT);
+        if (n <= 0) {
+            read_failed(n);
+            return;
+        }
+        S.big_have += (uint64_t)n;
+        S.t_recv = ms_now_ms();
+    }
+    uint8_t *data = S.big_data;
+    S.big_data = NULL;
+    queue_task(S.big, data, data);
+}
+
 /* Read what the master sent and act on every whole message: queue jobs,
  * handle control messages. */
 static void read_master(void)
 {
     pthread_mutex_lock(&S.rlock);
+    if (S.big_data) {
+        read_big();
+        if (S.big_data) {
+            pthread_mutex_unlock(&S.rlock);
+            return;
+        }
+    }
     if (S.in_off == S.in.len) {
         S.in_off = S.in.len = 0;
     } else if (S.in_off > 0 && S.in.cap - S.in.len < READ_CHUNK) {
@@ -561,21 +614,10 @@ static void read_master(void)
     ms_buf_reserve(&S.in, READ_CHUNK);
     ssize_t n = recv(S.fd, S.in.data + S.in.len, S.in.cap - S.in.len,
                      MSG_DONTWAIT);
-    if (n < 0) {
-        if (ms_errno_is_retry(errno)) { /* another worker read it first */
-            pthread_mutex_unlock(&S.rlock);
-            return;
-        }
-        if (errno == ECONNRESET) {
-            ms_logv("master %s reset the connection", S.master);
-            slave_exit(0);
-        }
-        ms_log("read from master %s: %s", S.master, strerror(errno));
-        slave_exit(1);
-    }
-    if (n == 0) {
-        ms_logv("master %s closed the connection", S.master);
-        slave_exit(0);
+    if (n <= 0) {
+        read_failed(n);
+        pthread_mutex_unlock(&S.rlock);
+        return;
     }
     S.in.len += (uint64_t)n;
     S.t_recv = ms_now_ms();
@@ -585,8 +627,24 @@ static void read_master(void)
             violation("message of %" PRIu32 " bytes is over the limit of %"
                       PRIu32 " bytes",
                       h.length, S.max_message);
-        if (S.in.len - S.in_off - MS_HDR_LEN < h.length)
+        uint64_t avail = S.in.len - S.in_off - MS_HDR_LEN;
+        if (avail < h.length) {
+            if (h.ordinal != 0 && h.length >= BIG_MESSAGE) {
+                /* The length passed the limit check above, so this buffer
+                 * is at most max_message bytes. */
+                S.big = h;
+                S.big_data = ms_xmalloc(h.length);
+                ms_hint_huge(S.big_data, h.length);
+                S.big_have = avail;
+                memcpy(S.big_data, S.in.data + S.in_off + MS_HDR_LEN, avail);
+                S.in_off = S.in.len;
+                read_big();
+                if (S.big_data)
+                    break;
+                continue;
+            }
             break;
+        }
         const uint8_t *p = S.in.data + S.in_off + MS_HDR_LEN;
         S.in_off += MS_HDR_LEN + (uint64_t)h.length;
         handle_message(h, p);

@@ -2,6 +2,8 @@
  * copy-on-write, append, concatenation and structural equality. */
 #include "values.h"
 
+#include "ser.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +42,7 @@ ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap)
     ms_vec *v = malloc(bytes);
     if (!v)
         msv_oom();
+    ms_hint_huge(v, bytes);
     v->refcount = 1;
     v->len = len;
     v->cap = cap;
@@ -285,6 +288,7 @@ void *ms_vec_push(const ms_type *vt, ms_vec **vp)
         ms_vec *n = realloc(v, bytes);
         if (!n)
             msv_oom();
+        ms_hint_huge(n, bytes);
         v = n;
         v->cap = cap;
     }
@@ -352,6 +356,7 @@ void ms_vec_append_all(const ms_type *vt, ms_vec **vp, const ms_vec *b)
             ms_vec *g = realloc(a, bytes);
             if (!g)
                 msv_oom();
+            ms_hint_huge(g, bytes);
             g->cap = cap;
             a = g;
             if (self)
