@@ -101,7 +101,10 @@ class FunctionEmitter(VectorEmitter):
 
     def bind_params(self, params, values) -> None:
         values = list(values)
-        if len(values) > len(params):       # the hidden stack limit
+        if self.name in self.mod.takes_flag:    # hidden: the cancel flag
+            self._cancel_flag = values.pop()
+            self._cancel_flag.name = "cancel.flag"
+        if self.name in self.mod.takes_limit:   # hidden: the stack limit
             self._stack_limit = values.pop()
             self._stack_limit.name = "stack.limit"
         for p, v in zip(params, values):
@@ -457,6 +460,8 @@ class FunctionEmitter(VectorEmitter):
         args = [self.expr(a) for a in e.args]
         if e.name in self.mod.takes_limit:
             args.append(self.stack_limit())
+        if e.name in self.mod.takes_flag:
+            args.append(self.cancel_flag())
         recursive = (self.name is not None
                      and (self.name, e.name) in self.mod.recursive)
         if recursive:

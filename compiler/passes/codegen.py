@@ -41,8 +41,10 @@ from compiler.codegen_func import FunctionEmitter
 from compiler.codegen_runtime import Runtime
 from compiler.codegen_values import Values
 from compiler.errors import CompileError, Pos
+from compiler.ir import lowered as L
 from compiler.ir import types as T
 from compiler.ir.surface import FuncDecl, MasterDecl, Program
+from compiler.ir.walk import walk
 from compiler.ir.vectors import struct_table
 
 _RUN_TYPE = ir.FunctionType(CT.VOID, [CT.READER_PTR, CT.PTR])
@@ -61,6 +63,10 @@ class _Module:
     # a last, hidden i64 parameter, so that their stack checks need no
     # runtime call (callers outside the cycle load it once at entry).
     takes_limit: set = attrs.field(factory=set)
+    # Functions on a cycle of calls that poll for cancellation (those jobs
+    # reach): they take the address of the thread's cancel flag as a hidden
+    # parameter after the limit, so that a call costs no runtime call.
+    takes_flag: set = attrs.field(factory=set)
 
 
 def _source_path(prog: Program) -> str:
@@ -101,12 +107,17 @@ def run(prog: Program) -> ir.Module:
                   values=Values(module, rt, types), functions={},
                   recursive=recursive_pairs(funcs))
     mod.takes_limit = {a for a, _ in mod.recursive}
+    mod.takes_flag = {name for name in mod.takes_limit
+                      if any(isinstance(n, L.CancelCheck)
+                             for n in walk(funcs[name].body))}
 
     # Declare every function first: calls may precede declarations.
     for name, decl in funcs.items():
         params = [types.llvm_type(p.type) for p in decl.params]
         if name in mod.takes_limit:
             params.append(CT.I64)
+        if name in mod.takes_flag:
+            params.append(CT.I32.as_pointer())
         fnty = ir.FunctionType(types.llvm_type(decl.ret), params)
         fn = ir.Function(module, fnty, name=f"ms.fn.{name}")
         fn.linkage = "internal"
@@ -136,8 +147,10 @@ def _emit_job_wrapper(mod: _Module, decl: FuncDecl) -> ir.Function:
     reader, out = fn.args
     em = FunctionEmitter(mod, fn, None)
     args = [em.decode(reader, p.type) for p in decl.params]
-    limit = [em.stack_limit()] if decl.name in mod.takes_limit else []
-    result = em.b.call(mod.functions[decl.name][0], args + limit)
+    hidden = [em.stack_limit()] if decl.name in mod.takes_limit else []
+    if decl.name in mod.takes_flag:
+        hidden.append(em.cancel_flag())
+    result = em.b.call(mod.functions[decl.name][0], args + hidden)
     if decl.ret != T.VOID:
         em.encode(out, result, decl.ret)
         mod.values.release(em.b, result, decl.ret)
