@@ -348,6 +348,42 @@ static void mode_sleep(void)
     ms_print_int(total);
 }
 
+/* Big arguments (sent from the job's own buffer) among small jobs, one of
+ * them cancelled at once, perhaps while it is being sent. */
+static ms_handle start_big_sum(uint32_t n)
+{
+    ms_buf *args = ms_args_new();
+    ms_buf_put_u32(args, n);
+    for (uint32_t i = 0; i < n; i++)
+        ms_buf_put_f64(args, (double)(i % 1000));
+    return ms_start_job(SUM, args);
+}
+
+static void mode_big(void)
+{
+    enum { K = 6 };
+    ms_handle big[K], small[K];
+    ms_handle doomed = NULL;
+    for (int i = 0; i < K; i++) {
+        big[i] = start_big_sum(300000 + (uint32_t)i);
+        small[i] = start2(ADD, i, 100);
+        if (i == 2) {
+            doomed = start_big_sum(400000);
+            ms_job_cancel(doomed, 80, 5);
+        }
+    }
+    for (int i = 0; i < K; i++) {
+        ms_reader r;
+        ms_reap_job(big[i], &r, 81, 5);
+        ms_print_double(ms_read_f64(&r));
+        ms_print_int(get_int(small[i], 82));
+        ms_handle_release(big[i]);
+        ms_handle_release(small[i]);
+    }
+    ms_print_jobstate(ms_job_state(doomed, 83, 5));
+    ms_handle_release(doomed);
+}
+
 void ms_master_main(void)
 {
     const char *mode = getenv("FIXTURE_MODE");
@@ -373,6 +409,8 @@ void ms_master_main(void)
         mode_bools();
     else if (!strcmp(mode, "sleep"))
         mode_sleep();
+    else if (!strcmp(mode, "big"))
+        mode_big();
     else if (!strcmp(mode, "none"))
         return;
     else {

@@ -235,6 +235,22 @@ def test_one_local_slave_and_stats(procs, bins):
                      r"finished, 0 failed, 0 cancelled\)", m.err), m.err
 
 
+def test_big_arguments_among_small_jobs(procs, bins):
+    """Arguments of megabytes go out from the jobs' own buffers between
+    small jobs' messages; one cancelled at once does not disturb the
+    others."""
+    m = master(procs, bins, "--stats", mode="big")
+    assert m.finish() == 0, m.err
+    lines = m.stdout.split("\n")
+    assert lines[-1] == "" and lines[-2] == "cancelled", m.stdout
+    for i in range(6):
+        n = 300000 + i
+        assert float(lines[2 * i]) == float(sum(k % 1000 for k in range(n)))
+        assert lines[2 * i + 1] == str(i + 100)
+    assert re.search(r"stats: 13 jobs started, 12 finished, 0 failed, "
+                     r"1 cancelled", m.err), m.err
+
+
 def test_job_failure_message(procs, bins):
     m = master(procs, bins, mode="fail")
     assert m.finish() == 1
@@ -559,6 +575,104 @@ def test_slave_rejects_bad_job_arguments(bins):
             assert p.finish(timeout=5) == 1
             assert re.search(r"arguments of job 7 \('add'\) do not match",
                              p.err), p.err
+        finally:
+            p.kill()
+
+
+def _joined_fake_master(bins, lsock, max_message=1 << 22):
+    """Start a slave against a fake master listening on lsock and take it
+    through the handshake (its fingerprint learnt from a first attempt).
+    Returns (slave Proc, connection)."""
+    port = lsock.getsockname()[1]
+    p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    conn, _ = lsock.accept()
+    conn.settimeout(5)
+    nonce = os.urandom(32)
+    ch = bytes([1]) + struct.pack("<II", 1, 0) + bytes(32) + nonce
+    conn.sendall(_hdr(0, 0, len(ch)) + ch)
+    _, _, hello = _recv_msg(conn)
+    fp = hello[5:37]
+    conn.close()
+    p.finish()
+    p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    conn, _ = lsock.accept()
+    conn.settimeout(5)
+    ch = bytes([1]) + struct.pack("<II", 1, 0) + fp + nonce
+    conn.sendall(_hdr(0, 0, len(ch)) + ch)
+    _recv_msg(conn)
+    w = bytes([3]) + struct.pack("<III", 10000, max_message, 1)
+    conn.sendall(_hdr(0, 0, len(w)) + w)
+    return p, conn
+
+
+SUM = 4  # job double sum(vector<double>) in fixture_prog.c
+
+
+def _send_slowly(conn, data, pieces=7):
+    step = len(data) // pieces + 1
+    for i in range(0, len(data), step):
+        conn.sendall(data[i:i + step])
+        time.sleep(0.02)
+
+
+def test_slave_takes_big_arguments_in_pieces(bins):
+    """Job messages over the slave's big-message size arrive in pieces
+    (between two small jobs) and are read straight into their own buffer:
+    the results are right and in the order sent."""
+    n = 300_000
+    xs = struct.pack(f"<I{n}d", n, *[float(i % 1000) for i in range(n)])
+    small = struct.pack("<Id", 1, 2.5)
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        p, conn = _joined_fake_master(bins, lsock)
+        try:
+            _send_slowly(conn, _hdr(SUM, 1, len(small)) + small +
+                         _hdr(SUM, 2, len(xs)) + xs +
+                         _hdr(SUM, 3, len(small)) + small +
+                         _hdr(SUM, 4, len(xs)) + xs)
+            got = {}
+            while len(got) < 4:
+                ordinal, jid, payload = _recv_msg(conn)
+                if ordinal == SUM:
+                    got[jid] = struct.unpack("<d", payload)[0]
+            want = float(sum(i % 1000 for i in range(n)))
+            assert got == {1: 2.5, 2: want, 3: 2.5, 4: want}
+            conn.sendall(_hdr(0, 0, 1) + bytes([9]))          # GOODBYE
+            assert p.finish(timeout=5) == 0, p.err
+        finally:
+            p.kill()
+
+
+@pytest.mark.parametrize("what", ["count", "truncated", "over-limit"])
+def test_slave_refuses_bad_big_arguments(bins, what):
+    """A big job message is checked like any other: a vector count the bytes
+    cannot hold is refused, a connection closed in the middle of one ends
+    the slave without a crash, and a length over the limit is refused
+    before anything is allocated for it."""
+    n = 200_000
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        p, conn = _joined_fake_master(bins, lsock, max_message=1 << 22)
+        try:
+            if what == "count":
+                body = struct.pack("<I", n + 1) + bytes(8 * n)
+                _send_slowly(conn, _hdr(SUM, 9, len(body)) + body)
+                assert p.finish(timeout=5) == 1
+                assert re.search(r"arguments of job 9 \('sum'\) do not match"
+                                 r".*vector count 200001", p.err), p.err
+            elif what == "truncated":
+                body = struct.pack("<I", n) + bytes(8 * n)
+                conn.sendall(_hdr(SUM, 9, len(body)) + body[:len(body) // 2])
+                time.sleep(0.2)
+                conn.close()
+                assert p.finish(timeout=5) == 0, p.err
+                assert "rror" not in p.err, p.err
+            else:
+                conn.sendall(_hdr(SUM, 9, (1 << 22) + 1) + bytes(1000))
+                assert p.finish(timeout=5) == 1
+                assert "is over the limit of 4194304 bytes" in p.err, p.err
         finally:
             p.kill()
 
