@@ -2,8 +2,8 @@
 
 - module tests compile a program through the pipeline in process, verify
   the LLVM module and optimize it at every level;
-- unit tests check the call graph, lower-remote and the rejection of what
-  codegen does not compile yet;
+- unit tests check the call graph, lower-remote (its cancel-checks
+  included) and the rejection of what codegen does not compile yet;
 - execution tests compile with msc, run NAME-master (which starts local
   slaves) with a timeout and compare its stdout, stderr and exit status.
 """
@@ -24,7 +24,7 @@ from compiler.ir import check
 from compiler.ir import lowered as L
 from compiler.ir import surface as S
 from compiler.ir import types as T
-from compiler.ir.walk import walk
+from compiler.ir.walk import map_children, walk
 from compiler.pipeline import Source, run_pipeline
 from compiler.codegen_callgraph import recursive_pairs
 
@@ -262,6 +262,114 @@ def test_lower_remote_makes_job_operations_explicit():
     assert not any(isinstance(n, S.Remote) for n in nodes)
     assert not any(isinstance(n, S.Call) and n.name in ("get", "state", "cancel")
                    for n in nodes)
+
+
+
+# ---------------------------------------------------------------- cancel-checks
+
+CANCEL_PROGRAM = """
+    int shared(int n) { int s = 0; while (s < n) s += 1; return s; }
+    int master_only(int n) { int s = 0; for (int i = 0; i < n; i += 1) s += i; return s; }
+    int rec(int n) { if (n == 0) return 0; return rec(n - 1); }
+    int master_rec(int n) { if (n == 0) return 0; return master_rec(n - 1); }
+    job int work(int n) {
+        int t = 0;
+        for (int i = 0; i < n; i += 1) { if (i == 2) continue; t += rec(i); }
+        while (t < 0) t += 1;
+        return t + shared(n);
+    }
+    job int calm(int n) { return n; }
+    master {
+        int k = 0;
+        while (k < 3) k += 1;
+        print(get(remote work(5)) + master_only(k) + shared(2) + master_rec(3));
+    }"""
+
+
+def _checks_by_function(prog) -> dict[str, int]:
+    return {getattr(d, "name", "master"):
+            sum(isinstance(n, L.CancelCheck) for n in walk(d))
+            for d in prog.decls if isinstance(d, (S.FuncDecl, S.MasterDecl))}
+
+
+def test_lower_remote_places_cancel_checks_only_where_jobs_reach():
+    prog = lower(CANCEL_PROGRAM)
+    L.check_cancel_checks(prog)
+    assert _checks_by_function(prog) == {
+        "shared": 1,          # its loop: work calls it (the master too)
+        "master_only": 0, "master_rec": 0,
+        "rec": 1,             # entry: recursive, reached from work
+        "work": 2,            # one per loop
+        "calm": 0,
+        "master": 0,
+    }
+    work = next(d for d in prog.decls if getattr(d, "name", "") == "work")
+    loops = [n for n in walk(work) if isinstance(n, (S.For, S.While))]
+    # A body that was not a block (`while (t < 0) t += 1;`) became one.
+    assert all(isinstance(n.body, S.Block)
+               and isinstance(n.body.stmts[0], L.CancelCheck) for n in loops)
+
+
+def test_check_cancel_checks_rejects_a_missing_or_misplaced_check():
+    import attrs
+    prog = lower(CANCEL_PROGRAM)
+
+    def strip(n):
+        n = map_children(n, strip)
+        if isinstance(n, S.Block):
+            return attrs.evolve(n, stmts=tuple(
+                s for s in n.stmts if not isinstance(s, L.CancelCheck)))
+        return n
+
+    with pytest.raises(AssertionError, match="lacks a cancel-check"):
+        L.check_cancel_checks(strip(prog))
+    master = next(d for d in prog.decls if isinstance(d, S.MasterDecl))
+    p = master.pos
+    extra = attrs.evolve(master, body=attrs.evolve(
+        master.body, stmts=(L.CancelCheck(pos=p),) + master.body.stmts))
+    bad = attrs.evolve(prog, decls=tuple(extra if d is master else d
+                                         for d in prog.decls))
+    with pytest.raises(AssertionError, match="out of place"):
+        L.check_cancel_checks(bad)
+
+
+def test_codegen_polls_the_flag_only_in_functions_with_checks():
+    module = compile_module(CANCEL_PROGRAM)
+    fns = {f.name: str(f) for f in module.functions if f.blocks}
+    flag_users = {name for name, text in fns.items()
+                  if "@\"ms_cancel_flag_ptr\"()" in text}
+    # rec takes the flag's address from its callers (a hidden parameter);
+    # the master calls shared, which polls, so it finds the flag too.
+    assert flag_users == {"ms.fn.shared", "ms.fn.work", "ms.jobrun.work",
+                          "ms_master_main"}
+    for name in ("ms.fn.master_only", "ms.fn.master_rec", "ms.fn.calm"):
+        assert "load volatile" not in fns[name], name
+    assert fns["ms.fn.work"].count("load volatile") == 2
+    assert fns["ms.fn.rec"].count("load volatile") == 1
+    assert fns["ms.fn.rec"].startswith(
+        'define internal i64 @"ms.fn.rec"(i64 %".1", i64 %"stack.limit", '
+        'i32* %"cancel.flag")')
+    # One lookup of the flag's address per function, in its entry block.
+    assert fns["ms.fn.work"].count("ms_cancel_flag_ptr") == 1
+    master = fns["ms_master_main"]
+    assert "load volatile" not in master
+
+
+@pytest.mark.parametrize("opt", [1, 2, 3])
+def test_cancel_check_survives_optimization(opt):
+    """An endless loop keeps its poll of the flag and its way out through
+    ms_cancel_point at every level: LLVM may neither hoist the volatile
+    load nor drop the loop."""
+    module = compile_module("""
+        job int spin(int x) { while (true) { x += 1; } }
+        master { print(get(remote spin(1))); }""")
+    ref, _ = backend.optimize(module, opt)
+    text = str(ref.get_function("ms.jobrun.spin"))
+    assert "load volatile i32" in text
+    assert "call void @ms_cancel_point()" in text
+    loop_blocks = [b for b in ref.get_function("ms.jobrun.spin").blocks
+                   if "load volatile" in str(b)]
+    assert len(loop_blocks) == 1 and "br " in str(loop_blocks[0])
 
 
 LAYOUT_STRUCTS = """
