@@ -13,6 +13,11 @@ Values:
   field values in declaration order);
 - job<T>: a shared `Job` object, or None for an unset handle.
 
+Order of evaluation: SPEC 11, and the project's decisions in
+docs/language.md: in `lv = e` the bounds checks of lv come after e; reading
+`v[j]` (or `g[i][j]`) where j appends evaluates the indices first, then
+reads and checks the path.
+
 Value semantics: evaluating an expression always yields a value that no
 variable shares (reading a variable, element or field of aggregate type
 copies it deeply), so storing a value never needs another copy and later
@@ -43,6 +48,7 @@ from compiler.ir.surface import (
     CharVectorLit, Continue, DoubleLit, Empty, ExprStmt, FieldAccess, For,
     FuncDecl, If, Index, IntLit, JobStateLit, MasterDecl, Name, Remote,
     Return, StructDecl, Unary, VarDecl, While)
+from compiler.ir.walk import walk
 
 _LIBM = ctypes.CDLL("libm.so.6")
 for _name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor", "ceil",
@@ -146,6 +152,16 @@ def double_to_int(x: float) -> int:
     if x <= -9223372036854775808.0:
         return INT_MIN
     return int(x)  # truncates toward zero
+
+
+def _appends(node) -> bool:
+    return any(isinstance(n, Append) for n in walk(node))
+
+
+def _is_path(e) -> bool:
+    while isinstance(e, (Index, FieldAccess)):
+        e = e.base
+    return isinstance(e, Name)
 
 
 # ---------------------------------------------------------------- errors
@@ -412,6 +428,12 @@ class Interpreter:
         if k is Name:
             return env[e.name]
         if k is Index:
+            if _appends(e.index) and _is_path(e.base):
+                # docs/language.md: when j appends, v[j] evaluates the
+                # indices first, then reads and checks the path.
+                idx = self.indices(e, env)
+                container, key = self.locate(e, env, idx)
+                return container[key]
             vec = self.read(e.base, env)
             i = self.expr(e.index, env)
             self.check(e, i, vec)
