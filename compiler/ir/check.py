@@ -66,8 +66,11 @@ def check_refcounted(prog) -> None:
 
 
 def check_lowered(prog) -> None:
+    from compiler.ir import lowered, vectors
     from compiler.ir.surface import Remote
     check_typed(prog)
+    vectors.check_refcounted(prog)
+    lowered.check_cancel_checks(prog)
     for n in walk(prog):
         assert not isinstance(n, Remote), f"remote call left after lower-remote: {n}"
 
