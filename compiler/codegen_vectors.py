@@ -7,8 +7,8 @@ module context (`types`, `values`, `rt`).
 Places are evaluated in the two phases that vectors.py describes:
 `place(p)` runs phase 1 (the operands: indices, rvalue vectors, and the
 appends of vec-push, left to right; on a read path, `g[i][j]`, the read of
-g[i] with its bounds check too, before j, unless j appends) and returns phase 2, a function that
-emits the rest (loads of the vectors on the path, make-unique steps, bounds
+g[i] with its bounds check too, before j; when j appends, g[i] is held in a
+temp) and returns phase 2, a function that emits the rest (loads of the vectors on the path, make-unique steps, bounds
 checks) and returns (address, in_memory) — in_memory is False for a local
 variable's slot, where bool is i1, and True for elements and fields, where
 bool is i8. Phase 2 may be emitted more than once (a store-op whose value
@@ -183,18 +183,19 @@ class VectorEmitter:
     def _elem_place(self, p: V.ElemAddr):
         vec = p.vec
         inner = rvalue = None
-        if isinstance(vec, V.Load) and not _contains_push(p.index):
-            # A read path (g[i][j]): the vector g[i] is read, and i
-            # checked, before j is evaluated (left to right). When j
-            # appends, the read waits for phase 2, so that it cannot see a
-            # vector the append has moved.
-            rvalue = self.expr(vec)
-        elif isinstance(vec, (V.Load, V.MakeUnique)):
+        if isinstance(vec, V.MakeUnique):
             inner = self.place(vec.place)
         elif isinstance(vec, Name):
+            # Loaded in phase 2: j cannot append (else insert-refcounts
+            # would have held v in a temp), so nothing changes v before.
             slot = self.lookup_name(vec.name)
             inner = lambda: (slot, False)   # noqa: E731
         else:
+            # A read path (g[i][j]): the vector g[i] is read, and i
+            # checked, before j is evaluated (left to right). When j
+            # appends, vec is a temp holding a reference to that vector
+            # (insert-refcounts), which the append then copies rather
+            # than changes.
             rvalue = self.expr(vec)
         index = self.expr(p.index)
 

@@ -24,7 +24,7 @@ from compiler.errors import CompileError
 from compiler.ir import vectors as V
 from compiler.ir.printer import format_program
 from compiler.ir.surface import FuncDecl, MasterDecl, Name
-from compiler.ir.walk import walk
+from compiler.ir.walk import map_children, walk
 from compiler.passes import insert_refcounts, lower_vectors
 from compiler.pipeline import Source, run_pipeline
 from conftest import REPO
@@ -234,6 +234,45 @@ def test_borrow_before_append_in_same_call_is_protected():
     text = dump("int f(vector<int> a, vector<int> b) { return len(a); }\n"
                 "master { vector<int> v; print(f(v, v :: 1)); }")
     assert "(temp %1 (retain (name v)" in text
+
+
+def test_index_that_appends_holds_its_vector_first():
+    # SPEC 11: v is evaluated before the index; the held reference makes
+    # the append copy v, so the element is read from v's old value.
+    text = dump("master { vector<int> v; v :: 1;\n"
+                "  print(v[len(v :: 8) - 1]); }")
+    assert "(load (elem-addr (temp %1 (retain (name v)" in text
+    assert "(release-after [%1] (load (elem-addr" in text
+
+
+def test_nested_and_field_reads_whose_index_appends_hold_their_vector():
+    text = dump("struct S { vector<int> f; };\n"
+                "master { vector<vector<int>> g; struct S s;\n"
+                "  print(g[0][len(g[0] :: 5) - 1]);\n"
+                "  print(s->f[len(s->f :: 4) - 1]); }")
+    assert text.count("(elem-addr (temp %") == 2
+    assert text.count("(retain (load (elem-addr (name g)") == 1
+    assert text.count("(retain (load (field-addr (var-addr s)") == 1
+
+
+def test_index_that_cannot_append_takes_no_reference():
+    text = dump("master { vector<vector<int>> g; vector<int> v;\n"
+                "  print(g[0][len(v)]); print(v[len(g) - 1]); }")
+    assert "retain" not in text and "temp" not in text
+
+
+def test_checker_rejects_borrowed_vector_under_appending_index():
+    prog = counted("master { vector<int> v; print(v[len(v :: 8) - 1]); }")
+    V.check_refcounted(prog)
+
+    def unhold(n):
+        if isinstance(n, V.ElemAddr) and isinstance(n.vec, V.Temp):
+            return attrs.evolve(n, vec=n.vec.value.value)   # the plain name
+        if isinstance(n, V.ReleaseAfter):
+            return unhold(n.body)
+        return map_children(n, unhold)
+    with pytest.raises(AssertionError, match="index appends"):
+        V.check_refcounted(unhold(prog))
 
 
 def test_passes_do_not_mutate_their_input():

@@ -258,18 +258,17 @@ class Interpreter:
             return lambda: (lambda: env[p.name], lambda v: env.__setitem__(p.name, v))
         if isinstance(p, V.ElemAddr):
             vec = p.vec
-            pushes = any(isinstance(n, V.VecPush) for n in walk(p.index))
-            if isinstance(vec, V.Load) and not pushes:
-                # A read path: g[i] is read and checked before j.
-                read_vec = self.expr(vec, env)
-                inner = None
-            elif isinstance(vec, (V.Load, V.MakeUnique)):
+            if isinstance(vec, V.MakeUnique):
                 inner = self.prep(vec.place, env)
                 read_vec = None
             elif isinstance(vec, Name):
+                # Read in phase 2, as codegen does: the index cannot append
+                # (else vec would be a temp), so nothing changes v before.
                 inner = self.prep(V.VarAddr(name=vec.name, type=vec.type, pos=vec.pos), env)
                 read_vec = None
             else:
+                # A read path: g[i] is read and checked before j; when j
+                # appends, vec is a temp holding g[i] (insert-refcounts).
                 read_vec = self.expr(vec, env)
                 inner = None
             index = self.expr(p.index, env)

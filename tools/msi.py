@@ -13,10 +13,11 @@ Values:
   field values in declaration order);
 - job<T>: a shared `Job` object, or None for an unset handle.
 
-Order of evaluation: SPEC 11, and the project's decisions in
-docs/language.md: in `lv = e` the bounds checks of lv come after e; reading
-`v[j]` (or `g[i][j]`) where j appends evaluates the indices first, then
-reads and checks the path.
+Order of evaluation: SPEC 11, and the project's decision in
+docs/language.md that in `lv = e` the bounds checks of lv come after e.
+Reading `v[j]` evaluates v, then j, then checks: when j appends to v (or to
+anything v goes through), the element is read from v's value as it was
+before the append.
 
 Value semantics: evaluating an expression always yields a value that no
 variable shares (reading a variable, element or field of aggregate type
@@ -156,12 +157,6 @@ def double_to_int(x: float) -> int:
 
 def _appends(node) -> bool:
     return any(isinstance(n, Append) for n in walk(node))
-
-
-def _is_path(e) -> bool:
-    while isinstance(e, (Index, FieldAccess)):
-        e = e.base
-    return isinstance(e, Name)
 
 
 # ---------------------------------------------------------------- errors
@@ -428,13 +423,12 @@ class Interpreter:
         if k is Name:
             return env[e.name]
         if k is Index:
-            if _appends(e.index) and _is_path(e.base):
-                # docs/language.md: when j appends, v[j] evaluates the
-                # indices first, then reads and checks the path.
-                idx = self.indices(e, env)
-                container, key = self.locate(e, env, idx)
-                return container[key]
-            vec = self.read(e.base, env)
+            if _appends(e.index):
+                # SPEC 11: v is evaluated before j; a copy, so that j's
+                # append (which changes lists in place) cannot change it.
+                vec = self.expr(e.base, env)
+            else:
+                vec = self.read(e.base, env)
             i = self.expr(e.index, env)
             self.check(e, i, vec)
             return vec[i]

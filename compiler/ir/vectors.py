@@ -28,6 +28,9 @@ A place is evaluated in two phases: first the operands that compute it (an
 element's INDEX, and VEC when VEC is not read from a place), left to right;
 then, when the operation needs the address, the loads of the vectors it goes
 through, their bounds checks and (after insert-refcounts) make-unique steps.
+On a read path (an elem-addr whose VEC is not a make-unique) VEC is a value
+evaluated in phase 1, before INDEX (SPEC 11); when INDEX appends, that value
+is held in a temporary (insert-refcounts), so the append cannot change it.
 Store and store-op evaluate their VALUE between the two phases, which gives
 SPEC section 11's order for `lv = e` (indices of lv, then e) and keeps every
 address valid even when e appends to the vector lv goes through. A store-op
@@ -82,8 +85,10 @@ FieldAccess or Append remains; every expression is typed; an Assign targets
 a Name; place nodes occur only in place positions; every elem-addr carries
 a bounds-check; field indices match their struct's declaration; after
 insert-refcounts, every temp ID is released by exactly one enclosing
-release-after, and the vector operand of an elem-addr on the path of a
-store, store-op or vec-push is a make-unique (never a plain load).
+release-after, the vector operand of an elem-addr on the path of a
+store, store-op or vec-push is a make-unique (never a plain load), and
+the vector operand of an elem-addr on a read path whose INDEX contains a
+vec-push is a temp (or a string literal), never a borrowed read.
 """
 from __future__ import annotations
 
@@ -93,9 +98,9 @@ import attrs
 
 from compiler.errors import Pos
 from compiler.ir import types as T
-from compiler.ir.surface import (Append, Assign, Expr, FieldAccess, Index,
-                                 Name, Node, Stmt, node, pos_field,
-                                 type_field)
+from compiler.ir.surface import (Append, Assign, CharVectorLit, Expr,
+                                 FieldAccess, Index, Name, Node, Stmt, node,
+                                 pos_field, type_field)
 from compiler.ir.walk import children, walk
 
 
@@ -395,4 +400,8 @@ def check_refcounted(prog) -> None:
             for ea in _write_paths(n.place):
                 assert not isinstance(ea.vec, Load), \
                     f"write through a vector without make-unique: {n}"
+        if isinstance(n, ElemAddr) and not isinstance(n.vec, MakeUnique) \
+                and any(isinstance(m, VecPush) for m in walk(n.index)):
+            assert isinstance(n.vec, (Temp, CharVectorLit)), \
+                f"element read whose index appends, from a borrowed vector: {n}"
     assert made == released, f"temporaries made {made} != released {released}"

@@ -50,7 +50,14 @@ Borrowed values and appends. The only expression that changes a variable
 is vec-push (`::`). When a borrowed operand of a consumer is followed by
 an operand that contains a vec-push (`f(v, v :: 1)`), the borrowed operand
 is retained into a temporary first, since the append may move or change
-the vector it points to.
+the vector it points to. The same holds for an element read whose index
+appends (`v[len(v :: 8) - 1]`, `g[0][len(g[0] :: 5) - 1]`,
+`s->f[len(s->f :: 1) - 1]`): its vector is an operand evaluated before the
+index (SPEC 11), so it is read and retained into a temporary first,
+`(elem-addr (temp %N (retain V)) INDEX ...)`; the append then finds that
+vector shared and copies it, and the element is read from the value held,
+as it was before the append (SPEC 3). An index that cannot append (the
+common case) costs no reference counting.
 
 Elided (provably unneeded) reference counting:
 - temporaries moved into place: an owned value flowing into an owning sink
@@ -66,7 +73,8 @@ Elided (provably unneeded) reference counting:
 
 Afterwards (compiler/ir/vectors.py:check_refcounted): every temp is
 released by exactly one enclosing release-after; no write goes through a
-vector read with a plain load.
+vector read with a plain load; an element read whose index appends reads a
+vector held in a temporary (or a string literal).
 """
 from __future__ import annotations
 
@@ -236,8 +244,10 @@ class _Body:
         if isinstance(p, V.VarAddr):
             return p, ()
         if isinstance(p, V.ElemAddr):
-            (vec,), temps = self.operands([self.expr(p.vec)])
-            index = self.owned(self.expr(p.index))
+            # The vector, then the index (SPEC 11): an index that appends
+            # makes operands() hold the vector first (see the docstring).
+            (vec, index), temps = self.operands([self.expr(p.vec),
+                                                 self.expr(p.index)])
             return attrs.evolve(p, vec=vec, index=index), temps
         if isinstance(p, V.FieldAddr):
             base, temps = self.read_place(p.base)
