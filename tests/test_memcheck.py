@@ -31,7 +31,8 @@ pytestmark = pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed
 # A representative subset: strings, copies, nested writes, temporaries,
 # scope exits, and jobs with vectors, strings and structs both ways.
 MASTER_ONLY = ["strings", "temporaries", "scope-exits", "append-self",
-               "struct-loop", "string-build"]
+               "struct-loop", "string-build", "index-append-old-value",
+               "index-append-nested"]
 WITH_JOBS = ["remote-values", "remote-nested", "handles-dropped"]
 
 
