@@ -22,16 +22,95 @@ void msv_check_stack(void)
         ms_runtime_error(0, 0, "stack overflow");
 }
 
-/* Bytes for a vector of `cap` elements of `elem_size` bytes, or 0 when that
- * does not fit in a size_t (or a negative capacity is asked for). */
+/* ---------------------------------------------------- tracking (slave)
+ *
+ * Each thread has a circular list of the vectors it allocated while
+ * tracking was on, through the msv_node in front of each vector (see
+ * values.h). tl_list is its sentinel; tracking is on exactly when
+ * tl_list.next is non-NULL, and a linked node always has non-NULL prev and
+ * next (the sentinel closes the circle), so unlinking needs no test of the
+ * thread's state. No lock: values never leave the thread that made them
+ * (ms_abi.h, part C), so only this thread reaches its list and the nodes
+ * on it. The cost on the normal path is one thread-local load and branch
+ * per allocation, one load and branch per free. */
+static _Thread_local msv_node tl_list;
+_Static_assert(sizeof(msv_node) == 16, "the node keeps malloc's 16-byte alignment");
+
+#define NODE_OF(v) ((msv_node *)(v) - 1)
+#define VEC_OF(n) ((ms_vec *)((msv_node *)(n) + 1))
+
+/* n: a new node; links it when this thread tracks, else marks it unlinked. */
+static inline void node_link(msv_node *n)
+{
+    msv_node *head = &tl_list;
+    if (head->next) {
+        n->prev = head;
+        n->next = head->next;
+        head->next->prev = n;
+        head->next = n;
+    } else {
+        n->prev = n->next = NULL;
+    }
+}
+
+static inline void node_unlink(msv_node *n)
+{
+    if (n->prev) {
+        n->prev->next = n->next;
+        n->next->prev = n->prev;
+    }
+}
+
+/* Empties this thread's list: frees its vectors (free_all) or only unlinks
+ * them. Returns how many there were. */
+static int64_t list_clear(int free_all)
+{
+    msv_node *head = &tl_list;
+    int64_t n = 0;
+    if (!head->next)
+        return 0;
+    for (msv_node *p = head->next, *next; p != head; p = next, n++) {
+        next = p->next;
+        if (free_all) {
+            free(p);
+        } else {
+            p->prev = p->next = NULL;
+        }
+    }
+    head->prev = head->next = head;
+    return n;
+}
+
+void ms_values_track_begin(void)
+{
+    list_clear(0);
+    tl_list.prev = tl_list.next = &tl_list;
+}
+
+int64_t ms_values_track_end(int free_all)
+{
+    int64_t n = list_clear(free_all);
+    tl_list.prev = tl_list.next = NULL;
+    return n;
+}
+
+/* ------------------------------------------------ the allocator pair
+ *
+ * msv_alloc, vec_grow and msv_free are the only places vectors are
+ * allocated, reallocated and freed (strings.c and codec.c allocate through
+ * msv_alloc; nothing frees a vector but msv_free). */
+
+/* Bytes for a vector of `cap` elements of `elem_size` bytes with its hidden
+ * node, or 0 when that does not fit in a size_t (or a negative capacity is
+ * asked for). */
 static size_t vec_bytes(uint32_t elem_size, int64_t cap)
 {
+    const size_t head = sizeof(msv_node) + sizeof(ms_vec);
     if (cap < 0)
         return 0;
-    if (elem_size != 0 &&
-        (uint64_t)cap > (SIZE_MAX - sizeof(ms_vec)) / elem_size)
+    if (elem_size != 0 && (uint64_t)cap > (SIZE_MAX - head) / elem_size)
         return 0;
-    return sizeof(ms_vec) + (size_t)cap * elem_size;
+    return head + (size_t)cap * elem_size;
 }
 
 ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap)
@@ -39,14 +118,48 @@ ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap)
     size_t bytes = vec_bytes(elem_size, cap);
     if (bytes == 0 || len < 0 || len > cap)
         msv_oom();
-    ms_vec *v = malloc(bytes);
-    if (!v)
+    msv_node *n = malloc(bytes);
+    if (!n)
         msv_oom();
-    ms_hint_huge(v, bytes);
+    ms_hint_huge(n, bytes);
+    node_link(n);
+    /* malloc's alignment (16) is kept: the node is 16 bytes. */
+    ms_vec *v = VEC_OF(n);
     v->refcount = 1;
     v->len = len;
     v->cap = cap;
     return v;
+}
+
+/* v: a vector msv_alloc made, unique (refcount 1), transferred in; grown
+ * to capacity cap >= v->len and returned (owned by the caller), relinked
+ * at its new address when it is in this thread's list. When realloc fails,
+ * v is left as it was (still linked) and "out of memory" is raised. */
+static ms_vec *vec_grow(ms_vec *v, uint32_t elem_size, int64_t cap)
+{
+    size_t bytes = vec_bytes(elem_size, cap);
+    if (bytes == 0)
+        msv_oom();
+    msv_node *n = realloc(NODE_OF(v), bytes);
+    if (!n)
+        msv_oom();
+    /* The neighbours (the sentinel at least) still point at the old
+     * address; they are fixed before anything can raise. */
+    if (n->prev) {
+        n->prev->next = n;
+        n->next->prev = n;
+    }
+    ms_hint_huge(n, bytes);
+    ms_vec *g = VEC_OF(n);
+    g->cap = cap;
+    return g;
+}
+
+void msv_free(ms_vec *v)
+{
+    msv_node *n = NODE_OF(v);
+    node_unlink(n);
+    free(n);
 }
 
 /* Borrowed vt; returns a new vector (owned by the caller), or NULL when len
@@ -155,7 +268,7 @@ static void drop_refs(const ms_type *t, void *p, ms_vec **dead)
             if (t->elem->has_refs)
                 push_dead(dead, t, v);
             else
-                free(v);
+                msv_free(v);
         }
         break;
     }
@@ -195,7 +308,7 @@ static void drain_dead(ms_vec *dead)
             for (int64_t i = 0; i < n; i++)
                 drop_refs(et, data + (size_t)i * et->size, &dead);
         }
-        free(v);
+        msv_free(v);
     }
 }
 
@@ -205,7 +318,7 @@ void ms_vec_release(const ms_type *vt, ms_vec *v)
     if (!v || v->refcount >= MS_RC_IMMORTAL || --v->refcount != 0)
         return;
     if (!vt->elem->has_refs) {
-        free(v);
+        msv_free(v);
         return;
     }
     ms_vec *dead = NULL;
@@ -281,16 +394,7 @@ void *ms_vec_push(const ms_type *vt, ms_vec **vp)
         vec_unshare(v);
         v = n;
     } else if (v->len == v->cap) {
-        int64_t cap = grown_cap(v->cap);
-        size_t bytes = vec_bytes(esz, cap);
-        if (bytes == 0)
-            msv_oom();
-        ms_vec *n = realloc(v, bytes);
-        if (!n)
-            msv_oom();
-        ms_hint_huge(n, bytes);
-        v = n;
-        v->cap = cap;
+        v = vec_grow(v, esz, grown_cap(v->cap));
     }
     *vp = v;
     unsigned char *elem = MSV_DATA(v) + (size_t)v->len * esz;
@@ -349,18 +453,10 @@ void ms_vec_append_all(const ms_type *vt, ms_vec **vp, const ms_vec *b)
             int64_t cap = a->cap > INT64_MAX / 2 ? n : a->cap * 2;
             if (cap < n)
                 cap = n;
-            size_t bytes = vec_bytes(et->size, cap);
-            if (bytes == 0)
-                msv_oom();
             int self = b == a;
-            ms_vec *g = realloc(a, bytes);
-            if (!g)
-                msv_oom();
-            ms_hint_huge(g, bytes);
-            g->cap = cap;
-            a = g;
+            a = vec_grow(a, et->size, cap);
             if (self)
-                b = g;
+                b = a;
         }
         src = MSV_DATA(b);
     } else {

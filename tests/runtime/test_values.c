@@ -15,6 +15,7 @@
  * Exits 0 when every check passes, 1 otherwise. */
 #define _GNU_SOURCE
 #include <math.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,14 @@
 #include <unistd.h>
 
 #include "ms_abi.h"
+#include "values.h" /* vector tracking and the hidden msv_node */
 
 static int failures;
+
+/* A job run the way a slave's worker runs one (see run_tracked): a runtime
+ * error raised while job_armed longjmps to job_jb (stub build). */
+static jmp_buf job_jb;
+static volatile int job_armed;
 #define CHECK(c)                                                             \
     do {                                                                     \
         if (!(c)) {                                                          \
@@ -45,6 +52,10 @@ static long stub_handle_count; /* retains minus releases of non-NULL handles */
 
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
 {
+    if (job_armed) {
+        job_armed = 0;
+        longjmp(job_jb, 1);
+    }
     fprintf(stderr, "test:%d:%d: runtime error: %s\n", line, col, msg);
     fflush(stderr);
     _exit(1);
@@ -954,6 +965,326 @@ static void test_codec_hostile(void)
     }
 }
 
+/* ====================================================== tracking
+ *
+ * The slave turns on vector tracking around each job (values.h) so that a
+ * job abandoned by a longjmp does not leak its vectors. */
+
+#define NODE(v) ((msv_node *)(v) - 1)
+
+/* The number of vectors in the list v (borrowed) is linked into, walking
+ * the whole circle and checking that every neighbour points back; -1 when
+ * v is not linked, -2 when the list is broken. */
+static int64_t list_len_via(const ms_vec *v)
+{
+    msv_node *start = NODE(v), *p = start;
+    if (!start->prev)
+        return start->next ? -2 : -1;
+    int64_t n = 0;
+    do {
+        if (p->next->prev != p || p->prev->next != p)
+            return -2;
+        p = p->next;
+        if (++n > 100000000)
+            return -2;
+    } while (p != start);
+    return n - 1; /* the sentinel is not a vector */
+}
+
+static int unlinked(const ms_vec *v)
+{
+    return NODE(v)->prev == NULL && NODE(v)->next == NULL;
+}
+
+static void test_track_links(void)
+{
+    CHECK(ms_values_track_end(0) == 0); /* off: nothing to end */
+    ms_vec *off = str("made while off");
+    CHECK(unlinked(off));
+
+    ms_values_track_begin();
+    ms_vec *a = str("abc");
+    CHECK(list_len_via(a) == 1);
+    ms_vec *b = ms_vec_new(&T_VINT, 3);
+    ms_vec *c = ms_str_int(42);
+    ms_vec *d = ms_vec_concat(&T_STR, a, c);
+    CHECK(str_is(d, "abc42") && list_len_via(a) == 4 && list_len_via(d) == 4);
+    /* Copy-on-write links the copy. */
+    ms_vec *e = a;
+    ms_value_retain(&T_STR, &e);
+    *DATA(ms_vec_unique(&T_STR, &e)) = 'x';
+    CHECK(e != a && str_is(e, "xbc") && list_len_via(a) == 5);
+    /* Releasing unlinks, from the middle and from either end. */
+    ms_vec_release(&T_STR, d);
+    CHECK(list_len_via(a) == 4 && list_len_via(e) == 4);
+    ms_vec_release(&T_STR, e);
+    CHECK(list_len_via(a) == 3);
+    /* A vector made while tracking was off leaves the list alone. */
+    ms_vec_release(&T_STR, off);
+    CHECK(list_len_via(a) == 3);
+    /* Nested values die through the dead list: each one is unlinked. */
+    ms_vec *vs = NULL;
+    for (int i = 0; i < 3; i++)
+        *(ms_vec **)ms_vec_push(&T_VSTR, &vs) = ms_str_int(i);
+    CHECK(list_len_via(a) == 7);
+    ms_buf buf = { 0 };
+    ms_value_encode(&T_VSTR, &vs, &buf);
+    ms_vec *decoded = NULL;
+    ms_reader r = { buf.data, buf.len, 0 };
+    ms_value_decode(&T_VSTR, &r, &decoded);
+    buf_free(&buf);
+    CHECK(ms_value_eq(&T_VSTR, &vs, &decoded) && list_len_via(a) == 11);
+    ms_vec_release(&T_VSTR, vs);
+    ms_value_release(&T_VSTR, &decoded);
+    CHECK(list_len_via(a) == 3 && list_len_via(b) == 3);
+
+    /* Ending without free_all unlinks the survivors, which stay valid and
+     * are freed later as usual. */
+    CHECK(ms_values_track_end(0) == 3);
+    CHECK(unlinked(a) && unlinked(b) && unlinked(c));
+    CHECK(str_is(a, "abc") && str_is(c, "42") && b->len == 3);
+    ms_vec *after = str("after");
+    CHECK(unlinked(after));
+    ms_vec_release(&T_STR, a);
+    ms_vec_release(&T_VINT, b);
+    ms_vec_release(&T_STR, c);
+    ms_vec_release(&T_STR, after);
+
+    /* Beginning again while on starts an empty list, unlinking the old. */
+    ms_values_track_begin();
+    ms_vec *old = str("old");
+    ms_values_track_begin();
+    CHECK(unlinked(old));
+    ms_vec *fresh = str("fresh");
+    CHECK(list_len_via(fresh) == 1);
+    ms_vec_release(&T_STR, old);
+    ms_vec_release(&T_STR, fresh);
+    CHECK(ms_values_track_end(0) == 0);
+}
+
+/* Growth by realloc moves vectors: each one is relinked at its new
+ * address, with neighbours that move too. */
+static void test_track_realloc(void)
+{
+    ms_values_track_begin();
+    ms_vec *w = NULL, *x = NULL, *s = str("ab");
+    int ok = 1;
+    for (int64_t i = 0; i < 20000; i++) {
+        *(int64_t *)ms_vec_push(&T_VINT, &w) = i;
+        if (i % 3 == 0)
+            *(uint8_t *)ms_vec_push(&T_STR, &x) = (uint8_t)('a' + i % 26);
+        ok &= list_len_via(w) == (x ? 3 : 2);
+    }
+    CHECK(ok && w->len == 20000 && ((int64_t *)DATA(w))[19999] == 19999);
+    for (int i = 0; i < 12; i++) { /* s += s: grows in place */
+        ms_vec_append_all(&T_STR, &s, s);
+        ok &= list_len_via(s) == 3 && list_len_via(x) == 3;
+    }
+    CHECK(ok && s->len == 2 << 12 && DATA(s)[s->len - 1] == 'b');
+    ms_vec_append_all(&T_STR, &x, s); /* x += s: grows past doubling */
+    CHECK(list_len_via(x) == 3 && list_len_via(w) == 3);
+    ms_vec_release(&T_VINT, w);
+    ms_vec_release(&T_STR, x);
+    ms_vec_release(&T_STR, s);
+    CHECK(ms_values_track_end(0) == 0);
+
+    /* A vector made before tracking, grown while tracking, stays out. */
+    ms_vec *pre = NULL;
+    *(int64_t *)ms_vec_push(&T_VINT, &pre) = 1;
+    ms_values_track_begin();
+    for (int i = 0; i < 100; i++)
+        *(int64_t *)ms_vec_push(&T_VINT, &pre) = i;
+    CHECK(unlinked(pre) && ms_values_track_end(1) == 0);
+    ms_vec_release(&T_VINT, pre);
+}
+
+/* ---- jobs: run like a slave worker runs them */
+
+static ms_vec *job_kept; /* a vector a job leaves behind on purpose */
+
+/* Runs body with tracking on. Normal finish: returns what
+ * ms_values_track_end(0) counts. Failure (a longjmp to job_jb): *failed is
+ * set and the job's vectors are freed with ms_values_track_end(1), whose
+ * count is returned. */
+static int64_t run_tracked(void (*body)(void), int *failed)
+{
+    ms_values_track_begin();
+    job_armed = 1;
+    if (setjmp(job_jb) == 0) {
+        body();
+        job_armed = 0;
+        *failed = 0;
+        return ms_values_track_end(0);
+    }
+    *failed = 1;
+#ifdef MS_TEST_LOCAL_STUBS
+    stub_stack_limit = 0;
+#endif
+    return ms_values_track_end(1);
+}
+
+/* Fails the running job: a real runtime error in the stub build, where
+ * ms_runtime_error longjmps to the job; with the real library (a master,
+ * whose runtime errors exit) the same longjmp, done directly. */
+static _Noreturn void fail_job(void)
+{
+#ifdef MS_TEST_LOCAL_STUBS
+    ms_index_error(5, 2, 1, 1);
+#else
+    job_armed = 0;
+    longjmp(job_jb, 1);
+#endif
+}
+
+/* Builds values of many shapes, all owned by the job's "frames" (locals
+ * the longjmp abandons), some in the middle of growing. */
+static void build_values(ms_vec **keep)
+{
+    ms_vec *grid = NULL; /* vector<vector<int>> */
+    for (int i = 0; i < 40; i++) {
+        ms_vec *row = NULL;
+        for (int j = 0; j < 40; j++)
+            *(int64_t *)ms_vec_push(&T_VINT, &row) = i * j;
+        *(ms_vec **)ms_vec_push(&T_VVINT, &grid) = row;
+    }
+    ms_vec *items = NULL; /* vector<Item>, shared strings */
+    ms_vec *name = str("shared");
+    for (int i = 0; i < 30; i++) {
+        Item *it = ms_vec_push(&T_VITEM, &items);
+        it->id = i;
+        it->name = i % 2 ? HELLO : name;
+        if (i % 2 == 0)
+            ms_value_retain(&T_STR, &name);
+    }
+    ms_vec *text = NULL;
+    for (int i = 0; i < 200; i++) {
+        ms_vec *part = ms_str_double(i * 0.5);
+        ms_vec_append_all(&T_STR, &text, part);
+        ms_vec_release(&T_STR, part);
+    }
+    ms_buf buf = { 0 };
+    ms_value_encode(&T_VVINT, &grid, &buf);
+    ms_reader r = { buf.data, buf.len, 0 };
+    ms_vec *copy = NULL;
+    ms_value_decode(&T_VVINT, &r, &copy);
+    buf_free(&buf);
+    ms_vec *shared = grid; /* a second reference: refcount 2 */
+    ms_value_retain(&T_VVINT, &shared);
+    ms_vec *deep = deep_list(1000);
+    keep[0] = grid, keep[1] = items, keep[2] = name, keep[3] = text;
+    keep[4] = copy, keep[5] = shared, keep[6] = deep;
+}
+
+static void job_fails_index(void)
+{
+    ms_vec *mine[7];
+    build_values(mine);
+    fail_job();
+}
+
+static void job_finishes(void)
+{
+    ms_vec *mine[7];
+    build_values(mine);
+    ms_vec_release(&T_VVINT, mine[0]);
+    ms_vec_release(&T_VITEM, mine[1]);
+    ms_vec_release(&T_STR, mine[2]);
+    ms_vec_release(&T_STR, mine[3]);
+    ms_vec_release(&T_VVINT, mine[4]);
+    ms_vec_release(&T_VVINT, mine[5]);
+    ms_vec_release(&T_VNODE, mine[6]);
+}
+
+static void job_keeps_one(void)
+{
+    job_finishes();
+    job_kept = str("kept");
+}
+
+#ifdef MS_TEST_LOCAL_STUBS
+/* Out of memory raised inside the runtime, after the job built values. */
+static void job_fails_oom(void)
+{
+    ms_vec *mine[7];
+    build_values(mine);
+    ms_vec_new(&T_VINT, INT64_MAX / 4);
+}
+
+static uint8_t *deep_bytes;
+static uint64_t deep_len;
+
+/* Stack overflow raised in the middle of decoding a deep value, with the
+ * levels decoded so far allocated and not yet stored anywhere else. */
+static void job_fails_decode(void)
+{
+    ms_vec *v = NULL;
+    ms_reader r = { deep_bytes, deep_len, 0 };
+    stub_stack_limit = (uintptr_t)__builtin_frame_address(0) - 16 * 1024;
+    ms_value_decode(&T_VNODE, &r, &v);
+}
+#endif
+
+static void test_track_jobs(void)
+{
+    int failed;
+    int64_t n = run_tracked(job_fails_index, &failed);
+    /* grid 41, items 1, name 1, text 1, copy 41, deep 1000 (shared is
+     * grid); HELLO is never counted. */
+    CHECK(failed && n == 41 + 1 + 1 + 1 + 41 + 1000);
+    CHECK(LIT_HELLO.h.refcount == MS_RC_IMMORTAL && str_is(HELLO, "hello"));
+    ms_vec *after = str("after");
+    CHECK(unlinked(after)); /* tracking is off again */
+    ms_vec_release(&T_STR, after);
+
+    n = run_tracked(job_finishes, &failed);
+    CHECK(!failed && n == 0);
+    n = run_tracked(job_keeps_one, &failed);
+    CHECK(!failed && n == 1 && unlinked(job_kept) && str_is(job_kept, "kept"));
+    ms_vec_release(&T_STR, job_kept);
+
+    /* Many failing jobs in a row: each one's vectors are freed (valgrind
+     * would report any of them as definitely lost). */
+    int all = 1;
+    for (int i = 0; i < 20; i++)
+        all &= run_tracked(job_fails_index, &failed) == 1085 && failed;
+    CHECK(all);
+#ifdef MS_TEST_LOCAL_STUBS
+    n = run_tracked(job_fails_oom, &failed);
+    CHECK(failed && n == 1085);
+
+    ms_vec *deep = deep_list(3000);
+    ms_buf buf = { 0 };
+    ms_value_encode(&T_VNODE, &deep, &buf);
+    ms_vec_release(&T_VNODE, deep);
+    deep_bytes = buf.data, deep_len = buf.len;
+    n = run_tracked(job_fails_decode, &failed);
+    CHECK(failed && n > 1 && n < 3000);
+    buf_free(&buf);
+#endif
+}
+
+/* Immortal vectors are never linked, freed or written, even by free_all. */
+static void test_track_immortal(void)
+{
+    ms_values_track_begin();
+    ms_vec *h = HELLO;
+    ms_value_retain(&T_STR, &h);
+    ms_vec *h2 = HELLO;
+    *(uint8_t *)ms_vec_push(&T_STR, &h2) = '!'; /* a linked copy */
+    ms_vec *h3 = NULL;
+    ms_vec_append_all(&T_STR, &h3, HELLO);      /* shares HELLO */
+    CHECK(h3 == HELLO);
+    ms_vec_append_all(&T_STR, &h3, HELLO);      /* a linked copy */
+    ms_vec *list = NULL;
+    *(ms_vec **)ms_vec_push(&T_VSTR, &list) = HELLO;
+    ms_vec_release(&T_STR, HELLO);
+    CHECK(str_is(h2, "hello!") && str_is(h3, "hellohello"));
+    CHECK(list_len_via(h2) == 3);
+    CHECK(ms_values_track_end(1) == 3);
+    CHECK(LIT_HELLO.h.refcount == MS_RC_IMMORTAL && LIT_HELLO.h.len == 5 &&
+          str_is(HELLO, "hello"));
+}
+
 static const struct { const char *name; void (*run)(void); } CASES[] = {
     { "index", case_index }, { "index_neg", case_index_neg },
     { "huge_new", case_huge_new }, { "too_long", case_too_long },
@@ -986,6 +1317,10 @@ static int run_tests(void)
     test_errors();
     test_codec_layout();
     test_codec_hostile();
+    test_track_links();
+    test_track_realloc();
+    test_track_jobs();
+    test_track_immortal();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return failures;

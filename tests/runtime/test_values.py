@@ -1,7 +1,8 @@
 """Builds and runs tests/runtime/test_values.c, the unit test of the value
 runtime (runtime/c/values.c, strings.c, codec.c): plainly, under ASan and
 UBSan, under valgrind (no invalid reads or writes, no definitely-lost
-bytes), and linked against the real runtime library when it is built."""
+bytes; the tracking tests free a failed job's vectors, so leaks there show
+up here), and linked against the real runtime library when it is built."""
 import os
 import pathlib
 import shutil
