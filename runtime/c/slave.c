@@ -3,12 +3,13 @@
  * ms_job_table[ordinal - 1].run. A runtime error in a job longjmps back to
  * its worker (ms_runtime_error), which reports the job failed and goes on.
  *
- * Threads: `threads` + 1 workers, made once. Idle workers wait in
- * epoll_wait on the master's socket and a "kick" eventfd, both registered
- * EPOLLEXCLUSIVE, so the kernel wakes one of them when a message arrives.
- * That worker reads (under S.rlock), queues the jobs, answers control
- * messages, then runs a job itself: a job starts on the thread that read it,
- * with no thread switch on the way in. A worker that takes a job and sees
+ * Threads: `threads` + 1 workers, made once. Idle workers wait in one
+ * epoll set on the master's socket (edge-triggered) and a "kick" eventfd,
+ * so the kernel wakes one of them when a message arrives. That worker
+ * reads until the socket is drained (under S.rlock), queues the jobs,
+ * answers control messages, then runs a job itself: a job starts on the
+ * thread that read it (no thread switch on the way in), and its result
+ * goes out from that thread with one send. A worker that takes a job and sees
  * more waiting kicks the eventfd, which wakes another idle one. At most
  * `threads` jobs run at once, so one worker is always left waiting to read.
  * Whoever has a message to send appends it to S.out; one sender at a time
@@ -574,15 +575,16 @@ static void read_failed(ssize_t n)
 }
 
 /* Read more of the big message (caller holds S.rlock) until it is whole
- * (then queue its job) or the socket has nothing more for now. */
-static void read_big(void)
+ * (then queue its job and return 1) or the socket has nothing more for now
+ * (return 0). */
+static int read_big(void)
 {
     while (S.big_have < S.big.length) {
         ssize_t n = recv(S.fd, S.big_data + S.big_have,
                          (size_t)(S.big.length - S.big_have), MSG_DONTWAIT);
         if (n <= 0) {
             read_failed(n);
-            return;
+            return 0;
         }
         S.big_have += (uint64_t)n;
         S.t_recv = ms_now_ms();
@@ -590,64 +592,68 @@ static void read_big(void)
     uint8_t *data = S.big_data;
     S.big_data = NULL;
     queue_task(S.big, data, data);
+    return 1;
 }
 
 /* Read what the master sent and act on every whole message: queue jobs,
- * handle control messages. */
+ * handle control messages. The socket is edge-triggered (one worker wakes
+ * per arrival, not every idle one in turn), so this reads until the socket
+ * is drained: a read that fills less than the room it was given took all
+ * there was, and whatever arrives later wakes a worker again. */
 static void read_master(void)
 {
     pthread_mutex_lock(&S.rlock);
-    if (S.big_data) {
-        read_big();
+    for (;;) {
         if (S.big_data) {
-            pthread_mutex_unlock(&S.rlock);
-            return;
+            if (!read_big())
+                break; /* drained */
+            continue;  /* more may follow it */
         }
-    }
-    if (S.in_off == S.in.len) {
-        S.in_off = S.in.len = 0;
-    } else if (S.in_off > 0 && S.in.cap - S.in.len < READ_CHUNK) {
-        memmove(S.in.data, S.in.data + S.in_off, S.in.len - S.in_off);
-        S.in.len -= S.in_off;
-        S.in_off = 0;
-    }
-    ms_buf_reserve(&S.in, READ_CHUNK);
-    ssize_t n = recv(S.fd, S.in.data + S.in.len, S.in.cap - S.in.len,
-                     MSG_DONTWAIT);
-    if (n <= 0) {
-        read_failed(n);
-        pthread_mutex_unlock(&S.rlock);
-        return;
-    }
-    S.in.len += (uint64_t)n;
-    S.t_recv = ms_now_ms();
-    while (S.in.len - S.in_off >= MS_HDR_LEN) {
-        ms_header h = ms_header_decode(S.in.data + S.in_off);
-        if (h.length > S.max_message)
-            violation("message of %" PRIu32 " bytes is over the limit of %"
-                      PRIu32 " bytes",
-                      h.length, S.max_message);
-        uint64_t avail = S.in.len - S.in_off - MS_HDR_LEN;
-        if (avail < h.length) {
-            if (h.ordinal != 0 && h.length >= BIG_MESSAGE) {
-                /* The length passed the limit check above, so this buffer
-                 * is at most max_message bytes. */
-                S.big = h;
-                S.big_data = ms_xmalloc(h.length);
-                ms_hint_huge(S.big_data, h.length);
-                S.big_have = avail;
-                memcpy(S.big_data, S.in.data + S.in_off + MS_HDR_LEN, avail);
-                S.in_off = S.in.len;
-                read_big();
-                if (S.big_data)
-                    break;
-                continue;
+        if (S.in_off == S.in.len) {
+            S.in_off = S.in.len = 0;
+        } else if (S.in_off > 0 && S.in.cap - S.in.len < READ_CHUNK) {
+            memmove(S.in.data, S.in.data + S.in_off, S.in.len - S.in_off);
+            S.in.len -= S.in_off;
+            S.in_off = 0;
+        }
+        ms_buf_reserve(&S.in, READ_CHUNK);
+        size_t room = (size_t)(S.in.cap - S.in.len);
+        ssize_t n = recv(S.fd, S.in.data + S.in.len, room, MSG_DONTWAIT);
+        if (n <= 0) {
+            read_failed(n);
+            break; /* drained (or another worker read it first) */
+        }
+        S.in.len += (uint64_t)n;
+        S.t_recv = ms_now_ms();
+        int more = (size_t)n == room;
+        while (S.in.len - S.in_off >= MS_HDR_LEN) {
+            ms_header h = ms_header_decode(S.in.data + S.in_off);
+            if (h.length > S.max_message)
+                violation("message of %" PRIu32 " bytes is over the limit of %"
+                          PRIu32 " bytes",
+                          h.length, S.max_message);
+            uint64_t avail = S.in.len - S.in_off - MS_HDR_LEN;
+            if (avail < h.length) {
+                if (h.ordinal != 0 && h.length >= BIG_MESSAGE) {
+                    /* The length passed the limit check above, so this
+                     * buffer is at most max_message bytes. */
+                    S.big = h;
+                    S.big_data = ms_xmalloc(h.length);
+                    ms_hint_huge(S.big_data, h.length);
+                    S.big_have = avail;
+                    memcpy(S.big_data, S.in.data + S.in_off + MS_HDR_LEN,
+                           avail);
+                    S.in_off = S.in.len;
+                    more = 1; /* read_big reads on until drained or whole */
+                }
+                break;
             }
-            break;
+            const uint8_t *p = S.in.data + S.in_off + MS_HDR_LEN;
+            S.in_off += MS_HDR_LEN + (uint64_t)h.length;
+            handle_message(h, p);
         }
-        const uint8_t *p = S.in.data + S.in_off + MS_HDR_LEN;
-        S.in_off += MS_HDR_LEN + (uint64_t)h.length;
-        handle_message(h, p);
+        if (!more)
+            break;
     }
     pthread_mutex_unlock(&S.rlock);
 }
@@ -882,9 +888,15 @@ int main(int argc, char **argv)
     S.kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
     if (S.kickfd < 0)
         ms_fatal("eventfd: %s", strerror(errno));
+    /* The socket is edge-triggered: level-triggered, an event taken by
+     * one worker is put back and wakes the next idle one, and so on, each
+     * finding nothing to read. The kick eventfd stays level-triggered (a
+     * semaphore: every kick must wake a worker, even two kicks that come
+     * before any worker looks). */
     int fds[2] = {S.fd, S.kickfd};
+    uint32_t trig[2] = {EPOLLET, 0};
     for (int i = 0; i < 2; i++) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE | trig[i],
                                  .data.fd = fds[i]};
         if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
             ms_fatal("epoll_ctl: %s", strerror(errno));

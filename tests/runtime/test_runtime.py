@@ -242,13 +242,17 @@ def test_big_arguments_among_small_jobs(procs, bins):
     m = master(procs, bins, "--stats", mode="big")
     assert m.finish() == 0, m.err
     lines = m.stdout.split("\n")
-    assert lines[-1] == "" and lines[-2] == "cancelled", m.stdout
+    # On a busy machine the main thread may lose the CPU between starting
+    # the doomed job and cancelling it, long enough for the job to finish:
+    # then the cancel comes too late and changes nothing.
+    assert lines[-1] == "" and lines[-2] in ("cancelled", "finished"), m.stdout
     for i in range(6):
         n = 300000 + i
         assert float(lines[2 * i]) == float(sum(k % 1000 for k in range(n)))
         assert lines[2 * i + 1] == str(i + 100)
-    assert re.search(r"stats: 13 jobs started, 12 finished, 0 failed, "
-                     r"1 cancelled", m.err), m.err
+    counts = ("12 finished, 0 failed, 1 cancelled" if lines[-2] == "cancelled"
+              else "13 finished, 0 failed, 0 cancelled")
+    assert re.search(rf"stats: 13 jobs started, {counts}", m.err), m.err
 
 
 def test_job_failure_message(procs, bins):
