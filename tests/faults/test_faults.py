@@ -708,8 +708,11 @@ def test_local_slaves_run_under_the_wrapper(start, progs, tmp_path, monkeypatch)
     m = start(master_cmd(progs, "quick", "--spawn", 2))
     assert m.finish() == 0, m.err
     assert m.out == QUICK_OUT
+    # A run this short may end before the second wrapper has written its
+    # log (that slave is then stopped), so one log is enough; every log
+    # present must show the wrapper's words before the slave's command.
     logs = sorted(tmp_path.glob("argv.*"))
-    assert len(logs) == 2
+    assert 1 <= len(logs) <= 2
     for log in logs:
         assert re.fullmatch(rf"{re.escape(str(wrapper))} --first-word "
                             rf"{re.escape(str(progs['quick']))}-slave --master "
