@@ -228,8 +228,8 @@ extern const char ms_program_hash[];
  * e.g. at loop back-edges: *ms_cancel_flag_ptr() is nonzero once the
  * current job was cancelled (the pointer is fixed for the thread, so it may
  * be loaded once per function). ms_cancel_point() abandons the current job
- * when it was cancelled (the slave tells the master and moves on; the job's
- * memory is not reclaimed) and returns otherwise. ms_cancel_requested() is
+ * when it was cancelled (the slave tells the master, frees the vectors
+ * the job made and moves on) and returns otherwise. ms_cancel_requested() is
  * the flag as a call. In the master all three say "not cancelled". */
 const volatile int32_t *ms_cancel_flag_ptr(void);
 int32_t ms_cancel_requested(void);

@@ -38,6 +38,7 @@
 #include "proto.h"
 #include "ser.h"
 #include "stack.h"
+#include "values.h"
 #include "wire.h"
 
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -175,11 +176,9 @@ static void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result)
 /* -------------------------------------------------- runtime ABI calls */
 
 /* In a job, longjmp back to its worker. Values the job's frames still own
- * are not released on the way (they leak until the slave exits): freeing
- * them needs the compiler's help, e.g. cleanup landing pads in compiled
- * code run by a forced unwind (_Unwind_ForcedUnwind with a stop function
- * that longjmps here once it reaches the worker's frame), which costs
- * nothing on the normal path. */
+ * are not released on the way; the worker frees them afterwards, since
+ * every vector the job made is in its thread's list (values.h, vector
+ * tracking). `msg` is copied first: it may be thread-local storage. */
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
 {
     worker *w = tl_worker;
@@ -308,10 +307,16 @@ static void run_task(worker *w, task *t)
     w->args = (ms_reader){t->args, t->len, 0};
     w->result.len = 0;
     w->in_job = 1;
+    ms_values_track_begin();
     int how = setjmp(w->jb);
     if (how == 0) {
         e->run(&w->args, &w->result);
         w->in_job = 0;
+        /* The job released everything it made: 0 unless refcounts are off. */
+        int64_t left = ms_values_track_end(0);
+        if (left)
+            ms_logv("internal error: job '%s' left %" PRId64 " vectors",
+                    e->name, left);
         if (w->result.len > S.max_message) {
             char msg[256];
             snprintf(msg, sizeof msg,
@@ -322,10 +327,14 @@ static void run_task(worker *w, task *t)
         } else {
             send_result(t->ordinal, t->jid, &w->result);
         }
-    } else if (how == 2) {
-        send_ctrl(t->jid, MS_CANCELLED);
     } else {
-        send_text(t->jid, MS_FAILURE, w->msg);
+        /* Abandoned by a longjmp (its error text is in w->msg already):
+         * free the vectors its frames owned. */
+        ms_values_track_end(1);
+        if (how == 2)
+            send_ctrl(t->jid, MS_CANCELLED);
+        else
+            send_text(t->jid, MS_FAILURE, w->msg);
     }
     /* What the job printed goes out now, not at some later job. */
     fflush(stdout);
