@@ -23,7 +23,6 @@ from llvmlite import ir
 
 from compiler import codegen_types as CT
 from compiler.codegen_vectors import VectorEmitter
-from compiler.errors import CompileError
 from compiler.ir import lowered as L
 from compiler.ir import surface as S
 from compiler.ir import types as T
@@ -150,8 +149,8 @@ class FunctionEmitter(VectorEmitter):
             self._closed_scope = None
         method = getattr(self, "stmt_" + type(s).__name__, None)
         if method is None:
-            raise CompileError(s.pos, f"{type(s).__name__.lower()} statements "
-                               "are not supported yet")
+            # The IR checkers admit no other statement kind here.
+            raise AssertionError(f"codegen has no rule for statement {s}")
         method(s)
 
     def stmt_Block(self, s: S.Block) -> None:
@@ -222,8 +221,8 @@ class FunctionEmitter(VectorEmitter):
 
     def stmt_Assign(self, s: S.Assign) -> None:
         if not isinstance(s.target, S.Name):
-            raise CompileError(s.target.pos,
-                               "assignment to this target is not supported yet")
+            # lower-vectors turns every other target into a store.
+            raise AssertionError(f"assignment to a non-variable reached codegen: {s}")
         slot = self.lookup(s.target)
         if s.op == "=":
             value = self.expr(s.value)
@@ -354,7 +353,7 @@ class FunctionEmitter(VectorEmitter):
         """Emit `e`; its value (None for void)."""
         method = getattr(self, "expr_" + type(e).__name__, None)
         if method is None:
-            raise CompileError(e.pos, f"{_describe(e)} is not supported yet")
+            raise AssertionError(f"codegen has no rule for expression {e}")
         return method(e)
 
     def expr_IntLit(self, e) -> ir.Value:
@@ -526,7 +525,7 @@ class FunctionEmitter(VectorEmitter):
             pick_left = b.icmp_signed("<" if name == "min" else ">",
                                       args[0], args[1])
             return b.select(pick_left, args[0], args[1])
-        raise CompileError(e.pos, f"{name}() is not supported yet")
+        raise AssertionError(f"codegen has no rule for builtin {name}()")
 
     # ------------------------------------------------------------ jobs
 
@@ -592,9 +591,3 @@ class _VolatileLoad(ir.LoadInstr):
         super().descr(before)
         buf.append(before[0].replace("load ", "load volatile ", 1))
 
-
-def _describe(e) -> str:
-    return {"Index": "indexing", "FieldAccess": "field access",
-            "Append": "appending with ::", "CharVectorLit": "strings",
-            "StringLit": "strings", "Remote": "remote"}.get(
-                type(e).__name__, type(e).__name__)
