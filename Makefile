@@ -10,7 +10,7 @@ BUILD  := build
 RUNTIME_LIBS := $(BUILD)/libmsmaster.a $(BUILD)/libmsslave.a
 MSC    := $(PY) -m compiler
 
-.PHONY: all runtime venv test demo clean memcheck sanitize bench
+.PHONY: all system-deps runtime venv test demo clean memcheck sanitize bench
 .DELETE_ON_ERROR:
 
 all: venv runtime
@@ -23,7 +23,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-runtime:
+# The runtime needs OpenSSL's libcrypto headers; the machines we run on have
+# them, and a fresh Debian one gets them here (as root) rather than failing.
+system-deps:
+	@echo '#include <openssl/hmac.h>' | $(CC) -E -x c - >/dev/null 2>&1 || \
+	  { echo "installing libssl-dev (OpenSSL headers)"; \
+	    apt-get update -qq && apt-get install -y -qq libssl-dev; }
+
+runtime: system-deps
 	$(MAKE) -s -C runtime/c OUT=$(CURDIR)/$(BUILD)
 
 $(RUNTIME_LIBS): runtime
