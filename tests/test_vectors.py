@@ -83,7 +83,12 @@ def test_passes_keep_invariants(path):
     assert format_program(low) == low_text
 
 
-@pytest.mark.parametrize("path", VECTORS, ids=_id)
+# The refcounted-IR interpreter runs a job to its end at `remote`, so a
+# program whose job only ends by being cancelled cannot run there.
+INTERPRETABLE = [p for p in VECTORS if "cancel(" not in p.read_text()]
+
+
+@pytest.mark.parametrize("path", INTERPRETABLE, ids=_id)
 def test_reference_interpreter(path):
     prog, _ = run_pipeline(Source(path.name, path.read_text()),
                            stop_after="insert-refcounts")

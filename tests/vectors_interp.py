@@ -527,6 +527,9 @@ class Interpreter:
     def remote(self, e, env):
         args = [self.expr(a, env) for a in e.args]
         fn = self.funcs[e.name]
+        # The slave tracks every vector a job makes, its decoded arguments
+        # included, and frees what is left when the job fails.
+        first_of_job = len(self.allocated)
         decoded = [self.deep_copy(a, p.type) for a, p in zip(args, fn.params)]
         job = {"name": e.name, "error": None, "result": None}
         saved = self.out
@@ -538,6 +541,9 @@ class Interpreter:
             self.release(result, fn.ret)
         except RuntimeErr as err:
             job["error"] = str(err).replace(": runtime error:", ":")
+            for v in self.allocated[first_of_job:]:
+                v.freed = True
+            return job
         finally:
             self.out = saved
         for a, p in zip(decoded, fn.params):
