@@ -15,6 +15,10 @@ const char *ms_log_name(void); /* static storage; e.g. "prog-master" */
 void ms_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ms_logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A bad command line: "NAME: error: MSG", then `usage` (a format whose one
+ * %s is the program's name), and exit status 2. */
+_Noreturn void ms_usage_error(const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Allocation that ends the process with a message when memory runs out.
  * The caller owns (and frees) what they return. */

@@ -97,19 +97,6 @@ static const char usage_text[] =
     "  --stats                 print job and slave statistics at the end\n"
     "  --help                  show this text\n";
 
-static _Noreturn void usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static _Noreturn void usage_error(const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s: error: %s\n", ms_log_name(), msg);
-    fprintf(stderr, usage_text, ms_log_name());
-    exit(2);
-}
 
 static long parse_long(const char *opt, const char *s, long min, long max)
 {
@@ -117,7 +104,7 @@ static long parse_long(const char *opt, const char *s, long min, long max)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < min || v > max)
-        usage_error("%s takes an integer from %ld to %ld, not '%s'", opt, min,
+        ms_usage_error(usage_text, "%s takes an integer from %ld to %ld, not '%s'", opt, min,
                     max, s);
     return v;
 }
@@ -142,14 +129,14 @@ static void parse_options(int argc, char **argv, options *o)
     do {                                                                  \
         if (!val) {                                                       \
             if (i + 1 >= argc)                                            \
-                usage_error("%s needs a value", name);                    \
+                ms_usage_error(usage_text, "%s needs a value", name);                    \
             val = argv[++i];                                              \
         }                                                                 \
     } while (0)
 #define NO_VALUE()                                                        \
     do {                                                                  \
         if (val)                                                          \
-            usage_error("%s takes no value", name);                       \
+            ms_usage_error(usage_text, "%s takes no value", name);                       \
     } while (0)
         if (!strcmp(name, "--spawn")) {
             TAKES_VALUE();
@@ -173,7 +160,7 @@ static void parse_options(int argc, char **argv, options *o)
             errno = 0;
             double s = strtod(val, &end);
             if (errno || end == val || *end || !(s >= 0.05 && s <= 86400))
-                usage_error("--heartbeat-timeout takes seconds from 0.05 to "
+                ms_usage_error(usage_text, "--heartbeat-timeout takes seconds from 0.05 to "
                             "86400, not '%s'", val);
             o->heartbeat_s = s;
         } else if (!strcmp(name, "--verbose")) {
@@ -189,7 +176,7 @@ static void parse_options(int argc, char **argv, options *o)
             printf(usage_text, ms_log_name());
             exit(0);
         } else {
-            usage_error("unknown option '%s'", a);
+            ms_usage_error(usage_text, "unknown option '%s'", a);
         }
 #undef TAKES_VALUE
 #undef NO_VALUE
@@ -1822,11 +1809,11 @@ int main(int argc, char **argv)
     char err[512];
     int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
     if (have < 0)
-        usage_error("%s", err);
+        ms_usage_error(usage_text, "%s", err);
     ms_hostport hp;
     if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
                           err, sizeof err) != 0)
-        usage_error("--listen: %s", err);
+        ms_usage_error(usage_text, "--listen: %s", err);
     int loopback = 0;
     M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
                             sizeof err);
@@ -1836,7 +1823,7 @@ int main(int argc, char **argv)
     }
     if (!loopback && !have && !M.opt.insecure) {
         close(M.listen_fd);
-        usage_error("refusing to listen on %s without a shared secret: set "
+        ms_usage_error(usage_text, "refusing to listen on %s without a shared secret: set "
                     "MS_TOKEN or --token-file (or pass --insecure)",
                     M.bound);
     }

@@ -793,19 +793,6 @@ static const char usage_text[] =
     "  --verbose          log the connection to stderr\n"
     "  --help             show this text\n";
 
-static _Noreturn void usage_error(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static _Noreturn void usage_error(const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s: error: %s\n", ms_log_name(), msg);
-    fprintf(stderr, usage_text, ms_log_name());
-    exit(2);
-}
 
 int main(int argc, char **argv)
 {
@@ -830,10 +817,10 @@ int main(int argc, char **argv)
                     !strcmp(name, "--token-file");
         if (takes && !val) {
             if (i + 1 >= argc)
-                usage_error("%s needs a value", name);
+                ms_usage_error(usage_text, "%s needs a value", name);
             val = argv[++i];
         } else if (!takes && val) {
-            usage_error("%s takes no value", name);
+            ms_usage_error(usage_text, "%s takes no value", name);
         }
         if (!strcmp(name, "--master")) {
             master = val;
@@ -844,7 +831,7 @@ int main(int argc, char **argv)
             errno = 0;
             long n = strtol(val, &end, 10);
             if (errno || end == val || *end || n < 1 || n > MS_MAX_THREADS)
-                usage_error("--threads takes an integer from 1 to %d, not '%s'",
+                ms_usage_error(usage_text, "--threads takes an integer from 1 to %d, not '%s'",
                             MS_MAX_THREADS, val);
             S.threads = n;
         } else if (!strcmp(name, "--verbose")) {
@@ -853,22 +840,22 @@ int main(int argc, char **argv)
             printf(usage_text, ms_log_name());
             return 0;
         } else {
-            usage_error("unknown option '%s'", argv[i]);
+            ms_usage_error(usage_text, "unknown option '%s'", argv[i]);
         }
     }
     if (!master)
-        usage_error("--master HOST:PORT is required");
+        ms_usage_error(usage_text, "--master HOST:PORT is required");
     if (S.threads > MS_MAX_THREADS)
         S.threads = MS_MAX_THREADS;
     ms_log_init(argv[0], verbose);
     ms_hostport hp;
     char err[512];
     if (ms_parse_hostport(master, &hp, err, sizeof err) != 0)
-        usage_error("--master: %s", err);
+        ms_usage_error(usage_text, "--master: %s", err);
     snprintf(S.master, sizeof S.master, "%s", master);
     ms_secret secret;
     if (ms_secret_load(token_file, &secret, err, sizeof err) < 0)
-        usage_error("%s", err);
+        ms_usage_error(usage_text, "%s", err);
     /* Jobs have no business reading the secret. */
     unsetenv("MS_TOKEN");
 
