@@ -80,8 +80,6 @@ def run_pipeline(source: Source, stop_after: str | None = None,
             spec.checker(ir)
         except CompileError:
             raise
-        except RecursionError as e:
-            raise PassFailure(spec.name, e) from e
         except Exception as e:  # noqa: BLE001 - reported as a compiler bug
             raise PassFailure(spec.name, e) from e
         if timings is not None:

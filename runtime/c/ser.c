@@ -101,25 +101,32 @@ void ms_buf_put_u32(ms_buf *b, uint32_t v)
 
 /* ------------------------------------------------------------- readers */
 
+/* The next n bytes of r, consumed; NULL, with r exhausted, when fewer than
+ * n remain. The one bounds check every ms_read_* goes through. The pointer
+ * is borrowed from r->data. */
+static inline const uint8_t *reader_take(ms_reader *r, uint64_t n)
+{
+    if (r->off > r->len || r->len - r->off < n) {
+        r->off = r->len;
+        return NULL;
+    }
+    const uint8_t *p = r->data + r->off;
+    r->off += n;
+    return p;
+}
+
 int64_t ms_read_i64(ms_reader *r)
 {
-    if (r->len - r->off < 8 || r->off > r->len) {
-        r->off = r->len;
-        return 0;
-    }
-    uint64_t v = ms_get_u64le(r->data + r->off);
-    r->off += 8;
-    return (int64_t)v;
+    const uint8_t *p = reader_take(r, 8);
+    return p ? (int64_t)ms_get_u64le(p) : 0;
 }
 
 double ms_read_f64(ms_reader *r)
 {
-    if (r->len - r->off < 8 || r->off > r->len) {
-        r->off = r->len;
+    const uint8_t *p = reader_take(r, 8);
+    if (!p)
         return 0.0;
-    }
-    uint64_t bits = ms_get_u64le(r->data + r->off);
-    r->off += 8;
+    uint64_t bits = ms_get_u64le(p);
     double v;
     memcpy(&v, &bits, sizeof v);
     return v;
@@ -127,22 +134,14 @@ double ms_read_f64(ms_reader *r)
 
 uint8_t ms_read_u8(ms_reader *r)
 {
-    if (r->off >= r->len) {
-        r->off = r->len;
-        return 0;
-    }
-    return r->data[r->off++];
+    const uint8_t *p = reader_take(r, 1);
+    return p ? *p : 0;
 }
 
 uint32_t ms_read_u32(ms_reader *r)
 {
-    if (r->len - r->off < 4 || r->off > r->len) {
-        r->off = r->len;
-        return 0;
-    }
-    uint32_t v = ms_get_u32le(r->data + r->off);
-    r->off += 4;
-    return v;
+    const uint8_t *p = reader_take(r, 4);
+    return p ? ms_get_u32le(p) : 0;
 }
 
 /* ---------------------------------------------------------- signatures */
