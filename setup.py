@@ -2,7 +2,7 @@
 
 An installed `msc` (pip install .) has no source checkout to build the
 runtime from, so the wheel carries runtime/c as compiler/runtime_src, and
-compiler/backend.py builds it once into a per-user cache on first use.
+compiler/codegen/backend.py builds it once into a per-user cache on first use.
 """
 import pathlib
 import shutil

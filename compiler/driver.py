@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dump_after:
             sys.stdout.write(spec.printer(ir))
             return 0
-        from compiler import backend
+        from compiler.codegen import backend
         name = args.output or default_output_name(args.source)
         if args.emit == "llvm":
             backend.write_llvm(ir, args.opt, name + ".ll")
@@ -128,5 +128,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def backend_errors():
-    from compiler.backend import BackendError
+    from compiler.codegen.backend import BackendError
     return BackendError

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO, msc, run_bounded
 
-from compiler import backend
+from compiler.codegen import backend
 from compiler.errors import CompileError, Pos
 from compiler.ir import check
 from compiler.ir import lowered as L
@@ -26,7 +26,7 @@ from compiler.ir import surface as S
 from compiler.ir import types as T
 from compiler.ir.walk import map_children, walk
 from compiler.pipeline import Source, run_pipeline
-from compiler.codegen_callgraph import recursive_pairs
+from compiler.ir.callgraph import recursive_pairs
 
 RUN_TIMEOUT = 60
 
@@ -404,7 +404,7 @@ int main(void) {
 def test_struct_layout_matches_c_and_llvm(tmp_path):
     """The offsets and sizes in ms_type descriptors are C's, and LLVM lays
     out the struct types codegen uses the same way."""
-    from compiler import codegen_types as CT
+    from compiler.codegen import llvm_types as CT
     from compiler.ir.vectors import struct_table
     prog, _ = run_pipeline(Source("prog.ms", LAYOUT_STRUCTS + "master { }"),
                            stop_after="typecheck")

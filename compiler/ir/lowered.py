@@ -75,7 +75,7 @@ def check_cancel_checks(prog) -> None:
     function that a job reaches, every loop body is a Block whose first
     statement is a CancelCheck; nowhere else is there any (the entry checks
     of recursive functions are the only other ones)."""
-    from compiler.codegen_callgraph import job_reachable
+    from compiler.ir.callgraph import job_reachable
     funcs = {d.name: d for d in prog.decls if isinstance(d, FuncDecl)}
     reached = job_reachable(funcs)
     for d in prog.decls:

@@ -3,7 +3,7 @@
 Every node is frozen, keyword-only, and carries `pos` (ignored by equality).
 Children are tuples. Expressions have a `type` field: None in the surface IR;
 the `typecheck` pass fills it in on every expression (the typed IR is this
-IR with every `type` set; see compiler/ir/typed.py for its invariants).
+IR with every `type` set; compiler/passes/typecheck.py states its invariants).
 
 Positions, where SPEC section 11 fixes them: a Binary's pos is its operator,
 an Index's pos is its `[`, a Call's pos is the callee's name, an Append's

@@ -11,15 +11,16 @@ The module defines what ms_abi.h part A asks of compiled code:
   k-1 for ordinal k), `ms_job_count`, and `ms_program_source` (the source
   path as given to msc, which runtime errors print).
 
-Semantics follow SPEC sections 3, 5, 6 and 11 (see compiler/codegen_func.py
-for the details: wrapping integer arithmetic, checked division, IEEE
-doubles, short-circuit logic, left-to-right evaluation, stack-overflow
-checks before calls that may recurse). Vectors, strings and structs follow
+Semantics follow SPEC sections 3, 5, 6 and 11 (see
+compiler/codegen/functions.py for the details: wrapping integer
+arithmetic, checked division, IEEE doubles, short-circuit logic,
+left-to-right evaluation, stack-overflow checks before calls that may
+recurse). Vectors, strings and structs follow
 the refcounted IR of compiler/ir/vectors.py (compiled by
-compiler/codegen_vectors.py); type descriptors, string literals and the
-inlined refcount helpers are in compiler/codegen_values.py; the
+compiler/codegen/vectors.py); type descriptors, string literals and the
+inlined refcount helpers are in compiler/codegen/values.py; the
 type-directed parts (LLVM types, layout, zero values, signatures) in
-compiler/codegen_types.py.
+compiler/codegen/llvm_types.py.
 
 Job wrappers decode each argument (ms_value_decode for vectors and
 structs, which makes fresh values with refcount 1), call the job with them
@@ -35,13 +36,13 @@ from __future__ import annotations
 import attrs
 from llvmlite import ir
 
-from compiler import codegen_types as CT
-from compiler.codegen_callgraph import recursive_pairs
-from compiler.codegen_func import FunctionEmitter
-from compiler.codegen_runtime import Runtime
-from compiler.codegen_values import Values
+from compiler.codegen import llvm_types as CT
+from compiler.codegen.functions import FunctionEmitter
+from compiler.codegen.runtime_abi import Runtime
+from compiler.codegen.values import Values
 from compiler.errors import CompileError, Pos
 from compiler.ir import lowered as L
+from compiler.ir.callgraph import recursive_pairs
 from compiler.ir import types as T
 from compiler.ir.surface import FuncDecl, MasterDecl, Program
 from compiler.ir.walk import walk

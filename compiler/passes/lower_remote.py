@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import attrs
 
-from compiler.codegen_callgraph import job_reachable, recursive_pairs
+from compiler.ir.callgraph import job_reachable, recursive_pairs
 from compiler.ir import lowered as L
 from compiler.ir.surface import (Block, Call, For, FuncDecl, Node, Program,
                                  Remote, While)

@@ -5,9 +5,9 @@ every declaration in source order, every expression untyped (`type` None),
 children in tuples, string types as `StringType` and string literals as
 `StringLit` (desugar-strings rewrites both).
 
-How: the PEG grammar in compiler/grammar.peg is matched by parsimonious;
-compiler/lexical.py tokenizes the same text to find lexical errors and decode
-literals. The AST is then built top-down from the parse tree by rule name.
+How: the PEG grammar in compiler/syntax/grammar.peg is matched by
+parsimonious; compiler/syntax/lexical.py tokenizes the same text to find
+lexical errors and decode literals. The AST is then built top-down from the parse tree by rule name.
 Binary operators are parsed as one flat list and grouped here by the
 precedence table of SPEC section 5 (all left-associative; `::` lowest).
 
@@ -49,7 +49,7 @@ from contextlib import contextmanager
 
 from parsimonious.grammar import Grammar
 
-from compiler import lexical
+from compiler.syntax import lexical
 from compiler.errors import CompileError, Pos
 from compiler.ir import surface as S
 from compiler.ir import types as T
@@ -103,7 +103,7 @@ def fold_token_rules(text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def grammar() -> Grammar:
-    text = (importlib.resources.files("compiler") / "grammar.peg").read_text(
+    text = (importlib.resources.files("compiler.syntax") / "grammar.peg").read_text(
         encoding="utf-8")
     return Grammar(fold_token_rules(text))
 

@@ -21,7 +21,7 @@ import tempfile
 
 import attrs
 
-from compiler import backend
+from compiler.codegen import backend
 from compiler.ir import lowered as L
 from compiler.ir.surface import Block
 from compiler.ir.walk import map_children

@@ -13,7 +13,7 @@ Conventions inside a function:
 - runtime errors call ms_runtime_error(line, col, msg) then `unreachable`;
 - vectors, strings and structs (places, element operations, reference
   counting) are compiled by the VectorEmitter mixin of
-  compiler/codegen_vectors.py; variables are bound in scopes that remember
+  compiler/codegen/vectors.py; variables are bound in scopes that remember
   their types, so that release-var and return-releasing find the right
   variable even when names are shadowed.
 """
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from compiler import codegen_types as CT
-from compiler.codegen_vectors import VectorEmitter
+from compiler.codegen import llvm_types as CT
+from compiler.codegen.vectors import VectorEmitter
 from compiler.ir import lowered as L
 from compiler.ir import surface as S
 from compiler.ir import types as T

@@ -282,7 +282,7 @@ def runtime_dir() -> str:
             raise BackendError(f"MS_RUNTIME_DIR={env} does not contain "
                                "libmsmaster.a and libmsslave.a")
         return env
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]     # compiler/
     repo = package.parent
     if (repo / "runtime" / "c" / "Makefile").is_file():
         out = repo / "build"

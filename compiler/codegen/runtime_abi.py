@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from compiler.codegen_types import (DOUBLE, I8, I32, I64, PTR, READER_PTR,
-                                    VEC_PTR, VOID)
+from compiler.codegen.llvm_types import (DOUBLE, I8, I32, I64, PTR,
+                                         READER_PTR, VEC_PTR, VOID)
 
 # name -> (return type, parameter types); ms_abi.h part B and what we use of
 # libm and the LLVM intrinsics.

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from compiler import codegen_types as CT
-from compiler.codegen_types import I1, I8, I32, I64, PTR, VEC, VEC_PTR, VOID
+from compiler.codegen import llvm_types as CT
+from compiler.codegen.llvm_types import I1, I8, I32, I64, PTR, VEC, VEC_PTR, VOID
 from compiler.ir import types as T
 
 

@@ -1,8 +1,8 @@
 """The lexical level of M/s (SPEC sections 2 and 11): tokens, literal values
 and lexical errors.
 
-The parse pass matches the grammar (compiler/grammar.peg) against the text;
-this module independently splits the same text into tokens, which serves
+The parse pass matches the grammar (compiler/syntax/grammar.peg) against the
+text; this module independently splits the same text into tokens, which serves
 three purposes:
 
 - it finds the first *lexical* error (an unknown character, an unterminated

@@ -1,6 +1,6 @@
 """Code generation for the nodes of the vector-lowered, refcounted IR
 (compiler/ir/vectors.py): places, element operations and reference
-counting. A mixin of compiler/codegen_func.py:FunctionEmitter, which
+counting. A mixin of compiler/codegen/functions.py:FunctionEmitter, which
 provides `b` (the builder), `expr`, `lookup`, `alloca`, `arith` and the
 module context (`types`, `values`, `rt`).
 
@@ -24,14 +24,14 @@ unique earlier than its first write is invisible to the program.
 Bounds checks compare the index as unsigned against the length (so a
 negative index fails too) and branch to a cold call of ms_index_error.
 Vector retain/release/len/unique/push go through the small always-inlined
-helpers of compiler/codegen_values.py.
+helpers of compiler/codegen/values.py.
 """
 from __future__ import annotations
 
 from llvmlite import ir
 
-from compiler import codegen_types as CT
-from compiler.codegen_types import I8, I32, I64, PTR
+from compiler.codegen import llvm_types as CT
+from compiler.codegen.llvm_types import I8, I32, I64, PTR
 from compiler.ir import types as T
 from compiler.ir import vectors as V
 from compiler.ir.surface import Call, Name, VarDecl
@@ -108,7 +108,7 @@ class VectorEmitter:
 
     def _tag(self, instr, mem: bool, t: T.Type):
         """Element and field accesses of scalars carry the "data" TBAA tag
-        (compiler/codegen_values.py:Values.tbaa)."""
+        (compiler/codegen/values.py:Values.tbaa)."""
         if mem and not isinstance(t, T.StructType):
             instr.set_metadata("tbaa", self.values.tbaa("data"))
         return instr
