@@ -197,18 +197,28 @@ def test_the_sample_covers_spec():
     assert lexical.KEYWORDS <= KEYWORDS, "SPEC's keywords changed: update here"
 
 
-def test_textmate_scopes_of_the_sample(textmate):
-    toks = textmate[SAMPLE]
-    code = [t for t in toks if _tm_code(t)]
+def _unexpected(code, which, matches, generic_bracket):
+    """What in the sample's `code` tokens differs from EXPECT, whose entry
+    `which` (0: TextMate, 1: Pygments) `matches(token, expected)` checks.
+    `<` and `>` may also be the brackets of a generic type."""
     problems = []
-    for text, (scope, _) in EXPECT.items():
+    for text, expected in EXPECT.items():
         found = [t for t in code if t.text == text]
         if not found:
             problems.append(f"{text!r} not in the sample's code")
         for t in found:
-            generic = text in "<>" and _has(t, "punctuation.definition.generic")
-            if not (_has(t, scope) or generic):
-                problems.append(f"{t}: expected {scope}")
+            if not (matches(t, expected[which])
+                    or text in "<>" and generic_bracket(t)):
+                problems.append(f"{t}: expected {expected[which]}")
+    return problems
+
+
+def test_textmate_scopes_of_the_sample(textmate):
+    toks = textmate[SAMPLE]
+    code = [t for t in toks if _tm_code(t)]
+    problems = _unexpected(
+        code, 0, lambda t, scope: _has(t, scope),
+        lambda t: _has(t, "punctuation.definition.generic"))
     for name in DECLARED:
         first = next(t for t in code if t.text == name)
         if not _has(first, "entity.name.function"):
@@ -331,15 +341,8 @@ def _pygments(path):
 def test_pygments_token_types_of_the_sample():
     toks = _pygments(SAMPLE)
     code = [t for t in toks if t.kind not in Comment and t.kind not in String]
-    problems = []
-    for text, (_, ttype) in EXPECT.items():
-        found = [t for t in code if t.text == text]
-        if not found:
-            problems.append(f"{text!r} not in the sample's code")
-        for t in found:
-            generic = text in "<>" and t.kind is Punctuation
-            if t.kind not in ttype and not generic:
-                problems.append(f"{t}: expected {ttype}")
+    problems = _unexpected(code, 1, lambda t, ttype: t.kind in ttype,
+                           lambda t: t.kind is Punctuation)
     for name in DECLARED:
         first = next(t for t in code if t.text == name)
         if first.kind is not Name.Function:
