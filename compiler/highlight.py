@@ -11,7 +11,7 @@ By file name (`*.ms`, also MiniScript's), M/s wins: `analyse_text` recognises
 a master block or a job declaration, and `priority` breaks the tie when no
 text is given.
 
-The token boundaries follow compiler/lexical.py; builtins are names, not
+The token boundaries follow compiler/syntax/lexical.py; builtins are names, not
 keywords (SPEC section 2), so they are Name.Builtin only where called. Text
 the compiler would reject lexically (an unknown character or escape, a bad
 number suffix, a newline inside a literal) is an Error token.

@@ -7,7 +7,7 @@ least. Three kinds of check:
 
 - the sample's keywords, types, builtins, literals, escapes, comments,
   operators and declared names get the scopes / token types expected here;
-- every token of compiler/lexical.py (the compiler's own tokenizer) starts a
+- every token of compiler/syntax/lexical.py (the compiler's own tokenizer) starts a
   highlighter token of the matching kind, and what lies between its tokens
   is whitespace or comment;
 - nothing is left unscoped, marked invalid or an Error token in a program
@@ -32,7 +32,7 @@ from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import (Comment, Error, Keyword, Name, Number, Operator,
                             Punctuation, String)
 
-from compiler import lexical
+from compiler.syntax import lexical
 from compiler.highlight import MsLexer
 from conftest import REPO
 
@@ -250,7 +250,7 @@ def test_textmate_strings_chars_escapes_and_comments(textmate):
 
 
 def test_textmate_agrees_with_the_compilers_lexer(textmate):
-    """Each token compiler/lexical.py finds starts a grammar token of its
+    """Each token compiler/syntax/lexical.py finds starts a grammar token of its
     kind; the text between its tokens is whitespace or comment."""
     wanted = {
         "keyword": ("keyword", "storage", "constant.language"),
