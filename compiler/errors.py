@@ -24,3 +24,11 @@ class CompileError(Exception):
         super().__init__(f"{pos}: {message}")
         self.pos = pos
         self.message = message
+
+
+def wrong_arity(pos: Pos, name: str, want: int, given: int) -> CompileError:
+    """The error of a call of `name` (a function, job or builtin) that takes
+    `want` arguments with `given`."""
+    takes = f"{want} argument" if want == 1 else f"{want} arguments"
+    return CompileError(pos, f"'{name}' takes {takes}, but {given} "
+                             f"{'was' if given == 1 else 'were'} given")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from compiler.builtins import TABLE as BUILTINS
 from compiler.ir import types as T
 from compiler.ir import vectors as V
 from compiler.ir.surface import (Assign, Binary, Block, BoolLit, Break, Call,
@@ -488,41 +489,54 @@ class Interpreter:
         fn = self.funcs.get(e.name)
         if fn is not None:
             return self.call(fn, args)
+        b = BUILTINS[e.name]
+        if b.c_function is not None:
+            return float(getattr(math, b.c_function)(*args))
         t = e.args[0].type if e.args else None
-        if e.name == "print":
-            self.out.append(self.to_text(args[0], t) + "\n")
-            return None
-        if e.name == "str":
-            return self.new_vec(T.CHAR, [ord(c) for c in self.to_text(args[0], t)])
-        if e.name == "get":
-            job = args[0]
-            if job["error"]:
-                raise RuntimeErr(e.pos, f"job '{job['name']}' failed: {job['error']}")
-            return self.deep_copy(job["result"], e.type)
-        if e.name == "state":
-            return "failed" if args[0]["error"] else "finished"
-        if e.name == "cancel":
-            return None
-        if e.name == "int":
-            if t == T.DOUBLE:
-                x = args[0]
-                return 0 if math.isnan(x) else max(-2**63, min(2**63 - 1, int(x)))
-            return int(args[0])
-        if e.name == "double":
-            return float(args[0])
-        if e.name == "char":
-            return args[0] & 0xFF
-        if e.name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor", "ceil"):
-            return getattr(math, e.name)(args[0]) * 1.0
-        if e.name == "abs":
-            return abs(args[0]) if t == T.DOUBLE else wrap(abs(args[0]))
-        if e.name in ("min", "max"):
-            return (min if e.name == "min" else max)(args)
-        if e.name == "atan2":
-            return math.atan2(*args)
-        if e.name == "pow":
-            return math.pow(*args)
-        raise AssertionError(f"unknown builtin {e.name}")
+        return IMPLEMENTED[b.name](self, args, t, e)
+
+    # The builtins of compiler/builtins.py that reach this IR, but for C's
+    # functions: (self, argument values, the first one's type, the call).
+
+    def builtin_print(self, args, t, e):
+        self.out.append(self.to_text(args[0], t) + "\n")
+        return None
+
+    def builtin_str(self, args, t, e):
+        return self.new_vec(T.CHAR, [ord(c) for c in self.to_text(args[0], t)])
+
+    def builtin_get(self, args, t, e):
+        job = args[0]
+        if job["error"]:
+            raise RuntimeErr(e.pos, f"job '{job['name']}' failed: {job['error']}")
+        return self.deep_copy(job["result"], e.type)
+
+    def builtin_state(self, args, t, e):
+        return "failed" if args[0]["error"] else "finished"
+
+    def builtin_cancel(self, args, t, e):
+        return None
+
+    def builtin_int(self, args, t, e):
+        if t == T.DOUBLE:
+            x = args[0]
+            return 0 if math.isnan(x) else max(-2**63, min(2**63 - 1, int(x)))
+        return int(args[0])
+
+    def builtin_double(self, args, t, e):
+        return float(args[0])
+
+    def builtin_char(self, args, t, e):
+        return args[0] & 0xFF
+
+    def builtin_abs(self, args, t, e):
+        return abs(args[0]) if t == T.DOUBLE else wrap(abs(args[0]))
+
+    def builtin_min(self, args, t, e):
+        return min(args)
+
+    def builtin_max(self, args, t, e):
+        return max(args)
 
     def remote(self, e, env):
         args = [self.expr(a, env) for a in e.args]
@@ -582,3 +596,10 @@ def run_program(prog, source: str):
 
 
 __all__ = ["run_program", "UseAfterFree", "format_double"]
+
+
+# Every builtin that reaches this IR without a C function, by name
+# (lower-vectors has made `len` a vec-len node).
+IMPLEMENTED = {b.name: getattr(Interpreter, f"builtin_{b.name}")
+               for b in BUILTINS.values()
+               if b.c_function is None and b.lowering_by() != "lower-vectors"}

@@ -43,6 +43,7 @@ import ctypes
 import math
 import sys
 
+from compiler.builtins import TABLE as BUILTINS
 from compiler.ir import types as T
 from compiler.ir.surface import (
     Append, Assign, Binary, Block, BoolLit, Break, Call, CharLit,
@@ -52,13 +53,11 @@ from compiler.ir.surface import (
 from compiler.ir.walk import walk
 
 _LIBM = ctypes.CDLL("libm.so.6")
-for _name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor", "ceil",
-              "fabs"):
+for _name, _arity in [(b.c_function, b.arity) for b in BUILTINS.values()
+                      if b.c_function is not None] + [
+        ("fabs", 1), ("fmin", 2), ("fmax", 2)]:
     getattr(_LIBM, _name).restype = ctypes.c_double
-    getattr(_LIBM, _name).argtypes = [ctypes.c_double]
-for _name in ("atan2", "pow", "fmin", "fmax"):
-    getattr(_LIBM, _name).restype = ctypes.c_double
-    getattr(_LIBM, _name).argtypes = [ctypes.c_double, ctypes.c_double]
+    getattr(_LIBM, _name).argtypes = [ctypes.c_double] * _arity
 
 INT_MIN = -(1 << 63)
 INT_MAX = (1 << 63) - 1
@@ -521,57 +520,80 @@ class Interpreter:
         if fn is not None:
             args = [self.expr(a, env) for a in e.args]
             return self.call(fn, args, e.pos)
-        name = e.name
-        if name in ("len", "print"):  # one argument, only read
+        b = BUILTINS[e.name]
+        if b.name in ("len", "print"):  # one argument, only read
             args = [self.read(e.args[0], env)]
         else:
             args = [self.expr(a, env) for a in e.args]
         ts = [a.type for a in e.args]
-        if name == "print":
-            if self.printing[-1]:
-                self.out += to_text(args[0], ts[0]) + b"\n"
-            return None
-        if name == "len":
-            return len(args[0])
-        if name == "str":
-            return list(to_text(args[0], ts[0]))
-        if name == "int":
-            t = ts[0]
-            if t == T.DOUBLE:
-                return double_to_int(args[0])
-            return int(args[0])
-        if name == "double":
-            return float(args[0])
-        if name == "char":
-            return args[0] & 255
-        if name in ("get", "state", "cancel"):
-            job = args[0]
-            if job is None:
-                raise MsError(e.pos, "job handle is not set")
-            if name == "state":
-                return job.state
-            if name == "cancel":
-                if job.state == "running":
-                    job.state = "cancelled"
-                return None
-            if job.state == "failed":
-                raise MsError(e.pos, f"job '{job.name}' failed: {job.error}")
-            if job.state == "cancelled":
-                raise MsError(e.pos, f"job '{job.name}' was cancelled")
-            return copy(job.result)
-        if name == "abs":
-            if ts[0] == T.INT:
-                return wrap(abs(args[0]))
-            return _LIBM.fabs(args[0])
-        if name in ("min", "max"):
-            a, b = args
-            if ts[0] == T.INT:
-                return min(a, b) if name == "min" else max(a, b)
-            return fmin(a, b) if name == "min" else fmax(a, b)
-        if name in ("sqrt", "exp", "log", "sin", "cos", "tan", "floor",
-                    "ceil", "atan2", "pow"):
-            return getattr(_LIBM, name)(*args)
-        raise AssertionError(f"unknown builtin {name}")
+        if b.c_function is not None:
+            return getattr(_LIBM, b.c_function)(*args)
+        return IMPLEMENTED[b.name](self, args, ts, e)
+
+    # The builtins of compiler/builtins.py, but for those that are C's
+    # functions: (self, argument values, argument types, the call).
+
+    def builtin_print(self, args, ts, e):
+        if self.printing[-1]:
+            self.out += to_text(args[0], ts[0]) + b"\n"
+        return None
+
+    def builtin_len(self, args, ts, e):
+        return len(args[0])
+
+    def builtin_str(self, args, ts, e):
+        return list(to_text(args[0], ts[0]))
+
+    def builtin_int(self, args, ts, e):
+        if ts[0] == T.DOUBLE:
+            return double_to_int(args[0])
+        return int(args[0])
+
+    def builtin_double(self, args, ts, e):
+        return float(args[0])
+
+    def builtin_char(self, args, ts, e):
+        return args[0] & 255
+
+    def _job(self, args, e) -> "Job":
+        if args[0] is None:
+            raise MsError(e.pos, "job handle is not set")
+        return args[0]
+
+    def builtin_state(self, args, ts, e):
+        return self._job(args, e).state
+
+    def builtin_cancel(self, args, ts, e):
+        job = self._job(args, e)
+        if job.state == "running":
+            job.state = "cancelled"
+        return None
+
+    def builtin_get(self, args, ts, e):
+        job = self._job(args, e)
+        if job.state == "failed":
+            raise MsError(e.pos, f"job '{job.name}' failed: {job.error}")
+        if job.state == "cancelled":
+            raise MsError(e.pos, f"job '{job.name}' was cancelled")
+        return copy(job.result)
+
+    def builtin_abs(self, args, ts, e):
+        if ts[0] == T.INT:
+            return wrap(abs(args[0]))
+        return _LIBM.fabs(args[0])
+
+    def builtin_min(self, args, ts, e):
+        a, b = args
+        return min(a, b) if ts[0] == T.INT else fmin(a, b)
+
+    def builtin_max(self, args, ts, e):
+        a, b = args
+        return max(a, b) if ts[0] == T.INT else fmax(a, b)
+
+
+# Every builtin without a C function, by name.
+IMPLEMENTED = {b.name: getattr(Interpreter, f"builtin_{b.name}")
+               for b in BUILTINS.values() if b.c_function is None}
 
 
 # ---------------------------------------------------------------- entry points

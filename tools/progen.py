@@ -33,6 +33,7 @@ import argparse
 import random
 import sys
 
+from compiler.builtins import TABLE as BUILTINS
 from compiler.ir import types as T
 
 INT, DOUBLE, BOOL, CHAR, STRING = T.INT, T.DOUBLE, T.BOOL, T.CHAR, T.STRING
@@ -46,6 +47,9 @@ DOUBLES = ["0.5", "2.25", "1e300", "1e-300", "-0.0", "3.14159", "0.1",
 STRINGS = ['""', '"a"', '"ab"', '"hello"', '"x y"', '"zz"', '"Ab"',
            '"b"', '"\\t!"', '"abc"']
 CHARS = ["'a'", "'b'", "'z'", "'A'", "'0'", "' '", "'~'", "'\\n'", "'x'"]
+# The math builtins with C's results, by arity, in table order.
+_C_MATH = {n: [b.name for b in BUILTINS.values()
+               if b.c_function is not None and b.arity == n] for n in (1, 2)}
 
 
 def mangle(t: T.Type) -> str:
@@ -845,9 +849,9 @@ class Generator:
         if k == 4:
             return f"double({self.expr(INT, d - 1)})"
         if k == 5:
-            return f"{self.pick(['sqrt', 'exp', 'log', 'sin', 'cos', 'tan', 'floor', 'ceil'])}({e()})"
+            return f"{self.pick(_C_MATH[1])}({e()})"
         if k == 6:
-            return f"{self.pick(['atan2', 'pow', 'min', 'max'])}({e()}, {e()})"
+            return f"{self.pick(_C_MATH[2] + ['min', 'max'])}({e()}, {e()})"
         if k == 7:
             return f"abs({e()})" if self.chance(0.5) else f"-({e()})"
         return self.call_or_leaf(DOUBLE, d)

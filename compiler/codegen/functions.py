@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from compiler.builtins import TABLE as BUILTINS
 from compiler.codegen import llvm_types as CT
 from compiler.codegen.vectors import VectorEmitter
 from compiler.ir import lowered as L
@@ -31,16 +32,6 @@ _INT_CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 # IEEE comparisons: ordered, except != which is true when either is NaN.
 _FLOAT_CMP = {"<": "olt", "<=": "ole", ">": "ogt", ">=": "oge",
               "==": "oeq", "!=": "une"}
-_UNARY_MATH = {"sqrt": "llvm.sqrt.f64", "floor": "llvm.floor.f64",
-               "ceil": "llvm.ceil.f64", "exp": "exp", "log": "log",
-               "sin": "sin", "cos": "cos", "tan": "tan"}
-_BINARY_MATH = {"atan2": "atan2", "pow": "pow"}
-_PRINT = {T.INT: "ms_print_int", T.DOUBLE: "ms_print_double",
-          T.BOOL: "ms_print_bool", T.CHAR: "ms_print_char",
-          T.JOBSTATE: "ms_print_jobstate"}
-_STR = {T.INT: "ms_str_int", T.DOUBLE: "ms_str_double",
-        T.BOOL: "ms_str_bool", T.CHAR: "ms_str_char",
-        T.JOBSTATE: "ms_str_jobstate"}
 
 
 class FunctionEmitter(VectorEmitter):
@@ -481,51 +472,46 @@ class FunctionEmitter(VectorEmitter):
         self.check(below, pos, "stack overflow")
 
     def builtin(self, e: S.Call) -> ir.Value | None:
-        name = e.name
+        """A builtin call, as compiler/builtins.py says to lower it for its
+        first argument's type."""
         args = [self.expr(a) for a in e.args]
         types = [a.type for a in e.args]
-        b = self.b
-        if name == "print":
-            t = types[0]
-            v = args[0]
-            if t == T.BOOL:
-                v = b.zext(v, CT.I8)
-            b.call(self.rt.fn(_PRINT.get(t, "ms_print_string")), [v])
-            return None
-        if name == "str":
-            t = types[0]
-            v = args[0]
-            if t == T.BOOL:
-                v = b.zext(v, CT.I8)
-            return b.call(self.rt.fn(_STR[t]), [v])
-        if name == "int":
-            t = types[0]
-            if t == T.DOUBLE:   # toward zero, NaN -> 0, saturating
-                return b.call(self.rt.fn("llvm.fptosi.sat.i64.f64"), args)
-            if t in (T.CHAR, T.BOOL):
-                return b.zext(args[0], CT.I64)
-            return args[0]
-        if name == "double":
-            return b.sitofp(args[0], CT.DOUBLE) if types[0] == T.INT else args[0]
-        if name == "char":
-            return b.trunc(args[0], CT.I8) if types[0] == T.INT else args[0]
-        if name in _UNARY_MATH:
-            return b.call(self.rt.fn(_UNARY_MATH[name]), args)
-        if name in _BINARY_MATH:
-            return b.call(self.rt.fn(_BINARY_MATH[name]), args)
-        if name == "abs":
-            if types[0] == T.DOUBLE:
-                return b.call(self.rt.fn("llvm.fabs.f64"), args)
-            v = args[0]
-            neg = b.icmp_signed("<", v, ir.Constant(CT.I64, 0))
-            return b.select(neg, b.sub(ir.Constant(CT.I64, 0), v), v)
-        if name in ("min", "max"):
-            if types[0] == T.DOUBLE:
-                return b.call(self.rt.fn(f"llvm.{name}num.f64"), args)
-            pick_left = b.icmp_signed("<" if name == "min" else ">",
-                                      args[0], args[1])
-            return b.select(pick_left, args[0], args[1])
-        raise AssertionError(f"codegen has no rule for builtin {name}()")
+        how = BUILTINS[e.name].lowering_for(types[0])
+        if how.how == "codegen":
+            return getattr(self, f"builtin_{how.name}")(args, types)
+        assert how.how in ("intrinsic", "libm", "runtime"), how
+        if how.how == "runtime":        # a bool crosses the ABI as i8
+            args = [self.b.zext(v, CT.I8) if t == T.BOOL else v
+                    for v, t in zip(args, types)]
+        result = self.b.call(self.rt.fn(how.name), args)
+        return None if e.type == T.VOID else result
+
+    # Codegen's own builtin lowerings (compiler/builtins.py, "codegen").
+
+    def builtin_same(self, args, types) -> ir.Value:
+        return args[0]
+
+    def builtin_widen(self, args, types) -> ir.Value:
+        return self.b.zext(args[0], CT.I64)
+
+    def builtin_int_to_double(self, args, types) -> ir.Value:
+        return self.b.sitofp(args[0], CT.DOUBLE)
+
+    def builtin_truncate(self, args, types) -> ir.Value:
+        return self.b.trunc(args[0], CT.I8)
+
+    def builtin_int_abs(self, args, types) -> ir.Value:
+        v = args[0]
+        neg = self.b.icmp_signed("<", v, ir.Constant(CT.I64, 0))
+        return self.b.select(neg, self.b.sub(ir.Constant(CT.I64, 0), v), v)
+
+    def builtin_int_min(self, args, types) -> ir.Value:
+        pick_left = self.b.icmp_signed("<", args[0], args[1])
+        return self.b.select(pick_left, args[0], args[1])
+
+    def builtin_int_max(self, args, types) -> ir.Value:
+        pick_left = self.b.icmp_signed(">", args[0], args[1])
+        return self.b.select(pick_left, args[0], args[1])
 
     # ------------------------------------------------------------ jobs
 

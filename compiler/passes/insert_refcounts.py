@@ -97,9 +97,6 @@ NONE, OWNED, BORROWED, STATIC = "none", "owned", "borrowed", "static"
 # handle is released (ms_handle_release).
 COUNT_HANDLES = True
 
-# Builtins whose result is a new (owned) value when it holds references.
-_OWNING_BUILTINS = frozenset(("str", "get"))
-
 
 @attrs.frozen
 class _Val:

@@ -33,13 +33,18 @@ from __future__ import annotations
 
 import attrs
 
+from compiler.builtins import TABLE as BUILTINS
 from compiler.ir.callgraph import job_reachable, recursive_pairs
 from compiler.ir import lowered as L
 from compiler.ir.surface import (Block, Call, For, FuncDecl, Node, Program,
                                  Remote, While)
 from compiler.ir.walk import map_children
 
-_JOB_BUILTINS = {"get": L.ReapJob, "state": L.JobStateOf, "cancel": L.CancelJob}
+# The IR nodes of this pass that builtins become (compiler/builtins.py).
+_NODE_OF = {"reap-job": L.ReapJob, "job-state-of": L.JobStateOf,
+            "cancel-job": L.CancelJob}
+_JOB_BUILTINS = {b.name: _NODE_OF[b.lowering.name] for b in BUILTINS.values()
+                 if b.lowering_by() == "lower-remote"}
 
 
 def run(prog: Program) -> Program:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import attrs
 
+from compiler.builtins import TABLE as BUILTINS
 from compiler.ir import types as T
 from compiler.ir import vectors as V
 from compiler.ir.surface import (Append, Assign, Binary, Call, Expr,
@@ -47,6 +48,12 @@ from compiler.ir.surface import (Append, Assign, Binary, Call, Expr,
 from compiler.ir.walk import map_children
 
 _ORDER = ("<", "<=", ">", ">=")
+
+# The IR nodes of this pass that builtins become (compiler/builtins.py).
+_NODE_OF = {"vec-len": lambda self, e: V.VecLen(vec=self.value(e.args[0]),
+                                                type=T.INT, pos=e.pos)}
+_NODES = {b.name: _NODE_OF[b.lowering.name] for b in BUILTINS.values()
+          if b.lowering_by() == "lower-vectors"}
 
 
 class _Lowering:
@@ -144,9 +151,8 @@ class _Lowering:
             lowered = self.binary(e)
             if lowered is not None:
                 return lowered
-        if isinstance(e, Call) and e.name == "len" and len(e.args) == 1 \
-                and isinstance(e.args[0].type, T.VectorType):
-            return V.VecLen(vec=self.value(e.args[0]), type=T.INT, pos=e.pos)
+        if isinstance(e, Call) and e.name in _NODES:
+            return _NODES[e.name](self, e)
         return map_children(e, self.rewrite)
 
     def binary(self, e: Binary) -> Expr | None:

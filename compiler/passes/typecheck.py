@@ -20,22 +20,24 @@ Output: the typed IR, the same node classes with these invariants:
 
 Phases, in order: top-level names (duplicates, builtins, one master block),
 job signatures are serializable (per declaration, before its body), bodies
-(scopes, types, lvalues, returns, loops), then `remote` reachable from a job.
-Helpers: typecheck_builtins (section 6), typecheck_flow (reachability,
-serializability, remote chains).
+(scopes, types, lvalues, returns, loops), then `remote` or a master-only
+builtin reachable from a job.
+Builtins (SPEC section 6) are those of a table of compiler/builtins.py
+(`check` takes it as a parameter, `run` uses the language's); helpers in
+typecheck_flow (reachability, serializability, master-only chains).
 """
 from __future__ import annotations
 
 import attrs
 
-from compiler.errors import CompileError, Pos
+from compiler import builtins as B
+from compiler.errors import CompileError, Pos, wrong_arity
 from compiler.ir import types as T
 from compiler.ir.surface import (
     Append, Assign, Binary, Block, BoolLit, Break, Call, CharLit,
     CharVectorLit, Continue, DoubleLit, Empty, Expr, ExprStmt, FieldAccess,
     For, FuncDecl, If, Index, IntLit, JobStateLit, MasterDecl, Name, Program,
     Remote, Return, StructDecl, Unary, VarDecl, While)
-from compiler.passes import typecheck_builtins as B
 from compiler.passes import typecheck_flow as F
 
 _LITERAL_TYPES = {IntLit: T.INT, DoubleLit: T.DOUBLE, BoolLit: T.BOOL,
@@ -122,15 +124,12 @@ def _describe_non_lvalue(e: Expr) -> str:
     return what(e)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 @attrs.frozen
 class _Context:
     """What every body check needs to know about the whole program."""
     structs: dict   # name -> StructDecl
     functions: dict  # name -> FuncDecl (functions and jobs)
+    builtins: dict   # name -> compiler/builtins.py:Builtin
 
 
 @attrs.define
@@ -357,7 +356,7 @@ class _BodyChecker:
             if e.name in self.ctx.functions:
                 raise CompileError(e.pos, f"'{e.name}' is a function, not a variable "
                                           "(functions are not values)")
-            if e.name in B.BUILTINS:
+            if e.name in self.ctx.builtins:
                 raise CompileError(e.pos, f"'{e.name}' is a builtin function, not a "
                                           "variable (functions are not values)")
             raise CompileError(e.pos, f"undeclared variable '{e.name}'")
@@ -366,9 +365,7 @@ class _BodyChecker:
     def call_args(self, fn: FuncDecl, e) -> tuple:
         """Check the arguments of a call or remote of user function `fn`."""
         if len(e.args) != len(fn.params):
-            given = len(e.args)
-            raise CompileError(e.pos, f"'{fn.name}' takes {_plural(len(fn.params), 'argument')}, "
-                                      f"but {given} {'was' if given == 1 else 'were'} given")
+            raise wrong_arity(e.pos, fn.name, len(fn.params), len(e.args))
         args = []
         for p, a in zip(fn.params, e.args):
             a = self.value(a)
@@ -384,17 +381,19 @@ class _BodyChecker:
         fn = self.ctx.functions.get(e.name)
         if fn is not None:
             return attrs.evolve(e, args=self.call_args(fn, e), type=fn.ret)
-        if e.name in B.BUILTINS:
-            B.check_arity(e.name, e.pos, len(e.args))
+        builtin = self.ctx.builtins.get(e.name)
+        if builtin is not None:
+            if len(e.args) != builtin.arity:
+                raise wrong_arity(e.pos, e.name, builtin.arity, len(e.args))
             args = tuple(self.value(a) for a in e.args)
-            t = B.result_type(e.name, args, [a.type for a in args])
+            t = builtin.result_type(args, [a.type for a in args])
             return attrs.evolve(e, args=args, type=t)
         raise CompileError(e.pos, f"unknown function '{e.name}'")
 
     def remote(self, e: Remote) -> Remote:
         fn = self.ctx.functions.get(e.name)
         if fn is None:
-            if e.name in B.BUILTINS:
+            if e.name in self.ctx.builtins:
                 raise CompileError(e.pos, f"'{e.name}' is not a job (it is a builtin)")
             raise CompileError(e.pos, f"unknown job '{e.name}'")
         if not fn.is_job:
@@ -455,13 +454,18 @@ def _program_start(prog: Program) -> Pos:
 
 
 def run(prog: Program) -> Program:
+    return check(prog, B.TABLE)
+
+
+def check(prog: Program, builtins: dict) -> Program:
+    """The pass with `builtins` (name -> Builtin) as the language's."""
     structs = {d.name: d for d in prog.decls if isinstance(d, StructDecl)}
     functions: dict[str, FuncDecl] = {}
     master = None
     for d in prog.decls:
         if isinstance(d, FuncDecl):
             kind = "job" if d.is_job else "function"
-            if d.name in B.BUILTINS:
+            if d.name in builtins:
                 raise CompileError(d.pos, f"cannot declare {kind} '{d.name}': "
                                           "that is the name of a builtin")
             if d.name in functions:
@@ -476,7 +480,7 @@ def run(prog: Program) -> Program:
     if master is None:
         raise CompileError(_program_start(prog), "the program has no master block")
 
-    ctx = _Context(structs=structs, functions=functions)
+    ctx = _Context(structs=structs, functions=functions, builtins=builtins)
     decls = []
     for d in prog.decls:
         if isinstance(d, FuncDecl):
@@ -488,6 +492,7 @@ def run(prog: Program) -> Program:
             d = _BodyChecker(ctx, "master", "master", T.VOID).check_master(d)
         decls.append(d)
 
-    F.check_no_remote_in_jobs([d for d in decls if isinstance(d, FuncDecl)],
-                              {d.name: d for d in decls if isinstance(d, FuncDecl)})
+    F.check_master_only_in_jobs([d for d in decls if isinstance(d, FuncDecl)],
+                                {d.name: d for d in decls if isinstance(d, FuncDecl)},
+                                builtins)
     return attrs.evolve(prog, decls=tuple(decls))
