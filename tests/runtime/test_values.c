@@ -45,7 +45,7 @@ static volatile int job_armed;
 
 /* ===================================================================
  * TEST-LOCAL STAND-INS for functions owned by the other runtime files
- * (print.c, ser.c, jobs.c, master.c). Only in the stub build.
+ * (print.c, ser.c, jobs.c, master_*.c). Only in the stub build.
  * =================================================================== */
 #ifdef MS_TEST_LOCAL_STUBS
 static uintptr_t stub_stack_limit;
