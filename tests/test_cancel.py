@@ -9,8 +9,8 @@ certain:
 - what jobs print goes to the slave's stdout, which is the master's stderr:
   that shows whether a job ran at all;
 - `--stats` shows how the slave answered each job (finished, cancelled);
-- a fake slave written here (the handshake of docs/protocol.md) answers a
-  cancelled job anyway, to show that a late result is discarded.
+- a fake slave (tests/fakepeer.py) answers a cancelled job anyway, to
+  show that a late result is discarded.
 
 Every process runs in its own session, bounded in time, and none may be
 left behind (conftest.run_bounded).
@@ -25,13 +25,13 @@ import os
 import re
 import select
 import signal
-import socket
 import struct
 import subprocess
 import time
 
 import pytest
 
+import fakepeer as fp
 from conftest import msc, run_bounded
 
 RUN_TIMEOUT = 60
@@ -225,59 +225,6 @@ def test_dropping_the_last_handle_does_not_cancel(progs, one_thread_env):
 
 # ------------------------------------------------------------ fake slave
 
-HEADER = struct.Struct("<III")
-CHALLENGE, HELLO, WELCOME, CANCEL, GOODBYE = 1, 2, 3, 6, 9
-
-
-class FakeSlave:
-    """Speaks docs/protocol.md to a master listening on loopback with no
-    secret; answers nothing by itself."""
-
-    def __init__(self, addr: str, threads: int):
-        host, port = addr.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=20)
-        kind, payload = self.expect_control()
-        assert kind == CHALLENGE, kind
-        version, flags = struct.unpack_from("<II", payload, 0)
-        assert flags & 1 == 0, "the master asks for a secret"
-        fingerprint = payload[8:40]
-        hello = (bytes([HELLO]) + struct.pack("<I", version) + fingerprint
-                 + struct.pack("<II", threads, os.getpid()) + bytes(32))
-        self.send(0, 0, hello)
-        kind, _ = self.expect_control()
-        assert kind == WELCOME, kind
-
-    def recv_exact(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "the master closed the connection"
-            data += chunk
-        return data
-
-    def recv(self) -> tuple[int, int, bytes]:
-        ordinal, jid, length = HEADER.unpack(self.recv_exact(HEADER.size))
-        return ordinal, jid, self.recv_exact(length)
-
-    def expect_control(self) -> tuple[int, bytes]:
-        ordinal, _, payload = self.recv()
-        assert ordinal == 0, f"expected a control message, got job {ordinal}"
-        return payload[0], payload[1:]
-
-    def next_message(self) -> tuple[int, int, bytes]:
-        """The next message that is not a heartbeat."""
-        while True:
-            ordinal, jid, payload = self.recv()
-            if not (ordinal == 0 and payload == bytes([8])):
-                return ordinal, jid, payload
-
-    def send(self, ordinal: int, jid: int, payload: bytes) -> None:
-        self.sock.sendall(HEADER.pack(ordinal, jid, len(payload)) + payload)
-
-    def answer_int(self, ordinal: int, jid: int, value: int) -> None:
-        self.send(ordinal, jid, struct.pack("<q", value))
-
-
 def read_stderr_until(proc, pattern: str, timeout: float) -> re.Match:
     rx = re.compile(pattern)
     deadline = time.monotonic() + timeout
@@ -308,7 +255,7 @@ def test_result_of_a_job_cancelled_while_running_is_discarded(progs):
                             start_new_session=True)
     try:
         addr = read_stderr_until(proc, r"listening on (\S+)", 20).group(1)
-        slave = FakeSlave(addr, threads=2)
+        slave = fp.FakeSlave(addr, threads=2, timeout=20)
         slow, quick = 1, 2                        # the jobs' ordinals
         ordinal, jid, args = slave.next_message()  # get(remote quick(0))
         assert ordinal == quick
@@ -320,12 +267,12 @@ def test_result_of_a_job_cancelled_while_running_is_discarded(progs):
         slave.answer_int(quick, jid, struct.unpack("<q", args)[0] + 1)
         # The master got b, so it sent a before: cancel(a) reaches us.
         ordinal, jid, payload = slave.next_message()
-        assert (ordinal, jid, payload) == (0, slow_jid, bytes([CANCEL]))
+        assert (ordinal, jid, payload) == (0, slow_jid, bytes([fp.CANCEL]))
         ordinal, last_jid, args = slave.next_message()  # quick(41)
         assert ordinal == quick
         slave.answer_int(slow, slow_jid, 999)     # too late: discarded
         slave.answer_int(quick, last_jid, struct.unpack("<q", args)[0] + 1)
-        assert slave.next_message() == (0, 0, bytes([GOODBYE]))
+        assert slave.next_message() == (0, 0, bytes([fp.GOODBYE]))
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
     finally:
         try:

@@ -5,7 +5,8 @@ slave processes talk over loopback; every process has a timeout and is
 killed afterwards, and runs check that no process outlives its master.
 
 Also: the signature validator's unit test (test_ser.c), plainly and under
-ASan/UBSan, and fake slaves (Python sockets) that send the master garbage.
+ASan/UBSan, and fake slaves and masters (tests/fakepeer.py) that send
+garbage.
 """
 import os
 import pathlib
@@ -19,6 +20,8 @@ import threading
 import time
 
 import pytest
+
+import fakepeer as fp
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RT = REPO / "runtime" / "c"
@@ -416,80 +419,27 @@ def test_slave_exits_when_master_is_killed(procs, bins):
 # ------------------------------------------------------ faults: network
 
 
-def _hdr(ordinal, jid, length):
-    return struct.pack("<III", ordinal, jid, length)
-
-
-def _recv_msg(sock):
-    head = _recv_exact(sock, 12)
-    ordinal, jid, length = struct.unpack("<III", head)
-    return ordinal, jid, _recv_exact(sock, length)
-
-
-def _recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
-def _connect(addr):
-    host, port = addr.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=5)
-    return s
-
-
-def _fake_handshake(addr, threads=1, fingerprint=None):
-    """Connect as a slave that knows the (public) fingerprint but no secret.
-    Returns the socket after WELCOME."""
-    s = _connect(addr)
-    ordinal, jid, p = _recv_msg(s)
-    assert ordinal == 0 and p[0] == 1 and len(p) == 73   # CHALLENGE
-    version, flags = struct.unpack("<II", p[1:9])
-    fp = fingerprint or p[9:41]
-    hello = (bytes([2]) + struct.pack("<I", version) + fp +
-             struct.pack("<II", threads, 4242) + bytes(32))
-    s.sendall(_hdr(0, 0, len(hello)) + hello)
-    ordinal, jid, p = _recv_msg(s)
-    return s, p
-
-
-def _closed_by_peer(sock, timeout=3):
-    sock.settimeout(timeout)
-    try:
-        while True:
-            if not sock.recv(4096):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
-
-
 def test_garbage_connections_do_not_change_the_output(procs, bins):
     m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "2",
                mode="sleep", n=15)
     addr = listening(m)
-    silent = _connect(addr)               # never says anything
+    silent = fp.connect(addr)             # never says anything
     attacks = [
         os.urandom(5000),                 # noise
-        _hdr(0, 0, 50)[:7],               # a truncated header
-        _hdr(0, 0, 0xFFFFFFF0),           # a huge length
-        _hdr(7, 1, 8) + bytes(8),         # a job result before the handshake
-        _hdr(0, 0, 1) + bytes([99]),      # an unknown control message
-        _hdr(0, 0, 5) + bytes([2, 1, 0, 0, 0]),  # a short HELLO
+        fp.header(0, 0, 50)[:7],          # a truncated header
+        fp.header(0, 0, 0xFFFFFFF0),      # a huge length
+        fp.frame(7, 1, bytes(8)),         # a job result before the handshake
+        fp.control(99),                   # an unknown control message
+        fp.control(fp.HELLO, struct.pack("<I", fp.VERSION)),  # a short HELLO
     ]
     for data in attacks:
-        with _connect(addr) as s:
+        with fp.connect(addr) as s:
             try:
                 s.sendall(data)
             except OSError:
                 pass
             if len(data) >= 12:
-                assert _closed_by_peer(s)
+                assert fp.closed_by_peer(s)
     assert m.finish() == 0, m.err
     assert m.stdout == "120\n"
     assert m.err.count("closing connection from") >= 4, m.err
@@ -497,16 +447,18 @@ def test_garbage_connections_do_not_change_the_output(procs, bins):
 
 
 BAD_REPLIES = {
-    "short result": lambda o, j: _hdr(o, j, 7) + bytes(7),
-    "long result": lambda o, j: _hdr(o, j, 9) + bytes(9),
-    "unknown ordinal": lambda o, j: _hdr(99, j, 8) + bytes(8),
-    "wrong ordinal": lambda o, j: _hdr(2, j, 8) + bytes(8),
-    "unknown jid": lambda o, j: _hdr(o, j + 1000, 8) + bytes(8),
-    "huge length": lambda o, j: _hdr(o, j, 0xFFFFFFFF),
-    "bad control": lambda o, j: _hdr(0, j, 1) + bytes([42]),
-    "empty control": lambda o, j: _hdr(0, j, 0),
-    "failure for unknown jid": lambda o, j: _hdr(0, j + 5, 3) + b"\x05ab",
-    "cancelled though not cancelled": lambda o, j: _hdr(0, j, 1) + b"\x07",
+    "short result": lambda o, j: fp.frame(o, j, bytes(7)),
+    "long result": lambda o, j: fp.frame(o, j, bytes(9)),
+    "unknown ordinal": lambda o, j: fp.frame(99, j, bytes(8)),
+    "wrong ordinal": lambda o, j: fp.frame(2, j, bytes(8)),
+    "unknown jid": lambda o, j: fp.frame(o, j + 1000, bytes(8)),
+    "huge length": lambda o, j: fp.header(o, j, 0xFFFFFFFF),
+    "bad control": lambda o, j: fp.control(42, jid=j),
+    "empty control": lambda o, j: fp.frame(0, j),
+    "failure for unknown jid": lambda o, j: fp.control(fp.FAILURE, b"ab",
+                                                       jid=j + 5),
+    "cancelled though not cancelled": lambda o, j: fp.control(fp.CANCELLED,
+                                                              jid=j),
 }
 
 
@@ -515,15 +467,11 @@ def test_bad_result_closes_only_that_slave(procs, bins, what):
     m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=1)
     addr = listening(m)
-    s, welcome = _fake_handshake(addr)
-    assert welcome[0] == 3, welcome               # WELCOME
-    while True:                                   # skip heartbeats
-        ordinal, jid, args = _recv_msg(s)
-        if ordinal:
-            break
+    s = fp.FakeSlave(addr)
+    ordinal, jid, args = s.next_message()
     assert ordinal == 1 and len(args) == 16
-    s.sendall(BAD_REPLIES[what](ordinal, jid))
-    assert _closed_by_peer(s)
+    s.sock.sendall(BAD_REPLIES[what](ordinal, jid))
+    assert fp.closed_by_peer(s.sock)
     m.wait_err(r"closing connection from .*")
     real = procs([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
@@ -535,13 +483,10 @@ def test_bad_bool_in_result(procs, bins):
     m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="bools")
     addr = listening(m)
-    s, _ = _fake_handshake(addr)
-    while True:
-        ordinal, jid, args = _recv_msg(s)
-        if ordinal:
-            break
-    s.sendall(_hdr(ordinal, jid, 1) + b"\x02")
-    assert _closed_by_peer(s)
+    s = fp.FakeSlave(addr)
+    ordinal, jid, _ = s.next_message()
+    s.send(ordinal, jid, b"\x02")
+    assert fp.closed_by_peer(s.sock)
     assert "is not 0 or 1" in m.wait_err(r"closing connection from").string
     procs([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
@@ -551,31 +496,10 @@ def test_bad_bool_in_result(procs, bins):
 def test_slave_rejects_bad_job_arguments(bins):
     """A fake master sends a job whose arguments do not decode: the slave
     says why and exits 1."""
-    with socket.socket() as lsock:
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        port = lsock.getsockname()[1]
-        p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    with fp.FakeMaster(timeout=5) as fm:
+        p, conn = _joined_fake_master(bins, fm, max_message=1 << 20)
         try:
-            conn, _ = lsock.accept()
-            conn.settimeout(5)
-            nonce = os.urandom(32)
-            ch = bytes([1]) + struct.pack("<II", 1, 0) + bytes(32) + nonce
-            conn.sendall(_hdr(0, 0, len(ch)) + ch)
-            _, _, hello = _recv_msg(conn)
-            fp = hello[5:37]
-            conn.close()
-            # Again, now with its fingerprint, so the handshake succeeds.
-            p.finish()
-            p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
-            conn, _ = lsock.accept()
-            conn.settimeout(5)
-            ch = bytes([1]) + struct.pack("<II", 1, 0) + fp + nonce
-            conn.sendall(_hdr(0, 0, len(ch)) + ch)
-            _recv_msg(conn)
-            w = bytes([3]) + struct.pack("<III", 10000, 1 << 20, 1)
-            conn.sendall(_hdr(0, 0, len(w)) + w)
-            conn.sendall(_hdr(1, 7, 15) + bytes(15))   # add(int, int): 16
+            conn.sendall(fp.frame(1, 7, bytes(15)))   # add(int, int): 16
             assert p.finish(timeout=5) == 1
             assert re.search(r"arguments of job 7 \('add'\) do not match",
                              p.err), p.err
@@ -583,29 +507,16 @@ def test_slave_rejects_bad_job_arguments(bins):
             p.kill()
 
 
-def _joined_fake_master(bins, lsock, max_message=1 << 22):
-    """Start a slave against a fake master listening on lsock and take it
-    through the handshake (its fingerprint learnt from a first attempt).
+def _joined_fake_master(bins, fm, max_message=1 << 22):
+    """Start a slave against the fake master `fm` and take it through the
+    handshake (its fingerprint learnt from a first attempt).
     Returns (slave Proc, connection)."""
-    port = lsock.getsockname()[1]
-    p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
-    conn, _ = lsock.accept()
-    conn.settimeout(5)
-    nonce = os.urandom(32)
-    ch = bytes([1]) + struct.pack("<II", 1, 0) + bytes(32) + nonce
-    conn.sendall(_hdr(0, 0, len(ch)) + ch)
-    _, _, hello = _recv_msg(conn)
-    fp = hello[5:37]
-    conn.close()
+    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    fm.learn_fingerprint(fm.accept())
     p.finish()
-    p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
-    conn, _ = lsock.accept()
-    conn.settimeout(5)
-    ch = bytes([1]) + struct.pack("<II", 1, 0) + fp + nonce
-    conn.sendall(_hdr(0, 0, len(ch)) + ch)
-    _recv_msg(conn)
-    w = bytes([3]) + struct.pack("<III", 10000, max_message, 1)
-    conn.sendall(_hdr(0, 0, len(w)) + w)
+    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    conn = fm.accept()
+    fm.handshake(conn, heartbeat_ms=10000, max_message=max_message)
     return p, conn
 
 
@@ -626,23 +537,19 @@ def test_slave_takes_big_arguments_in_pieces(bins):
     n = 300_000
     xs = struct.pack(f"<I{n}d", n, *[float(i % 1000) for i in range(n)])
     small = struct.pack("<Id", 1, 2.5)
-    with socket.socket() as lsock:
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        p, conn = _joined_fake_master(bins, lsock)
+    with fp.FakeMaster(timeout=5) as fm:
+        p, conn = _joined_fake_master(bins, fm)
         try:
-            _send_slowly(conn, _hdr(SUM, 1, len(small)) + small +
-                         _hdr(SUM, 2, len(xs)) + xs +
-                         _hdr(SUM, 3, len(small)) + small +
-                         _hdr(SUM, 4, len(xs)) + xs)
+            _send_slowly(conn, fp.frame(SUM, 1, small) + fp.frame(SUM, 2, xs) +
+                         fp.frame(SUM, 3, small) + fp.frame(SUM, 4, xs))
             got = {}
             while len(got) < 4:
-                ordinal, jid, payload = _recv_msg(conn)
+                ordinal, jid, payload = fp.recv_msg(conn)
                 if ordinal == SUM:
                     got[jid] = struct.unpack("<d", payload)[0]
             want = float(sum(i % 1000 for i in range(n)))
             assert got == {1: 2.5, 2: want, 3: 2.5, 4: want}
-            conn.sendall(_hdr(0, 0, 1) + bytes([9]))          # GOODBYE
+            conn.sendall(fp.control(fp.GOODBYE))
             assert p.finish(timeout=5) == 0, p.err
         finally:
             p.kill()
@@ -655,26 +562,24 @@ def test_slave_refuses_bad_big_arguments(bins, what):
     the slave without a crash, and a length over the limit is refused
     before anything is allocated for it."""
     n = 200_000
-    with socket.socket() as lsock:
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        p, conn = _joined_fake_master(bins, lsock, max_message=1 << 22)
+    with fp.FakeMaster(timeout=5) as fm:
+        p, conn = _joined_fake_master(bins, fm, max_message=1 << 22)
         try:
             if what == "count":
                 body = struct.pack("<I", n + 1) + bytes(8 * n)
-                _send_slowly(conn, _hdr(SUM, 9, len(body)) + body)
+                _send_slowly(conn, fp.frame(SUM, 9, body))
                 assert p.finish(timeout=5) == 1
                 assert re.search(r"arguments of job 9 \('sum'\) do not match"
                                  r".*vector count 200001", p.err), p.err
             elif what == "truncated":
                 body = struct.pack("<I", n) + bytes(8 * n)
-                conn.sendall(_hdr(SUM, 9, len(body)) + body[:len(body) // 2])
+                conn.sendall(fp.frame(SUM, 9, body)[:fp.HEADER.size + len(body) // 2])
                 time.sleep(0.2)
                 conn.close()
                 assert p.finish(timeout=5) == 0, p.err
                 assert "rror" not in p.err, p.err
             else:
-                conn.sendall(_hdr(SUM, 9, (1 << 22) + 1) + bytes(1000))
+                conn.sendall(fp.header(SUM, 9, (1 << 22) + 1) + bytes(1000))
                 assert p.finish(timeout=5) == 1
                 assert "is over the limit of 4194304 bytes" in p.err, p.err
         finally:
@@ -713,8 +618,8 @@ def test_token_is_required_and_checked(procs, bins, tmp_path):
     assert none.finish() == 1
     assert "requires a shared secret" in none.err
     # A fake slave without the secret is refused too.
-    s, reply = _fake_handshake(addr)
-    assert reply[0] == 4 and b"authentication failed" in reply
+    s = fp.FakeSlave(addr, require_welcome=False)
+    assert s.reply[0] == fp.REFUSE and b"authentication failed" in s.reply
     s.close()
     good = procs([bins / "prog-slave", "--master", addr],
                  env={"MS_TOKEN": "s3cret"})
@@ -727,8 +632,8 @@ def test_local_slaves_get_a_fresh_secret(procs, bins):
     """Without --listen, only the master's own slaves know the secret."""
     m = master(procs, bins, "--verbose", mode="sleep", n=8)
     addr = m.wait_err(r"listening on (\S+)").group(1)
-    s, reply = _fake_handshake(addr)
-    assert reply[0] == 4, reply
+    s = fp.FakeSlave(addr, require_welcome=False)
+    assert s.reply[0] == fp.REFUSE, s.reply
     s.close()
     assert m.finish() == 0, m.err
     assert m.stdout == "36\n"
