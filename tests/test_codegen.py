@@ -16,7 +16,7 @@ import textwrap
 import llvmlite.binding as llvm
 import pytest
 
-from conftest import REPO, msc, run_bounded
+from harness import REPO, msc, run_bounded
 
 from compiler import backend
 from compiler.errors import CompileError, Pos

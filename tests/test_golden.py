@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, msc, run_bounded
+from harness import REPO, msc, run_bounded
 
 GOLDEN = REPO / "tests" / "golden"
 RUN_TIMEOUT = 60

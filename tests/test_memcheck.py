@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import REPO, msc
+from harness import REPO, msc
 
 GOLDEN = REPO / "tests" / "golden" / "vectors"
 VALGRIND = shutil.which("valgrind")

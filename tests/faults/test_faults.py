@@ -22,14 +22,13 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 
 import pytest
 
 import fakepeer as fp
-from conftest import msc
+from harness import build_program
 
 HERE = pathlib.Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -62,12 +61,8 @@ def c_rem(a: int, b: int) -> int:
 def progs(tmp_path_factory):
     """Every tests/faults/*.ms compiled; name -> path prefix of NAME-master."""
     out = tmp_path_factory.mktemp("faults")
-    built = {}
-    for ms in sorted(HERE.glob("*.ms")):
-        r = msc(ms.name, "-o", out / ms.stem, cwd=HERE)
-        assert r.returncode == 0, f"{ms.name}: {r.stderr}"
-        built[ms.stem] = out / ms.stem
-    return built
+    return {ms.stem: build_program(ms, out / ms.stem)
+            for ms in sorted(HERE.glob("*.ms"))}
 
 
 def master_cmd(progs, name, *args):
@@ -80,114 +75,14 @@ def slave_cmd(progs, name, addr, *args):
 
 # ------------------------------------------------------------ processes
 
-def _session_alive(sid: int) -> bool:
-    try:
-        os.killpg(sid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-class Proc:
-    """A process in a session of its own, stdout and stderr collected by
-    threads so that a test can wait for a line of stderr while it runs."""
-
-    def __init__(self, cmd):
-        env = {k: v for k, v in os.environ.items() if k != "MS_TOKEN"}
-        self.cmd = cmd
-        self.p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE,
-                                  start_new_session=True)
-        self.pid = self.p.pid
-        self._lines: list[str] = []
-        self._out = b""
-        self._cv = threading.Condition()
-        self._threads = [threading.Thread(target=self._pump_err, daemon=True),
-                         threading.Thread(target=self._pump_out, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _pump_err(self):
-        for line in self.p.stderr:
-            with self._cv:
-                self._lines.append(line.decode(errors="replace"))
-                self._cv.notify_all()
-
-    def _pump_out(self):
-        self._out = self.p.stdout.read()
-
-    @property
-    def err(self) -> str:
-        with self._cv:
-            return "".join(self._lines)
-
-    @property
-    def out(self) -> str:
-        return self._out.decode(errors="replace")
-
-    def wait_err(self, pattern, count=1, timeout=15.0):
-        """Wait until `pattern` matched `count` lines of stderr; the matches."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                found = [m for m in map(rx.search, self._lines) if m]
-                if len(found) >= count:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0 or self.p.poll() is not None and not self._threads[0].is_alive():
-                    raise AssertionError(
-                        f"{pattern!r} x{count} never appeared in the stderr of "
-                        f"{self.cmd[0]}:\n{''.join(self._lines)}")
-                self._cv.wait(min(left, 0.2))
-
-    def finish(self, timeout=30.0) -> int:
-        """Wait for the exit; then nothing of its session may be left."""
-        try:
-            self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.cmd[0]} did not end within {timeout} s "
-                                 f"(a hang); stderr:\n{self.err}")
-        for t in self._threads:
-            t.join(5)
-        deadline = time.monotonic() + 3
-        while _session_alive(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not _session_alive(self.pid), \
-            f"processes of {self.cmd[0]} outlived it (orphans); stderr:\n{self.err}"
-        return self.p.returncode
-
-    def kill(self):
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.p.wait()
-
-
-@pytest.fixture
-def start():
-    started: list[Proc] = []
-
-    def run(cmd):
-        p = Proc(cmd)
-        started.append(p)
-        return p
-    yield run
-    for p in started:        # whatever happened, nothing survives the test
-        p.kill()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def listening(m: Proc) -> str:
-    return m.wait_err(r"listening on (\S+)")[0].group(1)
+def listening(m) -> str:
+    return m.wait_err(r"listening on (\S+)").group(1)
 
 
 def children_of(pid: int) -> list[int]:

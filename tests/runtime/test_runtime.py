@@ -16,12 +16,12 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
 import fakepeer as fp
+from harness import Proc
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RT = REPO / "runtime" / "c"
@@ -71,115 +71,11 @@ def bins(tmp_path_factory):
 
 # ------------------------------------------------------------- processes
 
-class Proc:
-    """A process in its own session; stderr is collected by a thread so
-    tests can wait for a line while it runs. With merge=True, stdout goes
-    to the same place (for slaves, whose jobs print to their stdout)."""
-
-    def __init__(self, cmd, env=None, cwd=None, merge=False):
-        full_env = {k: v for k, v in os.environ.items()
-                    if k not in ("MS_TOKEN", "FIXTURE_MODE", "FIXTURE_N")}
-        full_env.update(env or {})
-        self.p = subprocess.Popen(list(map(str, cmd)), env=full_env, cwd=cwd,
-                                  stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE,
-                                  stderr=(subprocess.STDOUT if merge
-                                          else subprocess.PIPE),
-                                  start_new_session=True)
-        self._err_pipe = self.p.stdout if merge else self.p.stderr
-        self.err_lines = []
-        self.out = b""
-        self._cv = threading.Condition()
-        self._t_err = threading.Thread(target=self._pump_err, daemon=True)
-        self._t_out = threading.Thread(target=self._pump_out, daemon=True)
-        self._t_err.start()
-        if not merge:
-            self._t_out.start()
-
-    def _pump_err(self):
-        for line in self._err_pipe:
-            with self._cv:
-                self.err_lines.append(line.decode(errors="replace"))
-                self._cv.notify_all()
-
-    def _pump_out(self):
-        self.out = self.p.stdout.read()
-
-    def wait_err(self, pattern, timeout=10):
-        """The first match of `pattern` in stderr, waiting for it."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for line in self.err_lines:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"no {pattern!r} in stderr:\n{self.err}")
-                self._cv.wait(left)
-
-    def finish(self, timeout=20):
-        """Wait for exit; then check that nothing of its session is left."""
-        try:
-            self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"timed out; stderr:\n{self.err}")
-        if self._t_out.is_alive():
-            self._t_out.join(5)
-        self._t_err.join(5)
-        deadline = time.monotonic() + 3
-        while _session_alive(self.p.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not _session_alive(self.p.pid), "processes left behind"
-        return self.p.returncode
-
-    def kill(self):
-        try:
-            os.killpg(self.p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.p.wait()
-
-    @property
-    def err(self):
-        with self._cv:
-            return "".join(self.err_lines)
-
-    @property
-    def stdout(self):
-        return self.out.decode()
-
-
-def _session_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-@pytest.fixture
-def procs():
-    started = []
-
-    def start(cmd, **kw):
-        p = Proc(cmd, **kw)
-        started.append(p)
-        return p
-    yield start
-    for p in started:
-        p.kill()
-
-
-def master(procs, bins, *args, mode="basic", n=None, env=None, prog="prog"):
+def master(start, bins, *args, mode="basic", n=None, env=None, prog="prog"):
     e = {"FIXTURE_MODE": mode, **(env or {})}
     if n is not None:
         e["FIXTURE_N"] = str(n)
-    return procs([bins / f"{prog}-master", *args], env=e)
+    return start([bins / f"{prog}-master", *args], env=e)
 
 
 def listening(m):
@@ -222,33 +118,33 @@ def test_ser_unit(bins, tmp_path):
     assert _run([str(exe)]).stdout == "ser tests passed\n"
 
 
-def test_results_and_formats(procs, bins):
-    m = master(procs, bins)
+def test_results_and_formats(start, bins):
+    m = master(start, bins)
     assert m.finish() == 0, m.err
-    assert m.stdout == BASIC_OUT
+    assert m.out == BASIC_OUT
     assert m.err == ""
 
 
-def test_one_local_slave_and_stats(procs, bins):
-    m = master(procs, bins, "--spawn", "1", "--stats")
+def test_one_local_slave_and_stats(start, bins):
+    m = master(start, bins, "--spawn", "1", "--stats")
     assert m.finish() == 0, m.err
-    assert m.stdout == BASIC_OUT
+    assert m.out == BASIC_OUT
     assert re.search(r"stats: 204 jobs started, 204 finished", m.err), m.err
     assert re.search(r"slave 1 at .*local, \d+ threads\): ran 204 jobs \(204 "
                      r"finished, 0 failed, 0 cancelled\)", m.err), m.err
 
 
-def test_big_arguments_among_small_jobs(procs, bins):
+def test_big_arguments_among_small_jobs(start, bins):
     """Arguments of megabytes go out from the jobs' own buffers between
     small jobs' messages; one cancelled at once does not disturb the
     others."""
-    m = master(procs, bins, "--stats", mode="big")
+    m = master(start, bins, "--stats", mode="big")
     assert m.finish() == 0, m.err
-    lines = m.stdout.split("\n")
+    lines = m.out.split("\n")
     # On a busy machine the main thread may lose the CPU between starting
     # the doomed job and cancelling it, long enough for the job to finish:
     # then the cancel comes too late and changes nothing.
-    assert lines[-1] == "" and lines[-2] in ("cancelled", "finished"), m.stdout
+    assert lines[-1] == "" and lines[-2] in ("cancelled", "finished"), m.out
     for i in range(6):
         n = 300000 + i
         assert float(lines[2 * i]) == float(sum(k % 1000 for k in range(n)))
@@ -258,76 +154,76 @@ def test_big_arguments_among_small_jobs(procs, bins):
     assert re.search(rf"stats: 13 jobs started, {counts}", m.err), m.err
 
 
-def test_job_failure_message(procs, bins):
-    m = master(procs, bins, mode="fail")
+def test_job_failure_message(start, bins):
+    m = master(start, bins, mode="fail")
     assert m.finish() == 1
-    assert m.stdout == "5\nfailed\n"
+    assert m.out == "5\nfailed\n"
     assert m.err == ("prog.ms:12:5: runtime error: job 'divide' failed: "
                      "prog.ms:4:12: division by zero\n")
 
 
-def test_cancel(procs, bins):
+def test_cancel(start, bins):
     t0 = time.monotonic()
-    m = master(procs, bins, mode="cancel")
+    m = master(start, bins, mode="cancel")
     assert m.finish() == 1
-    assert m.stdout == "cancelled\n3\nfinished\n10\n"
+    assert m.out == "cancelled\n3\nfinished\n10\n"
     assert m.err == "prog.ms:21:5: runtime error: job 'spin' was cancelled\n"
     # The 5 s job was stopped, not waited for.
     assert time.monotonic() - t0 < 4
 
 
-def test_unset_handle(procs, bins):
-    m = master(procs, bins, mode="unset")
+def test_unset_handle(start, bins):
+    m = master(start, bins, mode="unset")
     assert m.finish() == 1
-    assert m.stdout == "1\n"
+    assert m.out == "1\n"
     assert m.err == "prog.ms:7:9: runtime error: job handle is not set\n"
 
 
-def test_stack_overflow_in_job_fails_only_the_job(procs, bins):
-    m = master(procs, bins, mode="deep")
+def test_stack_overflow_in_job_fails_only_the_job(start, bins):
+    m = master(start, bins, mode="deep")
     assert m.finish() == 1
-    assert m.stdout == "running\n1000\n"
+    assert m.out == "running\n1000\n"
     assert m.err == ("prog.ms:9:5: runtime error: job 'deep' failed: "
                      "prog.ms:9:16: stack overflow\n")
 
 
-def test_crash_in_job_fails_the_job_and_the_slave_is_replaced(procs, bins):
+def test_crash_in_job_fails_the_job_and_the_slave_is_replaced(start, bins):
     """Unchecked recursion: the slave's SIGSEGV handler reports the job
     failed (so it is not rerun to crash more slaves) and exits."""
-    m = master(procs, bins, "--spawn", "1", mode="smash")
+    m = master(start, bins, "--spawn", "1", mode="smash")
     assert m.finish() == 1
-    assert m.stdout == "running\n"
+    assert m.out == "running\n"
     assert "fatal: stack overflow in a job" in m.err
     assert m.err.endswith(
         "prog.ms:71:5: runtime error: job 'smash' failed: prog.ms: stack "
         "overflow (the slave crashed)\n"), m.err
 
 
-def test_stack_overflow_in_master(procs, bins):
-    m = master(procs, bins, mode="master-deep")
+def test_stack_overflow_in_master(start, bins):
+    m = master(start, bins, mode="master-deep")
     assert m.finish() == 1
-    assert m.stdout == "1000\n"
+    assert m.out == "1000\n"
     assert m.err == "prog.ms:9:16: runtime error: stack overflow\n"
 
 
-def test_many_jobs(procs, bins):
-    m = master(procs, bins, mode="many", n=20000)
+def test_many_jobs(start, bins):
+    m = master(start, bins, mode="many", n=20000)
     assert m.finish(timeout=30) == 0, m.err
     # sum(i + 1 for i < n), then the round trips' own sum
-    assert m.stdout == f"{sum(range(1, 20001))}\n"
+    assert m.out == f"{sum(range(1, 20001))}\n"
     rate = float(m.wait_err(r"RATE (\d+)").group(1))
     assert rate > 2000, m.err  # loose: the machine may be busy
 
 
-def test_usage_errors(procs, bins):
-    m = procs([bins / "prog-master", "--bogus"])
+def test_usage_errors(start, bins):
+    m = start([bins / "prog-master", "--bogus"])
     assert m.finish() == 2
     assert "unknown option '--bogus'" in m.err and "usage:" in m.err
-    m = procs([bins / "prog-master", "--spawn", "x"])
+    m = start([bins / "prog-master", "--spawn", "x"])
     assert m.finish() == 2
-    m = procs([bins / "prog-master", "--listen", "nocolon"])
+    m = start([bins / "prog-master", "--listen", "nocolon"])
     assert m.finish() == 2
-    s = procs([bins / "prog-slave"])
+    s = start([bins / "prog-slave"])
     assert s.finish() == 2
     assert "--master HOST:PORT is required" in s.err
 
@@ -335,20 +231,20 @@ def test_usage_errors(procs, bins):
 # --------------------------------------------------------- faults: slaves
 
 
-def test_slave_killed_mid_job_is_rerun(procs, bins):
-    m = master(procs, bins, "--spawn", "2", mode="announce", n=1)
+def test_slave_killed_mid_job_is_rerun(start, bins):
+    m = master(start, bins, "--spawn", "2", mode="announce", n=1)
     pid = int(m.wait_err(r"announce running in pid (\d+)").group(1))
     os.kill(pid, signal.SIGKILL)
     assert m.finish() == 0, m.err
-    assert m.stdout == "1\n42\n"
+    assert m.out == "1\n42\n"
     assert "lost slave" in m.err
     # It ran again, on another slave.
     pids = re.findall(r"announce running in pid (\d+)", m.err)
     assert len(pids) == 2 and pids[0] != pids[1], m.err
 
 
-def test_jobs_fail_after_max_retries(procs, bins):
-    m = master(procs, bins, "--spawn", "1", "--max-retries", "2",
+def test_jobs_fail_after_max_retries(start, bins):
+    m = master(start, bins, "--spawn", "1", "--max-retries", "2",
                mode="announce", n=1)
     for _ in range(2):
         pid = int(m.wait_err(r"announce running in pid (\d+)").group(1))
@@ -359,58 +255,58 @@ def test_jobs_fail_after_max_retries(procs, bins):
                      r"its slaves were lost \(2 attempts", m.err), m.err
 
 
-def test_stopped_slave_times_out(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_stopped_slave_times_out(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                "--heartbeat-timeout", "0.6", mode="announce", n=1)
     addr = listening(m)
-    s1 = procs([bins / "prog-slave", "--master", addr, "--threads", "1"],
+    s1 = start([bins / "prog-slave", "--master", addr, "--threads", "1"],
                merge=True)
     pid = int(s1.wait_err(r"announce running in pid (\d+)").group(1))
     assert pid == s1.p.pid
     os.kill(pid, signal.SIGSTOP)
     m.wait_err(r"lost slave .*heartbeat timeout")
-    s2 = procs([bins / "prog-slave", "--master", addr])
+    s2 = start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "1\n42\n"
+    assert m.out == "1\n42\n"
     assert s2.finish() == 0
     os.kill(pid, signal.SIGKILL)
 
 
-def test_waiting_for_slaves_notice(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_waiting_for_slaves_notice(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=1)
     addr = listening(m)
     m.wait_err(r"waiting for a slave: 1 jobs are waiting", timeout=6)
-    s = procs([bins / "prog-slave", "--master", addr])
+    s = start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0
-    assert m.stdout == "1\n"
+    assert m.out == "1\n"
     assert s.finish() == 0  # GOODBYE ends the slave with status 0
 
 
-def test_slave_started_before_master_retries(procs, bins):
+def test_slave_started_before_master_retries(start, bins):
     with socket.socket() as probe:  # a free port, released at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    s = procs([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
     time.sleep(0.4)
-    m = master(procs, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
+    m = master(start, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
                n=2)
     assert m.finish() == 0, m.err
-    assert m.stdout == "3\n"
+    assert m.out == "3\n"
     assert s.finish() == 0
 
 
-def test_sigterm_ends_master_and_local_slaves(procs, bins):
-    m = master(procs, bins, mode="announce", n=1)
+def test_sigterm_ends_master_and_local_slaves(start, bins):
+    m = master(start, bins, mode="announce", n=1)
     m.wait_err(r"announce running")
     os.kill(m.p.pid, signal.SIGTERM)
     assert m.finish() == 128 + signal.SIGTERM
 
 
-def test_slave_exits_when_master_is_killed(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_slave_exits_when_master_is_killed(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="announce", n=1)
-    s = procs([bins / "prog-slave", "--master", listening(m)], merge=True)
+    s = start([bins / "prog-slave", "--master", listening(m)], merge=True)
     s.wait_err(r"announce running")
     m.kill()
     assert s.finish(timeout=5) == 0
@@ -419,8 +315,8 @@ def test_slave_exits_when_master_is_killed(procs, bins):
 # ------------------------------------------------------ faults: network
 
 
-def test_garbage_connections_do_not_change_the_output(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "2",
+def test_garbage_connections_do_not_change_the_output(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "2",
                mode="sleep", n=15)
     addr = listening(m)
     silent = fp.connect(addr)             # never says anything
@@ -441,7 +337,7 @@ def test_garbage_connections_do_not_change_the_output(procs, bins):
             if len(data) >= 12:
                 assert fp.closed_by_peer(s)
     assert m.finish() == 0, m.err
-    assert m.stdout == "120\n"
+    assert m.out == "120\n"
     assert m.err.count("closing connection from") >= 4, m.err
     silent.close()
 
@@ -463,8 +359,8 @@ BAD_REPLIES = {
 
 
 @pytest.mark.parametrize("what", sorted(BAD_REPLIES))
-def test_bad_result_closes_only_that_slave(procs, bins, what):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_bad_result_closes_only_that_slave(start, bins, what):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=1)
     addr = listening(m)
     s = fp.FakeSlave(addr)
@@ -473,14 +369,14 @@ def test_bad_result_closes_only_that_slave(procs, bins, what):
     s.sock.sendall(BAD_REPLIES[what](ordinal, jid))
     assert fp.closed_by_peer(s.sock)
     m.wait_err(r"closing connection from .*")
-    real = procs([bins / "prog-slave", "--master", addr])
+    real = start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "1\n"
+    assert m.out == "1\n"
     assert real.finish() == 0
 
 
-def test_bad_bool_in_result(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_bad_bool_in_result(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="bools")
     addr = listening(m)
     s = fp.FakeSlave(addr)
@@ -488,9 +384,9 @@ def test_bad_bool_in_result(procs, bins):
     s.send(ordinal, jid, b"\x02")
     assert fp.closed_by_peer(s.sock)
     assert "is not 0 or 1" in m.wait_err(r"closing connection from").string
-    procs([bins / "prog-slave", "--master", addr])
+    start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "true\n"
+    assert m.out == "true\n"
 
 
 def test_slave_rejects_bad_job_arguments(bins):
@@ -589,79 +485,79 @@ def test_slave_refuses_bad_big_arguments(bins, what):
 # ----------------------------------------------- handshake and security
 
 
-def test_foreign_program_is_refused_on_both_sides(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_foreign_program_is_refused_on_both_sides(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=3)
     addr = listening(m)
-    other = procs([bins / "other-slave", "--master", addr])
+    other = start([bins / "other-slave", "--master", addr])
     assert other.finish() == 1
     assert re.search(r"refused by master .*: the slave was built from a "
                      r"different program or version", other.err), other.err
     m.wait_err(r"refused slave .*different program or version")
-    procs([bins / "prog-slave", "--master", addr])
+    start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "6\n"
+    assert m.out == "6\n"
 
 
-def test_token_is_required_and_checked(procs, bins, tmp_path):
+def test_token_is_required_and_checked(start, bins, tmp_path):
     token = tmp_path / "token"
     token.write_text("s3cret\n")
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                "--token-file", token, mode="sleep", n=3)
     addr = listening(m)
-    wrong = procs([bins / "prog-slave", "--master", addr],
+    wrong = start([bins / "prog-slave", "--master", addr],
                   env={"MS_TOKEN": "guess"})
     assert wrong.finish() == 1
     assert "authentication failed" in wrong.err, wrong.err
     m.wait_err(r"refused slave .*authentication failed")
-    none = procs([bins / "prog-slave", "--master", addr])
+    none = start([bins / "prog-slave", "--master", addr])
     assert none.finish() == 1
     assert "requires a shared secret" in none.err
     # A fake slave without the secret is refused too.
     s = fp.FakeSlave(addr, require_welcome=False)
     assert s.reply[0] == fp.REFUSE and b"authentication failed" in s.reply
     s.close()
-    good = procs([bins / "prog-slave", "--master", addr],
+    good = start([bins / "prog-slave", "--master", addr],
                  env={"MS_TOKEN": "s3cret"})
     assert m.finish() == 0, m.err
-    assert m.stdout == "6\n"
+    assert m.out == "6\n"
     assert good.finish() == 0
 
 
-def test_local_slaves_get_a_fresh_secret(procs, bins):
+def test_local_slaves_get_a_fresh_secret(start, bins):
     """Without --listen, only the master's own slaves know the secret."""
-    m = master(procs, bins, "--verbose", mode="sleep", n=8)
+    m = master(start, bins, "--verbose", mode="sleep", n=8)
     addr = m.wait_err(r"listening on (\S+)").group(1)
     s = fp.FakeSlave(addr, require_welcome=False)
     assert s.reply[0] == fp.REFUSE, s.reply
     s.close()
     assert m.finish() == 0, m.err
-    assert m.stdout == "36\n"
+    assert m.out == "36\n"
 
 
-def test_non_loopback_needs_a_secret(procs, bins):
-    m = master(procs, bins, "--listen", "0.0.0.0:0", mode="none")
+def test_non_loopback_needs_a_secret(start, bins):
+    m = master(start, bins, "--listen", "0.0.0.0:0", mode="none")
     assert m.finish() == 2
     assert "without a shared secret" in m.err
-    m = master(procs, bins, "--listen", "0.0.0.0:0", "--insecure",
+    m = master(start, bins, "--listen", "0.0.0.0:0", "--insecure",
                "--spawn", "1", mode="sleep", n=2)
     assert m.finish() == 0, m.err
-    assert m.stdout == "3\n"
+    assert m.out == "3\n"
     assert "warning: listening on 0.0.0.0" in m.err
 
 
 # ------------------------------------------------------------ sanitizers
 
 
-def test_under_sanitizers(procs, tmp_path):
+def test_under_sanitizers(start, tmp_path):
     """The basic and failing runs again, built with ASan and UBSan."""
     b = _build(tmp_path / "asan", sanitize=True)
     env = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
-    m = master(procs, b, env=env)
+    m = master(start, b, env=env)
     assert m.finish(timeout=60) == 0, m.err
-    assert m.stdout == BASIC_OUT
+    assert m.out == BASIC_OUT
     assert m.err == ""
-    m = master(procs, b, mode="fail", env=env)
+    m = master(start, b, mode="fail", env=env)
     assert m.finish(timeout=60) == 1
     assert "division by zero" in m.err and "Sanitizer" not in m.err
