@@ -37,7 +37,8 @@ class _ArgParser(argparse.ArgumentParser):
 def build_arg_parser() -> argparse.ArgumentParser:
     p = _ArgParser(
         prog="msc",
-        description="Compile an M/s program into NAME-master and NAME-slave.")
+        description="Compile an M/s program into NAME-master and NAME-slave.",
+        epilog=f"Compile (cached) and run: {RUN_USAGE} (msc run --help).")
     p.add_argument("source", nargs="?", help="the .ms program")
     p.add_argument("-o", dest="output", metavar="NAME",
                    help="write NAME-master and NAME-slave "
