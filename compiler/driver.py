@@ -80,13 +80,14 @@ def build_run_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def split_run_args(argv: list[str]) -> tuple[list[str], str, list[str]]:
+def split_run_args(argv: list[str]) -> tuple[list[str], str | None,
+                                             list[str]]:
     """(msc run's own options, the source, the master's arguments): the
-    source is the first word that is not an option."""
+    source is the first word that is not an option (None: there is none)."""
     for i, word in enumerate(argv):
         if not word.startswith("-") or word == "-":
             return argv[:i], word, argv[i + 1:]
-    raise UsageError(f"no input file (usage: {RUN_USAGE})")
+    return argv, None, []
 
 
 def render_error(pos: Pos, message: str, text: str | None) -> str:
@@ -193,6 +194,8 @@ def _compile(argv: list[str], texts: list) -> int:
 def _run(argv: list[str], texts: list) -> int:
     own, source, master_args = split_run_args(argv)
     args = build_run_arg_parser().parse_args(own)
+    if source is None:
+        raise UsageError(f"no input file (usage: {RUN_USAGE})")
     data = read_source_bytes(source)
     from compiler.codegen import backend
     root = runcache.cache_root()

@@ -76,9 +76,15 @@ def run_bounded(cmd, *, timeout, cwd=None, input=None, env=None,
             raise Orphans(f"{cmd[0]} left processes behind")
         return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     finally:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if proc.poll() is None:
-            proc.wait()
+        kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL every process of the group that proc (started with
+    start_new_session=True) leads, and reap proc."""
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

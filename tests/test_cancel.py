@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import signal
 import socket
 import struct
 import subprocess
@@ -32,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import msc, run_bounded
+from conftest import kill_group, msc, run_bounded
 
 RUN_TIMEOUT = 60
 
@@ -328,11 +327,7 @@ def test_result_of_a_job_cancelled_while_running_is_discarded(progs):
         assert slave.next_message() == (0, 0, bytes([GOODBYE]))
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        kill_group(proc)
     err = err.decode(errors="replace")
     assert proc.returncode == 1, err
     assert out.decode() == "1\n2\ncancelled\n42\ncancelled\n"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from compiler import runcache
-from compiler.driver import split_run_args, UsageError
-from conftest import REPO, msc, run_bounded
+from compiler.driver import split_run_args
+from conftest import REPO, kill_group, msc, run_bounded
 
 GCD = (REPO / "examples" / "gcd.ms").read_text()
 ENDLESS = (REPO / "tests" / "faults" / "endless.ms").read_text()
@@ -196,11 +196,7 @@ def test_signal_to_msc_run_reaches_the_master(tmp_path, runtime_built):
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        kill_group(proc)
         reader.join()
     assert any("stopped by signal 15" in line for line in lines), lines
 
@@ -210,6 +206,10 @@ def test_run_usage_errors(tmp_path):
     assert result.returncode == 2 and "no input file" in result.stderr
     result = msc("run", "-o", "x", "p.ms", cwd=tmp_path)
     assert result.returncode == 2 and "msc: error:" in result.stderr
+    result = msc("run", "-v", cwd=tmp_path)
+    assert result.returncode == 2 and "no input file" in result.stderr
+    result = msc("run", "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "MASTER-ARGS" in result.stdout
     result = msc("run", "missing.ms", cwd=tmp_path)
     assert result.returncode == 2
     assert "cannot read missing.ms" in result.stderr
@@ -231,8 +231,7 @@ def test_everything_after_the_source_goes_to_the_master_verbatim():
     assert (own, source) == (["-O0", "-v"], "p.ms")
     assert runcache.master_command(Path("/c/k"), "p", rest) == [
         "/c/k/p-master", "--spawn", "2", "data.txt", "--", "-O3", "-v"]
-    with pytest.raises(UsageError):
-        split_run_args(["-v"])
+    assert split_run_args(["-v"]) == (["-v"], None, [])
 
 
 def test_program_name_and_key_fields(tmp_path):
