@@ -3,6 +3,13 @@
 This is the only place that renders diagnostics and the only place that
 touches the file system for the user: reading the source, writing dumps,
 objects and the linked NAME-master / NAME-slave executables.
+
+`msc run [-O0..-O3] [-v] prog.ms [MASTER-ARGS ...]` (a first word `run`;
+`msc ./run` compiles a file named run) compiles into the cache of
+compiler/runcache.py, unless a valid entry is there already, and then
+replaces this process with the cached NAME-master (os.execv), passing it
+every argument after the source verbatim: signals and the exit status are
+the master's own.
 """
 from __future__ import annotations
 
@@ -10,8 +17,12 @@ import argparse
 import os
 import sys
 
+from compiler import runcache
 from compiler.errors import CompileError, Pos
 from compiler.pipeline import PASS_NAMES, PASSES, PassFailure, Source, run_pipeline
+from compiler.version import VersionError, compiler_version, protocol_version
+
+RUN_USAGE = "msc run [-O0..-O3] [-v] prog.ms [MASTER-ARGS ...]"
 
 
 class UsageError(Exception):
@@ -26,7 +37,8 @@ class _ArgParser(argparse.ArgumentParser):
 def build_arg_parser() -> argparse.ArgumentParser:
     p = _ArgParser(
         prog="msc",
-        description="Compile an M/s program into NAME-master and NAME-slave.")
+        description="Compile an M/s program into NAME-master and NAME-slave.",
+        epilog=f"Compile (cached) and run: {RUN_USAGE} (msc run --help).")
     p.add_argument("source", nargs="?", help="the .ms program")
     p.add_argument("-o", dest="output", metavar="NAME",
                    help="write NAME-master and NAME-slave "
@@ -40,12 +52,42 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         "exe (default): link NAME-master and NAME-slave")
     p.add_argument("--time-passes", action="store_true",
                    help="print each pass's time to stderr")
+    p.add_argument("--version", action="store_true",
+                   help="print the compiler's and the protocol's versions")
+    _add_opt_levels(p)
+    return p
+
+
+def _add_opt_levels(p: argparse.ArgumentParser) -> None:
     for level in range(4):
         p.add_argument(f"-O{level}", dest="opt", action="store_const",
                        const=level, help=f"optimization level {level}"
                        + (" (default)" if level == 2 else ""))
     p.set_defaults(opt=2)
+
+
+def build_run_arg_parser() -> argparse.ArgumentParser:
+    p = _ArgParser(
+        prog="msc run", usage=RUN_USAGE,
+        description="Compile an M/s program (cached) and run its master "
+                    "with local slaves. Every argument after prog.ms goes "
+                    "to NAME-master: its runtime options first, then the "
+                    "program's arguments (after the first non-option, or "
+                    "after --).")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="say on stderr whether the cache held the program")
+    _add_opt_levels(p)
     return p
+
+
+def split_run_args(argv: list[str]) -> tuple[list[str], str | None,
+                                             list[str]]:
+    """(msc run's own options, the source, the master's arguments): the
+    source is the first word that is not an option (None: there is none)."""
+    for i, word in enumerate(argv):
+        if not word.startswith("-") or word == "-":
+            return argv[:i], word, argv[i + 1:]
+    return argv, None, []
 
 
 def render_error(pos: Pos, message: str, text: str | None) -> str:
@@ -63,11 +105,18 @@ def render_error(pos: Pos, message: str, text: str | None) -> str:
 
 
 def read_source(path: str) -> str:
+    return decode_source(path, read_source_bytes(path))
+
+
+def read_source_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+def decode_source(path: str, data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -83,48 +132,96 @@ def default_output_name(source: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
-    parser = build_arg_parser()
-    text = None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["run"]:
+        return _reporting_errors(lambda texts: _run(argv[1:], texts))
+    return _reporting_errors(lambda texts: _compile(argv, texts))
+
+
+def _reporting_errors(command) -> int:
+    """Run command(texts), where texts[0] is set to the source text once
+    read (for the caret under a compile error); map errors to statuses."""
+    texts = [None]
     try:
-        args = parser.parse_args(argv)
-        if args.list_passes:
-            print("\n".join(PASS_NAMES))
-            return 0
-        if args.source is None:
-            raise UsageError("no input file (usage: msc prog.ms [-o NAME])")
-        text = read_source(args.source)
-        timings: dict = {}
-        ir, spec = run_pipeline(Source(args.source, text),
-                                stop_after=args.dump_after, timings=timings)
-        if args.time_passes:
-            for name, secs in timings.items():
-                print(f"{name:18} {secs * 1000:8.2f} ms", file=sys.stderr)
-        if args.dump_after:
-            sys.stdout.write(spec.printer(ir))
-            return 0
-        from compiler.codegen import backend
-        name = args.output or default_output_name(args.source)
-        if args.emit == "llvm":
-            backend.write_llvm(ir, args.opt, name + ".ll")
-        elif args.emit == "obj":
-            backend.write_object(ir, args.opt, name + ".o")
-        else:
-            backend.build_executables(ir, args.opt, name)
-        return 0
+        return command(texts)
     except UsageError as e:
         print(f"msc: error: {e}", file=sys.stderr)
         return 2
     except CompileError as e:
-        sys.stderr.write(render_error(e.pos, e.message, text))
+        sys.stderr.write(render_error(e.pos, e.message, texts[0]))
         return 1
     except PassFailure as e:
         print(f"msc: {e}", file=sys.stderr)
         return 1
-    except backend_errors() as e:
+    except (backend_errors(), runcache.CacheError, VersionError) as e:
         print(f"msc: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _compile(argv: list[str], texts: list) -> int:
+    args = build_arg_parser().parse_args(argv)
+    if args.version:
+        print(f"msc {compiler_version()}\nprotocol {protocol_version()}")
+        return 0
+    if args.list_passes:
+        print("\n".join(PASS_NAMES))
+        return 0
+    if args.source is None:
+        raise UsageError("no input file (usage: msc prog.ms [-o NAME])")
+    text = texts[0] = read_source(args.source)
+    timings: dict = {}
+    ir, spec = run_pipeline(Source(args.source, text),
+                            stop_after=args.dump_after, timings=timings)
+    if args.time_passes:
+        for name, secs in timings.items():
+            print(f"{name:18} {secs * 1000:8.2f} ms", file=sys.stderr)
+    if args.dump_after:
+        sys.stdout.write(spec.printer(ir))
+        return 0
+    from compiler.codegen import backend
+    name = args.output or default_output_name(args.source)
+    if args.emit == "llvm":
+        backend.write_llvm(ir, args.opt, name + ".ll")
+    elif args.emit == "obj":
+        backend.write_object(ir, args.opt, name + ".o")
+    else:
+        backend.build_executables(ir, args.opt, name)
+    return 0
+
+
+def _run(argv: list[str], texts: list) -> int:
+    own, source, master_args = split_run_args(argv)
+    args = build_run_arg_parser().parse_args(own)
+    if source is None:
+        raise UsageError(f"no input file (usage: {RUN_USAGE})")
+    data = read_source_bytes(source)
+    from compiler.codegen import backend
+    root = runcache.cache_root()
+    name = runcache.program_name(source)
+    key = runcache.cache_key(source, data, args.opt, backend.runtime_dir())
+    entry, broken = runcache.lookup(root, key, name)
+    if entry is None:
+        text = texts[0] = decode_source(source, data)
+        ir, _ = run_pipeline(Source(source, text))
+        entry = runcache.build(
+            root, key, name,
+            lambda out: backend.build_executables(ir, args.opt, out))
+        runcache.prune(root)
+        what = "rebuilt a broken entry" if broken else "compiled"
+    else:
+        what = "cache hit"
+    if args.verbose:
+        print(f"msc: run: {what}: {entry}", file=sys.stderr)
+    cmd = runcache.master_command(entry, name, master_args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(cmd[0], cmd)
+    except OSError as e:
+        raise runcache.CacheError(f"cannot run {cmd[0]}: {e.strerror}") \
+            from None
 
 
 def backend_errors():

@@ -34,7 +34,7 @@ from pygments.token import (Comment, Error, Keyword, Name, Number, Operator,
 
 from compiler.syntax import lexical
 from compiler.highlight import MsLexer
-from conftest import REPO
+from harness import REPO
 
 GRAMMAR = REPO / "editors" / "vscode" / "syntaxes" / "ms.tmLanguage.json"
 TOKENIZE_JS = REPO / "tests" / "editors" / "tokenize.js"
