@@ -33,22 +33,16 @@ static int eq_value(const ms_type *et, const void *a, const void *b)
     return ms_value_eq(et, a, b);
 }
 
-/* Scalars with one representation per value compare by their bytes;
- * doubles by IEEE ==; vectors and structs through ms_value_eq. */
+/* Doubles compare by IEEE ==, vectors and structs through ms_value_eq,
+ * and the other kinds (ints, bools, chars, jobstates, handles), which have
+ * one representation per value, by their bytes. */
 static elem_eq_fn eq_for(const ms_type *et)
 {
-    switch (et->kind) {
-    case MS_T_INT:
-    case MS_T_BOOL:
-    case MS_T_CHAR:
-    case MS_T_JOBSTATE:
-    case MS_T_JOB:
-        return eq_bytes;
-    case MS_T_DOUBLE:
+    if (et->kind == MS_T_DOUBLE)
         return eq_double;
-    default:
+    if (et->kind == MS_T_VECTOR || et->kind == MS_T_STRUCT)
         return eq_value;
-    }
+    return eq_bytes;
 }
 
 /* ------------------------------------------------------------ find */
