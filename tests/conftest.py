@@ -1,12 +1,12 @@
-"""Shared pytest setup: the --update-golden flag and process helpers."""
-import os
-import pathlib
+"""Shared pytest setup: the --update-golden flag and the fixtures. The plain
+helpers (compiler, processes) are in tests/harness.py, the wire protocol in
+tests/fakepeer.py; pytest puts tests/ on sys.path (rootdir conftest, no
+__init__.py), so every test directory imports them by name."""
 import subprocess
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from harness import REPO, Proc
 
 
 def pytest_addoption(parser):
@@ -29,56 +29,16 @@ def runtime_built():
     return REPO / "build"
 
 
-def msc(*args, cwd=None, timeout=120):
-    """Run the compiler as a user would; returns CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+@pytest.fixture
+def start():
+    """start(cmd, **Proc options) -> Proc; whatever happens, every process
+    started is killed (with its session) when the test ends."""
+    started: list[Proc] = []
 
-
-class Orphans(Exception):
-    """Processes of a run's process group outlived its leader."""
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def run_bounded(cmd, *, timeout, cwd=None, input=None, env=None,
-                orphan_grace=3.0):
-    """Run `cmd` in its own process group, bounded in time.
-
-    Whatever happens, every process of the group is killed afterwards. Raises
-    subprocess.TimeoutExpired on a hang, and Orphans when processes of the
-    group (say, local slaves) were still alive `orphan_grace` seconds after
-    the leader exited: a master must not leave its slaves behind.
-    """
-    import signal
-    import time
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, text=True,
-                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    pgid = proc.pid
-    try:
-        out, err = proc.communicate(input=input, timeout=timeout)
-        deadline = time.monotonic() + orphan_grace
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _group_alive(pgid):
-            raise Orphans(f"{cmd[0]} left processes behind")
-        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-    finally:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if proc.poll() is None:
-            proc.wait()
+    def run(cmd, **kw):
+        p = Proc(cmd, **kw)
+        started.append(p)
+        return p
+    yield run
+    for p in started:
+        p.kill()

@@ -9,11 +9,11 @@ certain:
 - what jobs print goes to the slave's stdout, which is the master's stderr:
   that shows whether a job ran at all;
 - `--stats` shows how the slave answered each job (finished, cancelled);
-- a fake slave written here (the handshake of docs/protocol.md) answers a
-  cancelled job anyway, to show that a late result is discarded.
+- a fake slave (tests/fakepeer.py) answers a cancelled job anyway, to
+  show that a late result is discarded.
 
 Every process runs in its own session, bounded in time, and none may be
-left behind (conftest.run_bounded).
+left behind (tests/harness.py).
 
 The timing-independent cases (cancel of a finished, failed, unset or
 cancelled job, get on a cancelled job, many endless jobs) are golden
@@ -21,18 +21,13 @@ programs in tests/golden/cancel/.
 """
 from __future__ import annotations
 
-import os
 import re
-import select
-import signal
-import socket
 import struct
-import subprocess
-import time
 
 import pytest
 
-from conftest import msc, run_bounded
+import fakepeer as fp
+from harness import build_program, clean_env, run_master, write_program
 
 RUN_TIMEOUT = 60
 
@@ -142,13 +137,8 @@ PROGRAMS = {
 def progs(tmp_path_factory, runtime_built):
     """name -> path prefix of NAME-master and NAME-slave."""
     out = tmp_path_factory.mktemp("cancel")
-    built = {}
-    for name, text in PROGRAMS.items():
-        (out / f"{name}.ms").write_text(text)
-        r = msc(f"{name}.ms", "-o", out / name, cwd=out)
-        assert r.returncode == 0, f"{name}: {r.stderr}"
-        built[name] = out / name
-    return built
+    return {name: build_program(write_program(out, name, text), out / name)
+            for name, text in PROGRAMS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -157,18 +147,12 @@ def one_thread_env(tmp_path_factory):
     wrapper = tmp_path_factory.mktemp("wrap") / "one-thread"
     wrapper.write_text('#!/bin/sh\nexec "$@" --threads 1\n')
     wrapper.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k != "MS_TOKEN"}
-    env["MS_SLAVE_WRAPPER"] = str(wrapper)
-    return env
+    return clean_env({"MS_SLAVE_WRAPPER": str(wrapper)})
 
 
 def run_one_thread(progs, env, name):
-    cmd = [f"{progs[name]}-master", "--spawn", "1", "--stats"]
-    try:
-        return run_bounded(cmd, timeout=RUN_TIMEOUT, env=env)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{name} did not finish within {RUN_TIMEOUT} s (a job "
-                    "was not stopped)")
+    return run_master(progs[name], "--spawn", "1", "--stats",
+                      timeout=RUN_TIMEOUT, env=env)
 
 
 STATS_SLAVE = re.compile(
@@ -225,117 +209,35 @@ def test_dropping_the_last_handle_does_not_cancel(progs, one_thread_env):
 
 # ------------------------------------------------------------ fake slave
 
-HEADER = struct.Struct("<III")
-CHALLENGE, HELLO, WELCOME, CANCEL, GOODBYE = 1, 2, 3, 6, 9
-
-
-class FakeSlave:
-    """Speaks docs/protocol.md to a master listening on loopback with no
-    secret; answers nothing by itself."""
-
-    def __init__(self, addr: str, threads: int):
-        host, port = addr.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=20)
-        kind, payload = self.expect_control()
-        assert kind == CHALLENGE, kind
-        version, flags = struct.unpack_from("<II", payload, 0)
-        assert flags & 1 == 0, "the master asks for a secret"
-        fingerprint = payload[8:40]
-        hello = (bytes([HELLO]) + struct.pack("<I", version) + fingerprint
-                 + struct.pack("<II", threads, os.getpid()) + bytes(32))
-        self.send(0, 0, hello)
-        kind, _ = self.expect_control()
-        assert kind == WELCOME, kind
-
-    def recv_exact(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "the master closed the connection"
-            data += chunk
-        return data
-
-    def recv(self) -> tuple[int, int, bytes]:
-        ordinal, jid, length = HEADER.unpack(self.recv_exact(HEADER.size))
-        return ordinal, jid, self.recv_exact(length)
-
-    def expect_control(self) -> tuple[int, bytes]:
-        ordinal, _, payload = self.recv()
-        assert ordinal == 0, f"expected a control message, got job {ordinal}"
-        return payload[0], payload[1:]
-
-    def next_message(self) -> tuple[int, int, bytes]:
-        """The next message that is not a heartbeat."""
-        while True:
-            ordinal, jid, payload = self.recv()
-            if not (ordinal == 0 and payload == bytes([8])):
-                return ordinal, jid, payload
-
-    def send(self, ordinal: int, jid: int, payload: bytes) -> None:
-        self.sock.sendall(HEADER.pack(ordinal, jid, len(payload)) + payload)
-
-    def answer_int(self, ordinal: int, jid: int, value: int) -> None:
-        self.send(ordinal, jid, struct.pack("<q", value))
-
-
-def read_stderr_until(proc, pattern: str, timeout: float) -> re.Match:
-    rx = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    seen = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.1)
-        if ready:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen += line
-            m = rx.search(line.decode(errors="replace"))
-            if m:
-                return m
-    raise AssertionError(f"{pattern!r} not in the master's stderr:\n"
-                         f"{seen.decode(errors='replace')}")
-
-
-def test_result_of_a_job_cancelled_while_running_is_discarded(progs):
+def test_result_of_a_job_cancelled_while_running_is_discarded(progs, start):
     """The slave answers a cancelled job with a result anyway (as a real
     one does when the job ends before it sees the cancel): the master
     counts the answer, keeps the job cancelled, and get on it fails."""
-    env = {k: v for k, v in os.environ.items() if k != "MS_TOKEN"}
-    cmd = [f"{progs['late_result']}-master", "--listen", "127.0.0.1:0",
-           "--spawn", "0", "--stats"]
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        addr = read_stderr_until(proc, r"listening on (\S+)", 20).group(1)
-        slave = FakeSlave(addr, threads=2)
-        slow, quick = 1, 2                        # the jobs' ordinals
-        ordinal, jid, args = slave.next_message()  # get(remote quick(0))
-        assert ordinal == quick
-        slave.answer_int(quick, jid, struct.unpack("<q", args)[0] + 1)
-        ordinal, slow_jid, _ = slave.next_message()  # a = remote slow(1)
-        assert ordinal == slow
-        ordinal, jid, args = slave.next_message()  # b = remote quick(1)
-        assert ordinal == quick
-        slave.answer_int(quick, jid, struct.unpack("<q", args)[0] + 1)
-        # The master got b, so it sent a before: cancel(a) reaches us.
-        ordinal, jid, payload = slave.next_message()
-        assert (ordinal, jid, payload) == (0, slow_jid, bytes([CANCEL]))
-        ordinal, last_jid, args = slave.next_message()  # quick(41)
-        assert ordinal == quick
-        slave.answer_int(slow, slow_jid, 999)     # too late: discarded
-        slave.answer_int(quick, last_jid, struct.unpack("<q", args)[0] + 1)
-        assert slave.next_message() == (0, 0, bytes([GOODBYE]))
-        out, err = proc.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    err = err.decode(errors="replace")
-    assert proc.returncode == 1, err
-    assert out.decode() == "1\n2\ncancelled\n42\ncancelled\n"
+    proc = start([f"{progs['late_result']}-master", "--listen", "127.0.0.1:0",
+                  "--spawn", "0", "--stats"])
+    addr = proc.wait_err(r"listening on (\S+)", timeout=20).group(1)
+    slave = fp.FakeSlave(addr, threads=2, timeout=20)
+    slow, quick = 1, 2                        # the jobs' ordinals
+    ordinal, jid, args = slave.next_message()  # get(remote quick(0))
+    assert ordinal == quick
+    slave.answer_int(quick, jid, struct.unpack("<q", args)[0] + 1)
+    ordinal, slow_jid, _ = slave.next_message()  # a = remote slow(1)
+    assert ordinal == slow
+    ordinal, jid, args = slave.next_message()  # b = remote quick(1)
+    assert ordinal == quick
+    slave.answer_int(quick, jid, struct.unpack("<q", args)[0] + 1)
+    # The master got b, so it sent a before: cancel(a) reaches us.
+    ordinal, jid, payload = slave.next_message()
+    assert (ordinal, jid, payload) == (0, slow_jid, bytes([fp.CANCEL]))
+    ordinal, last_jid, args = slave.next_message()  # quick(41)
+    assert ordinal == quick
+    slave.answer_int(slow, slow_jid, 999)     # too late: discarded
+    slave.answer_int(quick, last_jid, struct.unpack("<q", args)[0] + 1)
+    assert slave.next_message() == (0, 0, bytes([fp.GOODBYE]))
+    slave.close()
+    assert proc.finish(timeout=RUN_TIMEOUT) == 1, proc.err
+    err = proc.err
+    assert proc.out == "1\n2\ncancelled\n42\ncancelled\n"
     assert ("late_result.ms:13:19: runtime error: job 'slow' was cancelled"
             in err)
     m = re.search(r"stats: slave \d+ at \S+ \(pid \d+, remote, 2 threads\): "

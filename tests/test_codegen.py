@@ -16,7 +16,7 @@ import textwrap
 import llvmlite.binding as llvm
 import pytest
 
-from conftest import REPO, msc, run_bounded
+from harness import REPO, build_program, msc, run_master, write_program
 
 from compiler.codegen import backend
 from compiler.errors import CompileError, Pos
@@ -509,14 +509,9 @@ def test_packaged_runtime_is_built_into_the_cache(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- execution
 
 def build_and_run(tmp_path, source: str, name="prog"):
-    (tmp_path / f"{name}.ms").write_text(textwrap.dedent(source).lstrip())
-    built = msc(f"{name}.ms", "-o", name, cwd=tmp_path)
-    assert built.returncode == 0, built.stderr
-    try:
-        return run_bounded([str(tmp_path / f"{name}-master")], cwd=tmp_path,
-                           timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{name}-master did not finish in {RUN_TIMEOUT}s")
+    ms = write_program(tmp_path, name, textwrap.dedent(source).lstrip())
+    return run_master(build_program(ms, tmp_path / name), cwd=tmp_path,
+                      timeout=RUN_TIMEOUT)
 
 
 def runtime_errors(stderr: str) -> list[str]:
@@ -692,12 +687,10 @@ class TestExecution:
 
     @pytest.mark.parametrize("opt", ["-O0", "-O3"])
     def test_optimization_levels_agree(self, tmp_path, opt):
-        (tmp_path / "p.ms").write_text(textwrap.dedent("""
+        ms = write_program(tmp_path, "p", textwrap.dedent("""
             int collatz(int n) { if (n == 1) return 0; if (n % 2 == 0) return 1 + collatz(n / 2); return 1 + collatz(3 * n + 1); }
             master { int s = 0; for (int i = 1; i < 1000; i += 1) { s += collatz(i); } print(s); }
             """))
-        built = msc("p.ms", opt, "-o", "p", cwd=tmp_path)
-        assert built.returncode == 0, built.stderr
-        run = run_bounded([str(tmp_path / "p-master")], cwd=tmp_path,
-                          timeout=RUN_TIMEOUT)
+        run = run_master(build_program(ms, tmp_path / "p", opt), cwd=tmp_path,
+                         timeout=RUN_TIMEOUT)
         assert (run.returncode, run.stdout) == (0, "59431\n")

@@ -21,17 +21,17 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "tests"):     # also outside pytest (python -m)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from harness import Orphans, msc, run_bounded  # noqa: E402
 from tools import msi, progen  # noqa: E402
 
 COUNT = int(os.environ.get("MS_DIFF_COUNT", "40"))
@@ -42,43 +42,18 @@ RUN_TIMEOUT = 30
 RUNTIME_ERROR = re.compile(rb": runtime error: ")
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def run_bytes(cmd, *, cwd, timeout):
-    """Run `cmd` in its own process group with bytes output (a program may
-    print any byte), bounded in time; the group is killed afterwards.
-    Returns (status, stdout, stderr); status None on a timeout."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    """Run `cmd` bounded in time with bytes output (a program may print any
+    byte); the group is killed afterwards. Returns (status, stdout,
+    stderr); status None on a timeout."""
     try:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            return None, out, err
-        deadline = time.monotonic() + 3
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _group_alive(proc.pid):
-            err += b"\n(differential: the master left processes behind)\n"
-        return proc.returncode, out, err
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if proc.poll() is None:
-            proc.wait()
+        r = run_bounded(cmd, cwd=cwd, timeout=timeout, text=False)
+    except subprocess.TimeoutExpired:
+        return None, b"", b""
+    except Orphans as e:
+        r = e.result
+        r.stderr += b"\n(differential: the master left processes behind)\n"
+    return r.returncode, r.stdout, r.stderr
 
 
 def first_difference(expected: bytes, actual: bytes) -> str:
@@ -101,11 +76,9 @@ def check_seed(seed: int, workdir: pathlib.Path) -> str | None:
     source = workdir / f"{name}.ms"
     source.write_text(text)
     expected = msi.run_source(f"{name}.ms", text)
-    built = subprocess.run([sys.executable, "-m", "compiler", f"{name}.ms",
-                            "-o", name], cwd=workdir, capture_output=True,
-                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    built = msc(f"{name}.ms", "-o", name, cwd=workdir, timeout=300)
     if built.returncode != 0:
-        return f"seed {seed}: msc failed:\n{built.stderr.decode(errors='replace')}"
+        return f"seed {seed}: msc failed:\n{built.stderr}"
     status, out, err = run_bytes([str(workdir / f"{name}-master")], cwd=workdir,
                                  timeout=RUN_TIMEOUT)
     if status is None:

@@ -1,7 +1,7 @@
 """The msc command line: flags, exit statuses, outputs (SPEC section 8)."""
 import subprocess
 
-from conftest import REPO, msc, run_bounded
+from harness import REPO, msc, run_bounded
 
 GCD = REPO / "examples" / "gcd.ms"
 

@@ -3,7 +3,7 @@ internal error or a traceback (the compiler's robustness contract)."""
 import os
 import sys
 
-from conftest import REPO
+from harness import REPO
 
 sys.path.insert(0, str(REPO))
 from tools.fuzz import fuzz  # noqa: E402

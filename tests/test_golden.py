@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, msc, run_bounded
+from harness import REPO, build_program, msc, run_bounded
 
 GOLDEN = REPO / "tests" / "golden"
 RUN_TIMEOUT = 60
@@ -113,9 +113,7 @@ def check_valgrind_logs(tmp_path):
 
 @pytest.mark.parametrize("ms", list(run_cases()))
 def test_run(ms, update_golden, tmp_path, runtime_built):
-    exe = tmp_path / ms.stem
-    built = msc(ms.name, "-o", exe, cwd=ms.parent)
-    assert built.returncode == 0, built.stderr
+    exe = build_program(ms, tmp_path / ms.stem)
     cmd, env, timeout = [f"{exe}-master"], None, RUN_TIMEOUT
     if MEMCHECK:
         cmd, env = memchecked(cmd, tmp_path)

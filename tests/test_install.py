@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, run_bounded
+from harness import REPO, run_bounded
 
 
 def test_installed_compiler_builds_its_runtime(tmp_path):

@@ -11,16 +11,14 @@ installed.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 
 import pytest
 
-from conftest import REPO, msc
+from harness import REPO, build_program, kill_group
 
 GOLDEN = REPO / "tests" / "golden" / "vectors"
 VALGRIND = shutil.which("valgrind")
@@ -46,23 +44,11 @@ def _valgrind(log):
 
 
 def _build(name, tmp_path):
-    exe = tmp_path / name
-    built = msc(f"{name}.ms", "-o", exe, cwd=GOLDEN)
-    assert built.returncode == 0, built.stderr
-    return exe
+    return build_program(GOLDEN / f"{name}.ms", tmp_path / name)
 
 
 def _report(log) -> str:
     return log.read_text() if log.exists() else ""
-
-
-def _kill(proc):
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 @pytest.mark.parametrize("name", MASTER_ONLY)
@@ -122,6 +108,6 @@ def _check_master_and_slave(name, tmp_path):
         assert slave.returncode == 0, _report(slog) + slave_err
         assert _report(slog) == ""
     finally:
-        _kill(master)
+        kill_group(master)
         if slave is not None:
-            _kill(slave)
+            kill_group(slave)

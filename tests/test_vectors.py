@@ -27,7 +27,7 @@ from compiler.ir.surface import FuncDecl, MasterDecl, Name
 from compiler.ir.walk import map_children, walk
 from compiler.passes import insert_refcounts, lower_vectors
 from compiler.pipeline import Source, run_pipeline
-from conftest import REPO
+from harness import REPO
 from vectors_interp import run_program
 
 GOLDEN = REPO / "tests" / "golden"

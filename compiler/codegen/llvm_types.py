@@ -158,23 +158,39 @@ def signature(t: T.Type, struct_fields=None) -> str:
     """The ms_abi.h signature of a serializable type ("" for void).
 
     struct_fields maps a struct's name to its field types in declaration
-    order (needed only for structs)."""
+    order (needed only for structs). A struct met again inside itself
+    (through a vector) is the back-reference `^N`, N the number of
+    characters back to its `{`."""
+    out: list[str] = []
+    _signature(t, struct_fields or {}, out, {}, [0])
+    return "".join(out)
+
+
+def _signature(t, struct_fields, out, open_at, length) -> None:
+    """Append t's signature to out; open_at maps the structs being written
+    to the offset of their `{`, length[0] is the length of out so far."""
+    def put(s):
+        out.append(s)
+        length[0] += len(s)
     if t == T.VOID:
-        return ""
-    if t == T.INT:
-        return "i"
-    if t == T.DOUBLE:
-        return "d"
-    if t == T.BOOL:
-        return "b"
-    if t == T.CHAR:
-        return "c"
-    if isinstance(t, T.VectorType):
-        return "v" + signature(t.elem, struct_fields)
-    if isinstance(t, T.StructType):
-        fields = (struct_fields or {})[t.name]
-        return "{" + "".join(signature(f, struct_fields) for f in fields) + "}"
-    raise AssertionError(f"{t} is not serializable")
+        return
+    if t in (T.INT, T.DOUBLE, T.BOOL, T.CHAR):
+        put({T.INT: "i", T.DOUBLE: "d", T.BOOL: "b", T.CHAR: "c"}[t])
+    elif isinstance(t, T.VectorType):
+        put("v")
+        _signature(t.elem, struct_fields, out, open_at, length)
+    elif isinstance(t, T.StructType):
+        if t.name in open_at:
+            put(f"^{length[0] - open_at[t.name]}")
+            return
+        open_at[t.name] = length[0]
+        put("{")
+        for f in struct_fields[t.name]:
+            _signature(f, struct_fields, out, open_at, length)
+        put("}")
+        del open_at[t.name]
+    else:
+        raise AssertionError(f"{t} is not serializable")
 
 
 def encode_scalar(b: ir.IRBuilder, rt, buf: ir.Value, value: ir.Value,

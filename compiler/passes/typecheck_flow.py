@@ -70,16 +70,20 @@ def can_complete(stmt) -> bool:
 
 # ------------------------------------------------------------ serializability
 
-def not_serializable_reason(t: T.Type, structs: dict) -> str | None:
+def not_serializable_reason(t: T.Type, structs: dict,
+                            _open: frozenset = frozenset()) -> str | None:
     """None if `t` is serializable (SPEC section 3), else why not, naming
-    the innermost offending type."""
+    the innermost offending type. A struct met again inside itself (through
+    a vector) adds nothing: `_open` holds the structs being looked through."""
     if t in T.SCALARS:
         return None
     if isinstance(t, T.VectorType):
-        return not_serializable_reason(t.elem, structs)
+        return not_serializable_reason(t.elem, structs, _open)
     if isinstance(t, T.StructType):
+        if t.name in _open:
+            return None
         for fd in structs[t.name].fields:
-            inner = not_serializable_reason(fd.type, structs)
+            inner = not_serializable_reason(fd.type, structs, _open | {t.name})
             if inner is not None:
                 return f"field '{fd.name}' of struct {t.name} has type {fd.type}; {inner}"
         return None

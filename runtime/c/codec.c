@@ -56,12 +56,71 @@ static uint64_t min_wire_size(const ms_type *t)
     }
 }
 
+/* Both directions walk the value without recursing through vectors (they
+ * nest as deep as a program or a message makes them): the vectors and
+ * structs being written or read are frames on an msv_walk, each with the
+ * next of its items (elements or fields) to do. A struct without
+ * references (only scalars, nested by value to a depth its type bounds) is
+ * done in place by recursion instead, as are the vectors of scalars, whose
+ * bytes are copied whole. */
+typedef struct codec_frame {
+    const ms_type *t;  /* a vector's element type, or the struct type */
+    unsigned char *p;  /* its elements, or the struct */
+    int64_t i, n;      /* next item, item count */
+    int is_struct;
+} codec_frame;
+
+/* Frames kept in the caller's C frame before the walk allocates. */
+#define CODEC_INLINE_FRAMES 32
+
+/* Item i of frame f: its type and address. */
+static inline const ms_type *item_of(const codec_frame *f, int64_t i,
+                                     unsigned char **at)
+{
+    if (f->is_struct) {
+        *at = f->p + f->t->offsets[i];
+        return f->t->fields[i];
+    }
+    *at = f->p + (size_t)i * f->t->size;
+    return f->t;
+}
+
+static inline void push_frame(msv_walk *w, const ms_type *t, unsigned char *p,
+                              int64_t n, int is_struct)
+{
+    codec_frame *f = msv_walk_push(w);
+    *f = (codec_frame){ t, p, 0, n, is_struct };
+}
+
 /* ---------------------------------------------------------------- encode */
 
-static void encode(const ms_type *t, const void *p, ms_buf *b);
+/* A value of type t (no references: scalars and structs of them) at p,
+ * appended to b. Recursion only through structs held by value. */
+static void encode_plain(const ms_type *t, const void *p, ms_buf *b)
+{
+    switch (t->kind) {
+    case MS_T_INT:
+        ms_buf_put_i64(b, *(const int64_t *)p);
+        break;
+    case MS_T_DOUBLE:
+        ms_buf_put_f64(b, *(const double *)p);
+        break;
+    case MS_T_BOOL:
+    case MS_T_CHAR:
+        ms_buf_put_u8(b, *(const uint8_t *)p);
+        break;
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            encode_plain(t->fields[i], (const unsigned char *)p + t->offsets[i], b);
+        break;
+    default:
+        not_serializable();
+    }
+}
 
-/* v borrowed; appended to b. */
-static void encode_vec(const ms_type *vt, const ms_vec *v, ms_buf *b)
+/* v borrowed; its count, and its elements when they are plain, appended to
+ * b; otherwise a frame for its elements goes onto w. */
+static void encode_vec(const ms_type *vt, const ms_vec *v, ms_buf *b, msv_walk *w)
 {
     int64_t n = v ? v->len : 0;
     if ((uint64_t)n > UINT32_MAX)
@@ -97,56 +156,89 @@ static void encode_vec(const ms_type *vt, const ms_vec *v, ms_buf *b)
         b->len += (uint64_t)n;
         break;
     default:
-        msv_check_stack();
-        for (int64_t i = 0; i < n; i++)
-            encode(et, data + (size_t)i * et->size, b);
+        if (!et->has_refs) {
+            for (int64_t i = 0; i < n; i++)
+                encode_plain(et, data + (size_t)i * et->size, b);
+        } else {
+            push_frame(w, et, (unsigned char *)data, n, 0);
+        }
         break;
     }
 }
 
-/* t and p borrowed; the value's bytes are appended to b (borrowed). */
-static void encode(const ms_type *t, const void *p, ms_buf *b)
+/* One item of type t at p: appended to b, or (a vector or struct holding
+ * references) its frame pushed onto w. */
+static inline void encode_item(const ms_type *t, const void *p, ms_buf *b,
+                               msv_walk *w)
 {
-    switch (t->kind) {
-    case MS_T_INT:
-        ms_buf_put_i64(b, *(const int64_t *)p);
-        break;
-    case MS_T_DOUBLE:
-        ms_buf_put_f64(b, *(const double *)p);
-        break;
-    case MS_T_BOOL:
-    case MS_T_CHAR:
-        ms_buf_put_u8(b, *(const uint8_t *)p);
-        break;
-    case MS_T_VECTOR:
-        encode_vec(t, *(ms_vec *const *)p, b);
-        break;
-    case MS_T_STRUCT:
-        for (uint32_t i = 0; i < t->nfields; i++)
-            encode(t->fields[i], (const unsigned char *)p + t->offsets[i], b);
-        break;
-    default:
-        not_serializable();
-    }
+    if (t->kind == MS_T_VECTOR)
+        encode_vec(t, *(ms_vec *const *)p, b, w);
+    else if (t->kind == MS_T_STRUCT && t->has_refs)
+        push_frame(w, t, (unsigned char *)p, t->nfields, 1);
+    else
+        encode_plain(t, p, b);
 }
 
 /* t, value borrowed; b borrowed, appended to. */
 void ms_value_encode(const ms_type *t, const void *value, ms_buf *b)
 {
-    encode(t, value, b);
+    codec_frame frames[CODEC_INLINE_FRAMES];
+    msv_walk w;
+    msv_walk_init(&w, frames, sizeof frames[0], CODEC_INLINE_FRAMES);
+    encode_item(t, value, b, &w);
+    while (w.n > 0) {
+        codec_frame *f = msv_walk_top(&w);
+        if (f->i == f->n) {
+            w.n--;
+            continue;
+        }
+        unsigned char *at;
+        const ms_type *it = item_of(f, f->i++, &at);
+        encode_item(it, at, b, &w); /* f may move: not used after */
+    }
+    msv_walk_free(&w);
 }
 
 /* ---------------------------------------------------------------- decode */
-
-static void decode(const ms_type *t, ms_reader *r, void *out);
 
 static uint64_t bytes_left(const ms_reader *r)
 {
     return r->off < r->len ? r->len - r->off : 0;
 }
 
-/* Returns a new vector (owned by the caller) read from r (borrowed). */
-static ms_vec *decode_vec(const ms_type *vt, ms_reader *r)
+/* A value of type t (no references) read from r into out. Recursion only
+ * through structs held by value. */
+static void decode_plain(const ms_type *t, ms_reader *r, void *out)
+{
+    switch (t->kind) {
+    case MS_T_INT:
+        *(int64_t *)out = ms_read_i64(r);
+        break;
+    case MS_T_DOUBLE:
+        *(double *)out = ms_read_f64(r);
+        break;
+    case MS_T_BOOL:
+        /* Validation rejects other bytes; keep the 0/1 invariant anyway. */
+        *(uint8_t *)out = ms_read_u8(r) != 0;
+        break;
+    case MS_T_CHAR:
+        *(uint8_t *)out = ms_read_u8(r);
+        break;
+    case MS_T_STRUCT:
+        for (uint32_t i = 0; i < t->nfields; i++)
+            decode_plain(t->fields[i], r, (unsigned char *)out + t->offsets[i]);
+        break;
+    default:
+        not_serializable();
+    }
+}
+
+/* Returns a new vector (owned by the caller) read from r (borrowed): whole
+ * when its elements are plain, else zeroed with a frame for its elements
+ * pushed onto w (the vector is stored by the caller before the walk goes
+ * on, so a job abandoned in the middle leaves nothing unreachable but
+ * tracked vectors). */
+static ms_vec *decode_vec(const ms_type *vt, ms_reader *r, msv_walk *w)
 {
     uint32_t n = ms_read_u32(r);
     if (n == 0)
@@ -191,48 +283,50 @@ static ms_vec *decode_vec(const ms_type *vt, ms_reader *r)
         r->off += n;
         break;
     default:
-        /* Zeroed first so that struct padding is defined. */
+        /* Zeroed first so that struct padding is defined, and so that the
+         * elements not read yet are valid (empty) values. */
         memset(data, 0, (size_t)n * et->size);
-        msv_check_stack();
-        for (uint32_t i = 0; i < n; i++)
-            decode(et, r, data + (size_t)i * et->size);
+        if (!et->has_refs) {
+            for (uint32_t i = 0; i < n; i++)
+                decode_plain(et, r, data + (size_t)i * et->size);
+        } else {
+            push_frame(w, et, data, n, 0);
+        }
         break;
     }
     return v;
 }
 
-/* t and r borrowed; what is written at out is owned by the caller. */
-static void decode(const ms_type *t, ms_reader *r, void *out)
+/* One item of type t read from r into out, or (a vector or struct holding
+ * references) started there with its frame pushed onto w. */
+static inline void decode_item(const ms_type *t, ms_reader *r, void *out,
+                               msv_walk *w)
 {
-    switch (t->kind) {
-    case MS_T_INT:
-        *(int64_t *)out = ms_read_i64(r);
-        break;
-    case MS_T_DOUBLE:
-        *(double *)out = ms_read_f64(r);
-        break;
-    case MS_T_BOOL:
-        /* Validation rejects other bytes; keep the 0/1 invariant anyway. */
-        *(uint8_t *)out = ms_read_u8(r) != 0;
-        break;
-    case MS_T_CHAR:
-        *(uint8_t *)out = ms_read_u8(r);
-        break;
-    case MS_T_VECTOR:
-        *(ms_vec **)out = decode_vec(t, r);
-        break;
-    case MS_T_STRUCT:
-        for (uint32_t i = 0; i < t->nfields; i++)
-            decode(t->fields[i], r, (unsigned char *)out + t->offsets[i]);
-        break;
-    default:
-        not_serializable();
-    }
+    if (t->kind == MS_T_VECTOR)
+        *(ms_vec **)out = decode_vec(t, r, w);
+    else if (t->kind == MS_T_STRUCT && t->has_refs)
+        push_frame(w, t, out, t->nfields, 1);
+    else
+        decode_plain(t, r, out);
 }
 
 /* t borrowed; r borrowed, advanced; the value written at out is owned by
  * the caller (its vectors are new, refcount 1). */
 void ms_value_decode(const ms_type *t, ms_reader *r, void *out)
 {
-    decode(t, r, out);
+    codec_frame frames[CODEC_INLINE_FRAMES];
+    msv_walk w;
+    msv_walk_init(&w, frames, sizeof frames[0], CODEC_INLINE_FRAMES);
+    decode_item(t, r, out, &w);
+    while (w.n > 0) {
+        codec_frame *f = msv_walk_top(&w);
+        if (f->i == f->n) {
+            w.n--;
+            continue;
+        }
+        unsigned char *at;
+        const ms_type *it = item_of(f, f->i++, &at);
+        decode_item(it, r, at, &w); /* f may move: not used after */
+    }
+    msv_walk_free(&w);
 }

@@ -27,7 +27,7 @@ struct ms_job {
     /* Set at creation, never changed. */
     uint32_t jid, ordinal;
 
-    /* Guarded by the master lock (master.c): */
+    /* Guarded by the master lock (M.lock, master.h): */
     int state;            /* enum ms_jstate */
     int attempts;         /* times sent to a slave */
     long long t_sent_us;  /* when it was last sent */

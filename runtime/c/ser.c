@@ -154,9 +154,46 @@ typedef struct sig_info {
                         * bytes are valid (no bools, no vectors) */
 } sig_info;
 
-/* Parse one type at `s`. Returns 0, or -1 if malformed. Depth is bounded by
- * the signature's length, which comes from the compiled program. */
-static int sig_one(const char *s, sig_info *out)
+/* The structs a signature is inside of while sig_one parses it: where each
+ * one's `{` is and how many vectors enclosed it, to check back-references. */
+typedef struct sig_open {
+    const char *at;
+    int vectors;
+    const struct sig_open *up;
+} sig_open;
+
+/* The digits of a back-reference `^N` at s: N (0 when there are none or
+ * too many) and, in *end, what follows them. */
+static uint64_t backref(const char *s, const char **end)
+{
+    uint64_t n = 0;
+    const char *p = s + 1;
+    for (; *p >= '0' && *p <= '9'; p++)
+        n = n < 100000000 ? n * 10 + (uint64_t)(*p - '0') : 0;
+    *end = p;
+    return p == s + 1 ? 0 : n;
+}
+
+/* The type a type signature at s stands for: the struct a back-reference
+ * `^N` names (N characters back), else s itself. */
+static const char *sig_target(const char *s)
+{
+    if (*s != '^')
+        return s;
+    const char *end;
+    return s - backref(s, &end);
+}
+
+/* Parse one type at `s`. Returns 0, or -1 if malformed. With `open` (the
+ * structs around s, NULL at the top; `vectors` vectors around s), a
+ * back-reference must name one of them from inside a vector of it (a
+ * struct holds itself only through a vector); without (check 0), it is
+ * trusted. A back-reference counts as no bytes: it only occurs as a
+ * vector's element type, whose size does not change the vector's. Depth
+ * is bounded by the signature's length, which comes from the compiled
+ * program. */
+static int sig_one(const char *s, sig_info *out, const sig_open *open,
+                   int vectors, int check)
 {
     switch (*s) {
     case 'i':
@@ -169,18 +206,32 @@ static int sig_one(const char *s, sig_info *out)
     case 'b':
         *out = (sig_info){s + 1, 1, 0};
         return 0;
+    case '^': {
+        const char *end;
+        uint64_t n = backref(s, &end);
+        if (check) {
+            const sig_open *o = open;
+            while (o && (uint64_t)(s - o->at) != n)
+                o = o->up;
+            if (n == 0 || !o || o->vectors >= vectors)
+                return -1;
+        }
+        *out = (sig_info){end, 0, 0};
+        return 0;
+    }
     case 'v': {
         sig_info elem;
-        if (sig_one(s + 1, &elem) != 0)
+        if (sig_one(s + 1, &elem, open, vectors + 1, check) != 0)
             return -1;
         *out = (sig_info){elem.end, 4, 0};
         return 0;
     }
     case '{': {
+        sig_open me = {s, vectors, open};
         sig_info acc = {s + 1, 0, 1};
         while (*acc.end != '}') {
             sig_info f;
-            if (sig_one(acc.end, &f) != 0)
+            if (sig_one(acc.end, &f, &me, vectors, check) != 0)
                 return -1;
             acc.end = f.end;
             acc.min_size += f.min_size;
@@ -200,7 +251,7 @@ int ms_sig_check(const char *sig, char *err, size_t errlen)
     const char *s = sig;
     while (*s) {
         sig_info t;
-        if (sig_one(s, &t) != 0) {
+        if (sig_one(s, &t, NULL, 0, 1) != 0) {
             snprintf(err, errlen, "malformed type signature \"%s\" at offset %td",
                      sig, s - sig);
             return -1;
@@ -210,29 +261,63 @@ int ms_sig_check(const char *sig, char *err, size_t errlen)
     return 0;
 }
 
+/* Validation walks the payload without recursing through vectors (a
+ * message may nest them as deep as it likes): the vectors and structs it
+ * is inside of are frames on an explicit stack, inline first, then on the
+ * heap. */
+typedef struct vframe {
+    const char *s;   /* a vector's element type, or the next field */
+    uint64_t left;   /* a vector's elements still to check */
+    int is_vec;
+} vframe;
+
+#define VFRAMES_INLINE 32
+
 typedef struct vstate {
     const uint8_t *data;
     uint64_t len, off, max_count;
     char *err;
     size_t errlen;
+    vframe inline_frames[VFRAMES_INLINE];
+    vframe *frames;  /* inline_frames, or a heap block */
+    size_t n, cap;
 } vstate;
 
-/* Validate one value of the type at `s` (well-formed); returns 0 or -1. */
-static int validate_one(vstate *v, const char *s, const char **end)
+/* A new frame on top; NULL (with the reason in err) when there is no
+ * memory for it. */
+static vframe *vpush(vstate *v)
 {
-    sig_info t;
-    if (sig_one(s, &t) != 0) {
-        snprintf(v->err, v->errlen, "malformed type signature");
-        return -1;
+    if (v->n == v->cap) {
+        size_t cap = v->cap * 2;
+        vframe *f = NULL;
+        if (cap <= SIZE_MAX / sizeof *f)
+            f = v->frames == v->inline_frames ? malloc(cap * sizeof *f)
+                                              : realloc(v->frames, cap * sizeof *f);
+        if (!f) { /* v->frames is left as it was, for the caller to free */
+            snprintf(v->err, v->errlen,
+                     "out of memory validating a payload nested %zu deep", v->n);
+            return NULL;
+        }
+        if (v->frames == v->inline_frames)
+            memcpy(f, v->inline_frames, sizeof v->inline_frames);
+        v->frames = f;
+        v->cap = cap;
     }
-    *end = t.end;
-    if (t.fixed) {
-        if (v->len - v->off < t.min_size) {
+    return &v->frames[v->n++];
+}
+
+/* Check one value of the type at `s` (well-formed, not a back-reference),
+ * whose facts are t: in place when it is a scalar or fixed, else by
+ * pushing its frame. Returns 0 or -1. */
+static int validate_item(vstate *v, const char *s, const sig_info *t)
+{
+    if (t->fixed) {
+        if (v->len - v->off < t->min_size) {
             snprintf(v->err, v->errlen,
                      "payload ends inside a value at byte %" PRIu64, v->off);
             return -1;
         }
-        v->off += t.min_size;
+        v->off += t->min_size;
         return 0;
     }
     switch (*s) {
@@ -262,8 +347,9 @@ static int validate_one(vstate *v, const char *s, const char **end)
         uint64_t count = ms_get_u32le(v->data + v->off);
         uint64_t at = v->off;
         v->off += 4;
+        const char *es = sig_target(s + 1);
         sig_info e;
-        (void)sig_one(s + 1, &e);
+        (void)sig_one(es, &e, NULL, 0, 0);
         uint64_t left = v->len - v->off;
         if (e.min_size == 0 ? count > v->max_count
                             : count > left / e.min_size) {
@@ -277,19 +363,19 @@ static int validate_one(vstate *v, const char *s, const char **end)
             v->off += count * e.min_size;
             return 0;
         }
-        for (uint64_t i = 0; i < count; i++) {
-            const char *ignored;
-            if (validate_one(v, s + 1, &ignored) != 0)
-                return -1;
-        }
+        if (count == 0)
+            return 0;
+        vframe *f = vpush(v);
+        if (!f)
+            return -1;
+        *f = (vframe){es, count, 1};
         return 0;
     }
     case '{': {
-        const char *f = s + 1;
-        while (*f != '}') {
-            if (validate_one(v, f, &f) != 0)
-                return -1;
-        }
+        vframe *f = vpush(v);
+        if (!f)
+            return -1;
+        *f = (vframe){s + 1, 0, 0};
         return 0;
     }
     default:
@@ -298,15 +384,62 @@ static int validate_one(vstate *v, const char *s, const char **end)
     }
 }
 
+/* Validate one value of the type at `s` (well-formed), setting *end past
+ * that type; returns 0 or -1. */
+static int validate_one(vstate *v, const char *s, const char **end)
+{
+    sig_info t;
+    if (sig_one(s, &t, NULL, 0, 0) != 0 || *s == '^') {
+        snprintf(v->err, v->errlen, "malformed type signature");
+        return -1;
+    }
+    *end = t.end;
+    if (validate_item(v, s, &t) != 0)
+        return -1;
+    while (v->n > 0) {
+        vframe *f = &v->frames[v->n - 1];
+        const char *item;
+        if (f->is_vec) {
+            if (f->left == 0) {
+                v->n--;
+                continue;
+            }
+            f->left--;
+            item = f->s;
+        } else {
+            if (*f->s == '}') {
+                v->n--;
+                continue;
+            }
+            item = f->s;
+            (void)sig_one(item, &t, NULL, 0, 0);
+            f->s = t.end; /* the next field */
+            if (*item == '^')
+                item = sig_target(item);
+        }
+        /* f may move when validate_item pushes: not used after. */
+        if (sig_one(item, &t, NULL, 0, 0) != 0 ||
+            validate_item(v, item, &t) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
                     uint64_t max_count, char *err, size_t errlen)
 {
-    vstate v = {data, len, 0, max_count, err, errlen};
+    vstate v = {.data = data, .len = len, .max_count = max_count,
+                .err = err, .errlen = errlen};
+    v.frames = v.inline_frames;
+    v.cap = VFRAMES_INLINE;
     const char *s = sig;
-    while (*s) {
-        if (validate_one(&v, s, &s) != 0)
-            return -1;
-    }
+    int rc = 0;
+    while (*s && rc == 0)
+        rc = validate_one(&v, s, &s);
+    if (v.frames != v.inline_frames)
+        free(v.frames);
+    if (rc != 0)
+        return -1;
     if (v.off != len) {
         snprintf(err, errlen,
                  "payload has %" PRIu64 " bytes but its values take %" PRIu64,

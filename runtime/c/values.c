@@ -15,13 +15,6 @@ _Noreturn void msv_oom(void)
     ms_runtime_error(0, 0, "out of memory");
 }
 
-void msv_check_stack(void)
-{
-    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-    if (here < *ms_stack_limit_ptr())
-        ms_runtime_error(0, 0, "stack overflow");
-}
-
 /* ---------------------------------------------------- tracking (slave)
  *
  * Each thread has a circular list of the vectors it allocated while
@@ -94,6 +87,8 @@ int64_t ms_values_track_end(int free_all)
     return n;
 }
 
+static int64_t grown_cap(int64_t cap);
+
 /* ------------------------------------------------ the allocator pair
  *
  * msv_alloc, vec_grow and msv_free are the only places vectors are
@@ -160,6 +155,19 @@ void msv_free(ms_vec *v)
     msv_node *n = NODE_OF(v);
     node_unlink(n);
     free(n);
+}
+
+void msv_walk_grow(msv_walk *w)
+{
+    int64_t cap = grown_cap(w->cap);
+    if (w->heap) {
+        w->heap = vec_grow(w->heap, w->fsize, cap);
+    } else {
+        w->heap = msv_alloc(w->fsize, 0, cap);
+        memcpy(MSV_DATA(w->heap), w->base, (size_t)w->n * w->fsize);
+    }
+    w->base = MSV_DATA(w->heap);
+    w->cap = cap;
 }
 
 /* Borrowed vt; returns a new vector (owned by the caller), or NULL when len
@@ -521,10 +529,26 @@ static int may_hold_double(const ms_type *t, type_set *set)
     }
 }
 
-static int value_eq(const ms_type *t, const void *a, const void *b);
+/* Equality walks the two values side by side without recursing through
+ * vectors: a pair of vectors whose elements still need comparing is a
+ * frame on an msv_walk, and the walk takes the next element of the top
+ * frame until the stack is empty. Comparing has no side effects, so the
+ * order of the comparisons is free; the stack holds one frame per level
+ * of vectors the walk is inside of (plus the other vector fields of the
+ * structs on the way). Structs held by value are compared in place, by
+ * recursion that their nesting (which the type bounds) limits. */
+typedef struct eq_frame {
+    const ms_type *et;          /* the element type */
+    const unsigned char *pa, *pb;
+    int64_t i, n;               /* next element, element count */
+} eq_frame;
 
-/* Borrowed a and b (each may be NULL). */
-static int vec_eq(const ms_type *vt, const ms_vec *a, const ms_vec *b)
+/* Frames kept in the C frame of ms_value_eq before the walk allocates. */
+#define EQ_INLINE_FRAMES 32
+
+/* Borrowed a and b (each may be NULL). Returns 0 when they differ, 1 when
+ * they are equal or the comparison of their elements went onto w. */
+static int vec_eq(const ms_type *vt, const ms_vec *a, const ms_vec *b, msv_walk *w)
 {
     int64_t n = a ? a->len : 0;
     if (n != (b ? b->len : 0))
@@ -554,18 +578,14 @@ static int vec_eq(const ms_type *vt, const ms_vec *a, const ms_vec *b)
             if (!may_hold_double(et, &set))
                 return 1;
         }
-        msv_check_stack();
-        for (int64_t i = 0; i < n; i++) {
-            size_t off = (size_t)i * et->size;
-            if (!value_eq(et, pa + off, pb + off))
-                return 0;
-        }
+        eq_frame *f = msv_walk_push(w);
+        *f = (eq_frame){ et, pa, pb, 0, n };
         return 1;
     }
 }
 
-/* t, a and b borrowed. */
-static int value_eq(const ms_type *t, const void *a, const void *b)
+/* t, a and b borrowed; vectors inside go onto w (see vec_eq). */
+static int value_eq(const ms_type *t, const void *a, const void *b, msv_walk *w)
 {
     switch (t->kind) {
     case MS_T_INT:
@@ -580,11 +600,11 @@ static int value_eq(const ms_type *t, const void *a, const void *b)
     case MS_T_JOB:
         return *(const ms_handle *)a == *(const ms_handle *)b;
     case MS_T_VECTOR:
-        return vec_eq(t, *(ms_vec *const *)a, *(ms_vec *const *)b);
+        return vec_eq(t, *(ms_vec *const *)a, *(ms_vec *const *)b, w);
     case MS_T_STRUCT:
         for (uint32_t i = 0; i < t->nfields; i++)
             if (!value_eq(t->fields[i], (const unsigned char *)a + t->offsets[i],
-                          (const unsigned char *)b + t->offsets[i]))
+                          (const unsigned char *)b + t->offsets[i], w))
                 return 0;
         return 1;
     default:
@@ -595,7 +615,22 @@ static int value_eq(const ms_type *t, const void *a, const void *b)
 /* Borrowed t, a and b. */
 int8_t ms_value_eq(const ms_type *t, const void *a, const void *b)
 {
-    return (int8_t)value_eq(t, a, b);
+    eq_frame frames[EQ_INLINE_FRAMES];
+    msv_walk w;
+    msv_walk_init(&w, frames, sizeof frames[0], EQ_INLINE_FRAMES);
+    int eq = value_eq(t, a, b, &w);
+    while (eq && w.n > 0) {
+        eq_frame *f = msv_walk_top(&w);
+        if (f->i == f->n) {
+            w.n--;
+            continue;
+        }
+        size_t off = (size_t)f->i++ * f->et->size;
+        /* f may move when value_eq pushes: everything is read first. */
+        eq = value_eq(f->et, f->pa + off, f->pb + off, &w);
+    }
+    msv_walk_free(&w);
+    return (int8_t)eq;
 }
 
 /* -------------------------------------------------------- index errors */

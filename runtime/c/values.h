@@ -63,10 +63,52 @@ void msv_retain_range(const ms_type *et, const unsigned char *data, int64_t n);
  * and never returns. */
 _Noreturn void msv_oom(void);
 
-/* Raises the runtime error "stack overflow" when the current frame is below
- * this thread's stack limit (see ms_stack_limit_ptr). Called once per level
- * of recursion through vectors, whose depth the program (or a message)
- * controls, so that deep values fail cleanly instead of crashing. */
-void msv_check_stack(void);
+/* The explicit stack of the walks over values (equality in values.c,
+ * encoding and decoding in codec.c). Values nest as deep as a program or a
+ * message makes them (a struct holding a vector of itself), so no walk
+ * recurses in C once per level of vectors: each keeps the vectors it is
+ * inside of as frames of `fsize` bytes on one of these. The first frames
+ * live in an array in the caller's C frame, so a shallow value costs no
+ * allocation; deeper, they move to a block from msv_alloc, which a job
+ * abandoned in the middle of a walk has freed with its other vectors
+ * (tracking, above). Growing raises "out of memory" when it cannot. */
+typedef struct msv_walk {
+    unsigned char *base; /* the frames: the caller's array, or heap's data */
+    int64_t n, cap;      /* frames in use, frames there is room for */
+    uint32_t fsize;
+    ms_vec *heap;        /* NULL until the frames outgrow the array */
+} msv_walk;
+
+/* frames: `cap` frames of fsize bytes in the caller, borrowed until
+ * msv_walk_free. */
+static inline void msv_walk_init(msv_walk *w, void *frames, uint32_t fsize,
+                                 int64_t cap)
+{
+    *w = (msv_walk){ frames, 0, cap, fsize, NULL };
+}
+
+/* Moves the frames to a block with twice the room. */
+void msv_walk_grow(msv_walk *w);
+
+/* A new frame on top (uninitialized), valid until the next push. */
+static inline void *msv_walk_push(msv_walk *w)
+{
+    if (w->n == w->cap)
+        msv_walk_grow(w);
+    return w->base + (size_t)w->n++ * w->fsize;
+}
+
+/* The top frame (w->n > 0), valid until the next push. */
+static inline void *msv_walk_top(const msv_walk *w)
+{
+    return w->base + (size_t)(w->n - 1) * w->fsize;
+}
+
+/* Frees the block the frames moved to, if they did. */
+static inline void msv_walk_free(msv_walk *w)
+{
+    if (w->heap)
+        msv_free(w->heap);
+}
 
 #endif

@@ -1,7 +1,7 @@
 """Fault scenarios with real compiled M/s programs (tests/faults/*.ms) on
 loopback: slaves killed, stopped, started early, built from another
 program; garbage thrown at the master's port while a program runs and at a
-slave (from a fake master written here); retries exhausted; the master
+slave (from tests/fakepeer.py's fake master); retries exhausted; the master
 stopped by a signal or by a runtime error; a job overflowing its stack;
 local slaves dying and being replaced.
 
@@ -22,13 +22,13 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import msc
+import fakepeer as fp
+from harness import build_program
 
 HERE = pathlib.Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -61,12 +61,8 @@ def c_rem(a: int, b: int) -> int:
 def progs(tmp_path_factory):
     """Every tests/faults/*.ms compiled; name -> path prefix of NAME-master."""
     out = tmp_path_factory.mktemp("faults")
-    built = {}
-    for ms in sorted(HERE.glob("*.ms")):
-        r = msc(ms.name, "-o", out / ms.stem, cwd=HERE)
-        assert r.returncode == 0, f"{ms.name}: {r.stderr}"
-        built[ms.stem] = out / ms.stem
-    return built
+    return {ms.stem: build_program(ms, out / ms.stem)
+            for ms in sorted(HERE.glob("*.ms"))}
 
 
 def master_cmd(progs, name, *args):
@@ -79,114 +75,14 @@ def slave_cmd(progs, name, addr, *args):
 
 # ------------------------------------------------------------ processes
 
-def _session_alive(sid: int) -> bool:
-    try:
-        os.killpg(sid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-class Proc:
-    """A process in a session of its own, stdout and stderr collected by
-    threads so that a test can wait for a line of stderr while it runs."""
-
-    def __init__(self, cmd):
-        env = {k: v for k, v in os.environ.items() if k != "MS_TOKEN"}
-        self.cmd = cmd
-        self.p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE,
-                                  start_new_session=True)
-        self.pid = self.p.pid
-        self._lines: list[str] = []
-        self._out = b""
-        self._cv = threading.Condition()
-        self._threads = [threading.Thread(target=self._pump_err, daemon=True),
-                         threading.Thread(target=self._pump_out, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _pump_err(self):
-        for line in self.p.stderr:
-            with self._cv:
-                self._lines.append(line.decode(errors="replace"))
-                self._cv.notify_all()
-
-    def _pump_out(self):
-        self._out = self.p.stdout.read()
-
-    @property
-    def err(self) -> str:
-        with self._cv:
-            return "".join(self._lines)
-
-    @property
-    def out(self) -> str:
-        return self._out.decode(errors="replace")
-
-    def wait_err(self, pattern, count=1, timeout=15.0):
-        """Wait until `pattern` matched `count` lines of stderr; the matches."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                found = [m for m in map(rx.search, self._lines) if m]
-                if len(found) >= count:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0 or self.p.poll() is not None and not self._threads[0].is_alive():
-                    raise AssertionError(
-                        f"{pattern!r} x{count} never appeared in the stderr of "
-                        f"{self.cmd[0]}:\n{''.join(self._lines)}")
-                self._cv.wait(min(left, 0.2))
-
-    def finish(self, timeout=30.0) -> int:
-        """Wait for the exit; then nothing of its session may be left."""
-        try:
-            self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.cmd[0]} did not end within {timeout} s "
-                                 f"(a hang); stderr:\n{self.err}")
-        for t in self._threads:
-            t.join(5)
-        deadline = time.monotonic() + 3
-        while _session_alive(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not _session_alive(self.pid), \
-            f"processes of {self.cmd[0]} outlived it (orphans); stderr:\n{self.err}"
-        return self.p.returncode
-
-    def kill(self):
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.p.wait()
-
-
-@pytest.fixture
-def start():
-    started: list[Proc] = []
-
-    def run(cmd):
-        p = Proc(cmd)
-        started.append(p)
-        return p
-    yield run
-    for p in started:        # whatever happened, nothing survives the test
-        p.kill()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def listening(m: Proc) -> str:
-    return m.wait_err(r"listening on (\S+)")[0].group(1)
+def listening(m) -> str:
+    return m.wait_err(r"listening on (\S+)").group(1)
 
 
 def children_of(pid: int) -> list[int]:
@@ -381,54 +277,16 @@ def test_slave_of_another_program_is_refused_on_both_sides(start, progs):
 
 # --------------------------------------------------- garbage at the master
 
-def _hdr(ordinal, jid, length):
-    return struct.pack("<III", ordinal, jid, length)
-
-
-def _recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
-def _recv_msg(sock):
-    ordinal, jid, length = struct.unpack("<III", _recv_exact(sock, 12))
-    return ordinal, jid, _recv_exact(sock, length)
-
-
-def _hello(fingerprint, threads=1, pid=4242, version=1):
-    body = (bytes([2]) + struct.pack("<I", version) + fingerprint +
-            struct.pack("<II", threads, pid) + bytes(32))
-    return _hdr(0, 0, len(body)) + body
-
-
 def _garbage_at_master(addr, stop: threading.Event, seen: list):
     """Throw every kind of bad input at the master until `stop`."""
-    host, port = addr.rsplit(":", 1)
     rng = random.Random(1234)
 
     def conn():
-        s = socket.create_connection((host, int(port)), timeout=5)
-        s.settimeout(5)
-        return s
-
-    def fingerprinted(then):
-        """Connect, read the CHALLENGE, then(socket, the fingerprint)."""
-        s = conn()
-        _, _, ch = _recv_msg(s)
-        then(s, ch[9:41])
-        return s
+        return fp.connect(addr)
 
     def joined():
         """A fake slave through the handshake (no secret on this master)."""
-        s = fingerprinted(lambda s, fp: s.sendall(_hello(fp)))
-        _, _, welcome = _recv_msg(s)
-        assert welcome[0] == 3, welcome
-        return s
+        return fp.FakeSlave(addr).sock
 
     def random_bytes(s):
         s.sendall(bytes(rng.randrange(256)
@@ -437,21 +295,21 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
     kinds = {
         "random bytes": lambda: random_bytes(conn()),
         "half a header": lambda: conn().sendall(b"\x00\x00\x00\x00\x01"),
-        "truncated": lambda: conn().sendall(_hdr(0, 0, 100) + b"\x02" * 10),
-        "huge length": lambda: conn().sendall(_hdr(0, 0, 0xFFFFFFFF)),
-        "unknown ordinal first": lambda: conn().sendall(_hdr(77, 1, 0)),
-        "wrong fingerprint": lambda: conn().sendall(_hello(bytes(32))),
-        "wrong version": lambda: conn().sendall(_hello(bytes(32), version=9)),
-        "zero threads": lambda: fingerprinted(lambda s, fp: s.sendall(
-            _hello(fp, threads=0))),
-        "joined, unknown ordinal": lambda: joined().sendall(_hdr(99, 1, 0)),
+        "truncated": lambda: conn().sendall(fp.header(0, 0, 100) + b"\x02" * 10),
+        "huge length": lambda: conn().sendall(fp.header(0, 0, 0xFFFFFFFF)),
+        "unknown ordinal first": lambda: conn().sendall(fp.frame(77, 1)),
+        "wrong fingerprint": lambda: conn().sendall(fp.hello(bytes(32))),
+        "wrong version": lambda: conn().sendall(fp.hello(bytes(32), version=9)),
+        "zero threads": lambda: fp.FakeSlave(addr, threads=0,
+                                             require_welcome=False).sock,
+        "joined, unknown ordinal": lambda: joined().sendall(fp.frame(99, 1)),
         "joined, result of no job": lambda: joined().sendall(
-            _hdr(1, 999999, 8) + bytes(8)),
-        "joined, huge length": lambda: joined().sendall(_hdr(1, 1, 0xFFFFFFF0)),
+            fp.frame(1, 999999, bytes(8))),
+        "joined, huge length": lambda: joined().sendall(fp.header(1, 1, 0xFFFFFFF0)),
         "joined, random bytes": lambda: random_bytes(joined()),
-        "joined, truncated": lambda: joined().sendall(_hdr(1, 1, 8) + b"abc"),
+        "joined, truncated": lambda: joined().sendall(fp.header(1, 1, 8) + b"abc"),
         "joined, unknown control": lambda: joined().sendall(
-            _hdr(0, 0, 1) + b"\x63"),
+            fp.control(99)),
         "joined, then silent": lambda: joined(),
     }
     idle = [conn() for _ in range(10)]   # never say a word
@@ -514,37 +372,10 @@ def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
 
 # ---------------------------------------------------- garbage at a slave
 
-class FakeMaster:
-    """A listening socket playing the master for one slave at a time."""
-
-    def __init__(self, start, progs):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.sock.settimeout(10)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.start, self.progs = start, progs
-        self.fingerprint = bytes(32)
-
-    def slave(self):
-        """Start a slave, accept its connection: (Proc, socket)."""
-        p = self.start(slave_cmd(self.progs, "quick", self.addr,
-                                 "--threads", 1))
-        c, _ = self.sock.accept()
-        c.settimeout(10)
-        return p, c
-
-    def challenge(self, c, fingerprint=None):
-        body = (bytes([1]) + struct.pack("<II", 1, 0) +
-                (fingerprint or self.fingerprint) + os.urandom(32))
-        c.sendall(_hdr(0, 0, len(body)) + body)
-        _, _, hello = _recv_msg(c)
-        assert hello[0] == 2 and len(hello) == 77, hello
-        return hello[5:37]
-
-    def welcome(self, c, heartbeat_ms=3000):
-        body = bytes([3]) + struct.pack("<III", heartbeat_ms, 1 << 20, 1)
-        c.sendall(_hdr(0, 0, len(body)) + body)
+def _slave_of(fm, start, progs):
+    """Start a slave of `quick` against the fake master: (Proc, socket)."""
+    p = start(slave_cmd(progs, "quick", fm.addr, "--threads", 1))
+    return p, fm.accept()
 
 
 def _random(n, seed):
@@ -554,27 +385,25 @@ def _random(n, seed):
 
 # What the fake master does after a full handshake, and what the slave says.
 AFTER_HANDSHAKE = {
-    "unknown ordinal": (_hdr(99, 1, 0), 1, r"unknown job ordinal 99"),
-    "huge length": (_hdr(1, 1, 0xFFFFFFFF), 1, r"over the limit"),
-    "arguments too short": (_hdr(1, 1, 3) + b"abc", 1,
+    "unknown ordinal": (fp.frame(99, 1), 1, r"unknown job ordinal 99"),
+    "huge length": (fp.header(1, 1, 0xFFFFFFFF), 1, r"over the limit"),
+    "arguments too short": (fp.header(1, 1, 3) + b"abc", 1,
                             r"arguments of job 1 \('lcg'\) do not match"),
-    "arguments too long": (_hdr(1, 1, 17) + bytes(17), 1, r"do not match"),
-    "unknown control": (_hdr(0, 0, 1) + b"\x63", 1,
+    "arguments too long": (fp.frame(1, 1, bytes(17)), 1, r"do not match"),
+    "unknown control": (fp.control(99), 1,
                         r"unexpected control message 99"),
-    "empty control": (_hdr(0, 0, 0), 1, r"empty control message"),
+    "empty control": (fp.frame(0, 0), 1, r"empty control message"),
     "random bytes": (_random(5000, 7), 1, r"closing the connection to master"),
-    "truncated, then closed": (_hdr(1, 1, 16) + b"abcde", 0, r""),
+    "truncated, then closed": (fp.header(1, 1, 16) + b"abcde", 0, r""),
 }
 
 
 def test_garbage_at_a_slave(start, progs):
-    fm = FakeMaster(start, progs)
-    try:
+    with fp.FakeMaster() as fm:
         # Learn the program's fingerprint from a HELLO, then refuse it.
-        p, c = fm.slave()
+        p, c = _slave_of(fm, start, progs)
         fm.fingerprint = fm.challenge(c)
-        reason = "no thanks"
-        c.sendall(_hdr(0, 0, 1 + len(reason)) + b"\x04" + reason.encode())
+        c.sendall(fp.refuse("no thanks"))
         assert p.finish(10) == 1
         assert f"refused by master {fm.addr}: no thanks" in p.err, p.err
         c.close()
@@ -582,15 +411,16 @@ def test_garbage_at_a_slave(start, progs):
         # Bad input before or instead of the CHALLENGE.
         before = {
             "random bytes": (_random(3000, 3), r"is not an M/s master"),
-            "huge length": (_hdr(0, 0, 0xFFFFFFFF), r"is not an M/s master"),
-            "job instead of challenge": (_hdr(1, 1, 0), r"is not an M/s master"),
-            "malformed challenge": (_hdr(0, 0, 9) + b"\x01\x01\0\0\0abcd",
-                                    r"malformed CHALLENGE"),
-            "truncated challenge": (_hdr(0, 0, 73) + b"\x01" * 20,
+            "huge length": (fp.header(0, 0, 0xFFFFFFFF), r"is not an M/s master"),
+            "job instead of challenge": (fp.frame(1, 1), r"is not an M/s master"),
+            "malformed challenge": (fp.control(fp.CHALLENGE, struct.pack(
+                "<I", fp.VERSION) + b"abcd"), r"malformed CHALLENGE"),
+            "truncated challenge": (fp.header(0, 0, fp.CHALLENGE_SIZE) +
+                                    bytes([fp.CHALLENGE]) * 20,
                                     r"closed the connection during the handshake"),
         }
         for name, (data, pattern) in before.items():
-            p, c = fm.slave()
+            p, c = _slave_of(fm, start, progs)
             try:
                 c.sendall(data)
                 c.shutdown(socket.SHUT_WR)
@@ -601,17 +431,16 @@ def test_garbage_at_a_slave(start, progs):
             c.close()
 
         # A master of another program: the slave refuses it after WELCOME.
-        p, c = fm.slave()
+        p, c = _slave_of(fm, start, progs)
         fm.challenge(c, fingerprint=b"\x01" * 32)
-        fm.welcome(c)
+        c.sendall(fp.welcome())
         assert p.finish(10) == 1
         assert "runs another program or version; refusing it" in p.err, p.err
         c.close()
 
         for name, (data, status, pattern) in AFTER_HANDSHAKE.items():
-            p, c = fm.slave()
-            fm.challenge(c)
-            fm.welcome(c)
+            p, c = _slave_of(fm, start, progs)
+            fm.handshake(c)
             try:
                 c.sendall(data)
             except OSError:
@@ -623,9 +452,8 @@ def test_garbage_at_a_slave(start, progs):
             c.close()
 
         # A master that falls silent after the handshake is given up on.
-        p, c = fm.slave()
-        fm.challenge(c)
-        fm.welcome(c, heartbeat_ms=500)
+        p, c = _slave_of(fm, start, progs)
+        fm.handshake(c, heartbeat_ms=500)
         assert p.finish(10) == 1
         assert re.search(r"no message from master \S+ for \d+\.\d s; giving "
                          r"up", p.err), p.err
@@ -633,22 +461,15 @@ def test_garbage_at_a_slave(start, progs):
 
         # And after all that, a slave still runs a job for a fake master
         # that speaks the protocol, then leaves when told.
-        p, c = fm.slave()
-        fm.challenge(c)
-        fm.welcome(c)
-        c.sendall(_hdr(1, 7, 16) + struct.pack("<qq", 3, 1000))
-        while True:
-            ordinal, jid, body = _recv_msg(c)
-            if ordinal:
-                break
-            assert body == b"\x08", body          # heartbeats only
+        p, c = _slave_of(fm, start, progs)
+        fm.handshake(c)
+        c.sendall(fp.frame(1, 7, struct.pack("<qq", 3, 1000)))
+        ordinal, jid, body = fp.next_message(c)     # heartbeats skipped
         assert (ordinal, jid) == (1, 7)
         assert struct.unpack("<q", body) == (lcg(3, 1000),)
-        c.sendall(_hdr(0, 0, 1) + b"\x09")
+        c.sendall(fp.control(fp.GOODBYE))
         assert p.finish(10) == 0, p.err
         c.close()
-    finally:
-        fm.sock.close()
 
 
 # ------------------------------------------------------ ending the run

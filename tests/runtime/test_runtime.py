@@ -5,7 +5,8 @@ slave processes talk over loopback; every process has a timeout and is
 killed afterwards, and runs check that no process outlives its master.
 
 Also: the signature validator's unit test (test_ser.c), plainly and under
-ASan/UBSan, and fake slaves (Python sockets) that send the master garbage.
+ASan/UBSan, and fake slaves and masters (tests/fakepeer.py) that send
+garbage.
 """
 import os
 import pathlib
@@ -15,10 +16,12 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
+
+import fakepeer as fp
+from harness import Proc
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RT = REPO / "runtime" / "c"
@@ -68,115 +71,11 @@ def bins(tmp_path_factory):
 
 # ------------------------------------------------------------- processes
 
-class Proc:
-    """A process in its own session; stderr is collected by a thread so
-    tests can wait for a line while it runs. With merge=True, stdout goes
-    to the same place (for slaves, whose jobs print to their stdout)."""
-
-    def __init__(self, cmd, env=None, cwd=None, merge=False):
-        full_env = {k: v for k, v in os.environ.items()
-                    if k not in ("MS_TOKEN", "FIXTURE_MODE", "FIXTURE_N")}
-        full_env.update(env or {})
-        self.p = subprocess.Popen(list(map(str, cmd)), env=full_env, cwd=cwd,
-                                  stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE,
-                                  stderr=(subprocess.STDOUT if merge
-                                          else subprocess.PIPE),
-                                  start_new_session=True)
-        self._err_pipe = self.p.stdout if merge else self.p.stderr
-        self.err_lines = []
-        self.out = b""
-        self._cv = threading.Condition()
-        self._t_err = threading.Thread(target=self._pump_err, daemon=True)
-        self._t_out = threading.Thread(target=self._pump_out, daemon=True)
-        self._t_err.start()
-        if not merge:
-            self._t_out.start()
-
-    def _pump_err(self):
-        for line in self._err_pipe:
-            with self._cv:
-                self.err_lines.append(line.decode(errors="replace"))
-                self._cv.notify_all()
-
-    def _pump_out(self):
-        self.out = self.p.stdout.read()
-
-    def wait_err(self, pattern, timeout=10):
-        """The first match of `pattern` in stderr, waiting for it."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for line in self.err_lines:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"no {pattern!r} in stderr:\n{self.err}")
-                self._cv.wait(left)
-
-    def finish(self, timeout=20):
-        """Wait for exit; then check that nothing of its session is left."""
-        try:
-            self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"timed out; stderr:\n{self.err}")
-        if self._t_out.is_alive():
-            self._t_out.join(5)
-        self._t_err.join(5)
-        deadline = time.monotonic() + 3
-        while _session_alive(self.p.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not _session_alive(self.p.pid), "processes left behind"
-        return self.p.returncode
-
-    def kill(self):
-        try:
-            os.killpg(self.p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.p.wait()
-
-    @property
-    def err(self):
-        with self._cv:
-            return "".join(self.err_lines)
-
-    @property
-    def stdout(self):
-        return self.out.decode()
-
-
-def _session_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-@pytest.fixture
-def procs():
-    started = []
-
-    def start(cmd, **kw):
-        p = Proc(cmd, **kw)
-        started.append(p)
-        return p
-    yield start
-    for p in started:
-        p.kill()
-
-
-def master(procs, bins, *args, mode="basic", n=None, env=None, prog="prog"):
+def master(start, bins, *args, mode="basic", n=None, env=None, prog="prog"):
     e = {"FIXTURE_MODE": mode, **(env or {})}
     if n is not None:
         e["FIXTURE_N"] = str(n)
-    return procs([bins / f"{prog}-master", *args], env=e)
+    return start([bins / f"{prog}-master", *args], env=e)
 
 
 def listening(m):
@@ -219,33 +118,33 @@ def test_ser_unit(bins, tmp_path):
     assert _run([str(exe)]).stdout == "ser tests passed\n"
 
 
-def test_results_and_formats(procs, bins):
-    m = master(procs, bins)
+def test_results_and_formats(start, bins):
+    m = master(start, bins)
     assert m.finish() == 0, m.err
-    assert m.stdout == BASIC_OUT
+    assert m.out == BASIC_OUT
     assert m.err == ""
 
 
-def test_one_local_slave_and_stats(procs, bins):
-    m = master(procs, bins, "--spawn", "1", "--stats")
+def test_one_local_slave_and_stats(start, bins):
+    m = master(start, bins, "--spawn", "1", "--stats")
     assert m.finish() == 0, m.err
-    assert m.stdout == BASIC_OUT
+    assert m.out == BASIC_OUT
     assert re.search(r"stats: 204 jobs started, 204 finished", m.err), m.err
     assert re.search(r"slave 1 at .*local, \d+ threads\): ran 204 jobs \(204 "
                      r"finished, 0 failed, 0 cancelled\)", m.err), m.err
 
 
-def test_big_arguments_among_small_jobs(procs, bins):
+def test_big_arguments_among_small_jobs(start, bins):
     """Arguments of megabytes go out from the jobs' own buffers between
     small jobs' messages; one cancelled at once does not disturb the
     others."""
-    m = master(procs, bins, "--stats", mode="big")
+    m = master(start, bins, "--stats", mode="big")
     assert m.finish() == 0, m.err
-    lines = m.stdout.split("\n")
+    lines = m.out.split("\n")
     # On a busy machine the main thread may lose the CPU between starting
     # the doomed job and cancelling it, long enough for the job to finish:
     # then the cancel comes too late and changes nothing.
-    assert lines[-1] == "" and lines[-2] in ("cancelled", "finished"), m.stdout
+    assert lines[-1] == "" and lines[-2] in ("cancelled", "finished"), m.out
     for i in range(6):
         n = 300000 + i
         assert float(lines[2 * i]) == float(sum(k % 1000 for k in range(n)))
@@ -255,76 +154,76 @@ def test_big_arguments_among_small_jobs(procs, bins):
     assert re.search(rf"stats: 13 jobs started, {counts}", m.err), m.err
 
 
-def test_job_failure_message(procs, bins):
-    m = master(procs, bins, mode="fail")
+def test_job_failure_message(start, bins):
+    m = master(start, bins, mode="fail")
     assert m.finish() == 1
-    assert m.stdout == "5\nfailed\n"
+    assert m.out == "5\nfailed\n"
     assert m.err == ("prog.ms:12:5: runtime error: job 'divide' failed: "
                      "prog.ms:4:12: division by zero\n")
 
 
-def test_cancel(procs, bins):
+def test_cancel(start, bins):
     t0 = time.monotonic()
-    m = master(procs, bins, mode="cancel")
+    m = master(start, bins, mode="cancel")
     assert m.finish() == 1
-    assert m.stdout == "cancelled\n3\nfinished\n10\n"
+    assert m.out == "cancelled\n3\nfinished\n10\n"
     assert m.err == "prog.ms:21:5: runtime error: job 'spin' was cancelled\n"
     # The 5 s job was stopped, not waited for.
     assert time.monotonic() - t0 < 4
 
 
-def test_unset_handle(procs, bins):
-    m = master(procs, bins, mode="unset")
+def test_unset_handle(start, bins):
+    m = master(start, bins, mode="unset")
     assert m.finish() == 1
-    assert m.stdout == "1\n"
+    assert m.out == "1\n"
     assert m.err == "prog.ms:7:9: runtime error: job handle is not set\n"
 
 
-def test_stack_overflow_in_job_fails_only_the_job(procs, bins):
-    m = master(procs, bins, mode="deep")
+def test_stack_overflow_in_job_fails_only_the_job(start, bins):
+    m = master(start, bins, mode="deep")
     assert m.finish() == 1
-    assert m.stdout == "running\n1000\n"
+    assert m.out == "running\n1000\n"
     assert m.err == ("prog.ms:9:5: runtime error: job 'deep' failed: "
                      "prog.ms:9:16: stack overflow\n")
 
 
-def test_crash_in_job_fails_the_job_and_the_slave_is_replaced(procs, bins):
+def test_crash_in_job_fails_the_job_and_the_slave_is_replaced(start, bins):
     """Unchecked recursion: the slave's SIGSEGV handler reports the job
     failed (so it is not rerun to crash more slaves) and exits."""
-    m = master(procs, bins, "--spawn", "1", mode="smash")
+    m = master(start, bins, "--spawn", "1", mode="smash")
     assert m.finish() == 1
-    assert m.stdout == "running\n"
+    assert m.out == "running\n"
     assert "fatal: stack overflow in a job" in m.err
     assert m.err.endswith(
         "prog.ms:71:5: runtime error: job 'smash' failed: prog.ms: stack "
         "overflow (the slave crashed)\n"), m.err
 
 
-def test_stack_overflow_in_master(procs, bins):
-    m = master(procs, bins, mode="master-deep")
+def test_stack_overflow_in_master(start, bins):
+    m = master(start, bins, mode="master-deep")
     assert m.finish() == 1
-    assert m.stdout == "1000\n"
+    assert m.out == "1000\n"
     assert m.err == "prog.ms:9:16: runtime error: stack overflow\n"
 
 
-def test_many_jobs(procs, bins):
-    m = master(procs, bins, mode="many", n=20000)
+def test_many_jobs(start, bins):
+    m = master(start, bins, mode="many", n=20000)
     assert m.finish(timeout=30) == 0, m.err
     # sum(i + 1 for i < n), then the round trips' own sum
-    assert m.stdout == f"{sum(range(1, 20001))}\n"
+    assert m.out == f"{sum(range(1, 20001))}\n"
     rate = float(m.wait_err(r"RATE (\d+)").group(1))
     assert rate > 2000, m.err  # loose: the machine may be busy
 
 
-def test_usage_errors(procs, bins):
-    m = procs([bins / "prog-master", "--bogus"])
+def test_usage_errors(start, bins):
+    m = start([bins / "prog-master", "--bogus"])
     assert m.finish() == 2
     assert "unknown option '--bogus'" in m.err and "usage:" in m.err
-    m = procs([bins / "prog-master", "--spawn", "x"])
+    m = start([bins / "prog-master", "--spawn", "x"])
     assert m.finish() == 2
-    m = procs([bins / "prog-master", "--listen", "nocolon"])
+    m = start([bins / "prog-master", "--listen", "nocolon"])
     assert m.finish() == 2
-    s = procs([bins / "prog-slave"])
+    s = start([bins / "prog-slave"])
     assert s.finish() == 2
     assert "--master HOST:PORT is required" in s.err
 
@@ -332,20 +231,20 @@ def test_usage_errors(procs, bins):
 # --------------------------------------------------------- faults: slaves
 
 
-def test_slave_killed_mid_job_is_rerun(procs, bins):
-    m = master(procs, bins, "--spawn", "2", mode="announce", n=1)
+def test_slave_killed_mid_job_is_rerun(start, bins):
+    m = master(start, bins, "--spawn", "2", mode="announce", n=1)
     pid = int(m.wait_err(r"announce running in pid (\d+)").group(1))
     os.kill(pid, signal.SIGKILL)
     assert m.finish() == 0, m.err
-    assert m.stdout == "1\n42\n"
+    assert m.out == "1\n42\n"
     assert "lost slave" in m.err
     # It ran again, on another slave.
     pids = re.findall(r"announce running in pid (\d+)", m.err)
     assert len(pids) == 2 and pids[0] != pids[1], m.err
 
 
-def test_jobs_fail_after_max_retries(procs, bins):
-    m = master(procs, bins, "--spawn", "1", "--max-retries", "2",
+def test_jobs_fail_after_max_retries(start, bins):
+    m = master(start, bins, "--spawn", "1", "--max-retries", "2",
                mode="announce", n=1)
     for _ in range(2):
         pid = int(m.wait_err(r"announce running in pid (\d+)").group(1))
@@ -356,58 +255,58 @@ def test_jobs_fail_after_max_retries(procs, bins):
                      r"its slaves were lost \(2 attempts", m.err), m.err
 
 
-def test_stopped_slave_times_out(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_stopped_slave_times_out(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                "--heartbeat-timeout", "0.6", mode="announce", n=1)
     addr = listening(m)
-    s1 = procs([bins / "prog-slave", "--master", addr, "--threads", "1"],
+    s1 = start([bins / "prog-slave", "--master", addr, "--threads", "1"],
                merge=True)
     pid = int(s1.wait_err(r"announce running in pid (\d+)").group(1))
     assert pid == s1.p.pid
     os.kill(pid, signal.SIGSTOP)
     m.wait_err(r"lost slave .*heartbeat timeout")
-    s2 = procs([bins / "prog-slave", "--master", addr])
+    s2 = start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "1\n42\n"
+    assert m.out == "1\n42\n"
     assert s2.finish() == 0
     os.kill(pid, signal.SIGKILL)
 
 
-def test_waiting_for_slaves_notice(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_waiting_for_slaves_notice(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=1)
     addr = listening(m)
     m.wait_err(r"waiting for a slave: 1 jobs are waiting", timeout=6)
-    s = procs([bins / "prog-slave", "--master", addr])
+    s = start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0
-    assert m.stdout == "1\n"
+    assert m.out == "1\n"
     assert s.finish() == 0  # GOODBYE ends the slave with status 0
 
 
-def test_slave_started_before_master_retries(procs, bins):
+def test_slave_started_before_master_retries(start, bins):
     with socket.socket() as probe:  # a free port, released at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    s = procs([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
     time.sleep(0.4)
-    m = master(procs, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
+    m = master(start, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
                n=2)
     assert m.finish() == 0, m.err
-    assert m.stdout == "3\n"
+    assert m.out == "3\n"
     assert s.finish() == 0
 
 
-def test_sigterm_ends_master_and_local_slaves(procs, bins):
-    m = master(procs, bins, mode="announce", n=1)
+def test_sigterm_ends_master_and_local_slaves(start, bins):
+    m = master(start, bins, mode="announce", n=1)
     m.wait_err(r"announce running")
     os.kill(m.p.pid, signal.SIGTERM)
     assert m.finish() == 128 + signal.SIGTERM
 
 
-def test_slave_exits_when_master_is_killed(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_slave_exits_when_master_is_killed(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="announce", n=1)
-    s = procs([bins / "prog-slave", "--master", listening(m)], merge=True)
+    s = start([bins / "prog-slave", "--master", listening(m)], merge=True)
     s.wait_err(r"announce running")
     m.kill()
     assert s.finish(timeout=5) == 0
@@ -416,166 +315,87 @@ def test_slave_exits_when_master_is_killed(procs, bins):
 # ------------------------------------------------------ faults: network
 
 
-def _hdr(ordinal, jid, length):
-    return struct.pack("<III", ordinal, jid, length)
-
-
-def _recv_msg(sock):
-    head = _recv_exact(sock, 12)
-    ordinal, jid, length = struct.unpack("<III", head)
-    return ordinal, jid, _recv_exact(sock, length)
-
-
-def _recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
-def _connect(addr):
-    host, port = addr.rsplit(":", 1)
-    s = socket.create_connection((host, int(port)), timeout=5)
-    return s
-
-
-def _fake_handshake(addr, threads=1, fingerprint=None):
-    """Connect as a slave that knows the (public) fingerprint but no secret.
-    Returns the socket after WELCOME."""
-    s = _connect(addr)
-    ordinal, jid, p = _recv_msg(s)
-    assert ordinal == 0 and p[0] == 1 and len(p) == 73   # CHALLENGE
-    version, flags = struct.unpack("<II", p[1:9])
-    fp = fingerprint or p[9:41]
-    hello = (bytes([2]) + struct.pack("<I", version) + fp +
-             struct.pack("<II", threads, 4242) + bytes(32))
-    s.sendall(_hdr(0, 0, len(hello)) + hello)
-    ordinal, jid, p = _recv_msg(s)
-    return s, p
-
-
-def _closed_by_peer(sock, timeout=3):
-    sock.settimeout(timeout)
-    try:
-        while True:
-            if not sock.recv(4096):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
-
-
-def test_garbage_connections_do_not_change_the_output(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "2",
+def test_garbage_connections_do_not_change_the_output(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "2",
                mode="sleep", n=15)
     addr = listening(m)
-    silent = _connect(addr)               # never says anything
+    silent = fp.connect(addr)             # never says anything
     attacks = [
         os.urandom(5000),                 # noise
-        _hdr(0, 0, 50)[:7],               # a truncated header
-        _hdr(0, 0, 0xFFFFFFF0),           # a huge length
-        _hdr(7, 1, 8) + bytes(8),         # a job result before the handshake
-        _hdr(0, 0, 1) + bytes([99]),      # an unknown control message
-        _hdr(0, 0, 5) + bytes([2, 1, 0, 0, 0]),  # a short HELLO
+        fp.header(0, 0, 50)[:7],          # a truncated header
+        fp.header(0, 0, 0xFFFFFFF0),      # a huge length
+        fp.frame(7, 1, bytes(8)),         # a job result before the handshake
+        fp.control(99),                   # an unknown control message
+        fp.control(fp.HELLO, struct.pack("<I", fp.VERSION)),  # a short HELLO
     ]
     for data in attacks:
-        with _connect(addr) as s:
+        with fp.connect(addr) as s:
             try:
                 s.sendall(data)
             except OSError:
                 pass
             if len(data) >= 12:
-                assert _closed_by_peer(s)
+                assert fp.closed_by_peer(s)
     assert m.finish() == 0, m.err
-    assert m.stdout == "120\n"
+    assert m.out == "120\n"
     assert m.err.count("closing connection from") >= 4, m.err
     silent.close()
 
 
 BAD_REPLIES = {
-    "short result": lambda o, j: _hdr(o, j, 7) + bytes(7),
-    "long result": lambda o, j: _hdr(o, j, 9) + bytes(9),
-    "unknown ordinal": lambda o, j: _hdr(99, j, 8) + bytes(8),
-    "wrong ordinal": lambda o, j: _hdr(2, j, 8) + bytes(8),
-    "unknown jid": lambda o, j: _hdr(o, j + 1000, 8) + bytes(8),
-    "huge length": lambda o, j: _hdr(o, j, 0xFFFFFFFF),
-    "bad control": lambda o, j: _hdr(0, j, 1) + bytes([42]),
-    "empty control": lambda o, j: _hdr(0, j, 0),
-    "failure for unknown jid": lambda o, j: _hdr(0, j + 5, 3) + b"\x05ab",
-    "cancelled though not cancelled": lambda o, j: _hdr(0, j, 1) + b"\x07",
+    "short result": lambda o, j: fp.frame(o, j, bytes(7)),
+    "long result": lambda o, j: fp.frame(o, j, bytes(9)),
+    "unknown ordinal": lambda o, j: fp.frame(99, j, bytes(8)),
+    "wrong ordinal": lambda o, j: fp.frame(2, j, bytes(8)),
+    "unknown jid": lambda o, j: fp.frame(o, j + 1000, bytes(8)),
+    "huge length": lambda o, j: fp.header(o, j, 0xFFFFFFFF),
+    "bad control": lambda o, j: fp.control(42, jid=j),
+    "empty control": lambda o, j: fp.frame(0, j),
+    "failure for unknown jid": lambda o, j: fp.control(fp.FAILURE, b"ab",
+                                                       jid=j + 5),
+    "cancelled though not cancelled": lambda o, j: fp.control(fp.CANCELLED,
+                                                              jid=j),
 }
 
 
 @pytest.mark.parametrize("what", sorted(BAD_REPLIES))
-def test_bad_result_closes_only_that_slave(procs, bins, what):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_bad_result_closes_only_that_slave(start, bins, what):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=1)
     addr = listening(m)
-    s, welcome = _fake_handshake(addr)
-    assert welcome[0] == 3, welcome               # WELCOME
-    while True:                                   # skip heartbeats
-        ordinal, jid, args = _recv_msg(s)
-        if ordinal:
-            break
+    s = fp.FakeSlave(addr)
+    ordinal, jid, args = s.next_message()
     assert ordinal == 1 and len(args) == 16
-    s.sendall(BAD_REPLIES[what](ordinal, jid))
-    assert _closed_by_peer(s)
+    s.sock.sendall(BAD_REPLIES[what](ordinal, jid))
+    assert fp.closed_by_peer(s.sock)
     m.wait_err(r"closing connection from .*")
-    real = procs([bins / "prog-slave", "--master", addr])
+    real = start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "1\n"
+    assert m.out == "1\n"
     assert real.finish() == 0
 
 
-def test_bad_bool_in_result(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_bad_bool_in_result(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="bools")
     addr = listening(m)
-    s, _ = _fake_handshake(addr)
-    while True:
-        ordinal, jid, args = _recv_msg(s)
-        if ordinal:
-            break
-    s.sendall(_hdr(ordinal, jid, 1) + b"\x02")
-    assert _closed_by_peer(s)
+    s = fp.FakeSlave(addr)
+    ordinal, jid, _ = s.next_message()
+    s.send(ordinal, jid, b"\x02")
+    assert fp.closed_by_peer(s.sock)
     assert "is not 0 or 1" in m.wait_err(r"closing connection from").string
-    procs([bins / "prog-slave", "--master", addr])
+    start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "true\n"
+    assert m.out == "true\n"
 
 
 def test_slave_rejects_bad_job_arguments(bins):
     """A fake master sends a job whose arguments do not decode: the slave
     says why and exits 1."""
-    with socket.socket() as lsock:
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        port = lsock.getsockname()[1]
-        p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    with fp.FakeMaster(timeout=5) as fm:
+        p, conn = _joined_fake_master(bins, fm, max_message=1 << 20)
         try:
-            conn, _ = lsock.accept()
-            conn.settimeout(5)
-            nonce = os.urandom(32)
-            ch = bytes([1]) + struct.pack("<II", 1, 0) + bytes(32) + nonce
-            conn.sendall(_hdr(0, 0, len(ch)) + ch)
-            _, _, hello = _recv_msg(conn)
-            fp = hello[5:37]
-            conn.close()
-            # Again, now with its fingerprint, so the handshake succeeds.
-            p.finish()
-            p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
-            conn, _ = lsock.accept()
-            conn.settimeout(5)
-            ch = bytes([1]) + struct.pack("<II", 1, 0) + fp + nonce
-            conn.sendall(_hdr(0, 0, len(ch)) + ch)
-            _recv_msg(conn)
-            w = bytes([3]) + struct.pack("<III", 10000, 1 << 20, 1)
-            conn.sendall(_hdr(0, 0, len(w)) + w)
-            conn.sendall(_hdr(1, 7, 15) + bytes(15))   # add(int, int): 16
+            conn.sendall(fp.frame(1, 7, bytes(15)))   # add(int, int): 16
             assert p.finish(timeout=5) == 1
             assert re.search(r"arguments of job 7 \('add'\) do not match",
                              p.err), p.err
@@ -583,29 +403,16 @@ def test_slave_rejects_bad_job_arguments(bins):
             p.kill()
 
 
-def _joined_fake_master(bins, lsock, max_message=1 << 22):
-    """Start a slave against a fake master listening on lsock and take it
-    through the handshake (its fingerprint learnt from a first attempt).
+def _joined_fake_master(bins, fm, max_message=1 << 22):
+    """Start a slave against the fake master `fm` and take it through the
+    handshake (its fingerprint learnt from a first attempt).
     Returns (slave Proc, connection)."""
-    port = lsock.getsockname()[1]
-    p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
-    conn, _ = lsock.accept()
-    conn.settimeout(5)
-    nonce = os.urandom(32)
-    ch = bytes([1]) + struct.pack("<II", 1, 0) + bytes(32) + nonce
-    conn.sendall(_hdr(0, 0, len(ch)) + ch)
-    _, _, hello = _recv_msg(conn)
-    fp = hello[5:37]
-    conn.close()
+    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    fm.learn_fingerprint(fm.accept())
     p.finish()
-    p = Proc([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
-    conn, _ = lsock.accept()
-    conn.settimeout(5)
-    ch = bytes([1]) + struct.pack("<II", 1, 0) + fp + nonce
-    conn.sendall(_hdr(0, 0, len(ch)) + ch)
-    _recv_msg(conn)
-    w = bytes([3]) + struct.pack("<III", 10000, max_message, 1)
-    conn.sendall(_hdr(0, 0, len(w)) + w)
+    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    conn = fm.accept()
+    fm.handshake(conn, heartbeat_ms=10000, max_message=max_message)
     return p, conn
 
 
@@ -626,23 +433,19 @@ def test_slave_takes_big_arguments_in_pieces(bins):
     n = 300_000
     xs = struct.pack(f"<I{n}d", n, *[float(i % 1000) for i in range(n)])
     small = struct.pack("<Id", 1, 2.5)
-    with socket.socket() as lsock:
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        p, conn = _joined_fake_master(bins, lsock)
+    with fp.FakeMaster(timeout=5) as fm:
+        p, conn = _joined_fake_master(bins, fm)
         try:
-            _send_slowly(conn, _hdr(SUM, 1, len(small)) + small +
-                         _hdr(SUM, 2, len(xs)) + xs +
-                         _hdr(SUM, 3, len(small)) + small +
-                         _hdr(SUM, 4, len(xs)) + xs)
+            _send_slowly(conn, fp.frame(SUM, 1, small) + fp.frame(SUM, 2, xs) +
+                         fp.frame(SUM, 3, small) + fp.frame(SUM, 4, xs))
             got = {}
             while len(got) < 4:
-                ordinal, jid, payload = _recv_msg(conn)
+                ordinal, jid, payload = fp.recv_msg(conn)
                 if ordinal == SUM:
                     got[jid] = struct.unpack("<d", payload)[0]
             want = float(sum(i % 1000 for i in range(n)))
             assert got == {1: 2.5, 2: want, 3: 2.5, 4: want}
-            conn.sendall(_hdr(0, 0, 1) + bytes([9]))          # GOODBYE
+            conn.sendall(fp.control(fp.GOODBYE))
             assert p.finish(timeout=5) == 0, p.err
         finally:
             p.kill()
@@ -655,26 +458,24 @@ def test_slave_refuses_bad_big_arguments(bins, what):
     the slave without a crash, and a length over the limit is refused
     before anything is allocated for it."""
     n = 200_000
-    with socket.socket() as lsock:
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen(1)
-        p, conn = _joined_fake_master(bins, lsock, max_message=1 << 22)
+    with fp.FakeMaster(timeout=5) as fm:
+        p, conn = _joined_fake_master(bins, fm, max_message=1 << 22)
         try:
             if what == "count":
                 body = struct.pack("<I", n + 1) + bytes(8 * n)
-                _send_slowly(conn, _hdr(SUM, 9, len(body)) + body)
+                _send_slowly(conn, fp.frame(SUM, 9, body))
                 assert p.finish(timeout=5) == 1
                 assert re.search(r"arguments of job 9 \('sum'\) do not match"
                                  r".*vector count 200001", p.err), p.err
             elif what == "truncated":
                 body = struct.pack("<I", n) + bytes(8 * n)
-                conn.sendall(_hdr(SUM, 9, len(body)) + body[:len(body) // 2])
+                conn.sendall(fp.frame(SUM, 9, body)[:fp.HEADER.size + len(body) // 2])
                 time.sleep(0.2)
                 conn.close()
                 assert p.finish(timeout=5) == 0, p.err
                 assert "rror" not in p.err, p.err
             else:
-                conn.sendall(_hdr(SUM, 9, (1 << 22) + 1) + bytes(1000))
+                conn.sendall(fp.header(SUM, 9, (1 << 22) + 1) + bytes(1000))
                 assert p.finish(timeout=5) == 1
                 assert "is over the limit of 4194304 bytes" in p.err, p.err
         finally:
@@ -684,79 +485,79 @@ def test_slave_refuses_bad_big_arguments(bins, what):
 # ----------------------------------------------- handshake and security
 
 
-def test_foreign_program_is_refused_on_both_sides(procs, bins):
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+def test_foreign_program_is_refused_on_both_sides(start, bins):
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=3)
     addr = listening(m)
-    other = procs([bins / "other-slave", "--master", addr])
+    other = start([bins / "other-slave", "--master", addr])
     assert other.finish() == 1
     assert re.search(r"refused by master .*: the slave was built from a "
                      r"different program or version", other.err), other.err
     m.wait_err(r"refused slave .*different program or version")
-    procs([bins / "prog-slave", "--master", addr])
+    start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0, m.err
-    assert m.stdout == "6\n"
+    assert m.out == "6\n"
 
 
-def test_token_is_required_and_checked(procs, bins, tmp_path):
+def test_token_is_required_and_checked(start, bins, tmp_path):
     token = tmp_path / "token"
     token.write_text("s3cret\n")
-    m = master(procs, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                "--token-file", token, mode="sleep", n=3)
     addr = listening(m)
-    wrong = procs([bins / "prog-slave", "--master", addr],
+    wrong = start([bins / "prog-slave", "--master", addr],
                   env={"MS_TOKEN": "guess"})
     assert wrong.finish() == 1
     assert "authentication failed" in wrong.err, wrong.err
     m.wait_err(r"refused slave .*authentication failed")
-    none = procs([bins / "prog-slave", "--master", addr])
+    none = start([bins / "prog-slave", "--master", addr])
     assert none.finish() == 1
     assert "requires a shared secret" in none.err
     # A fake slave without the secret is refused too.
-    s, reply = _fake_handshake(addr)
-    assert reply[0] == 4 and b"authentication failed" in reply
+    s = fp.FakeSlave(addr, require_welcome=False)
+    assert s.reply[0] == fp.REFUSE and b"authentication failed" in s.reply
     s.close()
-    good = procs([bins / "prog-slave", "--master", addr],
+    good = start([bins / "prog-slave", "--master", addr],
                  env={"MS_TOKEN": "s3cret"})
     assert m.finish() == 0, m.err
-    assert m.stdout == "6\n"
+    assert m.out == "6\n"
     assert good.finish() == 0
 
 
-def test_local_slaves_get_a_fresh_secret(procs, bins):
+def test_local_slaves_get_a_fresh_secret(start, bins):
     """Without --listen, only the master's own slaves know the secret."""
-    m = master(procs, bins, "--verbose", mode="sleep", n=8)
+    m = master(start, bins, "--verbose", mode="sleep", n=8)
     addr = m.wait_err(r"listening on (\S+)").group(1)
-    s, reply = _fake_handshake(addr)
-    assert reply[0] == 4, reply
+    s = fp.FakeSlave(addr, require_welcome=False)
+    assert s.reply[0] == fp.REFUSE, s.reply
     s.close()
     assert m.finish() == 0, m.err
-    assert m.stdout == "36\n"
+    assert m.out == "36\n"
 
 
-def test_non_loopback_needs_a_secret(procs, bins):
-    m = master(procs, bins, "--listen", "0.0.0.0:0", mode="none")
+def test_non_loopback_needs_a_secret(start, bins):
+    m = master(start, bins, "--listen", "0.0.0.0:0", mode="none")
     assert m.finish() == 2
     assert "without a shared secret" in m.err
-    m = master(procs, bins, "--listen", "0.0.0.0:0", "--insecure",
+    m = master(start, bins, "--listen", "0.0.0.0:0", "--insecure",
                "--spawn", "1", mode="sleep", n=2)
     assert m.finish() == 0, m.err
-    assert m.stdout == "3\n"
+    assert m.out == "3\n"
     assert "warning: listening on 0.0.0.0" in m.err
 
 
 # ------------------------------------------------------------ sanitizers
 
 
-def test_under_sanitizers(procs, tmp_path):
+def test_under_sanitizers(start, tmp_path):
     """The basic and failing runs again, built with ASan and UBSan."""
     b = _build(tmp_path / "asan", sanitize=True)
     env = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
-    m = master(procs, b, env=env)
+    m = master(start, b, env=env)
     assert m.finish(timeout=60) == 0, m.err
-    assert m.stdout == BASIC_OUT
+    assert m.out == BASIC_OUT
     assert m.err == ""
-    m = master(procs, b, mode="fail", env=env)
+    m = master(start, b, mode="fail", env=env)
     assert m.finish(timeout=60) == 1
     assert "division by zero" in m.err and "Sanitizer" not in m.err

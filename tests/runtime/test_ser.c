@@ -1,6 +1,7 @@
 /* test_ser.c — unit tests of the signature validator and the framing
  * helpers (runtime/c/ser.c, wire.c). Linked with libmsslave.a; defines the
  * program symbols the library needs. Prints "ser tests passed". */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,58 @@ static int valid(const char *sig, const void *p, size_t n)
     return ms_sig_validate(sig, p, n, 1000, err, sizeof err) == 0;
 }
 
+/* A payload of struct L { int v; vector<struct L> next; } ({iv^3}) nested
+ * `depth` deep, each level with one next but the last; with bad_bool, of
+ * struct B { bool b; vector<struct B> next; } ({bv^3}) whose last bool
+ * byte is 2. The caller frees it. */
+static uint8_t *deep_payload(size_t depth, int bad_bool, size_t *len)
+{
+    size_t each = bad_bool ? 5 : 12;
+    uint8_t *p = calloc(depth, each);
+    if (!p)
+        abort();
+    for (size_t i = 0; i < depth; i++) {
+        uint8_t *at = p + i * each + (each - 4);
+        if (bad_bool)
+            at[-1] = i + 1 == depth ? 2 : 1;
+        at[0] = i + 1 < depth; /* u32 count 1, or 0 at the bottom */
+    }
+    *len = depth * each;
+    return p;
+}
+
+/* Validation of 1,000,000-deep payloads, on a thread with a 256 KiB stack:
+ * it never recurses per level (SPEC 11). */
+static void *deep_validate(void *arg)
+{
+    (void)arg;
+    char err[256];
+    size_t n;
+    uint8_t *p = deep_payload(1000000, 0, &n);
+    CHECK(ms_sig_validate("{iv^3}", p, n, 1000, err, sizeof err) == 0);
+    CHECK(ms_sig_validate("{iv^3}", p, n - 1, 1000, err, sizeof err) != 0 &&
+          strstr(err, "vector count 1 at byte 11999984 is more than the 11 bytes"));
+    free(p);
+    p = deep_payload(1000000, 1, &n);
+    CHECK(ms_sig_validate("{bv^3}", p, n, 1000, err, sizeof err) != 0 &&
+          strstr(err, "bool byte 2 at byte 4999995 is not 0 or 1"));
+    p[n - 5] = 0;
+    CHECK(ms_sig_validate("{bv^3}", p, n, 1000, err, sizeof err) == 0);
+    free(p);
+    return NULL;
+}
+
+static void test_deep_small_stack(void)
+{
+    pthread_attr_t attr;
+    pthread_t th;
+    CHECK(pthread_attr_init(&attr) == 0);
+    CHECK(pthread_attr_setstacksize(&attr, 256 * 1024) == 0);
+    CHECK(pthread_create(&th, &attr, deep_validate, NULL) == 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    pthread_attr_destroy(&attr);
+}
+
 int main(void)
 {
     char err[256];
@@ -43,6 +96,31 @@ int main(void)
     CHECK(ms_sig_check("v", err, sizeof err) != 0);
     CHECK(ms_sig_check("{i", err, sizeof err) != 0);
     CHECK(ms_sig_check("x", err, sizeof err) != 0);
+    /* back-references to an enclosing struct, from inside a vector */
+    CHECK(ms_sig_check("{iv^3}", err, sizeof err) == 0);
+    CHECK(ms_sig_check("{v{iv^5}}i{vv^3vc}", err, sizeof err) == 0);
+    CHECK(ms_sig_check("{v{iv^3}}", err, sizeof err) == 0);
+    CHECK(ms_sig_check("{i^2}", err, sizeof err) != 0);   /* not in a vector */
+    CHECK(ms_sig_check("{v{i^4}}", err, sizeof err) == 0);
+    CHECK(ms_sig_check("v{v{i^2}}", err, sizeof err) != 0); /* by value */
+    CHECK(ms_sig_check("{iv^2}", err, sizeof err) != 0);  /* not a { */
+    CHECK(ms_sig_check("{iv^9}", err, sizeof err) != 0);  /* before the start */
+    CHECK(ms_sig_check("v^1", err, sizeof err) != 0);
+    CHECK(ms_sig_check("{iv^}", err, sizeof err) != 0);
+    CHECK(ms_sig_check("{iv^0}", err, sizeof err) != 0);
+    CHECK(ms_sig_check("{i}v^3", err, sizeof err) != 0);  /* closed already */
+    {
+        /* {v{iv^5}}: struct A { vector<struct B> bs; },
+         * struct B { int x; vector<struct A> as; }: one A holding one B
+         * holding one A with no B */
+        uint8_t m[] = {1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+                       0, 0, 0, 0};
+        CHECK(valid("{v{iv^5}}", m, sizeof m));
+        CHECK(!valid("{v{iv^5}}", m, sizeof m - 1));
+        m[12] = 2; /* two As, the second missing */
+        CHECK(!valid("{v{iv^5}}", m, sizeof m));
+    }
+    test_deep_small_stack();
 
     /* scalars: exact length */
     CHECK(valid("", b, 0));

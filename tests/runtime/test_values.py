@@ -14,7 +14,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 RT = REPO / "runtime" / "c"
 TEST_C = pathlib.Path(__file__).with_name("test_values.c")
 SOURCES = [RT / "values.c", RT / "strings.c", RT / "codec.c"]
-CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", f"-I{RT}"]
+CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-pthread", f"-I{RT}"]
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
@@ -28,8 +28,10 @@ def build(out, extra=(), libs=(), sources=SOURCES):
     return out
 
 
-def run(cmd, binary, timeout=60):
+def run(cmd, binary, timeout=60, deep=None):
     env = {**os.environ, "MS_TEST_SELF": str(binary)}
+    if deep is not None:
+        env["MS_TEST_DEEP"] = str(deep)  # the small-stack walks' depth
     env.pop("MS_TEST_CASE", None)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                        env=env)
@@ -60,7 +62,7 @@ def test_values_sanitizers(tmp_path):
 def test_values_valgrind(stub_binary):
     r = run(["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
              "--errors-for-leak-kinds=definite", "--child-silent-after-fork=yes",
-             str(stub_binary)], stub_binary, timeout=120)
+             str(stub_binary)], stub_binary, timeout=120, deep=100000)
     assert "definitely lost" not in r.stderr
     assert "Invalid read" not in r.stderr and "Invalid write" not in r.stderr
 

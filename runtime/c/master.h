@@ -1,0 +1,261 @@
+/* master.h — the master's shared state (struct master M and its parts:
+ * connections, local slave processes, counters), which lock guards which
+ * field and which thread owns what, and the functions the master's files
+ * share.
+ *
+ * The master executable is these files around this header:
+ *   master_main.c   main(): the command line and start-up (the listening
+ *                   socket, the secret, signals, the I/O thread)
+ *   master_local.c  local slave processes: their command line and
+ *                   environment, fork/exec, reaping, restarts
+ *   master_conn.c   one connection: accepting it, the handshake (CHALLENGE,
+ *                   HELLO, WELCOME or REFUSE), reading, acting on messages,
+ *                   writing, closing; and sending pending jobs to slaves
+ *                   with room (dispatch_locked, flush_locked)
+ *   master_io.c     the I/O thread: its epoll loop, wake-ups, signals,
+ *                   timers (handshake timeouts, heartbeats)
+ *   master_calls.c  the job calls of ms_abi.h that compiled master code
+ *                   makes (ms_start_job, ms_reap_job, ...) and `get`'s fast
+ *                   path: the main thread reading a connection itself
+ *   master_exit.c   ending the run: GOODBYE to the slaves, waiting for the
+ *                   local ones, --stats, runtime errors of the master block
+ *
+ * Threads: the main thread runs ms_master_main (compiled code); the I/O
+ * thread polls every socket, reads, accepts and manages child processes.
+ * They share the job records, the pending queue and the connections'
+ * output, guarded by M.lock: so that a job starts without a thread switch,
+ * ms_start_job hands it to a slave and sends it itself (a non-blocking
+ * send; the I/O thread finishes what the kernel did not take). Neither
+ * thread ever blocks on sending, and the I/O thread sleeps only in
+ * epoll_wait() (one epoll set: a wake-up costs the same however many
+ * connections are open).
+ *
+ * `get` on a job in flight reads its connection itself: the main thread
+ * becomes that connection's reader (conn.reader, under M.lock), takes it
+ * out of the I/O thread's epoll set, and sleeps in poll() on the socket
+ * until the result is there, handling whatever else comes
+ * on it the way the I/O thread would (results of other jobs, sending
+ * queued jobs to slaves with room). So a result reaches the thread that
+ * needs it with no thread switch on the way. The I/O thread keeps the
+ * timers (heartbeats, timeouts), everything else, and the connection's
+ * end: when the connection is closed (by either thread) or the run ends,
+ * the main thread lets go of it and waits on a condition variable like
+ * any `get` whose job is pending.
+ *
+ * Locks: one, M.lock. A function named *_locked, and every function
+ * declared below as "caller holds M.lock", runs with it held; the struct
+ * comments say which fields it guards and which belong to one thread.
+ *
+ * Homes for work to come:
+ *   - launchers (ssh, srun) that start slaves on other hosts: a file each
+ *     beside master_local.c (master_launch_ssh.c, master_launch_srun.c),
+ *     reusing its slave command line and environment; the table of
+ *     processes the master started (M.children) is the I/O thread's.
+ *   - message batching: what a connection sends is queued in conn.out
+ *     (conn_send_job, ms_ctrl_append) and written by conn_write, both in
+ *     master_conn.c; the slave's side is slave_conn.c's flush_and_unlock.
+ *   - message protection (a MAC, a cipher): its own runtime file under the
+ *     12-byte framing, called only where bytes meet the socket (conn_read
+ *     and conn_write here, read_master and flush_and_unlock in the slave),
+ *     so that no message handler sees it. */
+#ifndef MS_MASTER_H
+#define MS_MASTER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth.h"
+#include "jobs.h"
+#include "ms_abi.h"
+#include "net.h"
+#include "schedule.h"
+
+typedef struct options {
+    long spawn;            /* local slaves; -1: the default */
+    const char *listen;    /* HOST:PORT; NULL: loopback, free port */
+    int verbose, insecure, stats;
+    long max_retries;
+    double heartbeat_s;
+    uint32_t max_message;
+    const char *token_file;
+} options;
+
+/* Arguments of at least SEG_MIN bytes are sent from the job's own buffer
+ * instead of being copied into a connection's `out`: the connection keeps
+ * a segment saying where in `out` they go. */
+#define SEG_MIN 65536
+typedef struct oseg {
+    uint64_t at;         /* the bytes go on the wire just before out.data[at] */
+    struct ms_job *job;  /* pinned (ms_job_pin): job->args are the bytes */
+    uint64_t sent;
+} oseg;
+
+enum { C_HANDSHAKE, C_READY, C_CLOSING, C_DEAD };
+
+/* Who reads a connection: nobody at the moment, the I/O thread, or the
+ * main thread waiting in `get` for a job in flight on it. */
+enum { R_NONE, R_IO, R_MAIN };
+
+/* One connection, normally to a slave. Created and freed by the I/O
+ * thread with M.lock held; never freed while the main thread reads it.
+ * `in`, `in_off`, `rd_*` and `bytes_in` belong to the thread named by
+ * `reader` (it reads without the lock); every other field is guarded by
+ * M.lock. */
+typedef struct conn {
+    int fd;
+    uint32_t id;
+    char peer[MS_ADDR_LEN];
+    int phase;
+    int was_ready;
+    uint8_t nonce[MS_NONCE_LEN];
+    uint32_t threads;
+    uint32_t pid;
+    int local;
+    ms_buf in;           /* received bytes; [in_off, in.len) unparsed */
+    uint64_t in_off;
+    int reader;          /* R_NONE, R_IO or R_MAIN */
+    int release_asked;   /* the I/O thread asked the main thread to let go */
+    int rd_failed;       /* reading ended: EOF or an error (rd_why) */
+    char rd_why[160];
+    ms_buf out;          /* bytes to send; [out_off, out.len) unsent */
+    uint64_t out_off;
+    oseg *segs;          /* big arguments among them, in order of `at`; */
+    size_t nsegs, seg_head, segs_cap; /* [seg_head, nsegs) unsent */
+    long long t_open, t_recv, t_send, t_close;
+    ms_inflight load;
+    uint64_t done;       /* results and failures received */
+    /* For --stats: answers by kind, jobs put back in the queue when the
+     * connection was lost, and bytes both ways (bytes_in is the reader's;
+     * the rest is guarded by M.lock). */
+    uint64_t n_finished, n_failed, n_cancelled, n_retried;
+    uint64_t bytes_in, bytes_out;
+    uint32_t ep_events;  /* what the I/O thread's epoll set waits for */
+    char why[600];       /* why it is closing, for the log */
+} conn;
+
+/* Is there output not yet sent? */
+static inline int conn_pending(const conn *c)
+{
+    return c->out_off < c->out.len || c->seg_head < c->nsegs;
+}
+
+/* A local slave process. pid 0: not running, restart at restart_at. */
+typedef struct child {
+    pid_t pid;
+    long long started, restart_at;
+    int backoff_ms;
+    int joined;          /* it got through the handshake */
+    int failed_starts;   /* exits before joining since it last joined */
+} child;
+
+typedef struct stats {
+    uint64_t started, finished, failed, cancelled, rerun;
+    uint64_t joined, lost, refused, violations;
+    uint64_t connections, bytes_in, bytes_out; /* of closed connections */
+} stats;
+
+/* The master's state: one instance, M, defined in master_main.c. Each
+ * field is read-only once the I/O thread runs, guarded by M.lock, or the
+ * I/O thread's own, as the comments in it say. */
+struct master {
+    /* Set by main() before the I/O thread starts; read-only afterwards. */
+    options opt;
+    int listen_fd, wake_fd, sig_fd;
+    int ep_fd;               /* the I/O thread's epoll set (all of the above
+                                and every connection) */
+    char bound[MS_ADDR_LEN], local_addr[MS_ADDR_LEN];
+    uint8_t fingerprint[MS_DIGEST_LEN];
+    ms_secret secret;
+    int auth_required;
+    char *slave_path;        /* owned */
+    char *exec_path;         /* what execve runs: slave_path or a wrapper */
+    char **slave_argv;       /* owned array, for execve */
+    char **slave_envp;       /* owned array, for execve */
+    long long hb_timeout_ms, hb_interval_ms, t_start;
+    pthread_t io;
+    int io_started;
+    int main_wake_fd;        /* eventfd: the main thread must let go of the
+                                connection it reads */
+
+    pthread_mutex_t lock;
+    pthread_cond_t done_cv;  /* signalled when `waiter` ends */
+    pthread_cond_t reader_cv; /* broadcast when the main thread stops
+                                 reading a connection */
+    /* Guarded by lock: */
+    ms_jobq pending;
+    struct ms_job *waiter;   /* the job ms_reap_job waits for, or NULL */
+    int notify;              /* signal done_cv after unlocking */
+    int io_idle;             /* the I/O thread is (about to be) in poll */
+    int shutdown_code;       /* -1 while running */
+    int shutdown_signal;     /* the signal that ended the run, or 0 */
+    int io_ends_process;     /* the I/O thread ends the run (the main thread
+                                is still in compiled code) */
+    uint32_t next_jid;
+    uint32_t ready_slaves;
+    stats st;
+    ms_buf slave_report;     /* --stats lines of slaves that left */
+    conn **conns;
+    size_t nconns, conns_cap;
+    ms_inflight **sets;      /* scratch for ms_sched_pick, conns_cap long */
+    size_t sched_cursor;
+    int shutting_down;
+
+    /* Owned by the I/O thread; no lock: */
+    uint32_t next_conn_id;
+    child *children;
+    size_t nchildren;
+    long long t_waiting_since, t_last_notice;
+    long long accept_paused_until, t_accept_log;
+    uint32_t listen_events;
+};
+
+static inline void min_deadline(long long *next, long long t)
+{
+    if (t < *next)
+        *next = t;
+}
+
+extern struct master M; /* defined in master_main.c */
+
+/* The I/O thread's epoll set: fixed descriptors carry these tags; a
+ * connection carries its conn pointer. */
+enum { TAG_WAKE = 1, TAG_SIGNAL = 2, TAG_LISTEN = 3 };
+
+/* master_local.c: local slave processes; the child table is the I/O
+ * thread's (set up by main() before it starts). */
+char *find_slave_path(void);       /* caller frees (main: M.slave_path) */
+void slave_command_line(void);     /* main(): sets M.slave_argv, M.exec_path */
+char **slave_environment(void);    /* caller owns the array (M.slave_envp) */
+void reap_children(long long now);            /* I/O thread, without M.lock */
+long long restart_children(long long now, long long next); /* the same */
+int is_local_pid(uint32_t pid);    /* caller holds M.lock; I/O thread */
+
+/* master_conn.c: caller holds M.lock, except for conn_read; every conn is
+ * borrowed except by conn_destroy_locked, which frees it. */
+void conn_close(conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void conn_accept(long long now);   /* I/O thread */
+int conn_read(conn *c);            /* without M.lock, by c's reader */
+void conn_write(conn *c, long long now);
+void conn_process(conn *c);
+void conn_destroy_locked(conn *c); /* frees c; I/O thread */
+void dispatch_locked(void);
+int flush_locked(void);
+
+/* master_io.c: the I/O thread and waking it. */
+void wake_io(void);                /* any thread, with or without M.lock */
+void wake_main(void);              /* the same */
+int need_wake_locked(void);        /* caller holds M.lock */
+void ep_add(int fd, uint64_t tag); /* main(), before the I/O thread starts */
+void ep_want_conn(conn *c);        /* caller holds M.lock */
+void drain_fd(int fd);            /* read an eventfd empty; any thread */
+void *io_main(void *arg);          /* the I/O thread's body; arg unused */
+
+/* master_exit.c: ending the run. */
+void print_stats(void);            /* takes M.lock */
+_Noreturn void master_exit(int code); /* main thread, without M.lock */
+void shutdown_io(void);            /* I/O thread, without M.lock */
+
+#endif

@@ -1,0 +1,284 @@
+/* master_local.c — local slave processes: the slave program beside the
+ * master, its command line and environment, starting it (fork/exec),
+ * collecting the ones that ended, and starting replacements.
+ *
+ * Locks: the child table (M.children) is the I/O thread's and needs no
+ * lock; spawning runs without M.lock (fork takes a while). The command
+ * line and environment are made by main() before the I/O thread starts.
+ * reap_children takes M.lock only to end the run; is_local_pid runs with
+ * it held (from the handshake).
+ *
+ * Launchers for slaves on other hosts (ssh, srun) go beside this file, one
+ * each (master.h). */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "master.h"
+
+extern char **environ;
+
+/* Without --listen the local slaves are the only ones: when every one of
+ * them has exited this many times in a row before joining, the run cannot
+ * go on, and the master says so instead of waiting for ever. */
+#define MAX_FAILED_STARTS 5
+
+/* ------------------------------------------------------ local slaves */
+
+static void spawn_child(child *ch, long long now)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        ms_log("cannot start a local slave: fork: %s", strerror(errno));
+        ch->pid = 0;
+        ch->restart_at = now + 1000;
+        return;
+    }
+    if (pid == 0) {
+        /* The child: only async-signal-safe calls until execve. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigaction(SIGPIPE, &dfl, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* Its stdout is the master's stderr: the master's stdout holds only
+         * what the master block prints. */
+        if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+            _exit(127);
+        execve(M.exec_path, M.slave_argv, M.slave_envp);
+        static const char msg[] = ": cannot run the local slave program\n";
+        if (write(STDERR_FILENO, M.exec_path, strlen(M.exec_path)) > 0 &&
+            write(STDERR_FILENO, msg, sizeof msg - 1) > 0) {
+        }
+        _exit(127);
+    }
+    ch->pid = pid;
+    ch->started = now;
+    ch->joined = 0;
+    ms_logv("started local slave pid %d", (int)pid);
+}
+
+static void describe_status(int st, char *out, size_t n)
+{
+    if (WIFEXITED(st))
+        snprintf(out, n, "exited with status %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(out, n, "was killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else
+        snprintf(out, n, "stopped (status %d)", st);
+}
+
+/* Collect local slaves that ended; while running, schedule replacements
+ * (sooner for slaves that lived long, later for ones that die at once). */
+void reap_children(long long now)
+{
+    for (size_t i = 0; i < M.nchildren; i++) {
+        child *ch = &M.children[i];
+        if (ch->pid <= 0)
+            continue;
+        int st;
+        pid_t r = waitpid(ch->pid, &st, WNOHANG);
+        if (r == 0)
+            continue;
+        if (r < 0 && errno == EINTR)
+            continue;
+        char how[128];
+        if (r < 0)
+            snprintf(how, sizeof how, "vanished (waitpid: %s)", strerror(errno));
+        else
+            describe_status(st, how, sizeof how);
+        if (M.shutting_down) {
+            ms_logv("local slave pid %d %s", (int)ch->pid, how);
+            ch->pid = -1;
+            continue;
+        }
+        int quick = now - ch->started < 2000;
+        ch->backoff_ms = quick ? (ch->backoff_ms ? 2 * ch->backoff_ms : 100) : 50;
+        if (ch->backoff_ms > 5000)
+            ch->backoff_ms = 5000;
+        if (!ch->joined)
+            ch->failed_starts++;
+        ms_log("local slave pid %d %s%s; starting another", (int)ch->pid, how,
+               ch->joined ? "" : " before joining");
+        ch->pid = 0;
+        ch->restart_at = now + ch->backoff_ms;
+    }
+    if (M.shutting_down || M.opt.listen || !M.nchildren)
+        return;
+    for (size_t i = 0; i < M.nchildren; i++)
+        if (M.children[i].failed_starts < MAX_FAILED_STARTS)
+            return;
+    pthread_mutex_lock(&M.lock);
+    if (M.shutdown_code < 0 && M.ready_slaves == 0) {
+        ms_log("error: the local slaves (%s) keep exiting before they join; "
+               "giving up",
+               M.slave_path);
+        M.shutdown_code = 1;
+        M.io_ends_process = 1;
+    }
+    pthread_mutex_unlock(&M.lock);
+}
+
+/* Is pid one of our local slaves? If so, it has joined (caller holds
+ * M.lock; the I/O thread's). */
+int is_local_pid(uint32_t pid)
+{
+    for (size_t i = 0; i < M.nchildren; i++) {
+        child *ch = &M.children[i];
+        if (ch->pid > 0 && (uint32_t)ch->pid == pid) {
+            ch->joined = 1;
+            ch->failed_starts = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Start local slaves that are due (without M.lock: fork takes a while).
+ * Returns the time of the next restart, or `next`. */
+long long restart_children(long long now, long long next)
+{
+    for (size_t i = 0; i < M.nchildren; i++) {
+        child *ch = &M.children[i];
+        if (ch->pid == 0) {
+            if (ch->restart_at <= now)
+                spawn_child(ch, now);
+            else
+                min_deadline(&next, ch->restart_at);
+        }
+    }
+    return next;
+}
+
+/* The slave program beside this one: /proc/self/exe with its trailing
+ * "-master" replaced by "-slave". Caller frees. */
+char *find_slave_path(void)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0)
+        ms_fatal("readlink(/proc/self/exe): %s", strerror(errno));
+    self[n] = '\0';
+    size_t len = (size_t)n;
+    static const char suffix[] = "-master";
+    if (len < sizeof suffix - 1 ||
+        strcmp(self + len - (sizeof suffix - 1), suffix) != 0) {
+        ms_log("error: cannot find the slave program: this program's name "
+               "(%s) does not end in '-master'; use --spawn 0 and start "
+               "slaves by hand",
+               self);
+        exit(2);
+    }
+    char *path = ms_xmalloc(len + 8);
+    memcpy(path, self, len - (sizeof suffix - 1));
+    strcpy(path + len - (sizeof suffix - 1), "-slave");
+    if (access(path, X_OK) != 0) {
+        ms_log("error: cannot run the slave program %s: %s", path,
+               strerror(errno));
+        exit(1);
+    }
+    return path;
+}
+
+/* The program named by `word`: itself if it holds a '/', else the first
+ * executable of that name on $PATH. Caller frees; NULL if none. */
+static char *find_program(const char *word)
+{
+    if (strchr(word, '/'))
+        return access(word, X_OK) == 0 ? strdup(word) : NULL;
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        char *full = ms_xmalloc(n + strlen(word) + 3);
+        if (n == 0)
+            strcpy(full, ".");
+        else
+            memcpy(full, path, n), full[n] = '\0';
+        strcat(full, "/");
+        strcat(full, word);
+        if (access(full, X_OK) == 0)
+            return full;
+        free(full);
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
+/* The local slaves' command line: NAME-slave --master ADDR [--verbose],
+ * after the words of $MS_SLAVE_WRAPPER if it is set (a debugging aid, e.g.
+ * "valgrind --log-file=/tmp/slave.%p": words split at white space, no
+ * quoting; the first is looked up on $PATH). */
+void slave_command_line(void)
+{
+    const char *wrap = getenv("MS_SLAVE_WRAPPER");
+    size_t nwords = 0;
+    char *copy = strdup(wrap ? wrap : "");
+    if (!copy)
+        ms_fatal("out of memory");
+    for (char *p = copy; *p;) {
+        p += strspn(p, " \t\n");
+        if (*p)
+            nwords++;
+        p += strcspn(p, " \t\n");
+    }
+    M.slave_argv = ms_xcalloc(nwords + 5, sizeof *M.slave_argv);
+    size_t k = 0;
+    for (char *save = NULL, *w = strtok_r(copy, " \t\n", &save); w;
+         w = strtok_r(NULL, " \t\n", &save))
+        M.slave_argv[k++] = w; /* `copy` lives as long as the process */
+    M.exec_path = M.slave_path;
+    if (nwords) {
+        M.exec_path = find_program(M.slave_argv[0]);
+        if (!M.exec_path) {
+            ms_log("error: MS_SLAVE_WRAPPER: cannot find the program '%s'",
+                   M.slave_argv[0]);
+            exit(2);
+        }
+        ms_logv("local slaves run under: %s", wrap);
+    } else {
+        free(copy);
+    }
+    M.slave_argv[k++] = M.slave_path;
+    M.slave_argv[k++] = "--master";
+    M.slave_argv[k++] = M.local_addr;
+    if (M.opt.verbose)
+        M.slave_argv[k++] = "--verbose";
+    M.slave_argv[k] = NULL;
+}
+
+/* The environment of local slaves: ours, with MS_TOKEN set to the secret
+ * (never on a command line, where other users could read it). */
+char **slave_environment(void)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = ms_xcalloc(n + 2, sizeof *envp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "MS_TOKEN=", 9) != 0)
+            envp[k++] = environ[i];
+    if (M.secret.data) {
+        char *tok = ms_xmalloc(9 + M.secret.len + 1);
+        memcpy(tok, "MS_TOKEN=", 9);
+        memcpy(tok + 9, M.secret.data, M.secret.len);
+        tok[9 + M.secret.len] = '\0';
+        envp[k++] = tok;
+    }
+    envp[k] = NULL;
+    return envp;
+}

@@ -1,0 +1,257 @@
+/* master_main.c — the master's main(): its command line, and start-up:
+ * the listening socket, the shared secret, local slaves' command line,
+ * signals, the I/O thread; then the master block (ms_master_main).
+ *
+ * Locks: main() runs before the I/O thread starts and sets the read-only
+ * fields of M (master.h) without M.lock. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "log.h"
+#include "master.h"
+#include "ms_abi.h"
+#include "net.h"
+#include "proto.h"
+#include "ser.h"
+#include "stack.h"
+
+/* ------------------------------------------------------------ options */
+
+static const char usage_text[] =
+    "usage: %s [options]\n"
+    "Runs the program's master block; its jobs run on slaves.\n"
+    "  --spawn N               start N local slaves (default: the number of\n"
+    "                          CPUs, at least 2; 0 with --listen)\n"
+    "  --listen HOST:PORT      listen there for slaves started by hand\n"
+    "                          (default 127.0.0.1:0, a free loopback port)\n"
+    "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN)\n"
+    "  --insecure              allow a non-loopback --listen without a secret\n"
+    "  --max-retries N         runs of a job whose slaves are lost (default 3)\n"
+    "  --heartbeat-timeout S   seconds of silence before a slave counts as\n"
+    "                          lost (default 10)\n"
+    "  --max-message BYTES     largest message accepted (default 1073741824)\n"
+    "  --verbose               log connections and slaves to stderr\n"
+    "  --stats                 print job and slave statistics at the end\n"
+    "  --help                  show this text\n";
+
+static long parse_long(const char *opt, const char *s, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        ms_usage_error(usage_text, "%s takes an integer from %ld to %ld, not '%s'", opt, min,
+                    max, s);
+    return v;
+}
+
+static void parse_options(int argc, char **argv, options *o)
+{
+    *o = (options){.spawn = -1, .max_retries = 3, .heartbeat_s = 10.0,
+                   .max_message = 1u << 30};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        char name[64];
+        const char *eq = strchr(a, '=');
+        if (strncmp(a, "--", 2) == 0 && eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a);
+        }
+#define TAKES_VALUE()                                                     \
+    do {                                                                  \
+        if (!val) {                                                       \
+            if (i + 1 >= argc)                                            \
+                ms_usage_error(usage_text, "%s needs a value", name);                    \
+            val = argv[++i];                                              \
+        }                                                                 \
+    } while (0)
+#define NO_VALUE()                                                        \
+    do {                                                                  \
+        if (val)                                                          \
+            ms_usage_error(usage_text, "%s takes no value", name);                       \
+    } while (0)
+        if (!strcmp(name, "--spawn")) {
+            TAKES_VALUE();
+            o->spawn = parse_long(name, val, 0, 1024);
+        } else if (!strcmp(name, "--listen")) {
+            TAKES_VALUE();
+            o->listen = val;
+        } else if (!strcmp(name, "--token-file")) {
+            TAKES_VALUE();
+            o->token_file = val;
+        } else if (!strcmp(name, "--max-retries")) {
+            TAKES_VALUE();
+            o->max_retries = parse_long(name, val, 1, 1000000);
+        } else if (!strcmp(name, "--max-message")) {
+            TAKES_VALUE();
+            o->max_message =
+                (uint32_t)parse_long(name, val, MS_HANDSHAKE_MAX, UINT32_MAX);
+        } else if (!strcmp(name, "--heartbeat-timeout")) {
+            TAKES_VALUE();
+            char *end;
+            errno = 0;
+            double s = strtod(val, &end);
+            if (errno || end == val || *end || !(s >= 0.05 && s <= 86400))
+                ms_usage_error(usage_text, "--heartbeat-timeout takes seconds from 0.05 to "
+                            "86400, not '%s'", val);
+            o->heartbeat_s = s;
+        } else if (!strcmp(name, "--verbose")) {
+            NO_VALUE();
+            o->verbose = 1;
+        } else if (!strcmp(name, "--insecure")) {
+            NO_VALUE();
+            o->insecure = 1;
+        } else if (!strcmp(name, "--stats")) {
+            NO_VALUE();
+            o->stats = 1;
+        } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+            printf(usage_text, ms_log_name());
+            exit(0);
+        } else {
+            ms_usage_error(usage_text, "unknown option '%s'", a);
+        }
+#undef TAKES_VALUE
+#undef NO_VALUE
+    }
+}
+
+struct master M = {.listen_fd = -1, .wake_fd = -1, .sig_fd = -1, .ep_fd = -1,
+       .lock = PTHREAD_MUTEX_INITIALIZER,
+       .done_cv = PTHREAD_COND_INITIALIZER,
+       .reader_cv = PTHREAD_COND_INITIALIZER, .main_wake_fd = -1,
+       .shutdown_code = -1};
+
+/* ------------------------------------------------------------- main */
+
+static long cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+
+static void check_job_table(void)
+{
+    char err[256];
+    for (uint32_t k = 0; k < ms_job_count; k++) {
+        const ms_job_entry *e = &ms_job_table[k];
+        if (!e->name || !e->arg_sig || !e->ret_sig || !e->run)
+            ms_fatal("internal error: job table entry %u is incomplete", k + 1);
+        if (ms_sig_check(e->arg_sig, err, sizeof err) != 0 ||
+            ms_sig_check(e->ret_sig, err, sizeof err) != 0)
+            ms_fatal("internal error: job '%s': %s", e->name, err);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    ms_log_init(argv[0], 0);
+    parse_options(argc, argv, &M.opt);
+    ms_log_init(argv[0], M.opt.verbose);
+    M.t_start = ms_now_ms();
+    check_job_table();
+    ms_program_fingerprint(M.fingerprint);
+
+    char err[512];
+    int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
+    if (have < 0)
+        ms_usage_error(usage_text, "%s", err);
+    ms_hostport hp;
+    if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
+                          err, sizeof err) != 0)
+        ms_usage_error(usage_text, "--listen: %s", err);
+    int loopback = 0;
+    M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
+                            sizeof err);
+    if (M.listen_fd < 0) {
+        ms_log("error: %s", err);
+        return 1;
+    }
+    if (!loopback && !have && !M.opt.insecure) {
+        close(M.listen_fd);
+        ms_usage_error(usage_text, "refusing to listen on %s without a shared secret: set "
+                    "MS_TOKEN or --token-file (or pass --insecure)",
+                    M.bound);
+    }
+    if (!have && !M.opt.listen) {
+        /* Only local slaves can join: give them a fresh secret. */
+        if (ms_secret_random(&M.secret, err, sizeof err) != 0)
+            ms_fatal("%s", err);
+        have = 1;
+    }
+    M.auth_required = have;
+    if (!loopback && !have)
+        ms_log("warning: listening on %s with no shared secret (--insecure): "
+               "anyone who can reach it can run jobs and read their arguments",
+               M.bound);
+    if (M.opt.listen)
+        ms_log("listening on %s", M.bound);
+    else
+        ms_logv("listening on %s", M.bound);
+
+    long spawn = M.opt.spawn;
+    if (spawn < 0)
+        spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
+    if (spawn > 0) {
+        M.slave_path = find_slave_path();
+        slave_command_line();
+        M.slave_envp = slave_environment();
+        M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
+        M.nchildren = (size_t)spawn;
+    }
+    M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
+    M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;
+
+    /* Signals: SIGINT, SIGTERM and SIGCHLD arrive through a signalfd read
+     * by the I/O thread; every thread blocks them. */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &ign, NULL) != 0)
+        ms_fatal("sigaction(SIGPIPE): %s", strerror(errno));
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGCHLD);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (rc != 0)
+        ms_fatal("pthread_sigmask: %s", strerror(rc));
+    M.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (M.sig_fd < 0)
+        ms_fatal("signalfd: %s", strerror(errno));
+    M.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    M.main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (M.wake_fd < 0 || M.main_wake_fd < 0)
+        ms_fatal("eventfd: %s", strerror(errno));
+    M.ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (M.ep_fd < 0)
+        ms_fatal("epoll_create1: %s", strerror(errno));
+    ep_add(M.wake_fd, TAG_WAKE);
+    ep_add(M.sig_fd, TAG_SIGNAL);
+    ep_add(M.listen_fd, TAG_LISTEN);
+    M.listen_events = EPOLLIN;
+
+    static uint8_t altstack[MS_ALTSTACK_SIZE];
+    ms_stack_init_thread(altstack);
+    ms_stack_install_handler(" in the master");
+
+    rc = pthread_create(&M.io, NULL, io_main, NULL);
+    if (rc != 0)
+        ms_fatal("pthread_create: %s", strerror(rc));
+    M.io_started = 1;
+
+    ms_master_main();
+    master_exit(0);
+}

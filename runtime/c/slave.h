@@ -1,0 +1,136 @@
+/* slave.h — the slave's shared state (struct slave S: the connection's
+ * input and output, the queue of jobs, the workers), which lock guards
+ * which field, and the functions the slave's files share.
+ *
+ * The slave executable is these files around this header:
+ *   slave_main.c    main(): the command line and start-up
+ *   slave_conn.c    the connection to the master: connecting, the
+ *                   handshake, reading and acting on messages, sending
+ *   slave_worker.c  the queue of jobs, the worker threads that run
+ *                   ms_job_table[ordinal - 1].run, and the job calls of
+ *                   ms_abi.h that job code makes (runtime errors, cancel)
+ *
+ * The slave runs a fixed pool of worker threads that run
+ * ms_job_table[ordinal - 1].run. A runtime error in a job longjmps back to
+ * its worker (ms_runtime_error), which reports the job failed and goes on.
+ *
+ * Threads: `threads` + 1 workers, made once. Idle workers wait in one
+ * epoll set on the master's socket (edge-triggered) and a "kick" eventfd,
+ * so the kernel wakes one of them when a message arrives. That worker
+ * reads until the socket is drained (under S.rlock), queues the jobs,
+ * answers control messages, then runs a job itself: a job starts on the
+ * thread that read it (no thread switch on the way in), and its result
+ * goes out from that thread with one send. A worker that takes a job and sees
+ * more waiting kicks the eventfd, which wakes another idle one. At most
+ * `threads` jobs run at once, so one worker is always left waiting to read.
+ * Whoever has a message to send appends it to S.out; one sender at a time
+ * writes everything queued with one write, so results that finish together
+ * go out together.
+ *
+ * Locks: three, each guarding the fields listed under it in struct
+ * slave: S.qlock (the job queue, which worker runs which job), S.rlock
+ * (held by whoever reads from the master), S.slock (what is to be
+ * sent). S.qlock or S.slock may be taken while S.rlock is held, never
+ * the other way round, and never S.qlock and S.slock together.
+ *
+ * Homes for work to come: message batching is slave_conn.c's
+ * flush_and_unlock (one write for everything queued); message
+ * protection (a MAC, a cipher) goes in its own runtime file under the
+ * 12-byte framing, called from read_master, read_big, read_message and
+ * the writes of slave_conn.c only (master.h says the same for the
+ * master). */
+#ifndef MS_SLAVE_H
+#define MS_SLAVE_H
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "ms_abi.h"
+#include "net.h"
+#include "stack.h"
+#include "wire.h"
+
+typedef struct task {
+    uint32_t jid, ordinal;
+    uint8_t *args; /* owned */
+    uint32_t len;
+    struct task *next;
+} task;
+
+typedef struct worker {
+    pthread_t th;
+    volatile int32_t cancel; /* set (atomically) when its job is cancelled */
+    uint32_t jid;            /* guarded by S.qlock: its job, 0 when idle */
+    /* Only the worker's own thread uses the rest. */
+    int in_job;
+    jmp_buf jb;
+    ms_reader args;
+    ms_buf result;
+    char msg[MS_MAX_TEXT];
+    uint8_t altstack[MS_ALTSTACK_SIZE]; /* its signal stack */
+} worker;
+
+struct slave {
+    /* Set before the workers start; read-only afterwards. */
+    int fd;
+    char master[MS_ADDR_LEN];
+    long threads;
+    uint32_t max_message;
+    long long hb_timeout_ms, hb_interval_ms;
+    worker *workers;
+
+    int epfd, kickfd;        /* set before the workers start */
+
+    pthread_mutex_t qlock;
+    /* Guarded by qlock: */
+    task *head, *tail;
+    size_t nqueued;
+    size_t running;          /* jobs running, at most `threads` */
+
+    pthread_mutex_t rlock;
+    /* Guarded by rlock (whoever reads from the master holds it): */
+    ms_buf in;               /* received bytes; [in_off, in.len) unparsed */
+    uint64_t in_off;
+    long long t_recv;
+    /* A job message of at least BIG_MESSAGE bytes is read straight into a
+     * buffer of its length (at most max_message) that becomes its task's
+     * arguments: no growing of `in`, no copy. */
+    ms_header big;
+    uint8_t *big_data;       /* owned; NULL when no big message is coming */
+    uint64_t big_have;
+
+    pthread_mutex_t slock;
+    /* Guarded by slock: */
+    ms_buf out;     /* messages not yet written */
+    ms_buf spare;   /* an empty buffer to swap with out */
+    int flushing;   /* a thread is writing; others just append */
+    int broken;     /* writing failed: the master is gone */
+    long long t_send;
+};
+
+extern struct slave S; /* defined in slave_main.c */
+
+/* slave_main.c */
+_Noreturn void slave_exit(int code);
+
+/* slave_conn.c: the connection to the master. */
+void connect_master(const ms_hostport *hp); /* main(): sets S.fd */
+void handshake(const ms_secret *secret);    /* main(); secret borrowed */
+void read_master(void);            /* a worker; takes S.rlock */
+void keep_alive(void);             /* a worker; takes S.slock, S.rlock */
+void send_ctrl(uint32_t jid, uint8_t kind);                 /* take S.slock */
+void send_text(uint32_t jid, uint8_t kind, const char *text); /* text borrowed */
+void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result); /* borrowed */
+_Noreturn void violation(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* slave_worker.c: the job queue and the workers. */
+void queue_task(ms_header h, const uint8_t *p, uint8_t *own); /* takes S.qlock */
+void cancel_task(uint32_t jid);    /* takes S.qlock */
+void start_workers(void);          /* main(), once */
+void report_fault(int overflow);   /* the SIGSEGV handler's hook */
+
+#endif

@@ -1,0 +1,155 @@
+/* slave_main.c — the slave's main(): its command line, the secret,
+ * signals, connecting to the master and the handshake; then it starts the
+ * workers, which do everything from there on.
+ *
+ * Locks: main() runs before the workers start and sets the read-only
+ * fields of S (slave.h) without a lock. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "log.h"
+#include "ms_abi.h"
+#include "net.h"
+#include "proto.h"
+#include "ser.h"
+#include "slave.h"
+#include "stack.h"
+
+struct slave S = {.fd = -1,
+       .epfd = -1,
+       .kickfd = -1,
+       .qlock = PTHREAD_MUTEX_INITIALIZER,
+       .rlock = PTHREAD_MUTEX_INITIALIZER,
+       .slock = PTHREAD_MUTEX_INITIALIZER};
+
+_Noreturn void slave_exit(int code)
+{
+    fflush(stdout);
+    _exit(code);
+}
+
+/* ------------------------------------------------------------- main */
+
+static const char usage_text[] =
+    "usage: %s --master HOST:PORT [options]\n"
+    "Runs jobs for the master at HOST:PORT (retrying until it is up).\n"
+    "  --threads N        run at most N jobs at a time (default: CPUs)\n"
+    "  --token-file FILE  shared secret to prove to the master (else $MS_TOKEN)\n"
+    "  --verbose          log the connection to stderr\n"
+    "  --help             show this text\n";
+
+int main(int argc, char **argv)
+{
+    ms_log_init(argv[0], 0);
+    const char *master = NULL, *token_file = NULL;
+    int verbose = 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    S.threads = cpus > 0 ? cpus : 1;
+    for (int i = 1; i < argc; i++) {
+        char name[64];
+        const char *val = NULL;
+        const char *eq = strchr(argv[i], '=');
+        if (strncmp(argv[i], "--", 2) == 0 && eq &&
+            (size_t)(eq - argv[i]) < sizeof name) {
+            memcpy(name, argv[i], (size_t)(eq - argv[i]));
+            name[eq - argv[i]] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", argv[i]);
+        }
+        int takes = !strcmp(name, "--master") || !strcmp(name, "--threads") ||
+                    !strcmp(name, "--token-file");
+        if (takes && !val) {
+            if (i + 1 >= argc)
+                ms_usage_error(usage_text, "%s needs a value", name);
+            val = argv[++i];
+        } else if (!takes && val) {
+            ms_usage_error(usage_text, "%s takes no value", name);
+        }
+        if (!strcmp(name, "--master")) {
+            master = val;
+        } else if (!strcmp(name, "--token-file")) {
+            token_file = val;
+        } else if (!strcmp(name, "--threads")) {
+            char *end;
+            errno = 0;
+            long n = strtol(val, &end, 10);
+            if (errno || end == val || *end || n < 1 || n > MS_MAX_THREADS)
+                ms_usage_error(usage_text, "--threads takes an integer from 1 to %d, not '%s'",
+                            MS_MAX_THREADS, val);
+            S.threads = n;
+        } else if (!strcmp(name, "--verbose")) {
+            verbose = 1;
+        } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+            printf(usage_text, ms_log_name());
+            return 0;
+        } else {
+            ms_usage_error(usage_text, "unknown option '%s'", argv[i]);
+        }
+    }
+    if (!master)
+        ms_usage_error(usage_text, "--master HOST:PORT is required");
+    if (S.threads > MS_MAX_THREADS)
+        S.threads = MS_MAX_THREADS;
+    ms_log_init(argv[0], verbose);
+    ms_hostport hp;
+    char err[512];
+    if (ms_parse_hostport(master, &hp, err, sizeof err) != 0)
+        ms_usage_error(usage_text, "--master: %s", err);
+    snprintf(S.master, sizeof S.master, "%s", master);
+    ms_secret secret;
+    if (ms_secret_load(token_file, &secret, err, sizeof err) < 0)
+        ms_usage_error(usage_text, "%s", err);
+    /* Jobs have no business reading the secret. */
+    unsetenv("MS_TOKEN");
+
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &ign, NULL) != 0)
+        ms_fatal("sigaction(SIGPIPE): %s", strerror(errno));
+    ms_stack_install_handler(" in a job; the slave exits and the master runs "
+                             "its other jobs elsewhere");
+    ms_stack_set_fault_hook(report_fault);
+
+    char check[256];
+    for (uint32_t k = 0; k < ms_job_count; k++)
+        if (ms_sig_check(ms_job_table[k].arg_sig, check, sizeof check) != 0 ||
+            ms_sig_check(ms_job_table[k].ret_sig, check, sizeof check) != 0)
+            ms_fatal("internal error: job %u: %s", k + 1, check);
+
+    connect_master(&hp);
+    handshake(&secret);
+    free(secret.data);
+    S.t_send = S.t_recv = ms_now_ms();
+    S.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (S.epfd < 0)
+        ms_fatal("epoll_create1: %s", strerror(errno));
+    S.kickfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+    if (S.kickfd < 0)
+        ms_fatal("eventfd: %s", strerror(errno));
+    /* The socket is edge-triggered: level-triggered, an event taken by
+     * one worker is put back and wakes the next idle one, and so on, each
+     * finding nothing to read. The kick eventfd stays level-triggered (a
+     * semaphore: every kick must wake a worker, even two kicks that come
+     * before any worker looks). */
+    int fds[2] = {S.fd, S.kickfd};
+    uint32_t trig[2] = {EPOLLET, 0};
+    for (int i = 0; i < 2; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE | trig[i],
+                                 .data.fd = fds[i]};
+        if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
+            ms_fatal("epoll_ctl: %s", strerror(errno));
+    }
+    start_workers();
+    /* The workers do everything from here on. */
+    for (;;)
+        pause();
+}

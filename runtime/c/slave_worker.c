@@ -1,0 +1,360 @@
+/* slave_worker.c — the slave's queue of jobs and its worker threads:
+ * taking a job, running ms_job_table[ordinal - 1].run, sending its result
+ * or failure; the job calls of ms_abi.h that job code makes (runtime
+ * errors, the cancel flag; the master-only calls end the slave); and the
+ * report of a crashing job from the SIGSEGV handler.
+ *
+ * Locks: the queue and which worker runs which job are guarded by S.qlock;
+ * the rest of a worker is its own thread's. An idle worker reads from the
+ * master (read_master, under S.rlock) and then runs a job itself. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "ms_abi.h"
+#include "proto.h"
+#include "ser.h"
+#include "slave.h"
+#include "stack.h"
+#include "values.h"
+#include "wire.h"
+
+/* The worker running on this thread, or NULL. */
+static _Thread_local worker *tl_worker;
+
+/* -------------------------------------------------- runtime ABI calls */
+
+/* In a job, longjmp back to its worker. Values the job's frames still own
+ * are not released on the way; the worker frees them afterwards, since
+ * every vector the job made is in its thread's list (values.h, vector
+ * tracking). `msg` is copied first: it may be thread-local storage. */
+_Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
+{
+    worker *w = tl_worker;
+    if (w && w->in_job) {
+        snprintf(w->msg, sizeof w->msg, "%s:%d:%d: %s", ms_program_source,
+                 (int)line, (int)col, msg);
+        w->in_job = 0;
+        longjmp(w->jb, 1);
+    }
+    fflush(stdout);
+    fprintf(stderr, "%s:%d:%d: runtime error: %s\n", ms_program_source,
+            (int)line, (int)col, msg);
+    slave_exit(1);
+}
+
+const volatile int32_t *ms_cancel_flag_ptr(void)
+{
+    static const volatile int32_t never = 0;
+    worker *w = tl_worker;
+    return w ? &w->cancel : &never;
+}
+
+int32_t ms_cancel_requested(void)
+{
+    worker *w = tl_worker;
+    return w && w->in_job && __atomic_load_n(&w->cancel, __ATOMIC_RELAXED);
+}
+
+void ms_cancel_point(void)
+{
+    worker *w = tl_worker;
+    if (w && w->in_job && __atomic_load_n(&w->cancel, __ATOMIC_RELAXED)) {
+        w->in_job = 0;
+        longjmp(w->jb, 2);
+    }
+}
+
+/* From the SIGSEGV handler, just before the slave exits: tell the master
+ * the running job failed, so that it is not run again only to crash
+ * another slave. Only when no other thread is sending (the stream must
+ * stay whole), and only with async-signal-safe calls (pthread_mutex_trylock
+ * does not block, which is what matters here). */
+void report_fault(int overflow)
+{
+    worker *w = tl_worker;
+    if (!w || !w->in_job || pthread_mutex_trylock(&S.slock) != 0)
+        return;
+    if (S.flushing || S.broken) /* S.out is empty unless someone flushes */
+        return;
+    static uint8_t msg[MS_HDR_LEN + 1 + 256];
+    const char *what = overflow ? ": stack overflow (the slave crashed)"
+                                : ": segmentation fault (the slave crashed)";
+    size_t n = 0;
+    uint8_t *text = msg + MS_HDR_LEN + 1;
+    for (const char *p = ms_program_source; *p && n < 128; p++)
+        text[n++] = (uint8_t)*p;
+    for (const char *p = what; *p; p++)
+        text[n++] = (uint8_t)*p;
+    ms_header h = {0, w->jid, (uint32_t)(n + 1)};
+    ms_header_encode(msg, h);
+    msg[MS_HDR_LEN] = MS_FAILURE;
+    size_t len = MS_HDR_LEN + 1 + n, off = 0;
+    while (off < len) {
+        ssize_t r = send(S.fd, msg + off, len - off, MSG_NOSIGNAL);
+        if (r <= 0)
+            return;
+        off += (size_t)r;
+    }
+}
+
+/* Master-only calls: typecheck keeps them out of job code. */
+static _Noreturn void master_only(const char *what)
+{
+    ms_fatal("internal error: %s called in a slave", what);
+}
+
+ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
+{
+    (void)ordinal;
+    (void)args;
+    master_only("ms_start_job");
+}
+
+void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
+{
+    (void)h;
+    (void)out;
+    (void)line;
+    (void)col;
+    master_only("ms_reap_job");
+}
+
+int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
+{
+    (void)h;
+    (void)line;
+    (void)col;
+    master_only("ms_job_state");
+}
+
+void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
+{
+    (void)h;
+    (void)line;
+    (void)col;
+    master_only("ms_job_cancel");
+}
+
+void ms_handle_retain(ms_handle h)
+{
+    if (h)
+        master_only("ms_handle_retain");
+}
+
+void ms_handle_release(ms_handle h)
+{
+    if (h)
+        master_only("ms_handle_release");
+}
+
+/* ------------------------------------------------------------ workers */
+
+static void run_task(worker *w, task *t)
+{
+    const ms_job_entry *e = &ms_job_table[t->ordinal - 1];
+    w->args = (ms_reader){t->args, t->len, 0};
+    w->result.len = 0;
+    w->in_job = 1;
+    ms_values_track_begin();
+    int how = setjmp(w->jb);
+    if (how == 0) {
+        e->run(&w->args, &w->result);
+        w->in_job = 0;
+        /* The job released everything it made: 0 unless refcounts are off. */
+        int64_t left = ms_values_track_end(0);
+        if (left)
+            ms_logv("internal error: job '%s' left %" PRId64 " vectors",
+                    e->name, left);
+        if (w->result.len > S.max_message) {
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "its result takes %" PRIu64 " bytes, more than the "
+                     "largest message of %" PRIu32 " bytes (--max-message)",
+                     w->result.len, S.max_message);
+            send_text(t->jid, MS_FAILURE, msg);
+        } else {
+            send_result(t->ordinal, t->jid, &w->result);
+        }
+    } else {
+        /* Abandoned by a longjmp (its error text is in w->msg already):
+         * free the vectors its frames owned. */
+        ms_values_track_end(1);
+        if (how == 2)
+            send_ctrl(t->jid, MS_CANCELLED);
+        else
+            send_text(t->jid, MS_FAILURE, w->msg);
+    }
+    /* What the job printed goes out now, not at some later job. */
+    fflush(stdout);
+    if (w->result.cap > (1u << 20))
+        ms_buf_free(&w->result);
+}
+
+/* Wake one idle worker (to run a queued job). */
+static void kick(void)
+{
+    uint64_t one = 1;
+    while (write(S.kickfd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+}
+
+/* Take a job if one can run now (caller holds S.qlock). */
+static task *take_task_locked(worker *w)
+{
+    if (!S.head || S.running >= (size_t)S.threads)
+        return NULL;
+    task *t = S.head;
+    S.head = t->next;
+    if (!S.head)
+        S.tail = NULL;
+    S.nqueued--;
+    S.running++;
+    w->jid = t->jid;
+    __atomic_store_n(&w->cancel, 0, __ATOMIC_RELAXED);
+    return t;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    tl_worker = w;
+    ms_stack_init_thread(w->altstack);
+    for (;;) {
+        pthread_mutex_lock(&S.qlock);
+        task *t = take_task_locked(w);
+        int more = t && S.head && S.running < (size_t)S.threads;
+        pthread_mutex_unlock(&S.qlock);
+        if (t) {
+            if (more)
+                kick();
+            run_task(w, t);
+            free(t->args);
+            free(t);
+            pthread_mutex_lock(&S.qlock);
+            w->jid = 0;
+            S.running--;
+            pthread_mutex_unlock(&S.qlock);
+            continue;
+        }
+        /* Idle: wait for a message or a kick. */
+        struct epoll_event ev[2];
+        int n = epoll_wait(S.epfd, ev, 2, (int)S.hb_interval_ms);
+        if (n < 0 && errno != EINTR)
+            ms_fatal("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == S.kickfd) {
+                uint64_t v;
+                if (read(S.kickfd, &v, sizeof v) < 0 && errno != EAGAIN &&
+                    errno != EINTR)
+                    ms_fatal("read(eventfd): %s", strerror(errno));
+            } else {
+                read_master();
+            }
+        }
+        keep_alive();
+    }
+    return NULL;
+}
+
+void start_workers(void)
+{
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0)
+        rc = pthread_attr_setstacksize(&attr, MS_WORKER_STACK);
+    if (rc != 0)
+        ms_fatal("pthread_attr_setstacksize: %s", strerror(rc));
+    long n = S.threads + 1;
+    S.workers = ms_xcalloc((size_t)n, sizeof *S.workers);
+    for (long i = 0; i < n; i++) {
+        rc = pthread_create(&S.workers[i].th, &attr, worker_main,
+                            &S.workers[i]);
+        if (rc != 0)
+            ms_fatal("pthread_create (worker %ld of %ld): %s", i + 1, n,
+                     strerror(rc));
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* ------------------------------------------------------- the job queue */
+
+/* h.length bytes at p (borrowed; or owned, when `own` is p, and then taken
+ * over: a big message read straight into its own buffer). */
+void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
+{
+    if (h.ordinal > ms_job_count)
+        violation("unknown job ordinal %" PRIu32 " (the program has %" PRIu32
+                  " jobs)",
+                  h.ordinal, ms_job_count);
+    const ms_job_entry *e = &ms_job_table[h.ordinal - 1];
+    char err[256];
+    if (ms_sig_validate(e->arg_sig, p, h.length, S.max_message, err,
+                        sizeof err) != 0)
+        violation("arguments of job %" PRIu32 " ('%s') do not match its "
+                  "parameters \"%s\": %s",
+                  h.jid, e->name, e->arg_sig, err);
+    task *t = ms_xmalloc(sizeof *t);
+    t->jid = h.jid;
+    t->ordinal = h.ordinal;
+    t->len = h.length;
+    t->args = own;
+    if (h.length && !own) {
+        t->args = ms_xmalloc(h.length);
+        memcpy(t->args, p, h.length);
+    }
+    t->next = NULL;
+    pthread_mutex_lock(&S.qlock);
+    /* The master sends at most MS_PREFETCH (4) times `threads` jobs at a
+     * time; a queue much longer than that is a broken or hostile master. */
+    if (S.nqueued + S.running >= (size_t)S.threads * 8 + 16) {
+        pthread_mutex_unlock(&S.qlock);
+        violation("%zu jobs queued on %ld threads", S.nqueued + S.running,
+                  S.threads);
+    }
+    if (S.tail)
+        S.tail->next = t;
+    else
+        S.head = t;
+    S.tail = t;
+    S.nqueued++;
+    pthread_mutex_unlock(&S.qlock);
+}
+
+void cancel_task(uint32_t jid)
+{
+    task *found = NULL;
+    pthread_mutex_lock(&S.qlock);
+    for (task **pp = &S.head; *pp; pp = &(*pp)->next) {
+        if ((*pp)->jid == jid) {
+            found = *pp;
+            *pp = found->next;
+            if (S.tail == found) {
+                S.tail = NULL;
+                for (task *q = S.head; q; q = q->next)
+                    S.tail = q;
+            }
+            S.nqueued--;
+            break;
+        }
+    }
+    if (!found) {
+        for (long i = 0; i <= S.threads; i++)
+            if (S.workers[i].jid == jid)
+                __atomic_store_n(&S.workers[i].cancel, 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&S.qlock);
+    if (found) {
+        free(found->args);
+        free(found);
+        send_ctrl(jid, MS_CANCELLED);
+    }
+}
