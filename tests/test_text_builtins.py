@@ -14,7 +14,7 @@ import pytest
 import vectors_interp
 from compiler.errors import Pos
 from compiler.pipeline import Source, run_pipeline
-from conftest import REPO, msc, run_bounded
+from harness import REPO, build_program, run_master, write_program
 from tools import msi
 
 TEXT = REPO / "tests" / "golden" / "text"
@@ -92,13 +92,10 @@ master {
 
 
 def test_big_inputs_take_linear_time(tmp_path, runtime_built):
-    src = tmp_path / "linear.ms"
-    src.write_text(LINEAR)
-    built = msc(src.name, "-o", tmp_path / "linear", cwd=tmp_path)
-    assert built.returncode == 0, built.stderr
+    ms = write_program(tmp_path, "linear", LINEAR)
+    prefix = build_program(ms, tmp_path / "linear")
     start = time.monotonic()
-    run = run_bounded([str(tmp_path / "linear-master")],
-                      cwd=tmp_path, timeout=60)
+    run = run_master(prefix, timeout=60, cwd=tmp_path)
     elapsed = time.monotonic() - start
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["1000001", "9000000", "3800000",
