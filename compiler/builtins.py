@@ -47,6 +47,10 @@ class EachArg:
     def arity(self) -> int:
         return len(self.params)
 
+    @property
+    def spelled(self) -> str:
+        return "; ".join(p.spelled for p in self.params)
+
     def check(self, name: str, args: tuple, arg_types: list) -> None:
         for i, (p, arg, t) in enumerate(zip(self.params, args, arg_types)):
             if p.admits(t):
@@ -78,6 +82,25 @@ class SameType:
         raise CompileError(bad.pos, f"'{name}' takes {self.spelled}, not {given}")
 
 
+@attrs.frozen
+class ElementOrRun:
+    """`find`'s two arguments (SPEC 12.3): a vector<T>, then a T (an
+    element) or a vector<T> (a contiguous run). A string is vector<char>,
+    so a string's second argument is a char or a string."""
+    arity: int = 2
+    spelled: str = "a vector<T>; a T or a vector<T>"
+
+    def check(self, name: str, args: tuple, arg_types: list) -> None:
+        vec, x = arg_types
+        if not isinstance(vec, T.VectorType):
+            raise CompileError(args[0].pos, f"argument 1 of '{name}' must be "
+                                            f"a vector or string, not {vec}")
+        if x != vec.elem and x != vec:
+            raise CompileError(args[1].pos, f"argument 2 of '{name}' must be "
+                                            f"{vec.elem} or {vec} (to search "
+                                            f"{vec}), not {x}")
+
+
 # ------------------------------------------------------------ results
 
 @attrs.frozen
@@ -91,6 +114,7 @@ class _Derived:
 
 ARG_TYPE = _Derived("the argument's type")
 JOB_RESULT = _Derived("the job's result type")
+VECTOR_OF_ARG = _Derived("a vector of the first argument's type")
 
 
 # ------------------------------------------------------------ lowering
@@ -105,17 +129,22 @@ class Lowering:
     - "codegen": codegen's own instructions, FunctionEmitter.builtin_<name>
       (compiler/codegen/functions.py);
     - "node": pass `by` rewrites the call into the IR node printed `name`.
+    `at`: the call may raise a runtime error, which points at the builtin's
+    name (SPEC 11): a runtime function then takes the call's line and
+    column after its arguments, and a codegen method gets `pos=`.
     """
     how: str
     name: str
     by: str = "codegen"
+    at: bool = False
 
     def __str__(self) -> str:
+        fails = ", may fail" if self.at else ""
         if self.how == "node":
             return f"`{self.name}` node ({self.by})"
         if self.how == "codegen":
-            return f"instructions (codegen `builtin_{self.name}`)"
-        return f"{self.how} `{self.name}`"
+            return f"instructions (codegen `builtin_{self.name}`{fails})"
+        return f"{self.how} `{self.name}`{fails}"
 
 
 def intrinsic(name):
@@ -126,12 +155,12 @@ def libm(name):
     return Lowering("libm", name)
 
 
-def runtime(name):
-    return Lowering("runtime", name)
+def runtime(name, at=False):
+    return Lowering("runtime", name, at=at)
 
 
-def ours(name):
-    return Lowering("codegen", name)
+def ours(name, at=False):
+    return Lowering("codegen", name, at=at)
 
 
 def node(name, by):
@@ -168,6 +197,8 @@ class Builtin:
             return arg_types[0]
         if self.result is JOB_RESULT:
             return arg_types[0].result
+        if self.result is VECTOR_OF_ARG:
+            return T.VectorType(arg_types[0])
         return self.result
 
     def lowering_by(self) -> str | None:
@@ -194,6 +225,10 @@ _DOUBLE = Accepts("a double", (T.DOUBLE,))
 _NUMBERS = Accepts("an int or double", (T.INT, T.DOUBLE))
 _JOB = EachArg((Accepts("a job handle", kind=T.JobType),))
 _TWO_NUMBERS = SameType(2, _NUMBERS, "two ints or two doubles")
+_INT = Accepts("an int", (T.INT,))
+_STRING = Accepts("a string", (T.STRING,))
+_VECTOR = Accepts("a vector or string", kind=T.VectorType)
+_SORTABLE = (T.INT, T.DOUBLE, T.CHAR, T.BOOL, T.STRING)
 
 
 def _by_type(prefix: str, types) -> tuple:
@@ -252,18 +287,45 @@ ENTRIES = (
             ARG_TYPE, ((T.INT, ours("int_max")),
                        (T.DOUBLE, intrinsic("llvm.maxnum.f64"))),
             doc="the larger (doubles: C's `fmax`, 0 above -0)"),
-    Builtin("int", _one("a double, char, bool or int",
-                        T.DOUBLE, T.CHAR, T.BOOL, T.INT),
+    Builtin("int", _one("a double, char, bool, int or string",
+                        T.DOUBLE, T.CHAR, T.BOOL, T.INT, T.STRING),
             T.INT, ((T.DOUBLE, intrinsic("llvm.fptosi.sat.i64.f64")),
                     (T.CHAR, ours("widen")), (T.BOOL, ours("widen")),
-                    (T.INT, ours("same"))),
-            doc="double: toward zero, saturating, NaN is 0; char: 0..255"),
-    Builtin("double", EachArg((_NUMBERS,)), T.DOUBLE,
-            ((T.INT, ours("int_to_double")), (T.DOUBLE, ours("same"))),
-            doc="the nearest double"),
+                    (T.INT, ours("same")),
+                    # SPEC 12.3
+                    (T.STRING, runtime("ms_string_to_int", at=True))),
+            doc="double: toward zero, saturating, NaN is 0; char: 0..255; "
+                "string: parsed (SPEC 12.3)"),
+    Builtin("double", _one("an int, double or string",
+                           T.INT, T.DOUBLE, T.STRING), T.DOUBLE,
+            ((T.INT, ours("int_to_double")), (T.DOUBLE, ours("same")),
+             # SPEC 12.3
+             (T.STRING, runtime("ms_string_to_double", at=True))),
+            doc="the nearest double; string: parsed (SPEC 12.3)"),
     Builtin("char", _one("an int or char", T.INT, T.CHAR), T.CHAR,
             ((T.INT, ours("truncate")), (T.CHAR, ours("same"))),
             doc="int: the low 8 bits"),
+    # SPEC 12.3
+    Builtin("split", EachArg((_STRING, _STRING)), T.VectorType(T.STRING),
+            runtime("ms_split", at=True),
+            doc="the pieces between occurrences of the separator"),
+    Builtin("join", EachArg((Accepts("a vector<string>",
+                                     (T.VectorType(T.STRING),)), _STRING)),
+            T.STRING, runtime("ms_join"),
+            doc="the parts with the separator between them"),
+    Builtin("find", ElementOrRun(), T.INT, ours("find"),
+            doc="index of the first equal element, or of the first "
+                "occurrence of the run; -1 when absent"),
+    Builtin("slice", EachArg((_VECTOR, _INT, _INT)), ARG_TYPE,
+            ours("slice", at=True),
+            doc="a new vector of the elements from .. to - 1"),
+    Builtin("sort", _one("a vector of int, double, char, bool or string",
+                         *(T.VectorType(t) for t in _SORTABLE)),
+            ARG_TYPE, ours("sort"),
+            doc="a sorted copy, stable; doubles: -0 and 0 equal, NaNs last"),
+    Builtin("repeat", EachArg((Accepts("a value", kind=T.Type), _INT)),
+            VECTOR_OF_ARG, ours("repeat", at=True),
+            doc="a vector of n copies"),
 )
 
 

@@ -28,6 +28,7 @@ from compiler.ir.surface import (Assign, Binary, Block, BoolLit, Break, Call,
                                  JobStateLit, MasterDecl, Name, Remote,
                                  Return, Unary, VarDecl, While)
 from compiler.ir.walk import walk
+from tools import msi
 
 IMMORTAL = 1 << 62
 
@@ -521,9 +522,13 @@ class Interpreter:
         if t == T.DOUBLE:
             x = args[0]
             return 0 if math.isnan(x) else max(-2**63, min(2**63 - 1, int(x)))
+        if t == T.STRING:
+            return self.parsed(msi.text_to_int, args[0], e)
         return int(args[0])
 
     def builtin_double(self, args, t, e):
+        if t == T.STRING:
+            return self.parsed(msi.text_to_double, args[0], e)
         return float(args[0])
 
     def builtin_char(self, args, t, e):
@@ -537,6 +542,70 @@ class Interpreter:
 
     def builtin_max(self, args, t, e):
         return max(args)
+
+    # SPEC 12.3, with msi's parsers and messages. Every vector result is new
+    # (count 1) and holds copies of elements, each retained, as the
+    # runtime's (vecops.c, text.c) do; arguments are borrowed.
+
+    def parsed(self, parse, s, e):
+        try:
+            return parse(bytes(self.elems(s)), e.pos)
+        except msi.MsError as err:
+            raise RuntimeErr(e.pos, err.message) from None
+
+    def elems(self, v) -> list:
+        return [] if v is None else v.live().elems
+
+    def copied(self, elems, t):
+        """A new vector of copies of `elems` (of type t), each retained."""
+        elems = [copy_bits(x) for x in elems]
+        for x in elems:
+            self.retain(x, t)
+        return self.new_vec(t, elems)
+
+    def builtin_split(self, args, t, e):
+        s, sep = (bytes(self.elems(a)) for a in args)
+        if not sep:
+            raise RuntimeErr(e.pos, "split with an empty separator")
+        return self.new_vec(T.STRING, [self.new_vec(T.CHAR, list(p))
+                                       for p in s.split(sep)])
+
+    def builtin_join(self, args, t, e):
+        sep = bytes(self.elems(args[1]))
+        return self.new_vec(T.CHAR, list(sep.join(
+            bytes(self.elems(p)) for p in self.elems(args[0]))))
+
+    def builtin_find(self, args, t, e):
+        v, x = self.elems(args[0]), args[1]
+        if e.args[1].type == t:         # a contiguous run
+            run = self.elems(x)
+            for i in range(len(v) - len(run) + 1):
+                if all(self.eq(a, b, t.elem) for a, b in zip(v[i:], run)):
+                    return i
+            return -1
+        return next((i for i, y in enumerate(v) if self.eq(y, x, t.elem)), -1)
+
+    def builtin_slice(self, args, t, e):
+        v, lo, hi = self.elems(args[0]), args[1], args[2]
+        if not 0 <= lo <= hi <= len(v):
+            raise RuntimeErr(e.pos, f"slice(from {lo}, to {hi}) out of range "
+                                    f"for length {len(v)}")
+        return self.copied(v[lo:hi], t.elem)
+
+    def builtin_sort(self, args, t, e):
+        if t.elem == T.DOUBLE:
+            key = lambda x: (1, 0.0) if math.isnan(x) else (0, x)  # noqa: E731
+        elif t.elem == T.STRING:
+            key = self.elems
+        else:
+            key = None
+        return self.copied(sorted(self.elems(args[0]), key=key), t.elem)
+
+    def builtin_repeat(self, args, t, e):
+        x, n = args
+        if n < 0:
+            raise RuntimeErr(e.pos, f"repeat count {n} is negative")
+        return self.copied([x] * n, t)
 
     def remote(self, e, env):
         args = [self.expr(a, env) for a in e.args]

@@ -18,9 +18,7 @@ END = "<!-- end of builtins -->"
 
 
 def _params(b: B.Builtin) -> str:
-    if isinstance(b.signature, B.SameType):
-        return b.signature.spelled
-    return "; ".join(p.spelled for p in b.signature.params)
+    return b.signature.spelled
 
 
 def _lowering(b: B.Builtin) -> str:

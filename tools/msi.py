@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import re
 import sys
 
 from compiler.builtins import TABLE as BUILTINS
@@ -106,6 +107,38 @@ def to_text(v, t: T.Type) -> bytes:
     if t == T.STRING:
         return bytes(v)
     raise AssertionError(f"cannot format {t}")
+
+
+# ---------------------------------------------------------------- text
+
+# SPEC 12.3's forms of int(s) and double(s), around optional whitespace.
+_SPACE = b" \t\r\n"
+_INT_TEXT = re.compile(rb"[+-]?[0-9]+")
+_DOUBLE_TEXT = re.compile(
+    rb"[+-]?(?:inf|nan|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+SHOWN_BYTES = 64    # of a string that does not convert; then "..."
+
+
+def quoted(s: bytes) -> str:
+    """`s` as an M/s string literal, cut after SHOWN_BYTES bytes."""
+    names = {10: "\\n", 9: "\\t", 13: "\\r", 0: "\\0", 92: "\\\\", 34: '\\"'}
+    out = "".join(names.get(c) or (chr(c) if 0x20 <= c < 0x7F else f"\\x{c:02x}")
+                  for c in s[:SHOWN_BYTES])
+    return f'"{out}"' + ("..." if len(s) > SHOWN_BYTES else "")
+
+
+def text_to_int(s: bytes, pos) -> int:
+    t = s.strip(_SPACE)
+    if _INT_TEXT.fullmatch(t) and INT_MIN <= int(t) <= INT_MAX:
+        return int(t)
+    raise MsError(pos, f"cannot convert {quoted(s)} to int")
+
+
+def text_to_double(s: bytes, pos) -> float:
+    t = s.strip(_SPACE)
+    if not _DOUBLE_TEXT.fullmatch(t):
+        raise MsError(pos, f"cannot convert {quoted(s)} to double")
+    return float(t)     # correctly rounded, as glibc's strtod
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -547,9 +580,13 @@ class Interpreter:
     def builtin_int(self, args, ts, e):
         if ts[0] == T.DOUBLE:
             return double_to_int(args[0])
+        if ts[0] == T.STRING:
+            return text_to_int(bytes(args[0]), e.pos)
         return int(args[0])
 
     def builtin_double(self, args, ts, e):
+        if ts[0] == T.STRING:
+            return text_to_double(bytes(args[0]), e.pos)
         return float(args[0])
 
     def builtin_char(self, args, ts, e):
@@ -589,6 +626,55 @@ class Interpreter:
     def builtin_max(self, args, ts, e):
         a, b = args
         return max(a, b) if ts[0] == T.INT else fmax(a, b)
+
+    # SPEC 12.3: text, numbers and vectors. Arguments are fresh copies, so
+    # results may hold them; error messages as docs/language.md gives them.
+
+    def _long(self, n: int) -> None:
+        if self.budget is not None and n > MAX_LEN:
+            raise OverBudget()
+
+    def builtin_split(self, args, ts, e):
+        s, sep = bytes(args[0]), bytes(args[1])
+        if not sep:
+            raise MsError(e.pos, "split with an empty separator")
+        return [list(piece) for piece in s.split(sep)]
+
+    def builtin_join(self, args, ts, e):
+        return list(bytes(args[1]).join(bytes(p) for p in args[0]))
+
+    def builtin_find(self, args, ts, e):
+        v, x = args
+        vt = ts[0]
+        if ts[1] == vt:         # a contiguous run
+            for i in range(len(v) - len(x) + 1):
+                if self.equal(v[i:i + len(x)], x, vt):
+                    return i
+            return -1
+        for i, y in enumerate(v):
+            if self.equal(y, x, vt.elem):
+                return i
+        return -1
+
+    def builtin_slice(self, args, ts, e):
+        v, lo, hi = args
+        if not 0 <= lo <= hi <= len(v):
+            raise MsError(e.pos, f"slice(from {lo}, to {hi}) out of range "
+                                 f"for length {len(v)}")
+        return v[lo:hi]
+
+    def builtin_sort(self, args, ts, e):
+        if ts[0].elem == T.DOUBLE:      # NaNs after every number
+            return sorted(args[0], key=lambda x: (1, 0.0) if math.isnan(x)
+                          else (0, x))
+        return sorted(args[0])          # stable; strings by byte
+
+    def builtin_repeat(self, args, ts, e):
+        x, n = args
+        if n < 0:
+            raise MsError(e.pos, f"repeat count {n} is negative")
+        self._long(n)
+        return [copy(x) for _ in range(n)]
 
 
 # Every builtin without a C function, by name.

@@ -7,7 +7,9 @@ scalar, vector, struct and string parameters and results, nested blocks
 with shadowing, if/else, bounded for/while loops with break/continue, int
 arithmetic with wrapping constants and division/remainder (divisors usually
 nonzero, occasionally zero), double arithmetic and math builtins,
-conversions, comparisons, && and || with side-effecting calls, vectors built
+conversions, comparisons, && and || with side-effecting calls, SPEC 12.3's
+text and vector builtins (int(s), double(s), find, slice, sort, repeat,
+split, join: small operands, mostly valid arguments), vectors built
 with `::` (chained, as values, `v :: v`), indexing (mostly in range,
 occasionally out of range), nested writes (`g[i][j] = x`, `s->v[k] = y`,
 `a[i]->inner->x += 1`), copies followed by writes to one side, strings
@@ -46,6 +48,15 @@ DOUBLES = ["0.5", "2.25", "1e300", "1e-300", "-0.0", "3.14159", "0.1",
            "1.0", "100.0", "-7.75", "1e16", "123456.789", "2e-7", "0.3"]
 STRINGS = ['""', '"a"', '"ab"', '"hello"', '"x y"', '"zz"', '"Ab"',
            '"b"', '"\\t!"', '"abc"']
+# Texts for int(s) and double(s) (SPEC 12.3); the BAD ones, which end the
+# program, are picked rarely.
+INT_TEXTS = ['"0"', '"42"', '" -7 "', '"+3"', '"\\t12\\n"',
+             '"9223372036854775807"', '"-9223372036854775808"', '"007"']
+BAD_INT_TEXTS = ['"1x"', '"9223372036854775808"', '""', '"1.0"']
+DOUBLE_TEXTS = ['"1.5"', '"1."', '".5"', '"2e10"', '" -1.5e-3 "', '"3E+2"',
+                '"42"', '"inf"', '"-inf"', '"nan"', '"1e400"', '"1e-400"',
+                '"4.9e-324"', '"0.1"']
+BAD_DOUBLE_TEXTS = ['"0x1p3"', '"infinity"', '"1e"', '"."']
 CHARS = ["'a'", "'b'", "'z'", "'A'", "'0'", "' '", "'~'", "'\\n'", "'x'"]
 # The math builtins with C's results, by arity, in table order.
 _C_MATH = {n: [b.name for b in BUILTINS.values()
@@ -832,7 +843,21 @@ class Generator:
             return self.int_builtin(d)
         if k == 9:
             return f"tr({e()})"
+        if k == 10:
+            return self.text_int(d)
         return self.call_or_leaf(INT, d)
+
+    # SPEC 12.3: int(s), find.
+    def text_int(self, d: int) -> str:
+        k = self.r.randint(0, 3)
+        if k == 0:
+            bad = self.chance(0.03)
+            return f"int({self.pick(BAD_INT_TEXTS if bad else INT_TEXTS)})"
+        if k == 1:
+            return f"int(str({self.expr(INT, d - 1)}))"
+        vt = self.pick([t for t in self.types if isinstance(t, T.VectorType)])
+        x = self.expr(vt if k == 3 else vt.elem, d - 1)
+        return f"find({self.expr(vt, d - 1)}, {x})"
 
     def int_builtin(self, d: int) -> str:
         e = lambda: self.expr(INT, d - 1)  # noqa: E731
@@ -854,6 +879,11 @@ class Generator:
             return f"{self.pick(_C_MATH[2] + ['min', 'max'])}({e()}, {e()})"
         if k == 7:
             return f"abs({e()})" if self.chance(0.5) else f"-({e()})"
+        if k == 8:          # SPEC 12.3: double(s)
+            if self.chance(0.5):
+                bad = self.chance(0.03)
+                return f"double({self.pick(BAD_DOUBLE_TEXTS if bad else DOUBLE_TEXTS)})"
+            return f"double(str({e()}))"
         return self.call_or_leaf(DOUBLE, d)
 
     def bool_expr(self, d: int) -> str:
@@ -888,7 +918,7 @@ class Generator:
         return self.call_or_leaf(CHAR, d)
 
     def vector_expr(self, t: T.VectorType, d: int) -> str:
-        k = self.r.randint(0, 6)
+        k = self.r.randint(0, 8)
         if k <= 1:
             return f"({self.expr(t, d - 1)} + {self.expr(t, d - 1)})"
         if k == 2 and t == STRING:
@@ -899,6 +929,34 @@ class Generator:
             var = self.walk(t, lvalue=True, allow_index=False)
             if var is not None:
                 return f"({var} :: {self.expr(t.elem, d - 1)})"
+        if k >= 7:
+            return self.vector_builtin(t, d)
+        return self.call_or_leaf(t, d)
+
+    def vector_builtin(self, t: T.VectorType, d: int) -> str:
+        """SPEC 12.3's builtins that yield a vector: slice, sort, repeat,
+        split and join, on small operands (repeat's count is at most 3)."""
+        k = self.r.randint(0, 4)
+        if k == 0:
+            # Bounds in range, but for a rare out-of-range pair.
+            v = self.walk(t, lvalue=False, allow_index=True, depth=d - 1)
+            if v is not None:
+                if self.chance(0.03):
+                    return f"slice({v}, {self.small_int()}, {self.small_int()})"
+                a, b = (f"ix({self.expr(INT, d - 1)}, len({v}) + 1)"
+                        for _ in range(2))
+                return f"slice({v}, min({a}, {b}), max({a}, {b}))"
+        if k == 1 and t.elem in (INT, DOUBLE, CHAR, STRING):
+            return f"sort({self.expr(t, d - 1)})"
+        if k == 2:
+            n = "-1" if self.chance(0.02) else str(self.r.randint(0, 3))
+            return f"repeat({self.expr(t.elem, d - 1)}, {n})"
+        if k == 3 and t == T.VectorType(STRING):
+            sep = '""' if self.chance(0.02) else self.pick(STRINGS[1:] + ['","'])
+            return f"split({self.expr(STRING, d - 1)}, {sep})"
+        if k == 4 and t == STRING:
+            return f"join({self.expr(T.VectorType(STRING), d - 1)}, " \
+                   f"{self.pick(STRINGS)})"
         return self.call_or_leaf(t, d)
 
 

@@ -478,11 +478,16 @@ class FunctionEmitter(VectorEmitter):
         types = [a.type for a in e.args]
         how = BUILTINS[e.name].lowering_for(types[0])
         if how.how == "codegen":
-            return getattr(self, f"builtin_{how.name}")(args, types)
+            method = getattr(self, f"builtin_{how.name}")
+            if how.at:
+                return method(args, types, pos=e.pos)
+            return method(args, types)
         assert how.how in ("intrinsic", "libm", "runtime"), how
         if how.how == "runtime":        # a bool crosses the ABI as i8
             args = [self.b.zext(v, CT.I8) if t == T.BOOL else v
                     for v, t in zip(args, types)]
+            if how.at:
+                args += self._position(e.pos)
         result = self.b.call(self.rt.fn(how.name), args)
         return None if e.type == T.VOID else result
 
@@ -512,6 +517,35 @@ class FunctionEmitter(VectorEmitter):
     def builtin_int_max(self, args, types) -> ir.Value:
         pick_left = self.b.icmp_signed(">", args[0], args[1])
         return self.b.select(pick_left, args[0], args[1])
+
+    # SPEC 12.3: vector builtins, given the vector type's descriptor; an
+    # element crosses the ABI in memory (its address).
+
+    def _in_memory(self, value, t: T.Type) -> ir.Value:
+        return self.spill(self.types.to_mem(self.b, value, t), t)
+
+    def builtin_find(self, args, types) -> ir.Value:
+        vt = self.values.descriptor(types[0])
+        if types[1] == types[0]:
+            return self.b.call(self.rt.fn("ms_vec_find_run"),
+                               [vt, args[0], args[1]])
+        return self.b.call(self.rt.fn("ms_vec_find"),
+                           [vt, args[0], self._in_memory(args[1], types[1])])
+
+    def builtin_slice(self, args, types, pos) -> ir.Value:
+        return self.b.call(self.rt.fn("ms_vec_slice"),
+                           [self.values.descriptor(types[0]), *args,
+                            *self._position(pos)])
+
+    def builtin_sort(self, args, types) -> ir.Value:
+        return self.b.call(self.rt.fn("ms_vec_sort"),
+                           [self.values.descriptor(types[0]), args[0]])
+
+    def builtin_repeat(self, args, types, pos) -> ir.Value:
+        vt = self.values.descriptor(T.VectorType(types[0]))
+        return self.b.call(self.rt.fn("ms_vec_repeat"),
+                           [vt, self._in_memory(args[0], types[0]), args[1],
+                            *self._position(pos)])
 
     # ------------------------------------------------------------ jobs
 

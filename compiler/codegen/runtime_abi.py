@@ -59,6 +59,16 @@ _SIGNATURES = {
     "ms_print_string": (VOID, (VEC_PTR,)),
     "ms_value_encode": (VOID, (PTR, PTR, PTR)),
     "ms_value_decode": (VOID, (PTR, READER_PTR, PTR)),
+    # Text, numbers and vectors (ms_abi.h part E, SPEC 12.3).
+    "ms_string_to_int": (I64, (VEC_PTR, I32, I32)),
+    "ms_string_to_double": (DOUBLE, (VEC_PTR, I32, I32)),
+    "ms_split": (VEC_PTR, (VEC_PTR, VEC_PTR, I32, I32)),
+    "ms_join": (VEC_PTR, (VEC_PTR, VEC_PTR)),
+    "ms_vec_find": (I64, (PTR, VEC_PTR, PTR)),
+    "ms_vec_find_run": (I64, (PTR, VEC_PTR, VEC_PTR)),
+    "ms_vec_slice": (VEC_PTR, (PTR, VEC_PTR, I64, I64, I32, I32)),
+    "ms_vec_sort": (VEC_PTR, (PTR, VEC_PTR)),
+    "ms_vec_repeat": (VEC_PTR, (PTR, PTR, I64, I32, I32)),
     # libm, called so that results are exactly C's (SPEC section 6).
     "exp": (DOUBLE, (DOUBLE,)),
     "log": (DOUBLE, (DOUBLE,)),
@@ -93,6 +103,7 @@ _ATTRIBUTES = {
     # does not return).
     "ms_string_cmp": ("readonly", "nounwind"),
     "ms_value_eq": ("readonly", "nounwind"),
+    "ms_vec_find": ("readonly", "nounwind"),
 }
 
 

@@ -241,4 +241,29 @@ void ms_cancel_point(void);
 /* The keyword of a jobstate ("running", ...), static storage. */
 const char *ms_jobstate_name(int32_t v);
 
+/* ------------------------- E. text, numbers and vectors (SPEC 12.3)
+ *
+ * Arguments are borrowed; vector results are new references owned by the
+ * caller. `vt` is the descriptor of the vector type involved (the
+ * argument's for find, slice and sort; the result's for repeat). The
+ * functions taking line and col raise their runtime errors there (the
+ * builtin's name, SPEC 11); their messages are in docs/language.md. */
+
+/* int(s), double(s): SPEC 12.3's forms only, else
+ * `cannot convert "S" to int` (or double). */
+int64_t ms_string_to_int(const ms_vec *s, int32_t line, int32_t col);
+double ms_string_to_double(const ms_vec *s, int32_t line, int32_t col);
+/* split(s, sep) (a vector<string>) and join(parts, sep) (a string). */
+ms_vec *ms_split(const ms_vec *s, const ms_vec *sep, int32_t line, int32_t col);
+ms_vec *ms_join(const ms_vec *parts, const ms_vec *sep);
+/* find(v, x) with x an element (at `x` in memory), and find(v, sub). */
+int64_t ms_vec_find(const ms_type *vt, const ms_vec *v, const void *x);
+int64_t ms_vec_find_run(const ms_type *vt, const ms_vec *v, const ms_vec *sub);
+ms_vec *ms_vec_slice(const ms_type *vt, const ms_vec *v, int64_t from, int64_t to,
+                     int32_t line, int32_t col);
+ms_vec *ms_vec_sort(const ms_type *vt, const ms_vec *v);
+/* repeat(x, n): x is the element value in memory. */
+ms_vec *ms_vec_repeat(const ms_type *vt, const void *x, int64_t n,
+                      int32_t line, int32_t col);
+
 #endif

@@ -239,6 +239,12 @@ static void retain_range(const ms_type *et, const unsigned char *data, int64_t n
     }
 }
 
+void msv_retain_range(const ms_type *et, const unsigned char *data, int64_t n)
+{
+    if (et->has_refs)
+        retain_range(et, data, n);
+}
+
 /* Borrowed t and value. */
 void ms_value_retain(const ms_type *t, const void *value)
 {

@@ -55,6 +55,10 @@ ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap);
  * looking at its elements; unlinks it from its thread's list. Takes v. */
 void msv_free(ms_vec *v);
 
+/* Retains what n consecutive elements of type et at data (borrowed)
+ * refer to, as copying them needs; nothing when et holds no references. */
+void msv_retain_range(const ms_type *et, const unsigned char *data, int64_t n);
+
 /* Raises "out of memory" (or "internal error: ..." for an impossible case)
  * and never returns. */
 _Noreturn void msv_oom(void);
