@@ -105,17 +105,22 @@ class Lowering:
     - "codegen": codegen's own instructions, FunctionEmitter.builtin_<name>
       (compiler/codegen/functions.py);
     - "node": pass `by` rewrites the call into the IR node printed `name`.
+    `at`: the call may raise a runtime error, which points at the builtin's
+    name (SPEC 11): a runtime function then takes the call's line and
+    column after its arguments, and a codegen method gets `pos=`.
     """
     how: str
     name: str
     by: str = "codegen"
+    at: bool = False
 
     def __str__(self) -> str:
+        fails = ", may fail" if self.at else ""
         if self.how == "node":
             return f"`{self.name}` node ({self.by})"
         if self.how == "codegen":
-            return f"instructions (codegen `builtin_{self.name}`)"
-        return f"{self.how} `{self.name}`"
+            return f"instructions (codegen `builtin_{self.name}`{fails})"
+        return f"{self.how} `{self.name}`{fails}"
 
 
 def intrinsic(name):
@@ -126,12 +131,12 @@ def libm(name):
     return Lowering("libm", name)
 
 
-def runtime(name):
-    return Lowering("runtime", name)
+def runtime(name, at=False):
+    return Lowering("runtime", name, at=at)
 
 
-def ours(name):
-    return Lowering("codegen", name)
+def ours(name, at=False):
+    return Lowering("codegen", name, at=at)
 
 
 def node(name, by):
@@ -264,6 +269,27 @@ ENTRIES = (
     Builtin("char", _one("an int or char", T.INT, T.CHAR), T.CHAR,
             ((T.INT, ours("truncate")), (T.CHAR, ours("same"))),
             doc="int: the low 8 bits"),
+    # SPEC 12.1, 12.2
+    Builtin("args", EachArg(()), T.VectorType(T.STRING), runtime("ms_args"),
+            where=MASTER_ONLY,
+            doc="the program's arguments (those after the runtime's options)"),
+    Builtin("read_file", _one("a string", T.STRING), T.STRING,
+            runtime("ms_read_file", at=True),
+            doc="the file's whole content"),
+    Builtin("write_file", EachArg((Accepts("a string", (T.STRING,)),
+                                   Accepts("a string", (T.STRING,)))),
+            T.VOID, runtime("ms_write_file", at=True), where=MASTER_ONLY,
+            doc="replaces the file's content atomically"),
+    Builtin("list_dir", _one("a string", T.STRING), T.VectorType(T.STRING),
+            runtime("ms_list_dir", at=True),
+            doc="the directory's names but `.` and `..`, sorted by byte"),
+    Builtin("read_stdin", EachArg(()), T.STRING,
+            runtime("ms_read_stdin", at=True), where=MASTER_ONLY,
+            doc="the master's standard input up to end of file (then `\"\"`)"),
+    Builtin("eprint", _one("an int, double, bool, char, string or jobstate",
+                           *_PRINTABLE),
+            T.VOID, _by_type("ms_eprint", _PRINTABLE),
+            doc="writes the value and a newline to stderr"),
 )
 
 

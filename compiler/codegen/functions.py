@@ -476,13 +476,18 @@ class FunctionEmitter(VectorEmitter):
         first argument's type."""
         args = [self.expr(a) for a in e.args]
         types = [a.type for a in e.args]
-        how = BUILTINS[e.name].lowering_for(types[0])
+        how = BUILTINS[e.name].lowering_for(types[0] if types else None)
         if how.how == "codegen":
-            return getattr(self, f"builtin_{how.name}")(args, types)
+            method = getattr(self, f"builtin_{how.name}")
+            if how.at:
+                return method(args, types, pos=e.pos)
+            return method(args, types)
         assert how.how in ("intrinsic", "libm", "runtime"), how
         if how.how == "runtime":        # a bool crosses the ABI as i8
             args = [self.b.zext(v, CT.I8) if t == T.BOOL else v
                     for v, t in zip(args, types)]
+            if how.at:
+                args += self._position(e.pos)
         result = self.b.call(self.rt.fn(how.name), args)
         return None if e.type == T.VOID else result
 
