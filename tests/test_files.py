@@ -283,6 +283,18 @@ def test_read_stdin_from_a_file_and_from_a_directory(programs, tmp_path):
             "Is a directory") in r.stderr
 
 
+# ------------------------------------------------------------ examples/sweep.ms
+
+def test_the_sweep_example_takes_its_range_and_writes_its_results(tmp_path, runtime_built):
+    exe = build_program(REPO / "examples" / "sweep.ms", tmp_path / "sweep")
+    r = run_master(exe, "--spawn", "2", "1", "8", "out.csv", cwd=tmp_path,
+                   timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "wrote 7 results to out.csv\nmost steps: 7 (16)\n"
+    assert (tmp_path / "out.csv").read_text() == (
+        "n,steps\n1,0\n2,1\n3,7\n4,2\n5,5\n6,8\n7,16\n")
+
+
 # ------------------------------------------------------------ msi
 
 def test_msi_takes_the_programs_arguments_and_stdin(tmp_path):
