@@ -313,7 +313,8 @@ class Interpreter:
     def stmt(self, s, env):
         if self.budget is not None:
             self.steps += 1
-            if self.steps > self.budget or len(self.out) > MAX_LEN * 10:
+            if (self.steps > self.budget
+                    or len(self.out) + len(self.err) > MAX_LEN * 10):
                 raise OverBudget()
         k = type(s)
         if k is ExprStmt:
