@@ -326,6 +326,27 @@ ENTRIES = (
     Builtin("repeat", EachArg((Accepts("a value", kind=T.Type), _INT)),
             VECTOR_OF_ARG, ours("repeat", at=True),
             doc="a vector of n copies"),
+    # SPEC 12.1, 12.2
+    Builtin("args", EachArg(()), T.VectorType(T.STRING), runtime("ms_args"),
+            where=MASTER_ONLY,
+            doc="the program's arguments (those after the runtime's options)"),
+    Builtin("read_file", _one("a string", T.STRING), T.STRING,
+            runtime("ms_read_file", at=True),
+            doc="the file's whole content"),
+    Builtin("write_file", EachArg((Accepts("a string", (T.STRING,)),
+                                   Accepts("a string", (T.STRING,)))),
+            T.VOID, runtime("ms_write_file", at=True), where=MASTER_ONLY,
+            doc="replaces the file's content atomically"),
+    Builtin("list_dir", _one("a string", T.STRING), T.VectorType(T.STRING),
+            runtime("ms_list_dir", at=True),
+            doc="the directory's names but `.` and `..`, sorted by byte"),
+    Builtin("read_stdin", EachArg(()), T.STRING,
+            runtime("ms_read_stdin", at=True), where=MASTER_ONLY,
+            doc="the master's standard input up to end of file (then `\"\"`)"),
+    Builtin("eprint", _one("an int, double, bool, char, string or jobstate",
+                           *_PRINTABLE),
+            T.VOID, _by_type("ms_eprint", _PRINTABLE),
+            doc="writes the value and a newline to stderr"),
 )
 
 

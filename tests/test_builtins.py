@@ -17,10 +17,11 @@ from compiler.passes import lower_remote, lower_vectors, typecheck
 from compiler.pipeline import Source, run_pipeline
 from tools import builtins_doc, msi
 
-# A copy of the table with a master-only builtin, as SPEC 12's read_stdin
-# will be: takes nothing the table does not know, returns a string.
+# A copy of the table with a made-up master-only builtin, `master_str`
+# (str's types), to test the rule apart from the real master-only
+# builtins (SPEC 12's args, read_stdin, write_file; tested at the end).
 MASTER_ONLY = B.table(B.ENTRIES + (
-    attrs.evolve(B.TABLE["str"], name="read_stdin", where=B.MASTER_ONLY),))
+    attrs.evolve(B.TABLE["str"], name="master_str", where=B.MASTER_ONLY),))
 
 
 def check(src: str, builtins=MASTER_ONLY):
@@ -37,30 +38,30 @@ def error(src: str, builtins=MASTER_ONLY) -> CompileError:
 
 def test_master_only_builtin_in_master_and_its_functions():
     check("""
-        string line() { return read_stdin(1); }
+        string line() { return master_str(1); }
         job int work(int n) { return n; }
-        master { print(read_stdin(2)); print(line()); print(get(remote work(1))); }
+        master { print(master_str(2)); print(line()); print(get(remote work(1))); }
     """)
 
 
 def test_master_only_builtin_in_a_job():
     e = error("""
-        job int work(int n) { print(read_stdin(n)); return n; }
+        job int work(int n) { print(master_str(n)); return n; }
         master { }
     """)
-    assert e.message == "'read_stdin' runs only in the master, not in job 'work'"
+    assert e.message == "'master_str' runs only in the master, not in job 'work'"
     assert (e.pos.line, e.pos.col) == (2, 29)
 
 
 def test_master_only_builtin_reachable_from_a_job_names_a_shortest_chain():
     e = error("""
-        void helper() { print(read_stdin(0)); }
+        void helper() { print(master_str(0)); }
         void step() { helper(); }
         void far() { step(); }
         job int work(int n) { far(); step(); return n; }
         master { helper(); }
     """)
-    assert e.message == ("'read_stdin' runs only in the master, not in "
+    assert e.message == ("'master_str' runs only in the master, not in "
                          "'helper', which job 'work' can reach "
                          "(work -> step -> helper)")
     assert (e.pos.line, e.pos.col) == (2, 23)
@@ -69,23 +70,23 @@ def test_master_only_builtin_reachable_from_a_job_names_a_shortest_chain():
 def test_first_master_only_node_wins_remote_or_builtin():
     src = """
         job int other(int n) { return n; }
-        void helper() { print(read_stdin(0)); remote other(1); }
+        void helper() { print(master_str(0)); remote other(1); }
         job int work(int n) { helper(); return n; }
         master { }
     """
-    assert error(src).message.startswith("'read_stdin' runs only")
+    assert error(src).message.startswith("'master_str' runs only")
     # With the language's table the same name is unknown, and typecheck
     # says so before it looks at jobs.
-    assert error(src, B.TABLE).message == "unknown function 'read_stdin'"
-    swapped = src.replace("print(read_stdin(0)); remote other(1);",
-                          "remote other(1); print(read_stdin(0));")
+    assert error(src, B.TABLE).message == "unknown function 'master_str'"
+    swapped = src.replace("print(master_str(0)); remote other(1);",
+                          "remote other(1); print(master_str(0));")
     assert error(swapped).message == ("remote call in 'helper', which job "
                                       "'work' can reach (work -> helper)")
 
 
 def test_a_function_may_not_be_named_like_a_builtin_of_the_table():
-    e = error("void read_stdin() { } master { }")
-    assert e.message == ("cannot declare function 'read_stdin': "
+    e = error("void master_str() { } master { }")
+    assert e.message == ("cannot declare function 'master_str': "
                          "that is the name of a builtin")
 
 
@@ -119,3 +120,20 @@ def test_interpreters_implement_exactly_the_table():
     lowered = {n for n, b in B.TABLE.items()
                if b.lowering_by() == "lower-vectors"}
     assert set(vectors_interp.IMPLEMENTED) == set(B.TABLE) - with_c - lowered
+
+
+@pytest.mark.parametrize("call", ['args()', 'read_stdin()',
+                                  'write_file("f", "x")'])
+def test_spec_12_master_only_builtins(call):
+    """SPEC 12: these may not be used in a job (the others may)."""
+    e = error(f"""
+        job int work(int n) {{ {call}; return n; }}
+        master {{ }}
+    """, B.TABLE)
+    name = call.split("(")[0]
+    assert e.message == f"'{name}' runs only in the master, not in job 'work'"
+    check(f"""
+        job string work(string p) {{ eprint(p); print(len(list_dir(p)));
+                                     return read_file(p); }}
+        master {{ {call}; print(get(remote work("."))); }}
+    """, B.TABLE)

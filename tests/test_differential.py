@@ -6,7 +6,9 @@ stdout, exit status and runtime error line; then it is compiled with
 `python -m compiler` and its master run on local slaves (bounded in time,
 its process group killed afterwards). Stdout must match byte for byte, the
 exit status must match, and the runtime error lines of the master's stderr
-must be the one msi predicts.
+must be the one msi predicts. What the master eprints must be in its stderr
+too, each line whole and in order: that stderr also holds what local slaves
+print, but each eprint line is one write, so it is never cut.
 
     MS_DIFF_COUNT=200 pytest tests/test_differential.py    more seeds
     MS_DIFF_SEED=1000                                      first seed
@@ -69,6 +71,18 @@ def first_difference(expected: bytes, actual: bytes) -> str:
     return "no difference"
 
 
+def missing_in_order(lines: bytes, stream: bytes) -> bytes | None:
+    """The first of `lines` not found whole in `stream` after the previous
+    one, or None when all are."""
+    at = 0
+    for line in lines.splitlines(keepends=True):
+        k = stream.find(line, at)
+        if k < 0:
+            return line
+        at = k + len(line)
+    return None
+
+
 def check_seed(seed: int, workdir: pathlib.Path) -> str | None:
     """Run one seed both ways; None when they agree, else a description."""
     name = f"p{seed}"
@@ -91,6 +105,9 @@ def check_seed(seed: int, workdir: pathlib.Path) -> str | None:
     if err_lines != expected.stderr.encode():
         problems.append(f"runtime error: expected {expected.stderr.strip()!r}, "
                         f"got {err_lines.decode(errors='replace').strip()!r}")
+    lost = missing_in_order(expected.eprinted, err)
+    if lost is not None:
+        problems.append(f"eprint: {lost!r} is not in stderr where expected")
     if status != expected.status:
         tail = err.decode(errors="replace")[-400:]
         problems.append(f"exit status: expected {expected.status}, got {status}"

@@ -5,6 +5,21 @@
 - NAME.out         the master's stdout when the program runs on local slaves
 - NAME.err         (not fail-) the runtime error lines of the master's stderr;
                    the program must then exit with status 1
+- NAME.stderr      (optional) the master's whole stderr, for programs that
+                   `eprint` and whose jobs print nothing unordered (what a
+                   local slave writes reaches the master's stderr too);
+                   --update-golden rewrites it only where it exists
+
+A run's inputs (SPEC 12.1, 12.2), each optional, beside NAME.ms:
+- NAME.args        the master's command line after its name, one argument a
+                   line (runtime options and the program's arguments alike:
+                   `--spawn`, `2`, `data.txt`, `-v`); an empty line is an
+                   empty argument
+- NAME.stdin       the master's standard input (else /dev/null)
+- NAME.files/      copied into the run's working directory. Every program
+                   runs in a fresh empty directory of its own (this copy, or
+                   nothing), so it may write files; its executables are not
+                   in it.
 
 Programs compile with cwd = their directory and are named relatively, so
 messages read `NAME.ms:LINE:COL: ...` with no machine paths. Run
@@ -111,15 +126,33 @@ def check_valgrind_logs(tmp_path):
         assert not found, f"valgrind: {found.group(0)} in {log}:\n{text}"
 
 
+def run_inputs(ms: pathlib.Path, tmp_path: pathlib.Path):
+    """(arguments, stdin text or None, working directory) of a golden run,
+    from NAME.args, NAME.stdin and NAME.files/ (the module docstring)."""
+    args_file, stdin_file = ms.with_suffix(".args"), ms.with_suffix(".stdin")
+    args = (args_file.read_text().split("\n")[:-1]
+            if args_file.exists() else [])
+    stdin = stdin_file.read_text() if stdin_file.exists() else None
+    cwd = tmp_path / "cwd"
+    files = ms.with_suffix(".files")
+    if files.is_dir():
+        shutil.copytree(files, cwd, symlinks=True)
+    else:
+        cwd.mkdir()
+    return args, stdin, cwd
+
+
 @pytest.mark.parametrize("ms", list(run_cases()))
 def test_run(ms, update_golden, tmp_path, runtime_built):
     exe = build_program(ms, tmp_path / ms.stem)
-    cmd, env, timeout = [f"{exe}-master"], None, RUN_TIMEOUT
+    args, stdin, cwd = run_inputs(ms, tmp_path)
+    cmd, env, timeout = [f"{exe}-master", *args], None, RUN_TIMEOUT
     if MEMCHECK:
         cmd, env = memchecked(cmd, tmp_path)
         timeout = 5 * RUN_TIMEOUT
     try:
-        run = run_bounded(cmd, cwd=ms.parent, timeout=timeout, env=env)
+        run = run_bounded(cmd, cwd=cwd, timeout=timeout, env=env,
+                          input=stdin)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{ms.name} did not finish within {timeout}s")
     if MEMCHECK:
@@ -129,6 +162,8 @@ def test_run(ms, update_golden, tmp_path, runtime_built):
     expected_err = ms.with_suffix(".err")
     expects_error = expected_err.exists() or (update_golden and err_lines)
     check_or_update(ms.with_suffix(".out"), run.stdout, update_golden)
+    if ms.with_suffix(".stderr").exists() and not MEMCHECK:
+        check_or_update(ms.with_suffix(".stderr"), run.stderr, update_golden)
     if expects_error:
         check_or_update(expected_err, err_lines, update_golden)
         assert run.returncode == 1, run.stderr

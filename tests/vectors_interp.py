@@ -29,6 +29,7 @@ from compiler.ir.surface import (Assign, Binary, Block, BoolLit, Break, Call,
                                  Return, Unary, VarDecl, While)
 from compiler.ir.walk import walk
 from tools import msi
+from tools import msi_files
 
 IMMORTAL = 1 << 62
 
@@ -94,6 +95,7 @@ class Interpreter:
         self.structs = V.struct_table(prog)
         self.allocated: list[Vec] = []
         self.out: list[str] = []
+        self.err: list[str] = []             # what the master eprints
         self.count_handles = any(isinstance(n, (V.Retain, V.ReleaseVar))
                                  and isinstance(n.type, T.JobType)
                                  for n in walk(prog))
@@ -502,6 +504,41 @@ class Interpreter:
     def builtin_print(self, args, t, e):
         self.out.append(self.to_text(args[0], t) + "\n")
         return None
+
+    def builtin_eprint(self, args, t, e):
+        self.err.append(self.to_text(args[0], t) + "\n")
+        return None
+
+    # SPEC 12.1, 12.2: no arguments and an empty stdin here; files are real.
+
+    def builtin_args(self, args, t, e):
+        return None
+
+    def builtin_read_stdin(self, args, t, e):
+        return None
+
+    def _bytes(self, v) -> bytes:
+        return b"" if v is None else bytes(v.live().elems)
+
+    def _files(self, e, what, *args):
+        try:
+            return what(*args)
+        except msi_files.FileFailure as f:
+            raise RuntimeErr(e.pos, f.message) from None
+
+    def builtin_read_file(self, args, t, e):
+        data = self._files(e, msi_files.read_file, self._bytes(args[0]))
+        return self.new_vec(T.CHAR, list(data))
+
+    def builtin_write_file(self, args, t, e):
+        self._files(e, msi_files.write_file, self._bytes(args[0]),
+                    self._bytes(args[1]))
+        return None
+
+    def builtin_list_dir(self, args, t, e):
+        names = self._files(e, msi_files.list_dir, self._bytes(args[0]))
+        return self.new_vec(T.STRING, [self.new_vec(T.CHAR, list(n))
+                                       for n in names])
 
     def builtin_str(self, args, t, e):
         return self.new_vec(T.CHAR, [ord(c) for c in self.to_text(args[0], t)])

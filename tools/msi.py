@@ -35,13 +35,21 @@ timing (state of a running job, cancelling one) are not meant for msi.
 Runtime errors in the master print `FILE:L:C: runtime error: MSG` to stderr
 after the master's stdout so far, with exit status 1.
 
-CLI: `python -m tools.msi prog.ms` behaves like running prog's master.
+The world (SPEC 12.1, 12.2): `args()` and `read_stdin()` yield what
+run_program is given (the CLI: its own arguments after the source, and its
+stdin); files are real, in the working directory (tools/msi_files.py does
+what the C runtime does); what the master `eprint`s is kept apart from
+its stdout (Outcome.eprinted), and a job's eprints vanish like its prints.
+
+CLI: `python -m tools.msi prog.ms [ARG ...]` behaves like running
+`prog-master -- ARG ...`.
 """
 from __future__ import annotations
 
 import ctypes
 import math
 import re
+import os
 import sys
 
 from compiler.builtins import TABLE as BUILTINS
@@ -52,6 +60,7 @@ from compiler.ir.surface import (
     FuncDecl, If, Index, IntLit, JobStateLit, MasterDecl, Name, Remote,
     Return, StructDecl, Unary, VarDecl, While)
 from compiler.ir.walk import walk
+from tools import msi_files
 
 _LIBM = ctypes.CDLL("libm.so.6")
 for _name, _arity in [(b.c_function, b.arity) for b in BUILTINS.values()
@@ -234,8 +243,11 @@ class Job:
 # ---------------------------------------------------------------- interpreter
 
 class Interpreter:
-    def __init__(self, prog, budget=None):
+    def __init__(self, prog, budget=None, argv=(), stdin=None):
         self.budget = budget  # statements allowed, or None
+        self.argv = [bytes(a) for a in argv]      # args()
+        self.stdin = stdin or (lambda: b"")      # read_stdin(): all of it
+        self.stdin_done = False
         self.steps = 0
         self.structs = {}       # name -> [(field name, type)]
         self.functions = {}     # name -> FuncDecl
@@ -250,6 +262,7 @@ class Interpreter:
         self.field_index = {name: {f: k for k, (f, _) in enumerate(fields)}
                             for name, fields in self.structs.items()}
         self.out = bytearray()
+        self.err = bytearray()  # what the master eprints
         self.printing = [True]  # False while a job runs (its prints vanish)
         self.depth = 0
 
@@ -333,7 +346,8 @@ class Interpreter:
     def stmt(self, s, env):
         if self.budget is not None:
             self.steps += 1
-            if self.steps > self.budget or len(self.out) > MAX_LEN * 10:
+            if (self.steps > self.budget
+                    or len(self.out) + len(self.err) > MAX_LEN * 10):
                 raise OverBudget()
         k = type(s)
         if k is ExprStmt:
@@ -554,7 +568,7 @@ class Interpreter:
             args = [self.expr(a, env) for a in e.args]
             return self.call(fn, args, e.pos)
         b = BUILTINS[e.name]
-        if b.name in ("len", "print"):  # one argument, only read
+        if b.name in ("len", "print", "eprint"):  # one argument, only read
             args = [self.read(e.args[0], env)]
         else:
             args = [self.expr(a, env) for a in e.args]
@@ -570,6 +584,39 @@ class Interpreter:
         if self.printing[-1]:
             self.out += to_text(args[0], ts[0]) + b"\n"
         return None
+
+    def builtin_eprint(self, args, ts, e):
+        if self.printing[-1]:
+            self.err += to_text(args[0], ts[0]) + b"\n"
+        return None
+
+    # SPEC 12.1, 12.2
+
+    def builtin_args(self, args, ts, e):
+        return [list(a) for a in self.argv]
+
+    def builtin_read_stdin(self, args, ts, e):
+        if self.stdin_done:
+            return []
+        self.stdin_done = True
+        return list(self.stdin())
+
+    def _files(self, e, what, *args):
+        try:
+            return what(*args)
+        except msi_files.FileFailure as f:
+            raise MsError(e.pos, f.message) from None
+
+    def builtin_read_file(self, args, ts, e):
+        return list(self._files(e, msi_files.read_file, bytes(args[0])))
+
+    def builtin_write_file(self, args, ts, e):
+        self._files(e, msi_files.write_file, bytes(args[0]), bytes(args[1]))
+        return None
+
+    def builtin_list_dir(self, args, ts, e):
+        return [list(n) for n in self._files(e, msi_files.list_dir,
+                                             bytes(args[0]))]
 
     def builtin_len(self, args, ts, e):
         return len(args[0])
@@ -685,12 +732,15 @@ IMPLEMENTED = {b.name: getattr(Interpreter, f"builtin_{b.name}")
 # ---------------------------------------------------------------- entry points
 
 class Outcome:
-    """What running a program's master produced."""
+    """What running a program's master produced: `stderr` is the runtime
+    error line (or ""), `eprinted` what the master eprinted before."""
 
-    def __init__(self, stdout: bytes, stderr: str, status: int):
+    def __init__(self, stdout: bytes, stderr: str, status: int,
+                 eprinted: bytes = b""):
         self.stdout = stdout
         self.stderr = stderr
         self.status = status
+        self.eprinted = eprinted
 
 
 def typed_program(path: str, text: str):
@@ -699,27 +749,30 @@ def typed_program(path: str, text: str):
     return prog
 
 
-def run_program(prog, budget=None) -> Outcome:
+def run_program(prog, budget=None, argv=(), stdin=None) -> Outcome:
     """Run the master of a typed program; never raises for M/s errors.
     With a budget (of statements executed), a run that exceeds it or builds
-    values or output longer than MAX_LEN ends with status BUDGET."""
-    interp = Interpreter(prog, budget)
+    values or output longer than MAX_LEN ends with status BUDGET. `argv`:
+    the program's arguments (bytes); `stdin`: a function yielding all of
+    the master's standard input."""
+    interp = Interpreter(prog, budget, argv, stdin)
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old_limit, 50 * MAX_DEPTH + 1000))
     try:
         interp.run_master()
     except MsError as e:
         return Outcome(bytes(interp.out),
-                       f"{e.pos}: runtime error: {e.message}\n", 1)
+                       f"{e.pos}: runtime error: {e.message}\n", 1,
+                       bytes(interp.err))
     except OverBudget:
-        return Outcome(bytes(interp.out), "", BUDGET)
+        return Outcome(bytes(interp.out), "", BUDGET, bytes(interp.err))
     finally:
         sys.setrecursionlimit(old_limit)
-    return Outcome(bytes(interp.out), "", 0)
+    return Outcome(bytes(interp.out), "", 0, bytes(interp.err))
 
 
-def run_source(path: str, text: str) -> Outcome:
-    return run_program(typed_program(path, text))
+def run_source(path: str, text: str, argv=(), stdin=None) -> Outcome:
+    return run_program(typed_program(path, text), argv=argv, stdin=stdin)
 
 
 def main(argv=None) -> int:
@@ -727,6 +780,8 @@ def main(argv=None) -> int:
     from compiler.errors import CompileError
     p = argparse.ArgumentParser(prog="msi", description=__doc__.split("\n")[0])
     p.add_argument("source")
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="the program's arguments, its args()")
     args = p.parse_args(argv)
     with open(args.source, encoding="utf-8") as f:
         text = f.read()
@@ -735,9 +790,11 @@ def main(argv=None) -> int:
     except CompileError as e:
         sys.stderr.write(f"{e.pos}: error: {e.message}\n")
         return 1
-    outcome = run_program(prog)
+    outcome = run_program(prog, argv=[os.fsencode(a) for a in args.args],
+                          stdin=sys.stdin.buffer.read)
     sys.stdout.buffer.write(outcome.stdout)
     sys.stdout.flush()
+    sys.stderr.buffer.write(outcome.eprinted)
     sys.stderr.write(outcome.stderr)
     return outcome.status
 

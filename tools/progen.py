@@ -15,7 +15,10 @@ occasionally out of range), nested writes (`g[i][j] = x`, `s->v[k] = y`,
 `a[i]->inner->x += 1`), copies followed by writes to one side, strings
 (`+`, `+=`, `str()`, char appends, comparisons), equality of vectors and
 structs, and `remote` jobs (several in flight, handles in vectors, jobs that
-fail, get/state/cancel after completion).
+fail, get/state/cancel after completion), `eprint` in the master (what a
+job eprints goes to a slave, as its prints do), and now and then a
+`read_file` of a path that does not exist, in the master or in a job, for
+the runtime error.
 
 Only behaviour that SPEC fixes is generated: `state` and `cancel` are used
 on a job only after a successful `get` (before that the answer depends on
@@ -303,9 +306,12 @@ class Generator:
         if b.loops:
             kinds += [("break", 1), ("continue", 1)]
         if b.kind == "master":
-            kinds += [("remote", 4), ("remote_vec", 1), ("copy", 1)]
+            kinds += [("remote", 4), ("remote_vec", 1), ("copy", 1),
+                      ("eprint", 2)]
             if self.chance(0.01):
                 kinds.append(("return", 1))
+        if self.chance(0.01):
+            kinds.append(("missing_file", 1))
         kinds += [("string", 2), ("order", 1)]
         kind = self.weighted(kinds)
         getattr(self, "s_" + kind)(depth)
@@ -374,6 +380,15 @@ class Generator:
     def s_print(self, depth):
         t = self.pick([INT, INT, DOUBLE, BOOL, CHAR, STRING, STRING])
         self.body.emit(f"print({self.expr(t, 3)});")
+
+    def s_eprint(self, depth):
+        t = self.pick([INT, DOUBLE, BOOL, CHAR, STRING, STRING])
+        self.body.emit(f"eprint({self.expr(t, 2)});")
+
+    def s_missing_file(self, depth):
+        """SPEC 12.2's error: the path exists neither where msi runs nor in
+        the directory of the compiled run."""
+        self.body.emit('print(len(read_file("ms-progen-no-such-file")));')
 
     def s_show(self, depth):
         t = self.value_type(0.2)

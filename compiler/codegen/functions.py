@@ -476,7 +476,7 @@ class FunctionEmitter(VectorEmitter):
         first argument's type."""
         args = [self.expr(a) for a in e.args]
         types = [a.type for a in e.args]
-        how = BUILTINS[e.name].lowering_for(types[0])
+        how = BUILTINS[e.name].lowering_for(types[0] if types else None)
         if how.how == "codegen":
             method = getattr(self, f"builtin_{how.name}")
             if how.at:

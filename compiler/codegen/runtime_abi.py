@@ -69,6 +69,18 @@ _SIGNATURES = {
     "ms_vec_slice": (VEC_PTR, (PTR, VEC_PTR, I64, I64, I32, I32)),
     "ms_vec_sort": (VEC_PTR, (PTR, VEC_PTR)),
     "ms_vec_repeat": (VEC_PTR, (PTR, PTR, I64, I32, I32)),
+    # SPEC 12.1, 12.2: arguments, files and standard streams.
+    "ms_args": (VEC_PTR, ()),
+    "ms_read_file": (VEC_PTR, (VEC_PTR, I32, I32)),
+    "ms_write_file": (VOID, (VEC_PTR, VEC_PTR, I32, I32)),
+    "ms_list_dir": (VEC_PTR, (VEC_PTR, I32, I32)),
+    "ms_read_stdin": (VEC_PTR, (I32, I32)),
+    "ms_eprint_int": (VOID, (I64,)),
+    "ms_eprint_double": (VOID, (DOUBLE,)),
+    "ms_eprint_bool": (VOID, (I8,)),
+    "ms_eprint_char": (VOID, (I8,)),
+    "ms_eprint_jobstate": (VOID, (I32,)),
+    "ms_eprint_string": (VOID, (VEC_PTR,)),
     # libm, called so that results are exactly C's (SPEC section 6).
     "exp": (DOUBLE, (DOUBLE,)),
     "log": (DOUBLE, (DOUBLE,)),

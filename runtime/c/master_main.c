@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "files.h"
 #include "log.h"
 #include "master.h"
 #include "ms_abi.h"
@@ -26,8 +27,10 @@
 /* ------------------------------------------------------------ options */
 
 static const char usage_text[] =
-    "usage: %s [options]\n"
-    "Runs the program's master block; its jobs run on slaves.\n"
+    "usage: %s [options] [--] [ARG ...]\n"
+    "Runs the program's master block; its jobs run on slaves. The first\n"
+    "argument that is not an option (or all after --) and the rest are the\n"
+    "program's, its args().\n"
     "  --spawn N               start N local slaves (default: the number of\n"
     "                          CPUs, at least 2; 0 with --listen)\n"
     "  --listen HOST:PORT      listen there for slaves started by hand\n"
@@ -53,11 +56,30 @@ static long parse_long(const char *opt, const char *s, long min, long max)
     return v;
 }
 
+/* SPEC 12.1: the program's arguments start at argv[i] when it is `--`
+ * (they follow it) or not an option (`-` alone is not one); then they are
+ * stored, all of them, a later `--` included, and 1 is returned. */
+static int program_args_start(int argc, char **argv, int i)
+{
+    const char *a = argv[i];
+    if (!strcmp(a, "--")) {
+        ms_program_args_set(argc - i - 1, argv + i + 1);
+        return 1;
+    }
+    if (a[0] != '-' || a[1] == '\0') {
+        ms_program_args_set(argc - i, argv + i);
+        return 1;
+    }
+    return 0;
+}
+
 static void parse_options(int argc, char **argv, options *o)
 {
     *o = (options){.spawn = -1, .max_retries = 3, .heartbeat_s = 10.0,
                    .max_message = 1u << 30};
     for (int i = 1; i < argc; i++) {
+        if (program_args_start(argc, argv, i))
+            break;
         const char *a = argv[i];
         const char *val = NULL;
         char name[64];

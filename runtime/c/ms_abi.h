@@ -265,5 +265,26 @@ ms_vec *ms_vec_sort(const ms_type *vt, const ms_vec *v);
 /* repeat(x, n): x is the element value in memory. */
 ms_vec *ms_vec_repeat(const ms_type *vt, const void *x, int64_t n,
                       int32_t line, int32_t col);
+/* SPEC 12.1, 12.2: the program's arguments, files and standard streams.
+ * Strings are borrowed; results are new references owned by the caller.
+ * The calls that may fail take the call's line and column last and raise
+ * "cannot read 'PATH': REASON" (write, list) there. ms_args, ms_read_stdin
+ * and ms_write_file are master-only (typecheck keeps them out of jobs);
+ * read_file and list_dir run where they are called (in a job: on its
+ * slave). */
+ms_vec *ms_args(void);
+ms_vec *ms_read_file(const ms_vec *path, int32_t line, int32_t col);
+void ms_write_file(const ms_vec *path, const ms_vec *data, int32_t line,
+                   int32_t col);
+ms_vec *ms_list_dir(const ms_vec *path, int32_t line, int32_t col);
+ms_vec *ms_read_stdin(int32_t line, int32_t col);
+/* eprint(e): like print, to stderr, each line with one write so that lines
+ * of other processes sharing that stderr do not cut it. */
+void ms_eprint_int(int64_t v);
+void ms_eprint_double(double v);
+void ms_eprint_bool(int8_t v);
+void ms_eprint_char(uint8_t v);
+void ms_eprint_jobstate(int32_t v);
+void ms_eprint_string(const ms_vec *s);
 
 #endif

@@ -1,4 +1,5 @@
-/* print.c — print(e) and the value formats of SPEC section 6. */
+/* print.c — print(e) and eprint(e) of scalars (strings: strings.c), and
+ * the value formats of SPEC section 6. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,32 +47,58 @@ const char *ms_jobstate_name(int32_t v)
     }
 }
 
-void ms_print_int(int64_t v)
+/* One line, `n` bytes of `text` and its newline (text has room for it), to
+ * f with one fwrite: on unbuffered stderr, one write(2), so a line is never
+ * cut by the lines of other processes writing the same pipe. */
+static void put_line(FILE *f, char *text, size_t n)
 {
-    printf("%" PRId64 "\n", v);
+    text[n] = '\n';
+    fwrite(text, 1, n + 1, f);
 }
 
-void ms_print_double(double v)
+static void put_int(FILE *f, int64_t v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%" PRId64, v);
+    put_line(f, buf, (size_t)n);
+}
+
+static void put_double(FILE *f, double v)
 {
     char buf[40];
-    ms_format_double(v, buf);
-    fputs(buf, stdout);
-    putchar('\n');
+    put_line(f, buf, (size_t)ms_format_double(v, buf));
 }
 
-void ms_print_bool(int8_t v)
+static void put_bool(FILE *f, int8_t v)
 {
-    fputs(v ? "true\n" : "false\n", stdout);
+    char buf[8];
+    memcpy(buf, v ? "true" : "false", v ? 4 : 5);
+    put_line(f, buf, v ? 4 : 5);
 }
 
-void ms_print_char(uint8_t v)
+static void put_char(FILE *f, uint8_t v)
 {
-    putchar(v);
-    putchar('\n');
+    char buf[2] = {(char)v};
+    put_line(f, buf, 1);
 }
 
-void ms_print_jobstate(int32_t v)
+static void put_jobstate(FILE *f, int32_t v)
 {
-    fputs(ms_jobstate_name(v), stdout);
-    putchar('\n');
+    char buf[24];
+    const char *name = ms_jobstate_name(v);
+    size_t n = strlen(name);
+    memcpy(buf, name, n);
+    put_line(f, buf, n);
 }
+
+void ms_print_int(int64_t v) { put_int(stdout, v); }
+void ms_print_double(double v) { put_double(stdout, v); }
+void ms_print_bool(int8_t v) { put_bool(stdout, v); }
+void ms_print_char(uint8_t v) { put_char(stdout, v); }
+void ms_print_jobstate(int32_t v) { put_jobstate(stdout, v); }
+
+void ms_eprint_int(int64_t v) { put_int(stderr, v); }
+void ms_eprint_double(double v) { put_double(stderr, v); }
+void ms_eprint_bool(int8_t v) { put_bool(stderr, v); }
+void ms_eprint_char(uint8_t v) { put_char(stderr, v); }
+void ms_eprint_jobstate(int32_t v) { put_jobstate(stderr, v); }

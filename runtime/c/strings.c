@@ -1,4 +1,5 @@
-/* strings.c — strings (vector<char>): construction, str(), print, compare.
+/* strings.c — strings (vector<char>): construction, str(), print and
+ * eprint, compare.
  *
  * A string is a vector<char>: an ms_vec whose elements are its bytes (no
  * terminating NUL; a string may contain NUL bytes), or NULL when empty.
@@ -60,12 +61,34 @@ ms_vec *ms_str_jobstate(int32_t v)
     return ms_string_from_bytes((const uint8_t *)names[v], (int64_t)strlen(names[v]));
 }
 
-/* s: borrowed. */
+/* s: borrowed; its bytes and a newline to f, with one fwrite when the line
+ * fits a pipe's atomic write (so that on unbuffered stderr other
+ * processes' lines cannot cut it), else under the stream's lock. */
+static void put_string_line(FILE *f, const ms_vec *s)
+{
+    size_t n = s ? (size_t)s->len : 0;
+    char line[4096];
+    if (n < sizeof line) {
+        if (n > 0)
+            memcpy(line, MSV_DATA(s), n);
+        line[n] = '\n';
+        fwrite(line, 1, n + 1, f);
+        return;
+    }
+    flockfile(f);
+    fwrite(MSV_DATA(s), 1, n, f);
+    fputc('\n', f);
+    funlockfile(f);
+}
+
 void ms_print_string(const ms_vec *s)
 {
-    if (s && s->len > 0)
-        fwrite(MSV_DATA(s), 1, (size_t)s->len, stdout);
-    fputc('\n', stdout);
+    put_string_line(stdout, s);
+}
+
+void ms_eprint_string(const ms_vec *s)
+{
+    put_string_line(stderr, s);
 }
 
 /* a, b: borrowed. Unsigned bytes, a proper prefix first. */
