@@ -71,7 +71,10 @@ def binary_result(op: str, a: T.Type, b: T.Type, pos: Pos) -> T.Type:
     if op == "%" or op in _BIT_OPS:
         if a == b == T.INT:
             return T.INT
-        raise CompileError(pos, f"'{op}' takes two ints, not {a} and {b}")
+        hint = ""
+        if op in ("&", "|") and a == b == T.BOOL:
+            hint = f" (on bools, use '{op * 2}')"
+        raise CompileError(pos, f"'{op}' takes two ints, not {a} and {b}{hint}")
     if op in ("<", "<=", ">", ">="):
         if a != b:
             raise CompileError(pos, f"cannot compare {a} and {b}")
