@@ -440,12 +440,13 @@ class FunctionEmitter(VectorEmitter):
         """`<<` (bits shifted out are dropped: no nsw/nuw) and arithmetic
         `>>`, after the check that the count is in 0..63 (SPEC 12.4), so
         LLVM never sees a poison shift."""
-        bad = self.b.icmp_unsigned(">", right, ir.Constant(CT.I64, 63))
-        with self.b.if_then(bad, likely=False):
-            self.b.call(self.rt.fn("ms_shift_error"),
-                        [right, ir.Constant(CT.I32, pos.line),
-                         ir.Constant(CT.I32, pos.col)])
-            self.b.unreachable()
+        if not (isinstance(right, ir.Constant) and 0 <= right.constant <= 63):
+            bad = self.b.icmp_unsigned(">", right, ir.Constant(CT.I64, 63))
+            with self.b.if_then(bad, likely=False):
+                self.b.call(self.rt.fn("ms_shift_error"),
+                            [right, ir.Constant(CT.I32, pos.line),
+                             ir.Constant(CT.I32, pos.col)])
+                self.b.unreachable()
         if op == "<<":
             return self.b.shl(left, right)
         return self.b.ashr(left, right)
