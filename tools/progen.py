@@ -716,7 +716,7 @@ class Generator:
         x = self.r.random()
         if x < 0.8:
             return f"ix({self.expr(INT, 1)}, 64)"
-        if x < 0.97:
+        if x < 0.94:
             return self.pick(["0", "1", "7", "31", "32", "62", "63"])
         return self.pick(["64", "-1", self.expr(INT, 1)])
 
