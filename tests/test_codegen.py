@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import textwrap
 
@@ -694,3 +696,38 @@ class TestExecution:
         run = run_master(build_program(ms, tmp_path / "p", opt), cwd=tmp_path,
                          timeout=RUN_TIMEOUT)
         assert (run.returncode, run.stdout) == (0, "59431\n")
+
+
+def test_bit_operation_precedence_agrees_with_c(tmp_path):
+    """tests/golden/run/bitops-precedence.ms prints expressions whose value
+    depends on C's precedence (test_golden checks the compiled program
+    against its .out); compiled as C with the same text, they print that
+    .out too, so M/s groups them as C does."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("needs a C compiler (cc) on PATH")
+    ms = REPO / "tests" / "golden" / "run" / "bitops-precedence.ms"
+    text = ms.read_text()
+    prog, _ = run_pipeline(Source(ms.name, text), stop_after="typecheck")
+    types = [c.args[0].type for c in walk(prog)
+             if isinstance(c, S.Call) and c.name == "print"]
+    exprs = re.findall(r"^\s*print\((.*)\);$", text, re.M)
+    assert len(exprs) == len(types) > 10
+    lines = ["#include <stdint.h>", "#include <stdio.h>",
+             "int main(void) {", "    int64_t x = 6;"]
+    for e, t in zip(exprs, types):
+        if t == T.BOOL:
+            lines.append(f'    puts(({e}) ? "true" : "false");')
+        else:
+            assert t == T.INT, e
+            lines.append(f'    printf("%lld\\n", (long long)({e}));')
+    lines += ["    return 0;", "}"]
+    assert "int x = 6;" in text
+    (tmp_path / "prec.c").write_text("\n".join(lines) + "\n")
+    # -Wno-parentheses: the mixed precedence is the point.
+    subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-Wno-parentheses",
+                    "-o", str(tmp_path / "prec"), str(tmp_path / "prec.c")],
+                   check=True, timeout=60)
+    out = subprocess.run([str(tmp_path / "prec")], capture_output=True,
+                         text=True, timeout=10, check=True).stdout
+    assert out == ms.with_suffix(".out").read_text()

@@ -109,6 +109,35 @@ def C(name, *args):
     ("a-1", B("-", N("a"), I(1))),
     ("a - -1", B("-", N("a"), U("-", I(1)))),
     ("a<-1", B("<", N("a"), U("-", I(1)))),
+    # bit operations, SPEC 12.4: C's levels
+    ("a + b << c", B("<<", B("+", N("a"), N("b")), N("c"))),
+    ("a << b + c", B("<<", N("a"), B("+", N("b"), N("c")))),
+    ("a << b < c", B("<", B("<<", N("a"), N("b")), N("c"))),
+    ("a < b >> c", B("<", N("a"), B(">>", N("b"), N("c")))),
+    ("a << b >> c", B(">>", B("<<", N("a"), N("b")), N("c"))),
+    ("a & b == c", B("&", N("a"), B("==", N("b"), N("c")))),
+    ("a == b & c", B("&", B("==", N("a"), N("b")), N("c"))),
+    ("a & b ^ c", B("^", B("&", N("a"), N("b")), N("c"))),
+    ("a ^ b & c", B("^", N("a"), B("&", N("b"), N("c")))),
+    ("a ^ b | c", B("|", B("^", N("a"), N("b")), N("c"))),
+    ("a | b ^ c", B("|", N("a"), B("^", N("b"), N("c")))),
+    ("a | b && c", B("&&", B("|", N("a"), N("b")), N("c"))),
+    ("a && b | c", B("&&", N("a"), B("|", N("b"), N("c")))),
+    ("a || b & c", B("||", N("a"), B("&", N("b"), N("c")))),
+    ("a & b & c", B("&", B("&", N("a"), N("b")), N("c"))),
+    ("a >> b >> c", B(">>", B(">>", N("a"), N("b")), N("c"))),
+    ("~a & b", B("&", U("~", N("a")), N("b"))),
+    ("~~a", U("~", U("~", N("a")))),
+    ("~-a", U("~", U("-", N("a")))),
+    ("-~a", U("-", U("~", N("a")))),
+    ("!~a", U("!", U("~", N("a")))),
+    ("~a[0]", U("~", A.Index(base=N("a"), index=I(0)))),
+    ("a>>-1", B(">>", N("a"), U("-", I(1)))),
+    ("a<<~1", B("<<", N("a"), U("~", I(1)))),
+    ("a>=b", B(">=", N("a"), N("b"))),
+    ("a&&b&c", B("&&", N("a"), B("&", N("b"), N("c")))),
+    ("a||b|c", B("||", N("a"), B("|", N("b"), N("c")))),
+    ("v :: a | b", A.Append(target=N("v"), value=B("|", N("a"), N("b")))),
 ])
 def test_precedence_and_associativity(text, tree):
     assert expr(text) == tree
@@ -258,6 +287,26 @@ def test_types_including_split_of_shift(text, ty):
     assert decl == A.VarDecl(type=ty, name="x")
 
 
+def test_shift_and_nested_types_side_by_side():
+    """`>>` closes two types in a declaration and shifts in an expression,
+    in the same statements, parameters and for headers."""
+    prog = parse_src(
+        "vector<vector<int>> f(vector<vector<int>> g, job<vector<int>> j)"
+        " { return g; }\n"
+        "master { vector<vector<int>> g; int y = a >> b>>c;"
+        " for (vector<vector<vector<int>>> h; x >> 1 > 0; x >>= 1) {} }")
+    f, m = prog.decls
+    vv = T.VectorType(T.VectorType(T.INT))
+    assert f.ret == vv and [p.type for p in f.params] == [
+        vv, T.JobType(T.VectorType(T.INT))]
+    g, y, loop = m.body.stmts
+    assert g == A.VarDecl(type=vv, name="g")
+    assert y.init == B(">>", B(">>", N("a"), N("b")), N("c"))
+    assert loop.init.type == T.VectorType(vv)
+    assert loop.cond == B(">", B(">>", N("x"), I(1)), I(0))
+    assert loop.step.op == ">>="
+
+
 def test_void_parses_as_a_type_anywhere():
     # whether `void x;` is allowed is typecheck's business
     (decl,) = master_stmts("void x;")
@@ -272,6 +321,14 @@ def test_declarations_and_assignments():
     assert s[0] == A.VarDecl(type=T.INT, name="x")
     assert s[1] == A.VarDecl(type=T.INT, name="y", init=I(2))
     assert [a.op for a in s[2:8]] == ["=", "+=", "-=", "*=", "/=", "%="]
+    bits = master_stmts("x &= 1; x |= 2; x ^= 3; x <<= 4; x >>= 5;"
+                        " v[i] >>= 1; s->f<<=n;")
+    assert [a.op for a in bits] == ["&=", "|=", "^=", "<<=", ">>=", ">>=",
+                                    "<<="]
+    assert bits[3] == A.Assign(target=N("x"), op="<<=", value=I(4))
+    assert bits[5].target == A.Index(base=N("v"), index=N("i"))
+    assert bits[6] == A.Assign(target=A.FieldAccess(base=N("s"), name="f"),
+                               op="<<=", value=N("n"))
     assert s[2] == A.Assign(target=N("x"), op="=", value=I(1))
     assert s[8] == A.Assign(target=A.Index(base=N("v"), index=I(0)),
                             op="=", value=I(1))
@@ -455,8 +512,8 @@ def test_columns_count_characters_not_bytes():
     ("x = 1 @ 2;", 7, "unexpected character '@'"),
     ("# include", 1, "unexpected character '#'"),
     ("x = y $ 1;", 7, "unexpected character '$'"),
-    ("x = 1 & 2;", 7, "unexpected character '&'"),
-    ("x = 1 | 2;", 7, "unexpected character '|'"),
+    ("x = 1 ` 2;", 7, "unexpected character '`'"),
+    ("x = 1 ? 2 : 3;", 7, "unexpected character '?'"),
     ("x = a : b;", 7, "unexpected character ':'"),
     ("x = a.b;", 6, "unexpected character '.'"),
     ("int caf\u00e9 = 1;", 8, "unexpected character '\u00e9'"),
@@ -566,6 +623,19 @@ def test_error_position_is_in_characters_and_tabs_are_one_column():
     ("x = 1; )", (1, 8), "expected statement or '}', found ')'"),
     ("int x = 1 += 2;", (1, 10), "expected ';' after declaration, found '+=' "
                                  "(assignment is a statement, not an expression)"),
+    # bit operations
+    ("x = 1 << ;", (1, 10), "expected expression, found ';'"),
+    ("x = a & & b;", (1, 9), "expected expression, found '&'"),
+    ("x = ~;", (1, 6), "expected expression, found ';'"),
+    ("f(x <<= 1);", (1, 5), "expected ',' or ')', found '<<=' "
+                            "(assignment is a statement, not an expression)"),
+    ("int y = x >>= 1;", (1, 10), "expected ';' after declaration, found "
+                                  "'>>=' (assignment is a statement, not an "
+                                  "expression)"),
+    # `>>` closing one type too many: the second '>' is what was found
+    ("vector<int>> x;", (1, 12), "expected identifier, found '>'"),
+    ("vector<vector<int>>> x;", (1, 20), "expected identifier, found '>'"),
+    ("vector<vector<int> x;", (1, 20), "expected '>', found 'x'"),
 ])
 def test_syntax_errors_in_statements(body, where, message):
     assert master_error(body) == (*where, message)

@@ -222,6 +222,21 @@ def test_expression_types():
     assert remote.type == T.JobType(T.VOID)
 
 
+def test_bit_operations_are_ints():
+    prog = typecheck("""
+        master {
+            int x = 6;
+            print(~x & 3 | x ^ 1 << 2 >> 1);
+            print((x & 1) == 0);
+            x <<= 2; x >>= 1; x &= 7; x |= 8; x ^= 1;
+        }""")
+    m = body(prog)
+    ops = [n for n in walk(m) if type(n).__name__ in ("Binary", "Unary")]
+    assert {n.op: n.type for n in ops} == {
+        "~": T.INT, "&": T.INT, "|": T.INT, "^": T.INT, "<<": T.INT,
+        ">>": T.INT, "==": T.BOOL}
+
+
 def test_string_is_vector_of_char():
     prog = typecheck("""
         master {
@@ -387,6 +402,24 @@ ERRORS = [
      "job int work() { return step(); }\nmaster { }",
      "remote call in 'helper', which job 'work' can reach (work -> step -> helper)",
      2, 29),
+    # bit operations (SPEC 12.4): ints only
+    ("master { print(1.5 ^ 2.5); }", "'^' takes two ints, not double and double", 1, 20),
+    ("master { print(1 >> 2.0); }", "'>>' takes two ints, not int and double", 1, 18),
+    ("master { print('a' | 'b'); }", "'|' takes two ints, not char and char", 1, 20),
+    ("master { print(true & false); }",
+     "'&' takes two ints, not bool and bool (on bools, use '&&')", 1, 21),
+    ("master { print(~1.5); }", "'~' takes an int, not double", 1, 16),
+    ("master { print(~\"a\"); }", "'~' takes an int, not string", 1, 16),
+    ("master { int x = 1; if (x & 1 != 0) { } }",
+     "'&' takes two ints, not int and bool ('!=' binds tighter than '&': "
+     "write (a & b) != c to compare the result)", 1, 27),
+    ("master { int x = 1; print(x < 1 | 2); }",
+     "'|' takes two ints, not bool and int ('<' binds tighter than '|'", 1, 33),
+    ("master { bool b = true; b |= false; }",
+     "'|' takes two ints, not bool and bool (on bools, use '||')", 1, 27),
+    ("master { int x = 1; x <<= 1.0; }", "'<<' takes two ints, not int and double", 1, 23),
+    ("master { vector<int> v; v &= v; }",
+     "'&' takes two ints, not vector<int> and vector<int>", 1, 27),
 ]
 
 

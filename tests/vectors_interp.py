@@ -394,6 +394,8 @@ class Interpreter:
             v = self.expr(e.operand, env)
             if e.op == "!":
                 return not v
+            if e.op == "~":
+                return ~v
             return -v if e.type == T.DOUBLE else wrap(-v)
         if isinstance(e, Binary):
             return self.binary(e, env)
@@ -450,7 +452,13 @@ class Interpreter:
                     return math.copysign(math.inf, a) * math.copysign(1.0, b)
                 return a / b
             return {"+": a + b, "-": a - b, "*": a * b}[op]
-        if op in "/%" and b == 0:
+        if op in ("&", "|", "^"):
+            return {"&": a & b, "|": a | b, "^": a ^ b}[op]
+        if op in ("<<", ">>"):
+            if not 0 <= b <= 63:
+                raise RuntimeErr(pos, f"shift count {b} out of range 0..63")
+            return wrap(a << b) if op == "<<" else a >> b
+        if op in ("/", "%") and b == 0:
             raise RuntimeErr(pos, "division by zero")
         if op == "/":
             q = abs(a) // abs(b)

@@ -499,6 +499,8 @@ class Interpreter:
             v = self.expr(e.operand, env)
             if e.op == "!":
                 return not v
+            if e.op == "~":
+                return ~v  # -v - 1: always in range
             return wrap(-v) if e.type == T.INT else -v
         if k is Call:
             return self.call_expr(e, env)
@@ -546,6 +548,16 @@ class Interpreter:
                 return wrap(a - b)
             if op == "*":
                 return wrap(a * b)
+            if op == "&":
+                return a & b  # Python's ints are two's complement here
+            if op == "|":
+                return a | b
+            if op == "^":
+                return a ^ b
+            if op in ("<<", ">>"):
+                if not 0 <= b <= 63:
+                    raise MsError(pos, f"shift count {b} out of range 0..63")
+                return wrap(a << b) if op == "<<" else a >> b  # floors
             if b == 0:
                 raise MsError(pos, "division by zero")
             return int_div(a, b) if op == "/" else int_rem(a, b)

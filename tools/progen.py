@@ -6,7 +6,9 @@ under a second, and prints many intermediate values. It covers: structs
 scalar, vector, struct and string parameters and results, nested blocks
 with shadowing, if/else, bounded for/while loops with break/continue, int
 arithmetic with wrapping constants and division/remainder (divisors usually
-nonzero, occasionally zero), double arithmetic and math builtins,
+nonzero, occasionally zero), bit operations (& | ^ ~ << >> and their
+compound assignments; shift counts usually in 0..63, occasionally not),
+double arithmetic and math builtins,
 conversions, comparisons, && and || with side-effecting calls, SPEC 12.3's
 text and vector builtins (int(s), double(s), find, slice, sort, repeat,
 split, join: small operands, mostly valid arguments), vectors built
@@ -363,12 +365,14 @@ class Generator:
         if t in (INT, DOUBLE):
             ops += ["+=", "-=", "*=", "/="]
         if t == INT:
-            ops += ["%="]
+            ops += ["%=", "&=", "|=", "^=", "<<=", ">>="]
         if isinstance(t, T.VectorType):
             ops += ["+="]
         op = self.pick(ops)
         if op in ("/=", "%=") and t == INT:
             value = self.divisor()
+        elif op in ("<<=", ">>="):
+            value = self.shift_count()
         elif op == "+=" and isinstance(t, T.VectorType) and self.body.loops:
             value = self.small_vector(t)
         else:
@@ -732,6 +736,16 @@ class Generator:
             return self.pick(["1", "-1", "2", "3", "-7", "1000000007"])
         return self.expr(INT, 1)
 
+    def shift_count(self) -> str:
+        """Usually in 0..63; occasionally anything (a runtime error when
+        outside)."""
+        x = self.r.random()
+        if x < 0.8:
+            return f"ix({self.expr(INT, 1)}, 64)"
+        if x < 0.94:
+            return self.pick(["0", "1", "7", "31", "32", "62", "63"])
+        return self.pick(["64", "-1", self.expr(INT, 1)])
+
     def small_vector(self, t: T.VectorType) -> str:
         """A vector expression that does not grow with its operands."""
         var = self.walk(t, lvalue=False, allow_index=False)
@@ -840,7 +854,7 @@ class Generator:
         return self.leaf(t, depth - 1)
 
     def int_expr(self, d: int) -> str:
-        k = self.r.randint(0, 13)
+        k = self.r.randint(0, 16)
         e = lambda: self.expr(INT, d - 1)  # noqa: E731
         if k <= 3:
             return f"({e()} {self.pick(['+', '-', '*', '*'])} {e()})"
@@ -860,6 +874,12 @@ class Generator:
             return f"tr({e()})"
         if k == 10:
             return self.text_int(d)
+        if k == 11:
+            return f"({e()} {self.pick(['&', '|', '^'])} {e()})"
+        if k == 12:
+            if self.chance(0.25):
+                return f"~{e()}"
+            return f"({e()} {self.pick(['<<', '>>'])} {self.shift_count()})"
         return self.call_or_leaf(INT, d)
 
     # SPEC 12.3: int(s), find.

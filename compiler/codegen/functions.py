@@ -372,6 +372,8 @@ class FunctionEmitter(VectorEmitter):
         v = self.expr(e.operand)
         if e.op == "!":
             return self.b.not_(v)
+        if e.op == "~":
+            return self.b.not_(v)                       # xor with -1
         if e.type == T.DOUBLE:
             return self.b.fneg(v)
         return self.b.sub(ir.Constant(CT.I64, 0), v)     # wraps
@@ -418,15 +420,36 @@ class FunctionEmitter(VectorEmitter):
         return self.b.icmp_unsigned(_INT_CMP[op], left, right)
 
     def arith(self, op: str, left, right, t: T.Type, pos) -> ir.Value:
-        """`left op right` for + - * / % on two ints or two doubles; pos is
-        the operator's (where a division error points)."""
+        """`left op right` for + - * / % on two ints or two doubles, and the
+        bit operations & | ^ << >> on two ints; pos is the operator's (where
+        a division or shift error points)."""
         if t == T.DOUBLE:
             return {"+": self.b.fadd, "-": self.b.fsub, "*": self.b.fmul,
                     "/": self.b.fdiv, "%": self.b.frem}[op](left, right)
         if op in ("+", "-", "*"):       # plain wrapping: no nsw/nuw
             return {"+": self.b.add, "-": self.b.sub, "*": self.b.mul}[op](
                 left, right)
+        if op in ("&", "|", "^"):
+            return {"&": self.b.and_, "|": self.b.or_, "^": self.b.xor}[op](
+                left, right)
+        if op in ("<<", ">>"):
+            return self.int_shift(op, left, right, pos)
         return self.int_divide(op, left, right, pos)
+
+    def int_shift(self, op: str, left, right, pos) -> ir.Value:
+        """`<<` (bits shifted out are dropped: no nsw/nuw) and arithmetic
+        `>>`, after the check that the count is in 0..63 (SPEC 12.4), so
+        LLVM never sees a poison shift."""
+        if not (isinstance(right, ir.Constant) and 0 <= right.constant <= 63):
+            bad = self.b.icmp_unsigned(">", right, ir.Constant(CT.I64, 63))
+            with self.b.if_then(bad, likely=False):
+                self.b.call(self.rt.fn("ms_shift_error"),
+                            [right, ir.Constant(CT.I32, pos.line),
+                             ir.Constant(CT.I32, pos.col)])
+                self.b.unreachable()
+        if op == "<<":
+            return self.b.shl(left, right)
+        return self.b.ashr(left, right)
 
     def int_divide(self, op: str, left, right, pos) -> ir.Value:
         """Truncating / and dividend-signed %, with the zero check, and

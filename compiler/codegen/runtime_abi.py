@@ -51,6 +51,7 @@ _SIGNATURES = {
     "ms_value_eq": (I8, (PTR, PTR, PTR)),
     "ms_string_cmp": (I32, (VEC_PTR, VEC_PTR)),
     "ms_index_error": (VOID, (I64, I64, I32, I32)),
+    "ms_shift_error": (VOID, (I64, I32, I32)),
     "ms_str_int": (VEC_PTR, (I64,)),
     "ms_str_double": (VEC_PTR, (DOUBLE,)),
     "ms_str_bool": (VEC_PTR, (I8,)),
@@ -105,6 +106,7 @@ _ATTRIBUTES = {
     # The limit's address is fixed for the thread, so LLVM may reuse it.
     "ms_stack_limit_ptr": ("readnone", "nounwind"),
     "ms_index_error": ("noreturn", "cold", "nounwind"),
+    "ms_shift_error": ("noreturn", "cold", "nounwind"),
     # The flag's address is fixed for the thread too.
     "ms_cancel_flag_ptr": ("readnone", "nounwind"),
     # Abandons a cancelled job (a longjmp out of job code) and otherwise

@@ -271,7 +271,7 @@ class FieldAccess(Expr):
 
 @node
 class Unary(Expr):
-    op: str  # "-" or "!"
+    op: str  # "-", "!" or "~"
     operand: "Expr"
     type: Optional[Type] = type_field()
     pos: Pos = pos_field()
@@ -279,7 +279,7 @@ class Unary(Expr):
 
 @node
 class Binary(Expr):
-    op: str  # * / % + - < <= > >= == != && ||
+    op: str  # * / % + - << >> < <= > >= == != & ^ | && ||
     left: "Expr"
     right: "Expr"
     type: Optional[Type] = type_field()

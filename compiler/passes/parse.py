@@ -9,7 +9,8 @@ How: the PEG grammar in compiler/syntax/grammar.peg is matched by
 parsimonious; compiler/syntax/lexical.py tokenizes the same text to find
 lexical errors and decode literals. The AST is then built top-down from the parse tree by rule name.
 Binary operators are parsed as one flat list and grouped here by the
-precedence table of SPEC section 5 (all left-associative; `::` lowest).
+precedence table of SPEC sections 5 and 12.4 (all left-associative; `::`
+lowest).
 
 Syntax decisions the grammar makes (the later passes check the rest):
 - any expression is accepted as an assignment target or as the target of
@@ -60,11 +61,12 @@ from compiler.ir import types as T
 MAX_NESTING = 256
 _RECURSION_LIMIT = 30000
 
-# Binary operator precedence, SPEC section 5 (higher binds tighter).
+# Binary operator precedence, SPEC sections 5 and 12.4 (higher binds
+# tighter): C's order, with `::` below everything.
 PRECEDENCE = {
-    "::": 1, "||": 2, "&&": 3, "==": 4, "!=": 4,
-    "<": 5, "<=": 5, ">": 5, ">=": 5,
-    "+": 6, "-": 6, "*": 7, "/": 7, "%": 7,
+    "::": 1, "||": 2, "&&": 3, "|": 4, "^": 5, "&": 6, "==": 7, "!=": 7,
+    "<": 8, "<=": 8, ">": 8, ">=": 8, "<<": 9, ">>": 9,
+    "+": 10, "-": 10, "*": 11, "/": 11, "%": 11,
 }
 
 _BASIC_TYPES = {
@@ -266,7 +268,8 @@ _SUBSUMES = {
     "identifier": {"'('"},
 }
 
-_ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "%="}
+_ASSIGN_OPS = {"=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=",
+               ">>="}
 
 
 def _found(tok) -> str:
@@ -296,6 +299,15 @@ def _syntax_error(failures: _Failures, tokens, text, where) -> CompileError:
     starts = [t.start for t in tokens]
     k = bisect.bisect_left(starts, pos)
     tok = tokens[k] if k < len(tokens) else None
+    prev_end = tokens[k - 1].end if k > 0 else None
+    if k > 0 and tokens[k - 1].end > pos:
+        # The grammar failed inside a lexer token: the second '>' of a `>>`
+        # that closes nested types (`vector<int>> x`). What was found is
+        # the rest of that token.
+        inside = tokens[k - 1]
+        tok = inside._replace(text=inside.text[pos - inside.start:],
+                              start=pos)
+        prev_end = pos
     at = tok.start if tok is not None else len(text)
 
     if tok is not None and tok.text == "else" and "statement" in expected:
@@ -315,7 +327,7 @@ def _syntax_error(failures: _Failures, tokens, text, where) -> CompileError:
 
     if expected == ["';'"] and semi_context is not None:
         # Point just after the token the ';' should follow, like clang.
-        prev = tokens[k - 1].end if k > 0 else at
+        prev = prev_end if prev_end is not None else at
         return CompileError(
             where(prev),
             f"expected ';' {semi_context}, found {found}{hint}")

@@ -51,6 +51,10 @@ _ARITH_ERRORS = {
     "/": "cannot divide {a} by {b}",
 }
 
+# SPEC 12.4: bit operations take ints only.
+_BIT_OPS = ("&", "|", "^", "<<", ">>")
+_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+
 _NUMBERS = (T.INT, T.DOUBLE)
 _ORDERED = (T.INT, T.DOUBLE, T.CHAR, T.STRING)
 
@@ -64,10 +68,13 @@ def binary_result(op: str, a: T.Type, b: T.Type, pos: Pos) -> T.Type:
         if op == "+" and a == b and isinstance(a, T.VectorType):
             return a
         raise CompileError(pos, _ARITH_ERRORS[op].format(a=a, b=b))
-    if op == "%":
+    if op == "%" or op in _BIT_OPS:
         if a == b == T.INT:
             return T.INT
-        raise CompileError(pos, f"'%' takes two ints, not {a} and {b}")
+        hint = ""
+        if op in ("&", "|") and a == b == T.BOOL:
+            hint = f" (on bools, use '{op * 2}')"
+        raise CompileError(pos, f"'{op}' takes two ints, not {a} and {b}{hint}")
     if op in ("<", "<=", ">", ">="):
         if a != b:
             raise CompileError(pos, f"cannot compare {a} and {b}")
@@ -84,6 +91,19 @@ def binary_result(op: str, a: T.Type, b: T.Type, pos: Pos) -> T.Type:
             return T.BOOL
         raise CompileError(pos, f"'{op}' takes two bools, not {a} and {b}")
     raise AssertionError(f"unknown binary operator {op!r}")
+
+
+def _check_bit_operands(e: Binary, left: Expr, right: Expr) -> None:
+    """C's trap `x & 1 == 0` parses as `x & (1 == 0)` (SPEC 12.4): when a
+    bit operation's operand is a comparison, say so and how to write it."""
+    for side in (left, right):
+        if isinstance(side, Binary) and side.op in _COMPARISONS and (
+                left.type != T.INT or right.type != T.INT):
+            raise CompileError(
+                e.pos, f"'{e.op}' takes two ints, not {left.type} and "
+                       f"{right.type} ('{side.op}' binds tighter than "
+                       f"'{e.op}': write (a {e.op} b) {side.op} c to "
+                       f"compare the result)")
 
 
 def _is_lvalue(e: Expr) -> bool:
@@ -344,6 +364,8 @@ class _BodyChecker:
             return self.unary(e)
         if isinstance(e, Binary):
             left, right = self.value(e.left), self.value(e.right)
+            if e.op in _BIT_OPS:
+                _check_bit_operands(e, left, right)
             t = binary_result(e.op, left.type, right.type, e.pos)
             return attrs.evolve(e, left=left, right=right, type=t)
         if isinstance(e, Append):
@@ -429,6 +451,9 @@ class _BodyChecker:
         elif e.op == "!":
             if t != T.BOOL:
                 raise CompileError(e.pos, f"'!' takes a bool, not {t}")
+        elif e.op == "~":
+            if t != T.INT:
+                raise CompileError(e.pos, f"'~' takes an int, not {t}")
         else:
             raise AssertionError(f"unknown unary operator {e.op!r}")
         return attrs.evolve(e, operand=operand, type=t)

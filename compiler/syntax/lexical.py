@@ -14,7 +14,9 @@ three purposes:
 
 Its token boundaries agree with the grammar's tokens (the same regular
 expressions for numbers and names; literals are scanned here character by
-character so that errors point at the offending character).
+character so that errors point at the offending character), with one
+exception: `>>` is one token here, while the grammar reads it as two `>`
+where it closes nested types (`vector<vector<int>>`).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ _INT = re.compile(r"[0-9]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SUFFIX = re.compile(r"[A-Za-z0-9_]+")
 _PUNCT = re.compile(
-    r"->|::|&&|\|\||==|!=|<=|>=|\+=|-=|\*=|/=|%=|[-+*/%<>=!()\[\]{},;]")
+    r"->|::|&&|\|\||<<=|>>=|<<|>>|==|!=|<=|>=|\+=|-=|\*=|/=|%=|&=|\|=|\^="
+    r"|[-+*/%<>=!~&|^()\[\]{},;]")
 
 
 class Token(NamedTuple):

@@ -77,6 +77,9 @@ void ms_master_main(void);               /* the master block */
  * "SOURCE:LINE:COL: runtime error: MSG" to stderr, tells the slaves, exits 1.
  * In a slave: fails the current job with that text (the slave goes on). */
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg);
+/* A shift whose count is outside 0..63 (SPEC 12.4): the runtime error
+ * "shift count N out of range 0..63" at line:col (the operator). */
+_Noreturn void ms_shift_error(int64_t count, int32_t line, int32_t col);
 
 /* Stack overflow detection: each thread that runs compiled code has a limit
  * (lowest safe stack address). Compiled code compares a frame address with
