@@ -158,23 +158,36 @@ def signature(t: T.Type, struct_fields=None) -> str:
     """The ms_abi.h signature of a serializable type ("" for void).
 
     struct_fields maps a struct's name to its field types in declaration
-    order (needed only for structs)."""
+    order (needed only for structs). A struct met again inside itself
+    (through a vector: SPEC section 3) is the back-reference `^N`, N
+    counting the structs around it from the innermost, so the signature
+    of a recursive type is finite."""
     if t == T.VOID:
         return ""
-    if t == T.INT:
-        return "i"
-    if t == T.DOUBLE:
-        return "d"
-    if t == T.BOOL:
-        return "b"
-    if t == T.CHAR:
-        return "c"
-    if isinstance(t, T.VectorType):
-        return "v" + signature(t.elem, struct_fields)
-    if isinstance(t, T.StructType):
-        fields = (struct_fields or {})[t.name]
-        return "{" + "".join(signature(f, struct_fields) for f in fields) + "}"
-    raise AssertionError(f"{t} is not serializable")
+    around: list[str] = []  # the structs being spelled, outermost first
+
+    def spell(t: T.Type) -> str:
+        if t == T.INT:
+            return "i"
+        if t == T.DOUBLE:
+            return "d"
+        if t == T.BOOL:
+            return "b"
+        if t == T.CHAR:
+            return "c"
+        if isinstance(t, T.VectorType):
+            return "v" + spell(t.elem)
+        if isinstance(t, T.StructType):
+            if t.name in around:
+                return f"^{len(around) - 1 - around.index(t.name)}"
+            around.append(t.name)
+            fields = (struct_fields or {})[t.name]
+            text = "{" + "".join(spell(f) for f in fields) + "}"
+            around.pop()
+            return text
+        raise AssertionError(f"{t} is not serializable")
+
+    return spell(t)
 
 
 def encode_scalar(b: ir.IRBuilder, rt, buf: ir.Value, value: ir.Value,

@@ -70,18 +70,35 @@ def can_complete(stmt) -> bool:
 
 def not_serializable_reason(t: T.Type, structs: dict) -> str | None:
     """None if `t` is serializable (SPEC section 3), else why not, naming
-    the innermost offending type."""
-    if t in T.SCALARS:
-        return None
-    if isinstance(t, T.VectorType):
-        return not_serializable_reason(t.elem, structs)
-    if isinstance(t, T.StructType):
+    the chain of fields down to the innermost offending type.
+
+    A struct may hold itself through a vector (directly or through other
+    structs): a struct already being looked at is assumed serializable,
+    since its own fields are being checked further up the walk. Each
+    struct is looked at once per call, so the walk is linear in the size
+    of the declarations.
+    """
+    verdicts: dict[str, str | None] = {}
+
+    def reason(t: T.Type) -> str | None:
+        while isinstance(t, T.VectorType):
+            t = t.elem
+        if t in T.SCALARS:
+            return None
+        if not isinstance(t, T.StructType):
+            return f"{t} is not serializable"
+        if t.name in verdicts:
+            return verdicts[t.name]
+        verdicts[t.name] = None  # in progress: a cycle back here is fine
         for fd in structs[t.name].fields:
-            inner = not_serializable_reason(fd.type, structs)
+            inner = reason(fd.type)
             if inner is not None:
-                return f"field '{fd.name}' of struct {t.name} has type {fd.type}; {inner}"
-        return None
-    return f"{t} is not serializable"
+                verdicts[t.name] = (f"field '{fd.name}' of struct {t.name} "
+                                    f"has type {fd.type}; {inner}")
+                break
+        return verdicts[t.name]
+
+    return reason(t)
 
 
 def check_job_signature(fn: FuncDecl, structs: dict) -> None:

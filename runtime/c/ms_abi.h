@@ -52,6 +52,9 @@ typedef struct ms_job *ms_handle;
  *   i int (8 bytes)  d double (8)  b bool (1 byte, 0 or 1)  c char (1)
  *   vT  vector of T (u32 count, then the elements)
  *   {T...}  struct: its fields' signatures in declaration order
+ *   ^N  the Nth struct around this point (^0 the innermost; N decimal),
+ *       only inside a vector inside that struct: struct T { vector<T> k; }
+ *       is "{v^0}", and A { vector<B> b; } B { vector<A> a; } is "{v{v^1}}"
  * A signature string for several values (a job's arguments) is their
  * signatures concatenated; a void result is "". */
 typedef struct ms_job_entry {

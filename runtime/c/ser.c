@@ -154,9 +154,40 @@ typedef struct sig_info {
                         * bytes are valid (no bools, no vectors) */
 } sig_info;
 
-/* Parse one type at `s`. Returns 0, or -1 if malformed. Depth is bounded by
- * the signature's length, which comes from the compiled program. */
-static int sig_one(const char *s, sig_info *out)
+/* The struct signatures around the type being read, innermost first: what
+ * a back-reference ^N names. Lives on the C stack of the walk. */
+typedef struct sig_scope {
+    const char *start;          /* the struct's '{' */
+    const struct sig_scope *up; /* the struct around it, or NULL */
+    unsigned vectors;           /* vectors around the '{' */
+} sig_scope;
+
+/* Read the back-reference "^N" at `s` (N decimal, at most 9 digits) inside
+ * `scope` and `vectors` vectors. Returns the struct it names, or NULL if
+ * there is none that far out, or if the reference is not inside a vector
+ * inside that struct (it would hold itself by value). Sets *end. */
+static const sig_scope *sig_backref(const char *s, const sig_scope *scope,
+                                    unsigned vectors, const char **end)
+{
+    const char *d = s + 1;
+    uint32_t n = 0;
+    while (*d >= '0' && *d <= '9' && d - s <= 9)
+        n = n * 10 + (uint32_t)(*d++ - '0');
+    if (d == s + 1 || (*d >= '0' && *d <= '9'))
+        return NULL;
+    for (; scope && n > 0; n--)
+        scope = scope->up;
+    if (!scope || vectors <= scope->vectors)
+        return NULL;
+    *end = d;
+    return scope;
+}
+
+/* Parse one type at `s`, inside `scope` and `vectors` vectors. Returns 0,
+ * or -1 if malformed. Depth is bounded by the signature's length, which
+ * comes from the compiled program: back-references are not followed. */
+static int sig_one(const char *s, const sig_scope *scope, unsigned vectors,
+                   sig_info *out)
 {
     switch (*s) {
     case 'i':
@@ -171,16 +202,26 @@ static int sig_one(const char *s, sig_info *out)
         return 0;
     case 'v': {
         sig_info elem;
-        if (sig_one(s + 1, &elem) != 0)
+        if (sig_one(s + 1, scope, vectors + 1, &elem) != 0)
             return -1;
         *out = (sig_info){elem.end, 4, 0};
         return 0;
     }
+    case '^': {
+        /* The struct named holds the vector around this reference by
+         * value, so its encoding takes at least that vector's count. */
+        const char *end;
+        if (!sig_backref(s, scope, vectors, &end))
+            return -1;
+        *out = (sig_info){end, 4, 0};
+        return 0;
+    }
     case '{': {
+        sig_scope inner = {s, scope, vectors};
         sig_info acc = {s + 1, 0, 1};
         while (*acc.end != '}') {
             sig_info f;
-            if (sig_one(acc.end, &f) != 0)
+            if (sig_one(acc.end, &inner, vectors, &f) != 0)
                 return -1;
             acc.end = f.end;
             acc.min_size += f.min_size;
@@ -200,7 +241,7 @@ int ms_sig_check(const char *sig, char *err, size_t errlen)
     const char *s = sig;
     while (*s) {
         sig_info t;
-        if (sig_one(s, &t) != 0) {
+        if (sig_one(s, NULL, 0, &t) != 0) {
             snprintf(err, errlen, "malformed type signature \"%s\" at offset %td",
                      sig, s - sig);
             return -1;
@@ -213,15 +254,19 @@ int ms_sig_check(const char *sig, char *err, size_t errlen)
 typedef struct vstate {
     const uint8_t *data;
     uint64_t len, off, max_count;
+    unsigned depth;    /* validate_one calls under way */
     char *err;
     size_t errlen;
 } vstate;
 
-/* Validate one value of the type at `s` (well-formed); returns 0 or -1. */
-static int validate_one(vstate *v, const char *s, const char **end)
+/* Validate one value of the type at `s` (well-formed) inside `scope` and
+ * `vectors` vectors; returns 0 or -1. Values of recursive structs nest as
+ * deep as the payload says: MS_MAX_VALUE_DEPTH bounds the recursion. */
+static int validate_one(vstate *v, const char *s, const sig_scope *scope,
+                        unsigned vectors, const char **end)
 {
     sig_info t;
-    if (sig_one(s, &t) != 0) {
+    if (sig_one(s, scope, vectors, &t) != 0) {
         snprintf(v->err, v->errlen, "malformed type signature");
         return -1;
     }
@@ -235,35 +280,44 @@ static int validate_one(vstate *v, const char *s, const char **end)
         v->off += t.min_size;
         return 0;
     }
+    if (v->depth >= MS_MAX_VALUE_DEPTH) {
+        snprintf(v->err, v->errlen,
+                 "value nested more than %d levels deep at byte %" PRIu64,
+                 MS_MAX_VALUE_DEPTH, v->off);
+        return -1;
+    }
+    v->depth++;
+    int rc = -1;
     switch (*s) {
     case 'b': {
         if (v->off >= v->len) {
             snprintf(v->err, v->errlen,
                      "payload ends inside a value at byte %" PRIu64, v->off);
-            return -1;
+            break;
         }
         uint8_t byte = v->data[v->off];
         if (byte > 1) {
             snprintf(v->err, v->errlen,
                      "bool byte %u at byte %" PRIu64 " is not 0 or 1",
                      byte, v->off);
-            return -1;
+            break;
         }
         v->off++;
-        return 0;
+        rc = 0;
+        break;
     }
     case 'v': {
         if (v->len - v->off < 4) {
             snprintf(v->err, v->errlen,
                      "payload ends inside a vector count at byte %" PRIu64,
                      v->off);
-            return -1;
+            break;
         }
         uint64_t count = ms_get_u32le(v->data + v->off);
         uint64_t at = v->off;
         v->off += 4;
         sig_info e;
-        (void)sig_one(s + 1, &e);
+        (void)sig_one(s + 1, scope, vectors + 1, &e);
         uint64_t left = v->len - v->off;
         if (e.min_size == 0 ? count > v->max_count
                             : count > left / e.min_size) {
@@ -271,40 +325,50 @@ static int validate_one(vstate *v, const char *s, const char **end)
                      "vector count %" PRIu64 " at byte %" PRIu64
                      " is more than the %" PRIu64 " bytes left can hold",
                      count, at, left);
-            return -1;
+            break;
         }
         if (e.fixed) {
             v->off += count * e.min_size;
-            return 0;
+            rc = 0;
+            break;
         }
-        for (uint64_t i = 0; i < count; i++) {
+        rc = 0;
+        for (uint64_t i = 0; i < count && rc == 0; i++) {
             const char *ignored;
-            if (validate_one(v, s + 1, &ignored) != 0)
-                return -1;
+            rc = validate_one(v, s + 1, scope, vectors + 1, &ignored);
         }
-        return 0;
+        break;
+    }
+    case '^': {
+        const char *ignored;
+        const sig_scope *target = sig_backref(s, scope, vectors, &ignored);
+        rc = validate_one(v, target->start, target->up, target->vectors,
+                          &ignored);
+        break;
     }
     case '{': {
+        sig_scope inner = {s, scope, vectors};
         const char *f = s + 1;
-        while (*f != '}') {
-            if (validate_one(v, f, &f) != 0)
-                return -1;
-        }
-        return 0;
+        rc = 0;
+        while (rc == 0 && *f != '}')
+            rc = validate_one(v, f, &inner, vectors, &f);
+        break;
     }
     default:
         snprintf(v->err, v->errlen, "malformed type signature");
-        return -1;
+        break;
     }
+    v->depth--;
+    return rc;
 }
 
 int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
                     uint64_t max_count, char *err, size_t errlen)
 {
-    vstate v = {data, len, 0, max_count, err, errlen};
+    vstate v = {data, len, 0, max_count, 0, err, errlen};
     const char *s = sig;
     while (*s) {
-        if (validate_one(&v, s, &s) != 0)
+        if (validate_one(&v, s, NULL, 0, &s) != 0)
             return -1;
     }
     if (v.off != len) {

@@ -26,11 +26,17 @@ void ms_buf_free(ms_buf *b);
  * ms_abi.h). Returns 0, or -1 with a reason in err. */
 int ms_sig_check(const char *sig, char *err, size_t errlen);
 
+/* Deepest nesting of vectors and structs (not counting those of fixed
+ * size) that a received value may have: values of recursive structs nest
+ * as deep as their sender made them, and validating and decoding recurse
+ * once per level. */
+#define MS_MAX_VALUE_DEPTH 10000
+
 /* Check that the `len` bytes at `data` (borrowed) are exactly one encoding
  * of the values of `sig`: every bool byte is 0 or 1, every vector count is
  * possible given the bytes left (checked before looking at the elements),
- * no element count of a zero-size type exceeds `max_count`, and nothing is
- * left over. Returns 0, or -1 with a reason in err. Allocates nothing. */
+ * no element count of a zero-size type exceeds `max_count`, nothing nests
+ * deeper than MS_MAX_VALUE_DEPTH, and nothing is left over. Returns 0, or -1 with a reason in err. Allocates nothing. */
 int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
                     uint64_t max_count, char *err, size_t errlen);
 

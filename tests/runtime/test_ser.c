@@ -89,6 +89,41 @@ int main(void)
     s[8] = 9;
     CHECK(!valid("{ibvd}", s, sizeof s));
 
+    /* recursive structs: ^N names the Nth enclosing struct (0 innermost),
+     * and only through a vector */
+    CHECK(ms_sig_check("{v^0}", err, sizeof err) == 0);
+    CHECK(ms_sig_check("{iv{v^1b}}i", err, sizeof err) == 0);
+    CHECK(ms_sig_check("{v{v^0}v^0}", err, sizeof err) == 0);
+    CHECK(ms_sig_check("{^0}", err, sizeof err) != 0);    /* by value */
+    CHECK(ms_sig_check("{{v^0}^1}", err, sizeof err) != 0); /* ^1 by value */
+    CHECK(ms_sig_check("v^0", err, sizeof err) != 0);     /* no struct */
+    CHECK(ms_sig_check("{v^1}", err, sizeof err) != 0);   /* too far out */
+    CHECK(ms_sig_check("{v^}", err, sizeof err) != 0);
+    CHECK(ms_sig_check("{v^99999999999999999999}", err, sizeof err) != 0);
+    /* struct T { vector<struct T> k; } holding [T{[]}, T{[T{[]}]}] */
+    uint8_t t[] = {2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0};
+    CHECK(valid("{v^0}", t, sizeof t));
+    CHECK(!valid("{v^0}", t, sizeof t - 1));
+    t[8] = 2;
+    CHECK(!valid("{v^0}", t, sizeof t));
+    /* A { int n; vector<B> } B { vector<A> }: A{7, [B{[A{1, []}]}]} */
+    uint8_t m[] = {7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0,
+                   1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK(valid("{iv{v^1}}", m, sizeof m));
+    CHECK(!valid("{iv{v^1}}", m, sizeof m - 1));
+    /* a value nested deeper than MS_MAX_VALUE_DEPTH is refused, not a
+     * stack overflow: 200,000 levels of T{[T{[...]}]} */
+    size_t deep_len = 4 * 200000;
+    uint8_t *deep = calloc(deep_len, 1);
+    CHECK(deep != NULL);
+    for (size_t i = 0; deep && i + 4 < deep_len; i += 4)
+        deep[i] = 1;
+    CHECK(deep && !valid("{v^0}", deep, deep_len));
+    CHECK(deep && ms_sig_validate("{v^0}", deep, deep_len, 1000, err,
+                                  sizeof err) != 0
+          && strstr(err, "nested") != NULL);
+    free(deep);
+
     /* readers stop at the end */
     uint8_t r8[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     ms_reader r = {r8, 8, 0};
