@@ -11,7 +11,8 @@ import os
 import sys
 
 from compiler.errors import CompileError, Pos
-from compiler.pipeline import PASS_NAMES, PASSES, PassFailure, Source, run_pipeline
+from compiler.pipeline import (
+    PASS_NAMES, PASSES, PassFailure, Source, deep_call, run_pipeline)
 
 
 class UsageError(Exception):
@@ -108,7 +109,6 @@ def default_output_name(source: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     parser = build_arg_parser()
     text = None
     try:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, secs in timings.items():
                 print(f"{name:18} {secs * 1000:8.2f} ms", file=sys.stderr)
         if args.dump_after:
-            sys.stdout.write(spec.printer(ir))
+            sys.stdout.write(deep_call(spec.printer, ir))
             return 0
         from compiler.codegen import backend
         name = args.output or default_output_name(args.source)

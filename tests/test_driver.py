@@ -1,6 +1,12 @@
 """The msc command line: flags, exit statuses, outputs (SPEC section 8)."""
+import re
 import subprocess
 
+import pytest
+
+from compiler.passes import parse
+from compiler.passes.parse import MAX_DEPTH
+from compiler.pipeline import PASS_NAMES, PASSES, Source, deep_call
 from conftest import REPO, msc, run_bounded
 
 GCD = REPO / "examples" / "gcd.ms"
@@ -181,3 +187,80 @@ def test_master_bad_usage_exits_2(tmp_path, runtime_built):
         assert run.returncode == 2, (args, run.stderr)
     run = run_bounded([str(tmp_path / "g-slave")], timeout=30)
     assert run.returncode == 2
+
+
+# ------------------------------------------------------------ deep programs
+# In-process (one compile, every stage printed), since under load eight
+# msc runs of such programs take minutes.
+
+def chains_program(n: int, branches: int) -> str:
+    """Long operator chains (each as deep as it is long) and a long `else
+    if` chain: what every pass, checker and printer must take."""
+    return "\n".join([
+        "master {",
+        "  int x = 3; bool t = true; string s = \"ab\"; vector<int> v;",
+        "  print(" + "+".join(["1"] * n) + ");",
+        "  print(" + "-".join(["x"] * n) + ");",
+        "  print(" + " && ".join(["t"] * n) + ");",
+        "  print(" + " || ".join(["!t"] * n) + ");",
+        "  print(" + "-" * n + "x);",
+        "  print(len(" + " + ".join(["s"] * n) + "));",
+        "  v" + " :: 1" * n + ";",
+        "  if (x == 0) { print(0); }"
+        + "".join(f" else if (x == {i}) {{ print({i}); }}" for i in range(1, branches))
+        + " else { print(-1); }",
+        "  print(len(v));",
+        "}",
+    ]) + "\n"
+
+
+def compile_printing_every_stage(text: str) -> dict:
+    """Run each pass (and its checker) in turn, printing the IR after it,
+    all on the pipeline's deep stack; pass name -> printed size."""
+    def go():
+        sizes, ir = {}, Source("deep.ms", text)
+        for spec in PASSES:
+            ir = spec.run(ir)
+            spec.checker(ir)
+            sizes[spec.name] = len(spec.printer(ir))
+        return sizes
+    return deep_call(go)
+
+
+def test_20000_term_chains_and_5000_branches_through_every_pass():
+    sizes = compile_printing_every_stage(chains_program(20000, 5000))
+    assert list(sizes) == list(PASS_NAMES) and all(sizes.values())
+
+
+def test_deep_program_compiles_and_runs(tmp_path, runtime_built):
+    src = tmp_path / "deep.ms"
+    src.write_text(chains_program(3000, 1000))
+    result = msc(src.name, "-O0", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = run_bounded([str(tmp_path / "deep-master"), "--spawn", "1"], timeout=120)
+    assert run.stdout == "3000\n-8994\ntrue\nfalse\n3\n6000\n3\n3000\n"
+
+
+def test_too_deep_expression_is_located_error(tmp_path):
+    src = tmp_path / "deeper.ms"
+    src.write_text("master {\n  print(" + "+".join(["1"] * (MAX_DEPTH + 10))
+                   + ");\n}\n")
+    result = msc(src.name, cwd=tmp_path, timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]
+    first = result.stderr.splitlines()[0]
+    # the '+' at which the chain got one level deeper than the limit
+    assert re.fullmatch(r"deeper\.ms:2:(\d+): error: expression nested too "
+                        rf"deeply \(more than {MAX_DEPTH} levels\)", first), first
+    col = int(first.split(":")[2])
+    assert result.stderr.splitlines()[1][col - 1] == "+"
+
+
+def test_too_deep_else_if_chain_is_located_error(monkeypatch):
+    from compiler.errors import CompileError
+    monkeypatch.setattr(parse, "MAX_DEPTH", 1000)
+    text = ("master {\n  int x = 3;\n  if (x == 0) { }"
+            + " else if (x == 1) { }" * 600 + "\n}\n")
+    with pytest.raises(CompileError) as e:
+        deep_call(parse.run, Source("chain.ms", text))
+    assert e.value.message == "statement nested too deeply (more than 1000 levels)"
+    assert e.value.pos.line == 3
