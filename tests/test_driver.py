@@ -43,21 +43,23 @@ def test_missing_file_is_usage_error():
     assert "cannot read does-not-exist.ms" in result.stderr
 
 
+def compile_bytes(tmp_path, name: str, data: bytes):
+    """Compile a source file of these bytes; it must be rejected (exit 1)."""
+    (tmp_path / name).write_bytes(data)
+    result = msc(name, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    return result
+
+
 def test_invalid_utf8_is_compile_error(tmp_path):
-    src = tmp_path / "bad.ms"
-    src.write_bytes(b"master {\n  print(1); \xff\n}\n")
-    result = msc(src.name, cwd=tmp_path)
-    assert result.returncode == 1
+    result = compile_bytes(tmp_path, "bad.ms", b"master {\n  print(1); \xff\n}\n")
     assert result.stderr.startswith("bad.ms:2:13: error: source is not valid UTF-8")
 
 
 def test_invalid_utf8_shows_the_line_with_a_caret_at_the_first_bad_byte(tmp_path):
     # the column counts characters (\xc3\xa9 is one), the line is shown with
     # every bad sequence as U+FFFD, and the caret is under the first one
-    src = tmp_path / "bad.ms"
-    src.write_bytes(b"master {\n  print(\"h\xc3\xa9\xff\xfe\"); x\n}\n")
-    result = msc(src.name, cwd=tmp_path)
-    assert result.returncode == 1
+    result = compile_bytes(tmp_path, "bad.ms", b"master {\n  print(\"h\xc3\xa9\xff\xfe\"); x\n}\n")
     assert result.stderr == (
         "bad.ms:2:12: error: source is not valid UTF-8 (byte 0xff)\n"
         '  print("h\u00e9\ufffd\ufffd"); x\n'
@@ -65,59 +67,42 @@ def test_invalid_utf8_shows_the_line_with_a_caret_at_the_first_bad_byte(tmp_path
 
 
 def test_truncated_utf8_at_end_of_file(tmp_path):
-    src = tmp_path / "cut.ms"
-    src.write_bytes(b"master { print(1); }\n// \xe2\x82")
-    result = msc(src.name, cwd=tmp_path)
-    assert result.returncode == 1
+    result = compile_bytes(tmp_path, "cut.ms", b"master { print(1); }\n// \xe2\x82")
     assert result.stderr.startswith(
         "cut.ms:2:4: error: source is not valid UTF-8 (byte 0xe2)\n// \ufffd\n   ^")
 
 
 def test_nul_byte_is_located_and_shown_visibly(tmp_path):
-    src = tmp_path / "nul.ms"
-    src.write_bytes(b"master { print(1); \x00 }\n")
-    result = msc(src.name, cwd=tmp_path)
-    assert result.returncode == 1
+    result = compile_bytes(tmp_path, "nul.ms", b"master { print(1); \x00 }\n")
     assert result.stderr == ("nul.ms:1:20: error: unexpected character U+0000\n"
                              "master { print(1); \ufffd }\n"
                              "                   ^\n")
 
 
 def test_empty_file_is_a_located_error(tmp_path):
-    src = tmp_path / "empty.ms"
-    src.write_bytes(b"")
-    result = msc(src.name, cwd=tmp_path)
-    assert result.returncode == 1
+    result = compile_bytes(tmp_path, "empty.ms", b"")
     assert result.stderr.startswith(
         "empty.ms:1:1: error: the program has no master block")
     assert "Traceback" not in result.stderr
 
 
 def test_leading_bom_is_skipped_and_columns_ignore_it(tmp_path):
-    src = tmp_path / "bom.ms"
-    src.write_bytes(b"\xef\xbb\xbfmaster { print(1) }\n")
-    result = msc(src.name, cwd=tmp_path)
-    assert result.returncode == 1
+    result = compile_bytes(tmp_path, "bom.ms", b"\xef\xbb\xbfmaster { print(1) }\n")
     assert result.stderr == (
         "bom.ms:1:18: error: expected ';' after expression, found '}'\n"
         "master { print(1) }\n"
         "                 ^\n")
-    src.write_bytes(b"\xef\xbb\xbfmaster { print(1); }\n")
-    assert msc(src.name, "--dump-after=parse", cwd=tmp_path).returncode == 0
+    (tmp_path / "bom.ms").write_bytes(b"\xef\xbb\xbfmaster { print(1); }\n")
+    assert msc("bom.ms", "--dump-after=parse", cwd=tmp_path).returncode == 0
 
 
 def test_bom_elsewhere_is_an_error(tmp_path):
-    src = tmp_path / "bom2.ms"
-    src.write_bytes(b"master { \xef\xbb\xbfprint(1); }\n")
-    result = msc(src.name, cwd=tmp_path)
+    result = compile_bytes(tmp_path, "bom2.ms", b"master { \xef\xbb\xbfprint(1); }\n")
     assert result.stderr.startswith("bom2.ms:1:10: error: unexpected character U+FEFF")
 
 
 def test_crlf_line_endings_keep_columns(tmp_path):
-    src = tmp_path / "crlf.ms"
-    src.write_bytes(b"master {\r\n  int x = 1;\r\n  print(x + true);\r\n}\r\n")
-    result = msc(src.name, cwd=tmp_path)
-    assert result.returncode == 1
+    result = compile_bytes(tmp_path, "crlf.ms", b"master {\r\n  int x = 1;\r\n  print(x + true);\r\n}\r\n")
     assert result.stderr == ("crlf.ms:3:11: error: cannot add int and bool\n"
                              "  print(x + true);\n"
                              "          ^\n")
