@@ -154,14 +154,18 @@ def run(source) -> S.Program:
 def _check_depth(prog: S.Program) -> None:
     """A CompileError at the first node (in source order) deeper than
     MAX_DEPTH, so that no later pass meets a tree too deep to recurse on."""
-    stack = [(prog, 0)]
+    stack = [(prog, 0, 0)]  # (node, depth, expressions on the way down)
     while stack:
-        node, depth = stack.pop()
+        node, depth, exprs = stack.pop()
         if depth > MAX_DEPTH:
-            what = "expression" if isinstance(node, S.Expr) else "statement"
+            # Mostly expressions on the way down: a long operator chain;
+            # mostly statements: an `else if` chain, say.
+            what = "expression" if 2 * exprs > depth else "statement"
             raise CompileError(node.pos, f"{what} nested too deeply (more "
                                          f"than {MAX_DEPTH} levels)")
-        stack.extend((c, depth + 1) for c in reversed(list(children(node))))
+        inner = exprs + isinstance(node, S.Expr)
+        stack.extend((c, depth + 1, inner)
+                     for c in reversed(list(children(node))))
 
 
 # ---------------------------------------------------------------- positions
