@@ -19,7 +19,8 @@ import sys
 
 from compiler import runcache
 from compiler.errors import CompileError, Pos
-from compiler.pipeline import PASS_NAMES, PASSES, PassFailure, Source, run_pipeline
+from compiler.pipeline import (
+    PASS_NAMES, PASSES, PassFailure, Source, deep_call, run_pipeline)
 from compiler.version import VersionError, compiler_version, protocol_version
 
 RUN_USAGE = "msc run [-O0..-O3] [-v] prog.ms [MASTER-ARGS ...]"
@@ -97,14 +98,33 @@ def render_error(pos: Pos, message: str, text: str | None) -> str:
         lines = text.split("\n")
         if 1 <= pos.line <= len(lines):
             line = lines[pos.line - 1].rstrip("\r")
-            out.append(line)
+            # Control characters (a NUL, say) show as U+FFFD: one column
+            # for one, so the caret stays under its character.
+            out.append("".join("\ufffd" if (c < " " and c != "\t")
+                               or c == "\x7f" else c for c in line))
             # Keep tabs so the caret lines up under the offending column.
             prefix = "".join(c if c == "\t" else " " for c in line[:pos.col - 1])
             out.append(prefix + "^")
     return "\n".join(out) + "\n"
 
 
+BOM = "\ufeff"
+
+
+class BadSource(CompileError):
+    """A source file that is not UTF-8: located at its first bad byte, and
+    carrying the text to show (each bad sequence as U+FFFD), since the
+    pipeline never got a text to show."""
+
+    def __init__(self, pos: Pos, message: str, shown: str):
+        super().__init__(pos, message)
+        self.shown = shown
+
+
 def read_source(path: str) -> str:
+    """The text of the source file, without a leading byte order mark
+    (docs/language.md, "Lexical decisions"): positions count characters
+    from the first one after it."""
     return decode_source(path, read_source_bytes(path))
 
 
@@ -118,12 +138,19 @@ def read_source_bytes(path: str) -> bytes:
 
 def decode_source(path: str, data: bytes) -> str:
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
+        shown = data.decode("utf-8", "replace")
+        line_start = data.rfind(b"\n", 0, e.start) + 1
         line = data[:e.start].count(b"\n") + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise CompileError(Pos(path, line, col),
-                           "source is not valid UTF-8") from None
+        col = len(data[line_start:e.start].decode("utf-8")) + 1
+        if line == 1 and shown.startswith(BOM):
+            shown = shown[1:]
+            col -= 1
+        raise BadSource(Pos(path, line, col),
+                        f"source is not valid UTF-8 (byte 0x{data[e.start]:02x})",
+                        shown) from None
+    return text[1:] if text.startswith(BOM) else text
 
 
 def default_output_name(source: str) -> str:
@@ -147,6 +174,9 @@ def _reporting_errors(command) -> int:
     except UsageError as e:
         print(f"msc: error: {e}", file=sys.stderr)
         return 2
+    except BadSource as e:
+        sys.stderr.write(render_error(e.pos, e.message, e.shown))
+        return 1
     except CompileError as e:
         sys.stderr.write(render_error(e.pos, e.message, texts[0]))
         return 1
@@ -178,7 +208,7 @@ def _compile(argv: list[str], texts: list) -> int:
         for name, secs in timings.items():
             print(f"{name:18} {secs * 1000:8.2f} ms", file=sys.stderr)
     if args.dump_after:
-        sys.stdout.write(spec.printer(ir))
+        sys.stdout.write(deep_call(spec.printer, ir))
         return 0
     from compiler.codegen import backend
     name = args.output or default_output_name(args.source)

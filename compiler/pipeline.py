@@ -8,6 +8,8 @@ that breaks an invariant is caught at its own boundary and named.
 from __future__ import annotations
 
 import importlib
+import sys
+import threading
 import time
 from typing import Callable
 
@@ -64,13 +66,58 @@ class Source:
     text: str
 
 
+# The passes, checkers and printers recurse over the IR tree, which is as
+# deep as the program nests: a 20,000-term `1+1+...` is 20,000 levels, an
+# `else if` chain one level per branch. They run on a thread with a stack
+# big enough for RECURSION_LIMIT Python frames (each level of the IR costs a
+# few; parse bounds the depth with MAX_DEPTH so the limit is never reached).
+# The stack is reserved address space: only the pages a deep program
+# touches are ever committed.
+RECURSION_LIMIT = 400_000
+STACK_BYTES = 1 << 30
+
+
+def deep_call(fn, *args):
+    """fn(*args) on a thread whose stack and recursion limit allow deeply
+    nested IR; its exception, if any, is raised here."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            outcome["error"] = e
+
+    old_limit = sys.getrecursionlimit()
+    old_stack = threading.stack_size(STACK_BYTES)
+    sys.setrecursionlimit(max(old_limit, RECURSION_LIMIT))
+    try:
+        # A daemon, so that ^C in the caller's join ends the process.
+        worker = threading.Thread(target=target, name="msc-deep", daemon=True)
+        worker.start()
+    finally:
+        threading.stack_size(old_stack)
+    try:
+        worker.join()
+    finally:
+        sys.setrecursionlimit(old_limit)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def run_pipeline(source: Source, stop_after: str | None = None,
                  timings: dict | None = None):
-    """Run the passes in order, up to and including `stop_after`.
+    """Run the passes in order, up to and including `stop_after` (on a
+    thread with a deep stack: deep_call).
 
     CompileError propagates unchanged; any other exception is wrapped in a
     PassFailure naming the pass.
     """
+    return deep_call(_run_passes, source, stop_after, timings)
+
+
+def _run_passes(source: Source, stop_after: str | None, timings: dict | None):
     from compiler.errors import CompileError
     ir = source
     for spec in PASSES:

@@ -731,3 +731,18 @@ def test_bit_operation_precedence_agrees_with_c(tmp_path):
     out = subprocess.run([str(tmp_path / "prec")], capture_output=True,
                          text=True, timeout=10, check=True).stdout
     assert out == ms.with_suffix(".out").read_text()
+
+
+def test_huge_function_calls_its_helpers_instead_of_inlining_them():
+    # Inlining a fast path into each of thousands of statements makes LLVM
+    # quadratic (docs/architecture.md, "Compile time").
+    from compiler.codegen.values import HUGE_FUNCTION
+    def master_text(n):
+        return "master { vector<int> v;\n" + "v :: 1;\n" * n + "print(len(v)); }\n"
+    small, _ = run_pipeline(Source("s.ms", master_text(HUGE_FUNCTION // 2)))
+    assert " noinline" not in str(small.get_global("ms_master_main"))
+    huge, _ = run_pipeline(Source("h.ms", master_text(HUGE_FUNCTION + 1)))
+    text = str(huge.get_global("ms_master_main"))
+    assert text.count("noinline") >= text.count("@\"ms.vec.push\"") > HUGE_FUNCTION
+    ref, _ = backend.optimize(huge, 2)
+    assert "ms.vec.push" in str(ref)   # still a call after -O2

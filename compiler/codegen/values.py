@@ -38,6 +38,11 @@ def _type_key(t: T.Type) -> str:
     return str(t).replace(" ", ".")
 
 
+# Calls of helpers beyond which a function keeps them as calls instead of
+# inlining them (a `v :: 1;` statement makes one; a loop body a few).
+HUGE_FUNCTION = 300
+
+
 class Values:
     """Descriptors, literals and helper functions of one module."""
 
@@ -164,6 +169,20 @@ class Values:
         fn.attributes.add("nounwind")
         self._helpers[name] = fn
         return fn, ir.IRBuilder(fn.append_basic_block("entry")), True
+
+    def keep_helper_calls(self, fn: ir.Function) -> None:
+        """In a function with more than HUGE_FUNCTION calls of helpers, mark
+        each of them `noinline` (a call-site attribute, which wins over
+        the helper's alwaysinline): inlining a fast path into every one of
+        thousands of statements makes LLVM's optimizer and code generator
+        take time quadratic in the function's size (docs/architecture.md,
+        "Compile time"). Smaller functions keep their inlined fast paths."""
+        helpers = set(self._helpers.values())
+        calls = [instr for b in fn.blocks for instr in b.instructions
+                 if isinstance(instr, ir.CallInstr) and instr.callee in helpers]
+        if len(calls) > HUGE_FUNCTION:
+            for call in calls:
+                call.attributes.add("noinline")
 
     def vec_len(self) -> ir.Function:
         """ms.vec.len(v): reads the length from v, or from a constant empty

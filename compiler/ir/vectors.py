@@ -92,6 +92,7 @@ vec-push is a temp (or a string literal), never a borrowed read.
 """
 from __future__ import annotations
 
+import bisect
 from typing import Optional
 
 import attrs
@@ -364,7 +365,10 @@ def check_lowered_vectors(prog) -> None:
 
 
 def _write_paths(place):
-    """The elem-addr nodes on the path of a write to `place`."""
+    """The elem-addr nodes on the path of a write to `place`, up to the
+    first vec-push on it: that push is itself a write whose path the
+    checker follows when its walk gets there (so a chain `v :: 1 :: 1 ...`
+    is followed once, not once per `::`)."""
     while True:
         if isinstance(place, ElemAddr):
             yield place
@@ -376,9 +380,6 @@ def _write_paths(place):
         if isinstance(place, FieldAddr):
             place = place.base
             continue
-        if isinstance(place, VecPush):
-            place = place.place
-            continue
         return
 
 
@@ -388,14 +389,21 @@ def check_refcounted(prog) -> None:
     _check_places(prog, structs)
     released: dict[str, int] = {}
     made: dict[str, int] = {}
-    for n in walk(prog):
+    # Each release-after's temps must be made inside its body. Checked
+    # with one walk that numbers the nodes in pre-order: a body's nodes are
+    # the numbers after its own up to its end, so the check is a binary
+    # search among the numbers of the temp's nodes (a nested chain of
+    # release-afters, one per `::` of a long chain, stays linear).
+    temp_at: dict[str, list[int]] = {}
+    bodies: list = []  # (release-after, body's first number, its end)
+    for k, (n, end) in enumerate(_walk_numbered(prog)):
         if isinstance(n, ReleaseAfter):
             for t in n.temps:
                 released[t] = released.get(t, 0) + 1
-            inner = {m.id for m in walk(n.body) if isinstance(m, Temp)}
-            assert set(n.temps) <= inner, f"release-after of unknown temps {n}"
+            bodies.append((n, k, end))
         if isinstance(n, Temp):
             made[n.id] = made.get(n.id, 0) + 1
+            temp_at.setdefault(n.id, []).append(k)
         if isinstance(n, (Store, StoreOp, VecPush)):
             for ea in _write_paths(n.place):
                 assert not isinstance(ea.vec, Load), \
@@ -404,4 +412,29 @@ def check_refcounted(prog) -> None:
                 and any(isinstance(m, VecPush) for m in walk(n.index)):
             assert isinstance(n.vec, (Temp, CharVectorLit)), \
                 f"element read whose index appends, from a borrowed vector: {n}"
+    for n, first, end in bodies:
+        for t in n.temps:
+            at = temp_at.get(t, ())
+            i = bisect.bisect_right(at, first)
+            assert i < len(at) and at[i] < end, \
+                f"release-after of unknown temps {n}"
     assert made == released, f"temporaries made {made} != released {released}"
+
+
+def _walk_numbered(node) -> list:
+    """(n, end) for `node` and each descendant in pre-order, the k-th pair
+    being numbered k; end is the number just past n's last descendant."""
+    order: list = []
+    ends: list[int] = []
+    stack = [(node, False)]
+    while stack:
+        n, done = stack.pop()
+        if done:
+            ends[n] = len(order)
+            continue
+        k = len(order)
+        order.append(n)
+        ends.append(0)
+        stack.append((k, True))
+        stack.extend((c, False) for c in reversed(list(children(n))))
+    return list(zip(order, ends))

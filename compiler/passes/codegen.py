@@ -136,6 +136,8 @@ def run(prog: Program) -> ir.Module:
     em.block(masters[0].body)
     em.finish(T.VOID)
 
+    for fn in list(module.functions):
+        mod.values.keep_helper_calls(fn)
     _emit_job_table(mod, [d for d in funcs.values() if d.is_job], prog)
     _constant_string(module, "ms_program_source", source, linkage="")
     return module

@@ -54,12 +54,20 @@ from compiler.syntax import lexical
 from compiler.errors import CompileError, Pos
 from compiler.ir import surface as S
 from compiler.ir import types as T
+from compiler.ir.walk import children
 
 # Deepest nesting of ( [ { that the parser accepts. Each level costs a few
 # dozen Python frames in the packrat parser; the limit keeps that well inside
 # the recursion limit set while parsing.
 MAX_NESTING = 256
 _RECURSION_LIMIT = 30000
+
+# Deepest tree of nodes a program may build (an operator chain without
+# brackets is one level per operator: `1+1+...+1` with n terms is n deep;
+# an `else if` chain one level per branch). Every later pass, checker and
+# printer recurses over the tree; pipeline.RECURSION_LIMIT is set so that
+# they all handle twice this depth.
+MAX_DEPTH = 50_000
 
 # Binary operator precedence, SPEC sections 5 and 12.4 (higher binds
 # tighter): C's order, with `::` below everything.
@@ -138,9 +146,28 @@ def run(source) -> S.Program:
         values = {t.start: t.value for t in lexed.tokens
                   if t.value is not None}
         try:
-            return _Builder(where, values).program(tree)
+            prog = _Builder(where, values).program(tree)
         except RecursionError:
             raise CompileError(where(0), "program nested too deeply") from None
+    _check_depth(prog)
+    return prog
+
+
+def _check_depth(prog: S.Program) -> None:
+    """A CompileError at the first node (in source order) deeper than
+    MAX_DEPTH, so that no later pass meets a tree too deep to recurse on."""
+    stack = [(prog, 0, 0)]  # (node, depth, expressions on the way down)
+    while stack:
+        node, depth, exprs = stack.pop()
+        if depth > MAX_DEPTH:
+            # Mostly expressions on the way down: a long operator chain;
+            # mostly statements: an `else if` chain, say.
+            what = "expression" if 2 * exprs > depth else "statement"
+            raise CompileError(node.pos, f"{what} nested too deeply (more "
+                                         f"than {MAX_DEPTH} levels)")
+        inner = exprs + isinstance(node, S.Expr)
+        stack.extend((c, depth + 1, inner)
+                     for c in reversed(list(children(node))))
 
 
 # ---------------------------------------------------------------- positions
@@ -322,6 +349,7 @@ def _syntax_error(failures: _Failures, tokens, text, where) -> CompileError:
     if tok is not None and tok.text in _ASSIGN_OPS and (
             ends_expression.intersection(expected)):
         hint = " (assignment is a statement, not an expression)"
+    hint = hint or _mistake_hint(tokens, k, expected)
     found = _found(tok) if tok is not None else "end of file"
     want = " or ".join(expected)
 
@@ -344,6 +372,61 @@ def _syntax_error(failures: _Failures, tokens, text, where) -> CompileError:
             return CompileError(where(at), "unexpected end of file")
         return CompileError(where(at), f"unexpected end of file, expected {want}")
     return CompileError(where(at), f"expected {want}, found {found}{hint}")
+
+
+# C statements and words M/s lacks, with what to write instead.
+_C_WORDS = {
+    "switch": "M/s has no 'switch'; use if / else if",
+    "case": "M/s has no 'switch'; use if / else if",
+    "do": "M/s has no 'do ... while'; use while",
+    "goto": "M/s has no 'goto'",
+    "typedef": "M/s has no 'typedef'",
+    "union": "M/s has no 'union'",
+    "enum": "M/s has no 'enum'; use int constants",
+    "unsigned": "M/s has no unsigned types",
+    "long": "M/s's int is 64 bits; there is no 'long'",
+    "float": "M/s has 'double', not 'float'",
+    "const": "M/s has no 'const'",
+    "static": "M/s has no 'static'",
+}
+
+# Two adjacent tokens that spell a C operator M/s lacks.
+_C_PAIRS = {
+    ("+", "+"): "M/s has no '++' operator; write 'i += 1'",
+    ("-", "-"): "M/s has no '--' operator; write 'i -= 1'",
+    ("&&", "="): "M/s has no '&&=' operator; write 'a = a && b'",
+    ("||", "="): "M/s has no '||=' operator; write 'a = a || b'",
+}
+
+
+def _mistake_hint(tokens, k: int, expected: list) -> str:
+    """A parenthesized hint for a syntax error at token k that is one of the
+    usual mistakes of a C programmer, or ""."""
+    def text(i):
+        return tokens[i].text if 0 <= i < len(tokens) else None
+
+    for i in (k - 2, k - 1, k):
+        if 0 <= i < len(tokens) - 1 and tokens[i].end == tokens[i + 1].start:
+            pair = (tokens[i].text, tokens[i + 1].text)
+            if pair in _C_PAIRS:
+                return f" ({_C_PAIRS[pair]})"
+    # A C keyword in the statement so far (back to the last ; { or }).
+    i = min(k, len(tokens) - 1)
+    if i == k and tokens[i].text in (";", "{", "}"):
+        i -= 1   # the statement before the token that did not fit
+    while i >= 0 and tokens[i].text not in (";", "{", "}"):
+        if tokens[i].kind == "name" and tokens[i].text in _C_WORDS:
+            return f" ({_C_WORDS[tokens[i].text]})"
+        i -= 1
+    # `P p;` or `vector<P>` for a declared struct P.
+    structs = {tokens[j + 1].text for j in range(len(tokens) - 1)
+               if tokens[j].text == "struct" and tokens[j + 1].kind == "name"}
+    if "type" in expected and text(k) in structs:
+        return f" (a struct type is written 'struct {text(k)}')"
+    if text(k - 1) in structs and k < len(tokens) and tokens[k].kind == "name" \
+            and text(k - 2) != "struct":
+        return f" (a struct type is written 'struct {text(k - 1)}')"
+    return ""
 
 
 # ---------------------------------------------------------------- the AST

@@ -67,7 +67,11 @@ def binary_result(op: str, a: T.Type, b: T.Type, pos: Pos) -> T.Type:
             return a
         if op == "+" and a == b and isinstance(a, T.VectorType):
             return a
-        raise CompileError(pos, _ARITH_ERRORS[op].format(a=a, b=b))
+        hint = ""
+        if op == "+" and T.STRING in (a, b) and (a in T.SCALARS or b in T.SCALARS):
+            other = a if b == T.STRING else b
+            hint = f" (convert the {other} with str(...))"
+        raise CompileError(pos, _ARITH_ERRORS[op].format(a=a, b=b) + hint)
     if op == "%" or op in _BIT_OPS:
         if a == b == T.INT:
             return T.INT
@@ -142,6 +146,25 @@ def _describe_non_lvalue(e: Expr) -> str:
         part = "an element" if isinstance(e, Index) else f"field '{e.name}'"
         return f"{part} of {what(root)}"
     return what(e)
+
+
+def _conversion_hint(value: Expr, want: T.Type) -> str:
+    """What to write instead of a value of the wrong scalar type, for the
+    usual mistake of an int where a double is wanted (SPEC 5: no implicit
+    conversions)."""
+    if want == T.DOUBLE and value.type == T.INT:
+        if isinstance(value, IntLit):
+            return f" (write {value.value}.0 or double({value.value}))"
+        return " (convert with double(...))"
+    if want == T.INT and value.type == T.DOUBLE:
+        return " (convert with int(...))"
+    return ""
+
+
+# C spellings M/s lacks, called as functions: `sizeof(x)`.
+_C_FUNCTIONS = {
+    "sizeof": "M/s has no 'sizeof'; len(v) is the length of a vector or string",
+}
 
 
 @attrs.frozen
@@ -294,7 +317,8 @@ class _BodyChecker:
             init = self.value(s.init)
             if init.type != s.type:
                 raise CompileError(init.pos, f"cannot initialize variable '{s.name}' of "
-                                             f"type {s.type} with {init.type}")
+                                             f"type {s.type} with {init.type}"
+                                             + _conversion_hint(init, s.type))
         unique = self.declare(s.name, s.type, s.pos)
         return attrs.evolve(s, name=unique, init=init)
 
@@ -307,7 +331,8 @@ class _BodyChecker:
         if s.op == "=":
             if value.type != target.type:
                 raise CompileError(value.pos, f"cannot assign {value.type} to "
-                                              f"{_describe_lvalue(s.target)} of type {target.type}")
+                                              f"{_describe_lvalue(s.target)} of type {target.type}"
+                                              + _conversion_hint(value, target.type))
         else:
             result = binary_result(s.op[:-1], target.type, value.type, s.pos)
             assert result == target.type, (s.op, result, target.type)
@@ -330,7 +355,8 @@ class _BodyChecker:
         value = self.value(s.value)
         if value.type != self.ret:
             raise CompileError(value.pos, f"cannot return {value.type} from "
-                                          f"{self.kind} '{self.name}', which returns {self.ret}")
+                                          f"{self.kind} '{self.name}', which returns {self.ret}"
+                                          + _conversion_hint(value, self.ret))
         return attrs.evolve(s, value=value)
 
     # ------------------------------------------------------------ expressions
@@ -393,7 +419,8 @@ class _BodyChecker:
             a = self.value(a)
             if a.type != p.type:
                 raise CompileError(a.pos, f"argument '{p.name}' of '{fn.name}' must be "
-                                          f"{p.type}, not {a.type}")
+                                          f"{p.type}, not {a.type}"
+                                          + _conversion_hint(a, p.type))
             args.append(a)
         return tuple(args)
 
@@ -410,7 +437,8 @@ class _BodyChecker:
             args = tuple(self.value(a) for a in e.args)
             t = builtin.result_type(args, [a.type for a in args])
             return attrs.evolve(e, args=args, type=t)
-        raise CompileError(e.pos, f"unknown function '{e.name}'")
+        hint = f" ({_C_FUNCTIONS[e.name]})" if e.name in _C_FUNCTIONS else ""
+        raise CompileError(e.pos, f"unknown function '{e.name}'{hint}")
 
     def remote(self, e: Remote) -> Remote:
         fn = self.ctx.functions.get(e.name)
@@ -467,7 +495,9 @@ class _BodyChecker:
             raise CompileError(e.pos, f"cannot append to {target.type} (not a vector)")
         value = self.value(e.value)
         if value.type != target.type.elem:
-            raise CompileError(e.pos, f"cannot append {value.type} to {target.type}")
+            hint = (" ('::' appends one char; concatenate strings with "
+                    "+= or +)" if target.type == value.type == T.STRING else "")
+            raise CompileError(e.pos, f"cannot append {value.type} to {target.type}{hint}")
         return attrs.evolve(e, target=target, value=value, type=target.type)
 
 

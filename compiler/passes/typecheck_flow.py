@@ -2,8 +2,7 @@
 
 - reachability of a function's end (SPEC sections 4 and 11, "missing return");
 - serializability of job signatures (SPEC section 3);
-- no `remote` (SPEC section 5) and no call of a master-only builtin
-  (compiler/builtins.py) in a job or in a function a job can reach.
+- no `remote` in a job or in a function a job can reach (SPEC section 5).
 
 All functions here read typed or surface IR and return answers; they never
 build IR.
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 from collections import deque
 
-from compiler import builtins as B
 from compiler.errors import CompileError
 from compiler.ir import types as T
 from compiler.ir.surface import (Block, Break, Call, Continue, For, FuncDecl,
@@ -70,24 +68,37 @@ def can_complete(stmt) -> bool:
 
 # ------------------------------------------------------------ serializability
 
-def not_serializable_reason(t: T.Type, structs: dict,
-                            _open: frozenset = frozenset()) -> str | None:
+def not_serializable_reason(t: T.Type, structs: dict) -> str | None:
     """None if `t` is serializable (SPEC section 3), else why not, naming
-    the innermost offending type. A struct met again inside itself (through
-    a vector) adds nothing: `_open` holds the structs being looked through."""
-    if t in T.SCALARS:
-        return None
-    if isinstance(t, T.VectorType):
-        return not_serializable_reason(t.elem, structs, _open)
-    if isinstance(t, T.StructType):
-        if t.name in _open:
+    the chain of fields down to the innermost offending type.
+
+    A struct may hold itself through a vector (directly or through other
+    structs): a struct already being looked at is assumed serializable,
+    since its own fields are being checked further up the walk. Each
+    struct is looked at once per call, so the walk is linear in the size
+    of the declarations.
+    """
+    verdicts: dict[str, str | None] = {}
+
+    def reason(t: T.Type) -> str | None:
+        while isinstance(t, T.VectorType):
+            t = t.elem
+        if t in T.SCALARS:
             return None
+        if not isinstance(t, T.StructType):
+            return f"{t} is not serializable"
+        if t.name in verdicts:
+            return verdicts[t.name]
+        verdicts[t.name] = None  # in progress: a cycle back here is fine
         for fd in structs[t.name].fields:
-            inner = not_serializable_reason(fd.type, structs, _open | {t.name})
+            inner = reason(fd.type)
             if inner is not None:
-                return f"field '{fd.name}' of struct {t.name} has type {fd.type}; {inner}"
-        return None
-    return f"{t} is not serializable"
+                verdicts[t.name] = (f"field '{fd.name}' of struct {t.name} "
+                                    f"has type {fd.type}; {inner}")
+                break
+        return verdicts[t.name]
+
+    return reason(t)
 
 
 def check_job_signature(fn: FuncDecl, structs: dict) -> None:
@@ -104,46 +115,24 @@ def check_job_signature(fn: FuncDecl, structs: dict) -> None:
                                        f"sent back from a slave: {why}")
 
 
-# ------------------------------------------------------------ master-only code in jobs
+# ------------------------------------------------------------ remote in jobs
 
-def _calls_and_master_only(fn: FuncDecl, functions: dict, builtins: dict):
+def _calls_and_remotes(fn: FuncDecl, functions: dict):
     """The user functions `fn` calls (in source order, each once) and the
-    first master-only node in its body (a `remote`, or a call of a builtin
-    whose `where` is MASTER_ONLY), if any."""
-    callees, first = [], None
+    first `remote` in its body, if any."""
+    callees, first_remote = [], None
     for n in walk(fn.body):
-        if isinstance(n, Call) and n.name in functions:
-            if n.name not in callees:
-                callees.append(n.name)
-        elif first is None and (isinstance(n, Remote) or (
-                isinstance(n, Call)
-                and builtins[n.name].where == B.MASTER_ONLY)):
-            first = n
-    return callees, first
+        if isinstance(n, Call) and n.name in functions and n.name not in callees:
+            callees.append(n.name)
+        elif isinstance(n, Remote) and first_remote is None:
+            first_remote = n
+    return callees, first_remote
 
 
-def _master_only_error(n, job: str, chain: list) -> CompileError:
-    if isinstance(n, Remote):
-        if len(chain) == 1:
-            return CompileError(n.pos, f"remote call in job '{job}': "
-                                       "a job cannot start other jobs")
-        return CompileError(n.pos, f"remote call in '{chain[-1]}', which job "
-                                   f"'{job}' can reach ({' -> '.join(chain)})")
-    if len(chain) == 1:
-        return CompileError(n.pos, f"'{n.name}' runs only in the master, "
-                                   f"not in job '{job}'")
-    return CompileError(n.pos, f"'{n.name}' runs only in the master, not in "
-                               f"'{chain[-1]}', which job '{job}' can reach "
-                               f"({' -> '.join(chain)})")
-
-
-def check_master_only_in_jobs(funcs: list, functions: dict,
-                              builtins: dict) -> None:
+def check_no_remote_in_jobs(funcs: list, functions: dict) -> None:
     """For each job in source order, search the functions it can reach
-    (breadth first, so the chain named is a shortest one) for a `remote` or
-    a call of a master-only builtin of `builtins`."""
-    graph = {f.name: _calls_and_master_only(f, functions, builtins)
-             for f in funcs}
+    (breadth first, so the chain named is a shortest one) for a `remote`."""
+    graph = {f.name: _calls_and_remotes(f, functions) for f in funcs}
     for job in funcs:
         if not job.is_job:
             continue
@@ -151,15 +140,21 @@ def check_master_only_in_jobs(funcs: list, functions: dict,
         queue = deque([job.name])
         while queue:
             name = queue.popleft()
-            callees, found = graph[name]
-            if found is not None:
+            callees, remote = graph[name]
+            if remote is not None:
                 chain = []
                 at = name
                 while at is not None:
                     chain.append(at)
                     at = parent[at]
                 chain.reverse()
-                raise _master_only_error(found, job.name, chain)
+                if name == job.name:
+                    raise CompileError(remote.pos, f"remote call in job '{job.name}': "
+                                                   "a job cannot start other jobs")
+                raise CompileError(
+                    remote.pos,
+                    f"remote call in '{name}', which job '{job.name}' can reach "
+                    f"({' -> '.join(chain)})")
             for callee in callees:
                 if callee not in parent:
                     parent[callee] = name

@@ -45,6 +45,14 @@ _PUNCT = re.compile(
     r"|[-+*/%<>=!~&|^()\[\]{},;]")
 
 
+# Characters of C operators M/s lacks, with what to write instead. (`& | ^ ~`
+# are not here: they become operators in v1.1.)
+_C_HINTS = {
+    ".": " (M/s accesses a struct's fields with '->', as in p->x)",
+    "?": " (M/s has no '?:' operator; use if/else)",
+}
+
+
 class Token(NamedTuple):
     kind: str    # name, keyword, int, double, char, string, punct
     text: str
@@ -187,7 +195,8 @@ def tokenize(text: str) -> Lexed:
             else:
                 m = _PUNCT.match(text, i)
                 if not m:
-                    raise _Stop(i, f"unexpected character {describe_char(c)}")
+                    raise _Stop(i, f"unexpected character {describe_char(c)}"
+                                   + _C_HINTS.get(c, ""))
                 tok = Token("punct", m.group(), i, m.end())
             tokens.append(tok)
             i = tok.end
