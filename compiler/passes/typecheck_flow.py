@@ -2,7 +2,8 @@
 
 - reachability of a function's end (SPEC sections 4 and 11, "missing return");
 - serializability of job signatures (SPEC section 3);
-- no `remote` in a job or in a function a job can reach (SPEC section 5).
+- no `remote` (SPEC section 5) and no call of a master-only builtin
+  (compiler/builtins.py) in a job or in a function a job can reach.
 
 All functions here read typed or surface IR and return answers; they never
 build IR.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from compiler import builtins as B
 from compiler.errors import CompileError
 from compiler.ir import types as T
 from compiler.ir.surface import (Block, Break, Call, Continue, For, FuncDecl,
@@ -115,24 +117,46 @@ def check_job_signature(fn: FuncDecl, structs: dict) -> None:
                                        f"sent back from a slave: {why}")
 
 
-# ------------------------------------------------------------ remote in jobs
+# ------------------------------------------------------------ master-only code in jobs
 
-def _calls_and_remotes(fn: FuncDecl, functions: dict):
+def _calls_and_master_only(fn: FuncDecl, functions: dict, builtins: dict):
     """The user functions `fn` calls (in source order, each once) and the
-    first `remote` in its body, if any."""
-    callees, first_remote = [], None
+    first master-only node in its body (a `remote`, or a call of a builtin
+    whose `where` is MASTER_ONLY), if any."""
+    callees, first = [], None
     for n in walk(fn.body):
-        if isinstance(n, Call) and n.name in functions and n.name not in callees:
-            callees.append(n.name)
-        elif isinstance(n, Remote) and first_remote is None:
-            first_remote = n
-    return callees, first_remote
+        if isinstance(n, Call) and n.name in functions:
+            if n.name not in callees:
+                callees.append(n.name)
+        elif first is None and (isinstance(n, Remote) or (
+                isinstance(n, Call)
+                and builtins[n.name].where == B.MASTER_ONLY)):
+            first = n
+    return callees, first
 
 
-def check_no_remote_in_jobs(funcs: list, functions: dict) -> None:
+def _master_only_error(n, job: str, chain: list) -> CompileError:
+    if isinstance(n, Remote):
+        if len(chain) == 1:
+            return CompileError(n.pos, f"remote call in job '{job}': "
+                                       "a job cannot start other jobs")
+        return CompileError(n.pos, f"remote call in '{chain[-1]}', which job "
+                                   f"'{job}' can reach ({' -> '.join(chain)})")
+    if len(chain) == 1:
+        return CompileError(n.pos, f"'{n.name}' runs only in the master, "
+                                   f"not in job '{job}'")
+    return CompileError(n.pos, f"'{n.name}' runs only in the master, not in "
+                               f"'{chain[-1]}', which job '{job}' can reach "
+                               f"({' -> '.join(chain)})")
+
+
+def check_master_only_in_jobs(funcs: list, functions: dict,
+                              builtins: dict) -> None:
     """For each job in source order, search the functions it can reach
-    (breadth first, so the chain named is a shortest one) for a `remote`."""
-    graph = {f.name: _calls_and_remotes(f, functions) for f in funcs}
+    (breadth first, so the chain named is a shortest one) for a `remote` or
+    a call of a master-only builtin of `builtins`."""
+    graph = {f.name: _calls_and_master_only(f, functions, builtins)
+             for f in funcs}
     for job in funcs:
         if not job.is_job:
             continue
@@ -140,21 +164,15 @@ def check_no_remote_in_jobs(funcs: list, functions: dict) -> None:
         queue = deque([job.name])
         while queue:
             name = queue.popleft()
-            callees, remote = graph[name]
-            if remote is not None:
+            callees, found = graph[name]
+            if found is not None:
                 chain = []
                 at = name
                 while at is not None:
                     chain.append(at)
                     at = parent[at]
                 chain.reverse()
-                if name == job.name:
-                    raise CompileError(remote.pos, f"remote call in job '{job.name}': "
-                                                   "a job cannot start other jobs")
-                raise CompileError(
-                    remote.pos,
-                    f"remote call in '{name}', which job '{job.name}' can reach "
-                    f"({' -> '.join(chain)})")
+                raise _master_only_error(found, job.name, chain)
             for callee in callees:
                 if callee not in parent:
                     parent[callee] = name
