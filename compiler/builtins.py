@@ -32,20 +32,31 @@ class Accepts:
     spelled: str
     types: tuple = ()
     kind: type | None = None
+    elem_kind: type | None = None   # with kind VectorType: its elements'
 
     def admits(self, t: T.Type) -> bool:
-        return t in self.types or (self.kind is not None
-                                   and isinstance(t, self.kind))
+        if t in self.types:
+            return True
+        if self.kind is None or not isinstance(t, self.kind):
+            return False
+        return self.elem_kind is None or isinstance(t.elem, self.elem_kind)
 
 
 @attrs.frozen
 class EachArg:
-    """Each argument checked on its own against its parameter."""
+    """Each argument checked on its own against its parameter. With
+    `required` set, the parameters after the first `required` may be left
+    out (the builtin's implementations know their defaults)."""
     params: tuple   # of Accepts
+    required: int | None = None
 
     @property
     def arity(self) -> int:
         return len(self.params)
+
+    @property
+    def min_arity(self) -> int:
+        return self.arity if self.required is None else self.required
 
     def check(self, name: str, args: tuple, arg_types: list) -> None:
         for i, (p, arg, t) in enumerate(zip(self.params, args, arg_types)):
@@ -65,6 +76,10 @@ class SameType:
     arity: int
     accepts: Accepts
     spelled: str
+
+    @property
+    def min_arity(self) -> int:
+        return self.arity
 
     def check(self, name: str, args: tuple, arg_types: list) -> None:
         first = arg_types[0]
@@ -101,7 +116,9 @@ class Lowering:
     - "intrinsic": codegen calls the LLVM intrinsic `name`;
     - "libm": codegen calls C's libm function `name` (so results are C's);
     - "runtime": codegen calls `name` of runtime/c/ms_abi.h (a bool argument
-      passes as i8, the ABI's bool);
+      or result passes as i8, the ABI's bool); with `at`, the call's
+      position follows the arguments (line and col, i32), where the
+      function's runtime errors point;
     - "codegen": codegen's own instructions, FunctionEmitter.builtin_<name>
       (compiler/codegen/functions.py);
     - "node": pass `by` rewrites the call into the IR node printed `name`.
@@ -109,12 +126,15 @@ class Lowering:
     how: str
     name: str
     by: str = "codegen"
+    at: bool = False
 
     def __str__(self) -> str:
         if self.how == "node":
             return f"`{self.name}` node ({self.by})"
         if self.how == "codegen":
             return f"instructions (codegen `builtin_{self.name}`)"
+        if self.at:
+            return f"{self.how} `{self.name}` (and the call's position)"
         return f"{self.how} `{self.name}`"
 
 
@@ -126,8 +146,8 @@ def libm(name):
     return Lowering("libm", name)
 
 
-def runtime(name):
-    return Lowering("runtime", name)
+def runtime(name, at=False):
+    return Lowering("runtime", name, at=at)
 
 
 def ours(name):
@@ -155,10 +175,17 @@ class Builtin:
     where: str = ANYWHERE   # ANYWHERE, or MASTER_ONLY (SPEC 12)
     doc: str = ""
     c_function: str | None = None   # the C function whose results it has
+    # A call never returns (a runtime error): as a statement it ends its
+    # path for the missing-return rule, like `return` (SPEC 12.5 `fail`).
+    ends_path: bool = False
 
     @property
     def arity(self) -> int:
         return self.signature.arity
+
+    @property
+    def min_arity(self) -> int:
+        return self.signature.min_arity
 
     def result_type(self, args: tuple, arg_types: list) -> T.Type:
         """The type of a call whose arguments have `arg_types` (checked,
@@ -177,7 +204,7 @@ class Builtin:
             return self.lowering.by
         return None
 
-    def lowering_for(self, arg_type: T.Type) -> Lowering:
+    def lowering_for(self, arg_type: T.Type | None) -> Lowering:
         if isinstance(self.lowering, Lowering):
             return self.lowering
         for t, lowering in self.lowering:
@@ -194,6 +221,7 @@ _DOUBLE = Accepts("a double", (T.DOUBLE,))
 _NUMBERS = Accepts("an int or double", (T.INT, T.DOUBLE))
 _JOB = EachArg((Accepts("a job handle", kind=T.JobType),))
 _TWO_NUMBERS = SameType(2, _NUMBERS, "two ints or two doubles")
+_NO_ARGS = EachArg(())
 
 
 def _by_type(prefix: str, types) -> tuple:
@@ -264,6 +292,30 @@ ENTRIES = (
     Builtin("char", _one("an int or char", T.INT, T.CHAR), T.CHAR,
             ((T.INT, ours("truncate")), (T.CHAR, ours("same"))),
             doc="int: the low 8 bits"),
+    # SPEC 12.5
+    Builtin("wait_any", EachArg((Accepts("a vector of job handles",
+                                         kind=T.VectorType,
+                                         elem_kind=T.JobType), _DOUBLE),
+                                required=1),
+            T.INT, ours("wait_any"),
+            doc="the smallest index of a set handle whose job is not "
+                "running, waiting for one (at most `seconds`); -1 if none"),
+    Builtin("wait", EachArg((Accepts("a job handle", kind=T.JobType),
+                             _DOUBLE)),
+            T.BOOL, runtime("ms_wait_job", at=True),
+            doc="waits at most `seconds` for the job; whether it ended"),
+    Builtin("error", _JOB, T.STRING, runtime("ms_job_error", at=True),
+            doc="what `get` would report after `job 'NAME' failed: `, "
+                "`cancelled`, or the empty string"),
+    Builtin("fail", _one("a string", T.STRING), T.VOID,
+            runtime("ms_fail", at=True), ends_path=True,
+            doc="the runtime error `msg` here (a job fails, not run again)"),
+    Builtin("slaves", _NO_ARGS, T.INT, runtime("ms_slaves"),
+            where=MASTER_ONLY, doc="slaves connected now"),
+    Builtin("clock", _NO_ARGS, T.DOUBLE, runtime("ms_clock"),
+            doc="seconds of a monotonic clock"),
+    Builtin("sleep", EachArg((_DOUBLE,)), T.VOID, runtime("ms_sleep"),
+            doc="pauses the thread; a cancelled job stops at once"),
 )
 
 

@@ -20,7 +20,9 @@ END = "<!-- end of builtins -->"
 def _params(b: B.Builtin) -> str:
     if isinstance(b.signature, B.SameType):
         return b.signature.spelled
-    return "; ".join(p.spelled for p in b.signature.params)
+    spelled = [p.spelled if k < b.min_arity else f"{p.spelled} (optional)"
+               for k, p in enumerate(b.signature.params)]
+    return "; ".join(spelled) or "nothing"
 
 
 def _lowering(b: B.Builtin) -> str:

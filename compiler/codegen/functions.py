@@ -476,14 +476,25 @@ class FunctionEmitter(VectorEmitter):
         first argument's type."""
         args = [self.expr(a) for a in e.args]
         types = [a.type for a in e.args]
-        how = BUILTINS[e.name].lowering_for(types[0])
+        builtin = BUILTINS[e.name]
+        how = builtin.lowering_for(types[0] if types else None)
         if how.how == "codegen":
             return getattr(self, f"builtin_{how.name}")(args, types)
         assert how.how in ("intrinsic", "libm", "runtime"), how
         if how.how == "runtime":        # a bool crosses the ABI as i8
             args = [self.b.zext(v, CT.I8) if t == T.BOOL else v
                     for v, t in zip(args, types)]
+            if how.at:
+                args += self._position(e.pos)
         result = self.b.call(self.rt.fn(how.name), args)
+        if builtin.ends_path:
+            # It never returns: what follows is dead code of a block of
+            # its own (a statement may still release its temporaries).
+            self.b.unreachable()
+            self.b.position_at_end(self.fn.append_basic_block("dead"))
+            return None
+        if how.how == "runtime" and e.type == T.BOOL:
+            return self.b.icmp_unsigned("!=", result, ir.Constant(CT.I8, 0))
         return None if e.type == T.VOID else result
 
     # Codegen's own builtin lowerings (compiler/builtins.py, "codegen").
@@ -512,6 +523,13 @@ class FunctionEmitter(VectorEmitter):
     def builtin_int_max(self, args, types) -> ir.Value:
         pick_left = self.b.icmp_signed(">", args[0], args[1])
         return self.b.select(pick_left, args[0], args[1])
+
+    def builtin_wait_any(self, args, types) -> ir.Value:
+        """ms_wait_any(js, seconds); without seconds, an infinite timeout
+        (wait for as long as it takes)."""
+        seconds = args[1] if len(args) > 1 else ir.Constant(CT.DOUBLE,
+                                                            float("inf"))
+        return self.b.call(self.rt.fn("ms_wait_any"), [args[0], seconds])
 
     # ------------------------------------------------------------ jobs
 
