@@ -134,8 +134,8 @@ static _Noreturn void master_only(const char *what)
 /* Job code may hold job<T> variables, but never a set handle (handles
  * are not serializable and a job cannot start jobs): a call on one is the
  * unset-handle error, as in the master. */
-static void unset_handle(ms_handle h, int32_t line, int32_t col,
-                         const char *what)
+static _Noreturn void unset_handle(ms_handle h, int32_t line, int32_t col,
+                                   const char *what)
 {
     if (!h)
         ms_runtime_error(line, col, "job handle is not set");
@@ -157,13 +157,11 @@ int8_t ms_wait_job(ms_handle h, double seconds, int32_t line, int32_t col)
 {
     (void)seconds;
     unset_handle(h, line, col, "ms_wait_job");
-    return 0;
 }
 
 ms_vec *ms_job_error(ms_handle h, int32_t line, int32_t col)
 {
     unset_handle(h, line, col, "ms_job_error");
-    return NULL;
 }
 
 int64_t ms_slaves(void)
@@ -180,27 +178,18 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
 
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 {
-    (void)h;
     (void)out;
-    (void)line;
-    (void)col;
-    master_only("ms_reap_job");
+    unset_handle(h, line, col, "ms_reap_job");
 }
 
 int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
 {
-    (void)h;
-    (void)line;
-    (void)col;
-    master_only("ms_job_state");
+    unset_handle(h, line, col, "ms_job_state");
 }
 
 void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
 {
-    (void)h;
-    (void)line;
-    (void)col;
-    master_only("ms_job_cancel");
+    unset_handle(h, line, col, "ms_job_cancel");
 }
 
 void ms_handle_retain(ms_handle h)
