@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import build_program, clean_env, run_master, write_program
+from harness import REPO, build_program, clean_env, run_master, write_program
 
 RUN_TIMEOUT = 60
 
@@ -162,3 +162,19 @@ def test_failed_job_is_not_run_again(progs, tmp_path):
     assert r.stdout == "true\nfail_once.ms:4:24: no thanks\n"
     assert r.stderr.count("check ran") == 1
     assert slave_answers(r.stderr) == (0, 1, 0, 0)
+
+
+def test_deadline_example(tmp_path, runtime_built):
+    """examples/deadline.ms reports the failed and the late jobs and ends
+    normally, soon after its 2 s deadline."""
+    prefix = build_program(REPO / "examples" / "deadline.ms", tmp_path / "deadline")
+    start = time.monotonic()
+    r = run_master(prefix, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[2] == ("job 2 failed: deadline.ms:10:17: collatz_steps needs "
+                        "a positive number, not 0")
+    assert lines[3] == "job 3 failed: deadline.ms:15:28: 433 took more than 150 steps"
+    assert lines[-2] == "job 6: no answer within 2 s, cancelled"
+    assert lines[-1] == "4 failed, 1 timed out, of 7"
+    assert time.monotonic() - start < 30
