@@ -32,16 +32,23 @@ class Accepts:
     spelled: str
     types: tuple = ()
     kind: type | None = None
+    elem_kind: type | None = None   # with kind VectorType: its elements'
 
     def admits(self, t: T.Type) -> bool:
-        return t in self.types or (self.kind is not None
-                                   and isinstance(t, self.kind))
+        if t in self.types:
+            return True
+        if self.kind is None or not isinstance(t, self.kind):
+            return False
+        return self.elem_kind is None or isinstance(t.elem, self.elem_kind)
 
 
 @attrs.frozen
 class EachArg:
-    """Each argument checked on its own against its parameter."""
+    """Each argument checked on its own against its parameter. With
+    `required` set, the parameters after the first `required` may be left
+    out (the builtin's implementations know their defaults)."""
     params: tuple   # of Accepts
+    required: int | None = None
 
     @property
     def arity(self) -> int:
@@ -50,6 +57,10 @@ class EachArg:
     @property
     def spelled(self) -> str:
         return "; ".join(p.spelled for p in self.params)
+
+    @property
+    def min_arity(self) -> int:
+        return self.arity if self.required is None else self.required
 
     def check(self, name: str, args: tuple, arg_types: list) -> None:
         for i, (p, arg, t) in enumerate(zip(self.params, args, arg_types)):
@@ -70,6 +81,10 @@ class SameType:
     accepts: Accepts
     spelled: str
 
+    @property
+    def min_arity(self) -> int:
+        return self.arity
+
     def check(self, name: str, args: tuple, arg_types: list) -> None:
         first = arg_types[0]
         if self.accepts.admits(first) and all(t == first for t in arg_types):
@@ -89,6 +104,10 @@ class ElementOrRun:
     so a string's second argument is a char or a string."""
     arity: int = 2
     spelled: str = "a vector<T>; a T or a vector<T>"
+
+    @property
+    def min_arity(self) -> int:
+        return self.arity
 
     def check(self, name: str, args: tuple, arg_types: list) -> None:
         vec, x = arg_types
@@ -125,7 +144,9 @@ class Lowering:
     - "intrinsic": codegen calls the LLVM intrinsic `name`;
     - "libm": codegen calls C's libm function `name` (so results are C's);
     - "runtime": codegen calls `name` of runtime/c/ms_abi.h (a bool argument
-      passes as i8, the ABI's bool);
+      or result passes as i8, the ABI's bool); with `at`, the call's
+      position follows the arguments (line and col, i32), where the
+      function's runtime errors point;
     - "codegen": codegen's own instructions, FunctionEmitter.builtin_<name>
       (compiler/codegen/functions.py);
     - "node": pass `by` rewrites the call into the IR node printed `name`.
@@ -184,10 +205,17 @@ class Builtin:
     where: str = ANYWHERE   # ANYWHERE, or MASTER_ONLY (SPEC 12)
     doc: str = ""
     c_function: str | None = None   # the C function whose results it has
+    # A call never returns (a runtime error): as a statement it ends its
+    # path for the missing-return rule, like `return` (SPEC 12.5 `fail`).
+    ends_path: bool = False
 
     @property
     def arity(self) -> int:
         return self.signature.arity
+
+    @property
+    def min_arity(self) -> int:
+        return self.signature.min_arity
 
     def result_type(self, args: tuple, arg_types: list) -> T.Type:
         """The type of a call whose arguments have `arg_types` (checked,
@@ -208,7 +236,7 @@ class Builtin:
             return self.lowering.by
         return None
 
-    def lowering_for(self, arg_type: T.Type) -> Lowering:
+    def lowering_for(self, arg_type: T.Type | None) -> Lowering:
         if isinstance(self.lowering, Lowering):
             return self.lowering
         for t, lowering in self.lowering:
@@ -229,6 +257,7 @@ _INT = Accepts("an int", (T.INT,))
 _STRING = Accepts("a string", (T.STRING,))
 _VECTOR = Accepts("a vector or string", kind=T.VectorType)
 _SORTABLE = (T.INT, T.DOUBLE, T.CHAR, T.BOOL, T.STRING)
+_NO_ARGS = EachArg(())
 
 
 def _by_type(prefix: str, types) -> tuple:
@@ -347,6 +376,30 @@ ENTRIES = (
                            *_PRINTABLE),
             T.VOID, _by_type("ms_eprint", _PRINTABLE),
             doc="writes the value and a newline to stderr"),
+    # SPEC 12.5
+    Builtin("wait_any", EachArg((Accepts("a vector of job handles",
+                                         kind=T.VectorType,
+                                         elem_kind=T.JobType), _DOUBLE),
+                                required=1),
+            T.INT, ours("wait_any"),
+            doc="the smallest index of a set handle whose job is not "
+                "running, waiting for one (at most `seconds`); -1 if none"),
+    Builtin("wait", EachArg((Accepts("a job handle", kind=T.JobType),
+                             _DOUBLE)),
+            T.BOOL, runtime("ms_wait_job", at=True),
+            doc="waits at most `seconds` for the job; whether it ended"),
+    Builtin("error", _JOB, T.STRING, runtime("ms_job_error", at=True),
+            doc="what `get` would report after `job 'NAME' failed: `, "
+                "`cancelled`, or the empty string"),
+    Builtin("fail", _one("a string", T.STRING), T.VOID,
+            runtime("ms_fail", at=True), ends_path=True,
+            doc="the runtime error `msg` here (a job fails, not run again)"),
+    Builtin("slaves", _NO_ARGS, T.INT, runtime("ms_slaves"),
+            where=MASTER_ONLY, doc="slaves connected now"),
+    Builtin("clock", _NO_ARGS, T.DOUBLE, runtime("ms_clock"),
+            doc="seconds of a monotonic clock"),
+    Builtin("sleep", EachArg((_DOUBLE,)), T.VOID, runtime("ms_sleep"),
+            doc="pauses the thread; a cancelled job stops at once"),
 )
 
 

@@ -26,9 +26,14 @@ class CompileError(Exception):
         self.message = message
 
 
-def wrong_arity(pos: Pos, name: str, want: int, given: int) -> CompileError:
+def wrong_arity(pos: Pos, name: str, want: int, given: int,
+                fewest: int | None = None) -> CompileError:
     """The error of a call of `name` (a function, job or builtin) that takes
-    `want` arguments with `given`."""
-    takes = f"{want} argument" if want == 1 else f"{want} arguments"
+    `want` arguments (or `fewest` to `want`) with `given`."""
+    if fewest is not None and fewest != want:
+        takes = f"{fewest} or {want} arguments" if want == fewest + 1 else \
+            f"{fewest} to {want} arguments"
+    else:
+        takes = f"{want} argument" if want == 1 else f"{want} arguments"
     return CompileError(pos, f"'{name}' takes {takes}, but {given} "
                              f"{'was' if given == 1 else 'were'} given")

@@ -56,6 +56,14 @@ def write_program(directory: pathlib.Path, name: str, text: str) -> pathlib.Path
     return ms
 
 
+def build_programs(directory: pathlib.Path, programs: dict) -> dict:
+    """Write and build each of `programs` (name -> source text) in
+    `directory`; returns name -> path prefix of NAME-master and NAME-slave."""
+    return {name: build_program(write_program(directory, name, text),
+                                directory / name)
+            for name, text in programs.items()}
+
+
 def run_master(prefix, *args, timeout, cwd=None, env=None):
     """Run PREFIX-master with `args` through run_bounded; a hang fails the
     test with the program's name."""

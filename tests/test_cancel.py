@@ -27,7 +27,7 @@ import struct
 import pytest
 
 import fakepeer as fp
-from harness import build_program, clean_env, run_master, write_program
+from harness import build_programs, clean_env, run_master
 
 RUN_TIMEOUT = 60
 
@@ -136,9 +136,7 @@ PROGRAMS = {
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory, runtime_built):
     """name -> path prefix of NAME-master and NAME-slave."""
-    out = tmp_path_factory.mktemp("cancel")
-    return {name: build_program(write_program(out, name, text), out / name)
-            for name, text in PROGRAMS.items()}
+    return build_programs(tmp_path_factory.mktemp("cancel"), PROGRAMS)
 
 
 @pytest.fixture(scope="module")

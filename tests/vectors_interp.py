@@ -96,6 +96,7 @@ class Interpreter:
         self.allocated: list[Vec] = []
         self.out: list[str] = []
         self.err: list[str] = []             # what the master eprints
+        self.clock = 0.0     # clock(): seconds slept so far
         self.count_handles = any(isinstance(n, (V.Retain, V.ReleaseVar))
                                  and isinstance(n.type, T.JobType)
                                  for n in walk(prog))
@@ -561,6 +562,41 @@ class Interpreter:
         return "failed" if args[0]["error"] else "finished"
 
     def builtin_cancel(self, args, t, e):
+        return None
+
+    # SPEC 12.5: jobs have ended when remote returns, so nothing waits;
+    # clock() is virtual, advanced by sleep.
+
+    def _job(self, h, e):
+        if h is None:
+            raise RuntimeErr(e.pos, "job handle is not set")
+        return h
+
+    def builtin_wait_any(self, args, t, e):
+        handles = [] if args[0] is None else args[0].live().elems
+        return next((i for i, h in enumerate(handles) if h is not None), -1)
+
+    def builtin_wait(self, args, t, e):
+        self._job(args[0], e)
+        return True
+
+    def builtin_error(self, args, t, e):
+        text = self._job(args[0], e)["error"] or ""
+        return self.new_vec(T.CHAR, list(text.encode())) if text else None
+
+    def builtin_fail(self, args, t, e):
+        msg = "" if args[0] is None else bytes(args[0].live().elems).decode()
+        raise RuntimeErr(e.pos, msg)
+
+    def builtin_slaves(self, args, t, e):
+        return 1
+
+    def builtin_clock(self, args, t, e):
+        return self.clock
+
+    def builtin_sleep(self, args, t, e):
+        if args[0] > 0:
+            self.clock += args[0]
         return None
 
     def builtin_int(self, args, t, e):

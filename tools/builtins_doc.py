@@ -18,7 +18,11 @@ END = "<!-- end of builtins -->"
 
 
 def _params(b: B.Builtin) -> str:
-    return b.signature.spelled
+    if not isinstance(b.signature, B.EachArg):
+        return b.signature.spelled
+    spelled = [p.spelled if k < b.min_arity else f"{p.spelled} (optional)"
+               for k, p in enumerate(b.signature.params)]
+    return "; ".join(spelled) or "nothing"
 
 
 def _lowering(b: B.Builtin) -> str:

@@ -264,6 +264,7 @@ class Interpreter:
         self.out = bytearray()
         self.err = bytearray()  # what the master eprints
         self.printing = [True]  # False while a job runs (its prints vanish)
+        self.clock = 0.0        # clock(): seconds slept so far
         self.depth = 0
 
     # ------------------------------------------------------------ values
@@ -672,6 +673,38 @@ class Interpreter:
         if job.state == "cancelled":
             raise MsError(e.pos, f"job '{job.name}' was cancelled")
         return copy(job.result)
+
+    # SPEC 12.5. Every job has ended by the time the master sees its
+    # handle, so nothing waits; the clock is virtual, advanced by sleep
+    # alone, and the interpreter counts as one slave.
+
+    def builtin_wait_any(self, args, ts, e):
+        return next((i for i, j in enumerate(args[0]) if j is not None), -1)
+
+    def builtin_wait(self, args, ts, e):
+        return self._job(args, e).state != "running"
+
+    def builtin_error(self, args, ts, e):
+        job = self._job(args, e)
+        if job.state == "failed":
+            return list(job.error.encode())
+        if job.state == "cancelled":
+            return list(b"cancelled")
+        return []
+
+    def builtin_fail(self, args, ts, e):
+        raise MsError(e.pos, bytes(args[0]).decode("utf-8", "replace"))
+
+    def builtin_slaves(self, args, ts, e):
+        return 1
+
+    def builtin_clock(self, args, ts, e):
+        return self.clock
+
+    def builtin_sleep(self, args, ts, e):
+        if args[0] > 0:     # NaN and negative durations count as 0
+            self.clock += args[0]
+        return None
 
     def builtin_abs(self, args, ts, e):
         if ts[0] == T.INT:

@@ -17,7 +17,8 @@ occasionally out of range), nested writes (`g[i][j] = x`, `s->v[k] = y`,
 `a[i]->inner->x += 1`), copies followed by writes to one side, strings
 (`+`, `+=`, `str()`, char appends, comparisons), equality of vectors and
 structs, and `remote` jobs (several in flight, handles in vectors, jobs that
-fail, get/state/cancel after completion), `eprint` in the master (what a
+fail, by a runtime error or `fail`, get/state/cancel after completion, error
+after wait, wait_any over vectors of ended jobs), `eprint` in the master (what a
 job eprints goes to a slave, as its prints do), and now and then a
 `read_file` of a path that does not exist, in the master or in a job, for
 the runtime error.
@@ -315,6 +316,8 @@ class Generator:
         if self.chance(0.01):
             kinds.append(("missing_file", 1))
         kinds += [("string", 2), ("order", 1)]
+        if b.kind != "master" or self.chance(0.05):
+            kinds.append(("fail", 1))
         kind = self.weighted(kinds)
         getattr(self, "s_" + kind)(depth)
 
@@ -584,6 +587,11 @@ class Generator:
     def s_continue(self, depth):
         self.body.emit(f"if ({self.expr(BOOL, 1)}) continue;")
 
+    def s_fail(self, depth):
+        """fail (SPEC 12.5): a job fails, the master ends."""
+        msg = self.expr(STRING, 1)
+        self.body.emit(f"if ({self.expr(BOOL, 1)}) fail({msg});")
+
     def s_return(self, depth):
         self.body.emit(f"if ({self.expr(BOOL, 1)}) return;")
 
@@ -600,10 +608,14 @@ class Generator:
             args = ", ".join(self.expr(pt, 1) for _, pt in params)
             b.emit(f"job<{ret}> {h} = remote {name}({args});")
             b.declare(Var(h, T.JobType(ret)))
-            if ret == T.VOID:
-                b.emit(f"get({h});")
+            got = f"get({h});" if ret == T.VOID else self.show_call(f"get({h})", ret)
+            if self.chance(0.4):
+                # Once it has ended, error says whether get would fail.
+                b.emit(f"print(wait({h}, 600.0));")
+                b.emit(f"if (error({h}) == \"\") {{ {got} }} "
+                       f"else {{ print(error({h})); }}")
             else:
-                b.emit(self.show_call(f"get({h})", ret))
+                b.emit(got)
             if self.chance(0.3):
                 b.emit(f"cancel({h});")
             b.emit(f"print(state({h}));")
@@ -666,6 +678,18 @@ class Generator:
         if n >= 2:
             b.emit(f"print({hs}[0] == {hs}[1]);")
             b.emit(f"print(state({hs}[{n - 1}]));")
+        if self.chance(0.5):
+            # Every job has ended: wait_any's answers no longer depend on
+            # timing. Unset one handle, then drain the rest.
+            none, k, count = b.fresh("h"), b.fresh("i"), b.fresh("i")
+            b.emit(f"job<{ret}> {none};")
+            b.emit(f"{hs}[{self.r.randrange(n)}] = {none};")
+            b.emit(f"print(wait_any({hs}));")
+            b.emit(f"int {count} = 0;")
+            b.emit(f"for (int {k} = wait_any({hs}, 600.0); {k} >= 0; "
+                   f"{k} = wait_any({hs}, 0.0)) {{ {hs}[{k}] = {none}; "
+                   f"{count} += 1; }}")
+            b.emit(f"print({count});")
 
     # ------------------------------------------------------------ places
 

@@ -499,7 +499,8 @@ class FunctionEmitter(VectorEmitter):
         first argument's type."""
         args = [self.expr(a) for a in e.args]
         types = [a.type for a in e.args]
-        how = BUILTINS[e.name].lowering_for(types[0] if types else None)
+        builtin = BUILTINS[e.name]
+        how = builtin.lowering_for(types[0] if types else None)
         if how.how == "codegen":
             method = getattr(self, f"builtin_{how.name}")
             if how.at:
@@ -512,6 +513,14 @@ class FunctionEmitter(VectorEmitter):
             if how.at:
                 args += self._position(e.pos)
         result = self.b.call(self.rt.fn(how.name), args)
+        if builtin.ends_path:
+            # It never returns: what follows is dead code of a block of
+            # its own (a statement may still release its temporaries).
+            self.b.unreachable()
+            self.b.position_at_end(self.fn.append_basic_block("dead"))
+            return None
+        if how.how == "runtime" and e.type == T.BOOL:
+            return self.b.icmp_unsigned("!=", result, ir.Constant(CT.I8, 0))
         return None if e.type == T.VOID else result
 
     # Codegen's own builtin lowerings (compiler/builtins.py, "codegen").
@@ -569,6 +578,13 @@ class FunctionEmitter(VectorEmitter):
         return self.b.call(self.rt.fn("ms_vec_repeat"),
                            [vt, self._in_memory(args[0], types[0]), args[1],
                             *self._position(pos)])
+
+    def builtin_wait_any(self, args, types) -> ir.Value:
+        """ms_wait_any(js, seconds); without seconds, an infinite timeout
+        (wait for as long as it takes)."""
+        seconds = args[1] if len(args) > 1 else ir.Constant(CT.DOUBLE,
+                                                            float("inf"))
+        return self.b.call(self.rt.fn("ms_wait_any"), [args[0], seconds])
 
     # ------------------------------------------------------------ jobs
 

@@ -39,6 +39,14 @@ _SIGNATURES = {
     "ms_job_cancel": (VOID, (PTR, I32, I32)),
     "ms_handle_retain": (VOID, (PTR,)),
     "ms_handle_release": (VOID, (PTR,)),
+    # Controlling jobs (SPEC 12.5).
+    "ms_wait_any": (I64, (VEC_PTR, DOUBLE)),
+    "ms_wait_job": (I8, (PTR, DOUBLE, I32, I32)),
+    "ms_job_error": (VEC_PTR, (PTR, I32, I32)),
+    "ms_fail": (VOID, (VEC_PTR, I32, I32)),
+    "ms_slaves": (I64, ()),
+    "ms_clock": (DOUBLE, ()),
+    "ms_sleep": (VOID, (DOUBLE,)),
     # Values: vectors, strings, structs (ms_abi.h part C).
     "ms_vec_new": (VEC_PTR, (PTR, I64)),
     "ms_value_retain": (VOID, (PTR, PTR)),
@@ -107,6 +115,7 @@ _ATTRIBUTES = {
     "ms_stack_limit_ptr": ("readnone", "nounwind"),
     "ms_index_error": ("noreturn", "cold", "nounwind"),
     "ms_shift_error": ("noreturn", "cold", "nounwind"),
+    "ms_fail": ("noreturn", "cold", "nounwind"),
     # The flag's address is fixed for the thread too.
     "ms_cancel_flag_ptr": ("readnone", "nounwind"),
     # Abandons a cancelled job (a longjmp out of job code) and otherwise

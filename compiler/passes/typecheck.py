@@ -432,8 +432,9 @@ class _BodyChecker:
             return attrs.evolve(e, args=self.call_args(fn, e), type=fn.ret)
         builtin = self.ctx.builtins.get(e.name)
         if builtin is not None:
-            if len(e.args) != builtin.arity:
-                raise wrong_arity(e.pos, e.name, builtin.arity, len(e.args))
+            if not builtin.min_arity <= len(e.args) <= builtin.arity:
+                raise wrong_arity(e.pos, e.name, builtin.arity, len(e.args),
+                                  fewest=builtin.min_arity)
             args = tuple(self.value(a) for a in e.args)
             t = builtin.result_type(args, [a.type for a in args])
             return attrs.evolve(e, args=args, type=t)

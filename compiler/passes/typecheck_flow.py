@@ -15,8 +15,8 @@ from collections import deque
 from compiler import builtins as B
 from compiler.errors import CompileError
 from compiler.ir import types as T
-from compiler.ir.surface import (Block, Break, Call, Continue, For, FuncDecl,
-                                 If, Remote, Return, While, BoolLit)
+from compiler.ir.surface import (Block, Break, Call, Continue, ExprStmt, For,
+                                 FuncDecl, If, Remote, Return, While, BoolLit)
 from compiler.ir.walk import walk
 
 
@@ -38,11 +38,21 @@ def _has_break_leaving(stmt) -> bool:
     return False
 
 
+def _ends_path(e) -> bool:
+    """A call of a builtin that never returns. Builtin names cannot be
+    declared (SPEC 1), so a call by that name is the builtin's."""
+    if not isinstance(e, Call):
+        return False
+    b = B.TABLE.get(e.name)
+    return b is not None and b.ends_path
+
+
 def can_complete(stmt) -> bool:
     """Whether control can reach the end of `stmt` (fall through it).
 
     Exactly SPEC's rules: `return`, `break` and `continue` never fall
-    through; a block falls through when each of its statements does; an
+    through, nor does a call of a builtin that ends its path (`fail`,
+    SPEC 12.5: compiler/builtins.py `ends_path`) as a statement; a block falls through when each of its statements does; an
     `if` falls through unless it has an `else` and neither branch falls
     through; `while (true)` (the literal `true`) and a `for` without a
     condition fall through only when a `break` leaves them; every other
@@ -51,6 +61,8 @@ def can_complete(stmt) -> bool:
     """
     if isinstance(stmt, (Return, Break, Continue)):
         return False
+    if isinstance(stmt, ExprStmt):
+        return not _ends_path(stmt.expr)
     if isinstance(stmt, Block):
         return all(can_complete(s) for s in stmt.stmts)
     if isinstance(stmt, If):

@@ -186,6 +186,7 @@ struct master {
     /* Guarded by lock: */
     ms_jobq pending;
     struct ms_job *waiter;   /* the job ms_reap_job waits for, or NULL */
+    int waiting_any;         /* ms_wait_any waits: any job's end notifies */
     int notify;              /* signal done_cv after unlocking */
     int io_idle;             /* the I/O thread is (about to be) in poll */
     int shutdown_code;       /* -1 while running */
@@ -243,6 +244,11 @@ void conn_process(conn *c);
 void conn_destroy_locked(conn *c); /* frees c; I/O thread */
 void dispatch_locked(void);
 int flush_locked(void);
+
+/* master_calls.c: before the main thread blocks (get, wait, wait_any,
+ * sleep), what it must do first: flush the master's stdout (SPEC 12.6).
+ * Main thread, without M.lock. */
+void ms_master_before_wait(void);
 
 /* master_io.c: the I/O thread and waking it. */
 void wake_io(void);                /* any thread, with or without M.lock */

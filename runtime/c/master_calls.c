@@ -1,6 +1,7 @@
 /* master_calls.c — the job calls of ms_abi.h that compiled master code
  * makes (start, get, state, cancel, handles, the cancel flag, a constant 0
- * in the master), and `get`'s fast path: the main thread becomes the
+ * in the master; wait_any, wait, error, slaves, sleep of SPEC 12.5), and
+ * `get`'s fast path: the main thread becomes the
  * reader of the connection its job is in flight on and reads the result
  * itself (master.h).
  *
@@ -13,12 +14,15 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "control.h"
 #include "jobs.h"
 #include "log.h"
 #include "master.h"
 #include "ms_abi.h"
 #include "proto.h"
+#include "values.h"
 
 static int main_may_read_locked(const conn *c);
 static void main_read_locked(const struct ms_job *h, conn *c);
@@ -159,6 +163,136 @@ int32_t ms_cancel_requested(void)
 
 void ms_cancel_point(void)
 {
+}
+
+/* ------------------------------------------- controlling jobs (12.5) */
+
+void ms_master_before_wait(void)
+{
+    fflush(stdout);
+}
+
+static int is_running(const struct ms_job *j)
+{
+    return j->state == MS_J_PENDING || j->state == MS_J_INFLIGHT;
+}
+
+/* The smallest index of a set handle of js whose job is not running, or
+ * -1; *any_set says whether js holds a set handle (caller holds M.lock). */
+static int64_t first_ended_locked(const ms_vec *js, int *any_set)
+{
+    int64_t n = js ? js->len : 0;
+    ms_handle const *h = js ? (ms_handle const *)MSV_DATA(js) : NULL;
+    for (int64_t i = 0; i < n; i++) {
+        if (!h[i])
+            continue;
+        *any_set = 1;
+        if (!is_running(h[i]))
+            return i;
+    }
+    return -1;
+}
+
+/* Waits without spinning: the I/O thread reads every connection and,
+ * while M.waiting_any is set, signals done_cv after each round in which a
+ * job ended (notify_locked); a timeout ends the sleep too. A job already
+ * ended costs one scan of js under M.lock, no system call. */
+int64_t ms_wait_any(const ms_vec *js, double seconds)
+{
+    seconds = ms_duration(seconds);
+    double deadline = 0;
+    int prepared = 0, expired = 0;
+    int64_t found;
+    pthread_mutex_lock(&M.lock);
+    for (;;) {
+        int any_set = 0;
+        found = first_ended_locked(js, &any_set);
+        if (found >= 0 || !any_set || expired || seconds == 0)
+            break;
+        if (!prepared) {
+            /* About to block: flush stdout first, without the lock. */
+            pthread_mutex_unlock(&M.lock);
+            ms_master_before_wait();
+            deadline = ms_deadline_after(seconds);
+            prepared = 1;
+            pthread_mutex_lock(&M.lock);
+            continue;
+        }
+        M.waiting_any = 1;
+        expired = !ms_cond_wait_until(&M.done_cv, &M.lock, CLOCK_REALTIME,
+                                      deadline);
+        M.waiting_any = 0;
+    }
+    pthread_mutex_unlock(&M.lock);
+    return found;
+}
+
+int8_t ms_wait_job(ms_handle h, double seconds, int32_t line, int32_t col)
+{
+    if (!h)
+        ms_runtime_error(line, col, "job handle is not set");
+    seconds = ms_duration(seconds);
+    pthread_mutex_lock(&M.lock);
+    if (is_running(h) && seconds > 0) {
+        pthread_mutex_unlock(&M.lock);
+        ms_master_before_wait();
+        double deadline = ms_deadline_after(seconds);
+        pthread_mutex_lock(&M.lock);
+        int left = 1;
+        while (is_running(h) && left) {
+            M.waiter = h;
+            left = ms_cond_wait_until(&M.done_cv, &M.lock, CLOCK_REALTIME,
+                                      deadline);
+            M.waiter = NULL;
+        }
+    }
+    int ended = !is_running(h);
+    pthread_mutex_unlock(&M.lock);
+    return (int8_t)ended;
+}
+
+ms_vec *ms_job_error(ms_handle h, int32_t line, int32_t col)
+{
+    if (!h)
+        ms_runtime_error(line, col, "job handle is not set");
+    pthread_mutex_lock(&M.lock);
+    int state = h->state;
+    pthread_mutex_unlock(&M.lock);
+    /* An ended job never changes again: its error needs no lock now. */
+    if (state == MS_J_FAILED)
+        return ms_string_from_bytes((const uint8_t *)h->error,
+                                    (int64_t)strlen(h->error));
+    if (state == MS_J_CANCELLED)
+        return ms_string_from_bytes((const uint8_t *)"cancelled", 9);
+    return NULL;
+}
+
+int64_t ms_slaves(void)
+{
+    pthread_mutex_lock(&M.lock);
+    int64_t n = M.ready_slaves;
+    pthread_mutex_unlock(&M.lock);
+    return n;
+}
+
+/* The master has no cancel to honour: a plain sleep on the monotonic
+ * clock (in steps: sleep(inf) sleeps for good). */
+void ms_sleep(double seconds)
+{
+    seconds = ms_duration(seconds);
+    if (seconds == 0)
+        return;
+    ms_master_before_wait();
+    double deadline = ms_deadline_after(seconds);
+    for (;;) {
+        double left = deadline - ms_clock();
+        if (left <= 0)
+            return;
+        struct timespec ts = ms_wait_step(left);
+        int rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+        if (rc != 0 && rc != EINTR)
+            ms_fatal("clock_nanosleep: %s", strerror(rc));
+    }
 }
 
 /* May the main thread read c, to wait for a job in flight on it (caller

@@ -257,11 +257,12 @@ void conn_write(conn *c, long long now)
         ms_buf_free(&c->out); /* do not keep a huge buffer for heartbeats */
 }
 
-/* The job ended: if the main thread waits for it, wake it once M.lock is
- * released (so that it does not wake only to block on the lock). */
+/* The job ended: if the main thread waits for it (or for any job, in
+ * wait_any), wake it once M.lock is released (so that it does not wake
+ * only to block on the lock). */
 static void notify_locked(struct ms_job *j)
 {
-    if (M.waiter == j)
+    if (M.waiter == j || M.waiting_any)
         M.notify = 1;
 }
 

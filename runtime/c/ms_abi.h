@@ -290,4 +290,30 @@ void ms_eprint_char(uint8_t v);
 void ms_eprint_jobstate(int32_t v);
 void ms_eprint_string(const ms_vec *s);
 
+/* Controlling jobs (SPEC 12.5). Timeouts and durations are seconds; a
+ * negative or NaN one counts as 0, +inf means no timeout. Calls whose
+ * answer is known at once make no system call.
+ * ms_wait_any: the smallest index of a set handle in js (a vector of
+ *   handles, borrowed; NULL is empty) whose job is not running, waiting
+ *   up to `seconds` for one; -1 if js holds no set handle or the time
+ *   passes first (wait_any(js) is seconds = +inf).
+ * ms_wait_job: waits up to `seconds` for h; 1 if h is no longer running.
+ * ms_job_error: "" (NULL) while h runs or once it finished; a failed
+ *   job's error as get reports it after "job 'NAME' failed: "; "cancelled"
+ *   for a cancelled job. A new string, owned by the caller.
+ * The two raise "job handle is not set" at line:col for an unset h. In a
+ *   slave, where no handle can be set, they see only unset ones.
+ * ms_fail: the runtime error msg (borrowed) at line:col; never returns.
+ * ms_slaves: the slaves connected and through the handshake (master only).
+ * ms_clock: seconds of CLOCK_MONOTONIC.
+ * ms_sleep: pauses the calling thread; in a slave, a cancel of the
+ *   sleeping job ends it at once (as ms_cancel_point). */
+int64_t ms_wait_any(const ms_vec *js, double seconds);
+int8_t ms_wait_job(ms_handle h, double seconds, int32_t line, int32_t col);
+ms_vec *ms_job_error(ms_handle h, int32_t line, int32_t col);
+_Noreturn void ms_fail(const ms_vec *msg, int32_t line, int32_t col);
+int64_t ms_slaves(void);
+double ms_clock(void);
+void ms_sleep(double seconds);
+
 #endif

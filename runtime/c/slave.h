@@ -64,6 +64,7 @@ typedef struct worker {
     pthread_t th;
     volatile int32_t cancel; /* set (atomically) when its job is cancelled */
     uint32_t jid;            /* guarded by S.qlock: its job, 0 when idle */
+    pthread_cond_t sleep_cv; /* with S.qlock: a cancel wakes a sleep() */
     /* Only the worker's own thread uses the rest. */
     int in_job;
     jmp_buf jb;

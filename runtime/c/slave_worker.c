@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
 #include "ms_abi.h"
 #include "proto.h"
@@ -106,10 +107,66 @@ void report_fault(int overflow)
     }
 }
 
+/* sleep(seconds) in a job: waits on its worker's sleep_cv, which
+ * cancel_task signals, so that a cancelled job stops at once. */
+void ms_sleep(double seconds)
+{
+    seconds = ms_duration(seconds);
+    worker *w = tl_worker;
+    if (seconds == 0 || !w || !w->in_job)
+        return;
+    double deadline = ms_deadline_after(seconds);
+    pthread_mutex_lock(&S.qlock);
+    while (!__atomic_load_n(&w->cancel, __ATOMIC_RELAXED) &&
+           ms_cond_wait_until(&w->sleep_cv, &S.qlock, CLOCK_MONOTONIC,
+                              deadline)) {
+    }
+    pthread_mutex_unlock(&S.qlock);
+    ms_cancel_point();
+}
+
 /* Master-only calls: typecheck keeps them out of job code. */
 static _Noreturn void master_only(const char *what)
 {
     ms_fatal("internal error: %s called in a slave", what);
+}
+
+/* Job code may hold job<T> variables, but never a set handle (handles
+ * are not serializable and a job cannot start jobs): a call on one is the
+ * unset-handle error, as in the master. */
+static _Noreturn void unset_handle(ms_handle h, int32_t line, int32_t col,
+                                   const char *what)
+{
+    if (!h)
+        ms_runtime_error(line, col, "job handle is not set");
+    master_only(what);
+}
+
+int64_t ms_wait_any(const ms_vec *js, double seconds)
+{
+    (void)seconds;
+    int64_t n = js ? js->len : 0;
+    ms_handle const *h = js ? (ms_handle const *)MSV_DATA(js) : NULL;
+    for (int64_t i = 0; i < n; i++)
+        if (h[i])
+            master_only("ms_wait_any with a set handle");
+    return -1;
+}
+
+int8_t ms_wait_job(ms_handle h, double seconds, int32_t line, int32_t col)
+{
+    (void)seconds;
+    unset_handle(h, line, col, "ms_wait_job");
+}
+
+ms_vec *ms_job_error(ms_handle h, int32_t line, int32_t col)
+{
+    unset_handle(h, line, col, "ms_job_error");
+}
+
+int64_t ms_slaves(void)
+{
+    master_only("ms_slaves");
 }
 
 ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
@@ -121,27 +178,18 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
 
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 {
-    (void)h;
     (void)out;
-    (void)line;
-    (void)col;
-    master_only("ms_reap_job");
+    unset_handle(h, line, col, "ms_reap_job");
 }
 
 int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
 {
-    (void)h;
-    (void)line;
-    (void)col;
-    master_only("ms_job_state");
+    unset_handle(h, line, col, "ms_job_state");
 }
 
 void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
 {
-    (void)h;
-    (void)line;
-    (void)col;
-    master_only("ms_job_cancel");
+    unset_handle(h, line, col, "ms_job_cancel");
 }
 
 void ms_handle_retain(ms_handle h)
@@ -275,7 +323,16 @@ void start_workers(void)
         ms_fatal("pthread_attr_setstacksize: %s", strerror(rc));
     long n = S.threads + 1;
     S.workers = ms_xcalloc((size_t)n, sizeof *S.workers);
+    pthread_condattr_t monotonic;
+    rc = pthread_condattr_init(&monotonic);
+    if (rc == 0)
+        rc = pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    if (rc != 0)
+        ms_fatal("pthread_condattr_setclock: %s", strerror(rc));
     for (long i = 0; i < n; i++) {
+        rc = pthread_cond_init(&S.workers[i].sleep_cv, &monotonic);
+        if (rc != 0)
+            ms_fatal("pthread_cond_init: %s", strerror(rc));
         rc = pthread_create(&S.workers[i].th, &attr, worker_main,
                             &S.workers[i]);
         if (rc != 0)
@@ -283,6 +340,7 @@ void start_workers(void)
                      strerror(rc));
     }
     pthread_attr_destroy(&attr);
+    pthread_condattr_destroy(&monotonic);
 }
 
 /* ------------------------------------------------------- the job queue */
@@ -347,9 +405,12 @@ void cancel_task(uint32_t jid)
         }
     }
     if (!found) {
-        for (long i = 0; i <= S.threads; i++)
-            if (S.workers[i].jid == jid)
+        for (long i = 0; i <= S.threads; i++) {
+            if (S.workers[i].jid == jid) {
                 __atomic_store_n(&S.workers[i].cancel, 1, __ATOMIC_RELAXED);
+                pthread_cond_signal(&S.workers[i].sleep_cv);
+            }
+        }
     }
     pthread_mutex_unlock(&S.qlock);
     if (found) {

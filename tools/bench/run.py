@@ -1,6 +1,6 @@
 """The M/s benchmarks: each figure beside a baseline measured in the same run.
 
-    python -m tools.bench.run [--only NAME ...] [--repeat 3] [--quick]
+    python -m tools.bench.run [--only NAME ...] [--repeat 3] [--window-jobs N]
 
 Value kernels (sieve, matmul, strings, structs, fib; text_split, text_join
 and text_find for SPEC 12.3's builtins on 100 MB of text) run the same algorithm
@@ -8,7 +8,10 @@ as an M/s master block and as C compiled with gcc -O2; the table shows the
 M/s time over the C time. The job benchmarks (tiny-job throughput, round
 trip latency, a 10-million-element argument) run against 2 local slaves and
 are compared with a raw loopback TCP floor (tcp_floor.c, the same 12-byte
-header and nothing else), and with Ray and Dask when those import.
+header and nothing else), and with Ray and Dask when those import. The
+wait_any benchmark keeps 1,000 of a million tiny jobs in flight (drain one
+with wait_any, start one) and prints its time over the plain fan-out's
+(tiny_jobs.ms) of as many jobs (--window-jobs N for fewer).
 
 Every time is the best of --repeat runs of a whole process, less the best
 time of the same program doing no work (N = 0), so process and slave
@@ -40,7 +43,9 @@ KERNELS = {
     "text_join": 10_000_000,
     "text_find": 10_000_000,
 }
-JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000}
+JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000,
+        "wait_any": 1_000_000}
+WINDOW = 1000  # wait_any: jobs kept in flight
 
 
 class BenchError(Exception):
@@ -119,7 +124,7 @@ def floor(mode: str, n: int) -> float:
     return float(sh([str(exe), mode, str(n)], timeout=300))
 
 
-def run_jobs(names, workdir, repeat):
+def run_jobs(names, workdir, repeat, window_jobs=None):
     slaves = ("--spawn", "2")
     if "tiny_jobs" in names:
         n = JOBS["tiny_jobs"]
@@ -137,6 +142,16 @@ def run_jobs(names, workdir, repeat):
         print(f"round trip  M/s {rtt:8.1f} us   TCP ping-pong floor {base:8.1f} us"
               f"   ratio {rtt / base:5.2f}   (goal: 2.0 or less)", flush=True)
         others("round", n)
+    if "wait_any" in names:
+        n = window_jobs or JOBS["wait_any"]
+        t_fan, out_fan = timed_pair(build_ms, HERE / "ms" / "tiny_jobs.ms", workdir,
+                                    repeat, slaves, N=n)
+        t_win, out_win = timed_pair(build_ms, HERE / "ms" / "wait_any_window.ms",
+                                    workdir, repeat, slaves, N=n, W=WINDOW)
+        same = "" if out_fan == out_win else "  OUTPUT DIFFERS"
+        print(f"wait_any    M/s {n / t_win:10.0f} jobs/s with {WINDOW} in flight   "
+              f"fan-out {n / t_fan:10.0f} jobs/s   ratio {t_fan / t_win:5.2f}"
+              f"   (goal: 0.5 or more; {n} jobs){same}", flush=True)
     if "large_arg" in names:
         n = JOBS["large_arg"]
         template = HERE / "ms" / "large_arg.ms"
@@ -178,13 +193,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="M/s benchmarks against C and TCP baselines")
     ap.add_argument("--only", nargs="*", choices=sorted(KERNELS) + sorted(JOBS))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--window-jobs", type=int, metavar="N",
+                    help=f"jobs of the wait_any benchmark (default {JOBS['wait_any']})")
     args = ap.parse_args(argv)
     chosen = args.only or list(KERNELS) + list(JOBS)
     with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp:
         workdir = pathlib.Path(tmp)
         try:
             run_kernels([k for k in chosen if k in KERNELS], workdir, args.repeat)
-            run_jobs([k for k in chosen if k in JOBS], workdir, args.repeat)
+            run_jobs([k for k in chosen if k in JOBS], workdir, args.repeat,
+                     args.window_jobs)
         except (BenchError, subprocess.TimeoutExpired) as e:
             print(f"bench: {e}", file=sys.stderr)
             return 1
