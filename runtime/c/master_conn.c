@@ -334,7 +334,7 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     }
     const ms_job_entry *e = &ms_job_table[j->ordinal - 1];
     char err[256];
-    if (ms_sig_validate(e->ret_sig, p, h.length, M.opt.max_message, err,
+    if (ms_sig_validate(e->ret_sig, p, h.length, err,
                         sizeof err) != 0) {
         violation(c, "result of job %" PRIu32 " ('%s') does not match its "
                      "type \"%s\": %s",

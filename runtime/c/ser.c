@@ -275,7 +275,7 @@ typedef struct vframe {
 
 typedef struct vstate {
     const uint8_t *data;
-    uint64_t len, off, max_count;
+    uint64_t len, off;
     char *err;
     size_t errlen;
     vframe inline_frames[VFRAMES_INLINE];
@@ -351,8 +351,10 @@ static int validate_item(vstate *v, const char *s, const sig_info *t)
         sig_info e;
         (void)sig_one(es, &e, NULL, 0, 0);
         uint64_t left = v->len - v->off;
-        if (e.min_size == 0 ? count > v->max_count
-                            : count > left / e.min_size) {
+        /* Elements of zero size (empty structs and structs of them) take
+         * no bytes on the wire and none in memory: any count is one the
+         * decoder can hold, and the same one it builds. */
+        if (e.min_size != 0 && count > left / e.min_size) {
             snprintf(v->err, v->errlen,
                      "vector count %" PRIu64 " at byte %" PRIu64
                      " is more than the %" PRIu64 " bytes left can hold",
@@ -426,10 +428,9 @@ static int validate_one(vstate *v, const char *s, const char **end)
 }
 
 int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
-                    uint64_t max_count, char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
-    vstate v = {.data = data, .len = len, .max_count = max_count,
-                .err = err, .errlen = errlen};
+    vstate v = {.data = data, .len = len, .err = err, .errlen = errlen};
     v.frames = v.inline_frames;
     v.cap = VFRAMES_INLINE;
     const char *s = sig;

@@ -28,12 +28,12 @@ int ms_sig_check(const char *sig, char *err, size_t errlen);
 
 /* Check that the `len` bytes at `data` (borrowed) are exactly one encoding
  * of the values of `sig`: every bool byte is 0 or 1, every vector count is
- * possible given the bytes left (checked before looking at the elements),
- * no element count of a zero-size type exceeds `max_count`, and nothing is
- * left over. Returns 0, or -1 with a reason in err. Never recurses per
+ * possible given the bytes left (checked before looking at the elements;
+ * elements of zero size, which take no memory either, may have any u32
+ * count: exactly what ms_value_decode builds), and nothing is left over. Returns 0, or -1 with a reason in err. Never recurses per
  * level of the payload's nesting; allocates (and frees) only when it is
  * more than 32 vectors and structs deep. */
 int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
-                    uint64_t max_count, char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 #endif

@@ -297,7 +297,7 @@ void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
                   h.ordinal, ms_job_count);
     const ms_job_entry *e = &ms_job_table[h.ordinal - 1];
     char err[256];
-    if (ms_sig_validate(e->arg_sig, p, h.length, S.max_message, err,
+    if (ms_sig_validate(e->arg_sig, p, h.length, err,
                         sizeof err) != 0)
         violation("arguments of job %" PRIu32 " ('%s') do not match its "
                   "parameters \"%s\": %s",
