@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import random
 import re
 import resource
 import signal
@@ -24,6 +25,7 @@ import pytest
 
 import fakepeer as fp
 from harness import build_program
+from test_faults import c_rem, children_of, lcg
 
 HERE = pathlib.Path(__file__).resolve().parent / "hostile"
 
@@ -55,3 +57,39 @@ def test_millions_of_empty_structs_go_to_a_job_and_back(start, progs):
     assert m.finish(timeout=120) == 0, m.err
     n = (1 << 24) + 1
     assert m.out == f"{n}\n{n}\n2\n{n}\n7002\n", m.err
+
+
+# ------------------------------------------------ local slaves in churn
+
+def _churn_expected() -> str:
+    return f"{sum(c_rem(lcg(s, 4_000_000), 1000) for s in range(480))}\n"
+
+
+def test_local_slaves_killed_every_half_second_do_not_slow_the_run(start,
+                                                                   progs):
+    t0 = time.monotonic()
+    m = start(master_cmd(progs, "churn", "--spawn", 2))
+    assert m.finish(timeout=120) == 0, m.err
+    calm = time.monotonic() - t0
+    assert m.out == _churn_expected()
+
+    t0 = time.monotonic()
+    m = start(master_cmd(progs, "churn", "--spawn", 2, "--verbose"))
+    kills, rng = 0, random.Random(9)
+    while m.p.poll() is None:
+        time.sleep(0.5)
+        kids = children_of(m.pid)
+        if kids:
+            try:
+                os.kill(rng.choice(kids), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+    assert m.finish(timeout=5) == 0, m.err
+    churned = time.monotonic() - t0
+    assert m.out == _churn_expected()
+    assert kills >= 3, (kills, m.err)
+    # A slave that joined did not "die at once": it is replaced quickly.
+    # Losing a slave costs its jobs in flight and the time to start another
+    # (a few tens of ms), not a restart delay that grows to 5 s.
+    assert churned < 3 * calm + 2, (calm, churned, kills, m.err)
