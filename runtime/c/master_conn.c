@@ -445,6 +445,43 @@ void conn_process(conn *c)
     }
 }
 
+static void tally_add(slave_tally *sum, const slave_tally *t)
+{
+    sum->slaves += t->slaves;
+    sum->ran += t->ran;
+    sum->finished += t->finished;
+    sum->failed += t->failed;
+    sum->cancelled += t->cancelled;
+    sum->retried += t->retried;
+    sum->bytes_out += t->bytes_out;
+    sum->bytes_in += t->bytes_in;
+}
+
+/* --stats: c's line goes into the ring of recent slaves; the line it
+ * replaces only adds to the sums of the older ones (caller holds M.lock). */
+static void stats_slave_left_locked(const conn *c)
+{
+    slave_line *sl = &M.slave_lines[M.slaves_left++ % STATS_RECENT_SLAVES];
+    if (sl->text) {
+        tally_add(&M.older, &sl->t);
+        free(sl->text);
+    }
+    sl->t = (slave_tally){1, c->done, c->n_finished, c->n_failed,
+                          c->n_cancelled, c->n_retried, c->bytes_out,
+                          c->bytes_in};
+    char line[MS_ADDR_LEN + 400];
+    snprintf(line, sizeof line,
+             "stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
+             " threads): ran %" PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64
+             " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
+             "after it was lost; sent %" PRIu64 " bytes, received %" PRIu64
+             " bytes",
+             c->id, c->peer, c->pid, c->local ? "local" : "remote", c->threads,
+             c->done, c->n_finished, c->n_failed, c->n_cancelled, c->n_retried,
+             c->bytes_out, c->bytes_in);
+    sl->text = ms_xstrdup(line);
+}
+
 /* Forget a closed connection: its jobs go back to the queue, or fail after
  * --max-retries runs (caller holds M.lock). Frees c. */
 void conn_destroy_locked(conn *c)
@@ -490,24 +527,8 @@ void conn_destroy_locked(conn *c)
     M.st.connections++;
     M.st.bytes_in += c->bytes_in;
     M.st.bytes_out += c->bytes_out;
-    if (M.opt.stats && c->was_ready) {
-        char line[MS_ADDR_LEN + 400];
-        int len = snprintf(
-            line, sizeof line,
-            "%s: stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
-            " threads): ran %" PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64
-            " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
-            "after it was lost; sent %" PRIu64 " bytes, received %" PRIu64
-            " bytes\n",
-            ms_log_name(), c->id, c->peer, c->pid,
-            c->local ? "local" : "remote", c->threads, c->done, c->n_finished,
-            c->n_failed, c->n_cancelled, c->n_retried, c->bytes_out,
-            c->bytes_in);
-        if (len > 0)
-            ms_buf_append(&M.slave_report, line,
-                          (uint64_t)len < sizeof line ? (uint64_t)len
-                                                      : sizeof line - 1);
-    }
+    if (M.opt.stats && c->was_ready)
+        stats_slave_left_locked(c);
     ms_inflight_free(&c->load);
     if (M.ep_fd >= 0)
         (void)epoll_ctl(M.ep_fd, EPOLL_CTL_DEL, c->fd, NULL);

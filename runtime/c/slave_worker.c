@@ -174,6 +174,9 @@ static void run_task(worker *w, task *t)
         if (left)
             ms_logv("internal error: job '%s' left %" PRId64 " vectors",
                     e->name, left);
+        /* What the job printed goes out before its answer: once the master
+         * has the answer, the slave may be lost at any moment. */
+        fflush(stdout);
         if (w->result.len > S.max_message) {
             char msg[256];
             snprintf(msg, sizeof msg,
@@ -188,13 +191,12 @@ static void run_task(worker *w, task *t)
         /* Abandoned by a longjmp (its error text is in w->msg already):
          * free the vectors its frames owned. */
         ms_values_track_end(1);
+        fflush(stdout);
         if (how == 2)
             send_ctrl(t->jid, MS_CANCELLED);
         else
             send_text(t->jid, MS_FAILURE, w->msg);
     }
-    /* What the job printed goes out now, not at some later job. */
-    fflush(stdout);
     if (w->result.cap > (1u << 20))
         ms_buf_free(&w->result);
 }

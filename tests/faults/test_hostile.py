@@ -18,13 +18,14 @@ import resource
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
 import pytest
 
 import fakepeer as fp
-from harness import build_program
+from harness import build_program, clean_env, kill_group
 from test_faults import c_rem, children_of, lcg
 
 HERE = pathlib.Path(__file__).resolve().parent / "hostile"
@@ -93,3 +94,157 @@ def test_local_slaves_killed_every_half_second_do_not_slow_the_run(start,
     # Losing a slave costs its jobs in flight and the time to start another
     # (a few tens of ms), not a restart delay that grows to 5 s.
     assert churned < 3 * calm + 2, (calm, churned, kills, m.err)
+
+
+# ------------------------------------------------ smaller things
+
+def _fake_master_slave(fm, progs, name, **popen):
+    """A slave of `name` joined to the fake master (it learns the program's
+    fingerprint from a first slave, which then exits): (Popen, socket)."""
+    first = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1),
+                             env=clean_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        fm.learn_fingerprint(fm.accept())
+        first.wait(10)
+    finally:
+        kill_group(first)
+    p = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1),
+                         env=clean_env(), start_new_session=True, **popen)
+    c = fm.accept()
+    fm.handshake(c)
+    return p, c
+
+
+def test_what_a_job_printed_is_out_before_its_result(progs):
+    """The slave's stdout is a pipe kept full: the job's line cannot be
+    written. If its result still arrives, a kill -9 now loses the line."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    filler = 0
+    try:
+        while True:
+            filler += os.write(w, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    with fp.FakeMaster() as fm:
+        p, c = _fake_master_slave(fm, progs, "chatty", stdout=w,
+                                  stderr=subprocess.DEVNULL)
+        os.close(w)
+        got = bytearray()
+        drain = threading.Thread(target=lambda: None)
+        try:
+            c.sendall(fp.frame(1, 5, struct.pack("<q", 14)))
+            c.settimeout(1.5)
+            try:
+                answer = fp.next_message(c)
+            except socket.timeout:
+                # Right: the line must be written first. Let it through.
+                def pump():
+                    while chunk := os.read(r, 65536):
+                        got.extend(chunk)
+                drain = threading.Thread(target=pump, daemon=True)
+                drain.start()
+                c.settimeout(10)
+                answer = fp.next_message(c)
+            assert answer == (1, 5, struct.pack("<q", 15)), answer
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+            drain.join(10)
+            os.set_blocking(r, False)
+            try:
+                while chunk := os.read(r, 65536):
+                    got.extend(chunk)
+            except BlockingIOError:
+                pass
+        finally:
+            kill_group(p)
+            c.close()
+            os.close(r)
+    assert len(got) == filler + 3 and got.endswith(b"x42\n"), got[-20:]
+
+
+C1_TEXT = (b"chatty.ms:3:5: boom \xc2\x9b2J \x9b31m \x1b[2J \x85 "
+           b"caf\xc3\xa9 \xe2\x82\xac \xc3")
+
+
+def _no_control(text: str) -> None:
+    bad = [ch for ch in text if ch not in "\n" and (ord(ch) < 0x20 or
+           0x7f <= ord(ch) <= 0x9f or ch == "\ufffd")]
+    assert not bad, (bad, text)
+
+
+def test_control_bytes_in_a_failure_do_not_reach_the_terminal(start, progs):
+    m = start(master_cmd(progs, "chatty", "--listen", "127.0.0.1:0",
+                         "--spawn", 0))
+    addr = listening(m)
+    s = fp.FakeSlave(addr)
+    try:
+        ordinal, jid, _ = s.next_message()
+        s.send(0, jid, bytes([fp.FAILURE]) + C1_TEXT)
+        assert m.finish() == 1, m.err
+    finally:
+        s.close()
+    assert "job 'chatty' failed: chatty.ms:3:5: boom ?2J ?31m ?[2J ? café € ?" \
+        in m.err, m.err
+    _no_control(m.err)
+
+
+def test_control_bytes_in_a_refusal_do_not_reach_the_terminal(progs):
+    with fp.FakeMaster() as fm:
+        p = subprocess.Popen(slave_cmd(progs, "chatty", fm.addr),
+                             env=clean_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            c = fm.accept()
+            fm.challenge(c)
+            c.sendall(fp.control(fp.REFUSE, C1_TEXT))
+            _, err = p.communicate(timeout=10)
+        finally:
+            kill_group(p)
+        c.close()
+    err = err.decode(errors="replace")
+    assert p.returncode == 1, err
+    assert "boom ?2J ?31m ?[2J ? café € ?" in err, err
+    _no_control(err)
+
+
+def _answer_chatty(s: fp.FakeSlave) -> None:
+    """Answer every `chatty` job as the real job would, until the end."""
+    try:
+        while True:
+            ordinal, jid, payload = s.next_message()
+            if ordinal == 0:
+                return                      # GOODBYE
+            (n,) = struct.unpack("<q", payload)
+            s.answer_int(ordinal, jid, n + 1)
+    except (ConnectionError, OSError):
+        return
+
+
+def test_stats_keep_lines_for_the_most_recent_slaves_only(start, progs):
+    m = start(master_cmd(progs, "chatty", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--stats"))
+    addr = listening(m)
+    fakes = [fp.FakeSlave(addr) for _ in range(40)]
+    threads = [threading.Thread(target=_answer_chatty, args=(f,), daemon=True)
+               for f in fakes]
+    for t in threads:
+        t.start()
+    s = start(slave_cmd(progs, "chatty", addr, "--threads", 1))
+    try:
+        assert m.finish() == 0, m.err
+    finally:
+        for f in fakes:
+            f.close()
+    assert m.out == f"{sum(range(1, 61))}\n"
+    assert s.finish() == 0, s.err
+    lines = re.findall(r"stats: slave \d+ at .* ran (\d+) jobs", m.err)
+    assert len(lines) == 32, m.err
+    more = re.search(r"stats: \.\.\. and 9 more slaves before these: ran "
+                     r"(\d+) jobs \(\d+ finished, 0 failed, 0 cancelled\), 0 "
+                     r"retried elsewhere after they were lost; sent \d+ bytes, "
+                     r"received \d+ bytes$", m.err, re.M)
+    assert more, m.err
+    assert int(more[1]) + sum(map(int, lines)) == 60, m.err
