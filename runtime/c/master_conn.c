@@ -304,7 +304,7 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
     }
     c->threads = h.threads;
     c->local = is_local_pid(h.pid);
-    ms_inflight_init(&c->load, h.threads);
+    ms_inflight_init(&c->load, h.threads, ms_now_ms());
     ms_welcome w = {.heartbeat_ms = (uint32_t)M.hb_timeout_ms,
                     .max_message = M.opt.max_message,
                     .slave_id = c->id};
@@ -346,6 +346,7 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     c->done++;
     c->n_finished++; /* a result, even for a job cancelled meanwhile */
     long long took = ms_now_us() - j->t_sent_us;
+    ms_inflight_answered(&c->load);
     ms_inflight_sample(&c->load, took > 0 ? (uint64_t)took : 0);
     if (j->state == MS_J_INFLIGHT) {
         uint8_t *copy = NULL;
@@ -392,6 +393,7 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
                          "cancelled", h.jid);
             return;
         }
+        ms_inflight_answered(&c->load);
         if (kind == MS_FAILURE)
             c->n_failed++;
         else
@@ -501,7 +503,10 @@ void conn_destroy_locked(conn *c)
         ms_logv("connection from %s closed during the handshake: %s", c->peer,
                 c->why);
     }
-    /* Back to the front of the queue, in their original order. */
+    /* Back to the front of the queue, in their original order; each goes
+     * preferably to a slave that was there before this one was lost
+     * (ms_sched_pick), not to a newcomer, which may be this one again. */
+    long long now = ms_now_ms();
     for (uint32_t i = n; i-- > 0;) {
         struct ms_job *j = c->load.jobs[i];
         j->where = NULL;
@@ -518,6 +523,7 @@ void conn_destroy_locked(conn *c)
             ms_job_release(j);
         } else {
             j->state = MS_J_PENDING;
+            j->t_lost_ms = now;
             M.st.rerun++;
             c->n_retried++;
             ms_jobq_push_front(&M.pending, j);
@@ -541,25 +547,33 @@ void conn_destroy_locked(conn *c)
     free(c);
 }
 
-/* Send pending jobs to slaves with room (caller holds M.lock). */
+/* Send pending jobs to slaves with room (caller holds M.lock). A job lost
+ * with a slave may wait for a slave it prefers (ms_sched_pick) while the
+ * jobs behind it go elsewhere; the first job that no slave can take ends
+ * the round. */
 void dispatch_locked(void)
 {
     if (!M.pending.head || M.shutting_down)
         return;
     for (size_t i = 0; i < M.nconns; i++)
         M.sets[i] = M.conns[i]->phase == C_READY ? &M.conns[i]->load : NULL;
-    struct ms_job *j;
+    struct ms_job *prev = NULL, *j;
     long long now = 0;
-    while ((j = M.pending.head)) {
+    while ((j = prev ? prev->next : M.pending.head)) {
         if (j->state != MS_J_PENDING) { /* cancelled while waiting */
-            ms_job_release(ms_jobq_pop(&M.pending));
+            ms_job_release(ms_jobq_take_after(&M.pending, prev));
             continue;
         }
-        long k = ms_sched_pick(M.sets, M.nconns, &M.sched_cursor);
-        if (k < 0)
-            return;
+        long k = ms_sched_pick(M.sets, M.nconns, &M.sched_cursor,
+                               j->t_lost_ms);
+        if (k < 0) {
+            if (!j->t_lost_ms)
+                return;
+            prev = j; /* waits for a slave it prefers */
+            continue;
+        }
         conn *c = M.conns[k];
-        (void)ms_jobq_pop(&M.pending);
+        (void)ms_jobq_take_after(&M.pending, prev);
         j->state = MS_J_INFLIGHT;
         j->attempts++;
         j->where = c;

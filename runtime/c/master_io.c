@@ -75,7 +75,9 @@ static int work_ready_locked(void)
         return 0;
     for (size_t i = 0; i < M.nconns; i++) {
         conn *c = M.conns[i];
-        if (c->phase == C_READY && c->load.n < c->load.limit)
+        /* A job lost with a slave may wait for another (dispatch_locked). */
+        if (c->phase == C_READY && c->load.n < c->load.limit &&
+            !M.pending.head->t_lost_ms)
             return 1;
     }
     /* Cancelled jobs at the head are dropped by dispatch_locked. */

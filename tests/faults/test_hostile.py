@@ -248,3 +248,37 @@ def test_stats_keep_lines_for_the_most_recent_slaves_only(start, progs):
                      r"received \d+ bytes$", m.err, re.M)
     assert more, m.err
     assert int(more[1]) + sum(map(int, lines)) == 60, m.err
+
+
+# ------------------------------------------------ a joined peer
+
+def _take_and_hang_up(addr: str, seconds: float) -> int:
+    """A fake slave that claims 1024 threads, takes whatever jobs it is
+    sent for `seconds`, and hangs up. Returns how many it took."""
+    s = fp.FakeSlave(addr, threads=1024)
+    taken = 0
+    s.sock.settimeout(0.05)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                ordinal, _, _ = fp.next_message(s.sock)
+            except socket.timeout:
+                continue
+            taken += ordinal > 0
+    finally:
+        s.close()
+    return taken
+
+
+def test_a_peer_that_takes_jobs_and_hangs_up_costs_only_its_few(start, progs):
+    m = start(master_cmd(progs, "fanout", "--listen", "127.0.0.1:0",
+                         "--spawn", 1, "--verbose"))
+    addr = listening(m)
+    m.wait_err(r"slave \d+ joined .*local")
+    taken = [_take_and_hang_up(addr, 0.4) for _ in range(3)]
+    assert m.finish(timeout=60) == 0, m.err
+    assert m.out == f"{sum(c_rem(lcg(k, 30_000_000), 1000) for k in range(48))}\n"
+    # Slow start: a new connection is given 2 jobs until it answers.
+    assert all(t <= 2 for t in taken), taken
+    assert "its slaves were lost" not in m.err, m.err
