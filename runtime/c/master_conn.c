@@ -33,6 +33,7 @@
 
 #define READ_CHUNK 65536
 #define MAX_HANDSHAKING 128    /* connections not yet through the handshake */
+#define MAX_HANDSHAKING_PER_PEER 64 /* of them from one address */
 #define ACCEPT_PAUSE_MS 200    /* after running out of file descriptors */
 
 /* ------------------------------------------------------ connections */
@@ -107,11 +108,57 @@ static void refuse(conn *c, const char *fmt, ...)
     c->t_close = ms_now_ms();
 }
 
+/* Do two "ADDR:PORT" strings name the same address? */
+static int same_address(const char *a, const char *b)
+{
+    const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+    size_t na = ca ? (size_t)(ca - a) : strlen(a);
+    size_t nb = cb ? (size_t)(cb - b) : strlen(b);
+    return na == nb && memcmp(a, b, na) == 0;
+}
+
+/* Make room for a connection from `peer` among those in the handshake:
+ * when its address has MAX_HANDSHAKING_PER_PEER of them, or all have
+ * MAX_HANDSHAKING, close the oldest (of that address, or of all). A real
+ * slave answers the CHALLENGE in milliseconds, so the oldest is the most
+ * likely to be idle; one closed this way tries again (join_master). Returns
+ * how many are left in the handshake. */
+static size_t make_room(const char *peer, long long now)
+{
+    size_t total = 0, mine = 0;
+    conn *oldest = NULL, *oldest_mine = NULL;
+    for (size_t i = 0; i < M.nconns; i++) {
+        conn *c = M.conns[i];
+        if (c->phase != C_HANDSHAKE)
+            continue;
+        total++;
+        if (!oldest || c->t_open < oldest->t_open)
+            oldest = c;
+        if (same_address(c->peer, peer)) {
+            mine++;
+            if (!oldest_mine || c->t_open < oldest_mine->t_open)
+                oldest_mine = c;
+        }
+    }
+    conn *victim = mine >= MAX_HANDSHAKING_PER_PEER ? oldest_mine
+                   : total >= MAX_HANDSHAKING      ? oldest
+                                                   : NULL;
+    if (!victim)
+        return total;
+    if (now - M.t_accept_log >= 5000) {
+        ms_log("closing connection from %s: %zu connections from its address "
+               "and %zu in all have not finished the handshake (the oldest "
+               "goes; more such messages in the next 5 s are not shown)",
+               victim->peer, mine, total);
+        M.t_accept_log = now;
+    }
+    conn_close(victim, "closed to make room for newer connections in the "
+                       "handshake");
+    return total - 1;
+}
+
 void conn_accept(long long now)
 {
-    size_t handshaking = 0;
-    for (size_t i = 0; i < M.nconns; i++)
-        handshaking += M.conns[i]->phase == C_HANDSHAKE;
     for (int k = 0; k < 64; k++) {
         char peer[MS_ADDR_LEN];
         int fd = ms_accept(M.listen_fd, peer, sizeof peer);
@@ -129,17 +176,7 @@ void conn_accept(long long now)
             M.accept_paused_until = now + ACCEPT_PAUSE_MS;
             return;
         }
-        if (handshaking >= MAX_HANDSHAKING) {
-            if (now - M.t_accept_log >= 5000) {
-                ms_log("closing connection from %s: %d connections are "
-                       "already in the handshake",
-                       peer, MAX_HANDSHAKING);
-                M.t_accept_log = now;
-            }
-            close(fd);
-            continue;
-        }
-        handshaking++;
+        (void)make_room(peer, now);
         conn *c = ms_xcalloc(1, sizeof *c);
         c->fd = fd;
         c->id = ++M.next_conn_id;

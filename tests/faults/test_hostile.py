@@ -282,3 +282,76 @@ def test_a_peer_that_takes_jobs_and_hangs_up_costs_only_its_few(start, progs):
     # Slow start: a new connection is given 2 jobs until it answers.
     assert all(t <= 2 for t in taken), taken
     assert "its slaves were lost" not in m.err, m.err
+
+
+# ------------------------------------------------ before the handshake
+
+def _idle_flood(addr: str, n: int, stop: threading.Event, stats: dict) -> None:
+    """Hold `n` idle connections to addr open, opening a new one for each
+    that the master closes; one more sends a byte a second (slowloris)."""
+    import selectors
+    host, port = addr.rsplit(":", 1)
+    sel = selectors.DefaultSelector()
+
+    def open_one(slow=False):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, int(port)))
+        sel.register(s, selectors.EVENT_READ, slow)
+        stats["opened"] += 1
+        return s
+
+    for _ in range(n):
+        open_one()
+    slow = open_one(slow=True)
+    t_byte = time.monotonic()
+    while not stop.is_set():
+        for key, _ in sel.select(0.05):
+            s = key.fileobj
+            try:
+                if s.recv(65536):
+                    continue
+            except BlockingIOError:
+                continue
+            except OSError:
+                pass
+            sel.unregister(s)
+            s.close()
+            if key.data:
+                stats["slow reopened"] += 1
+                slow = open_one(slow=True)
+            else:
+                open_one()
+        if time.monotonic() - t_byte >= 1:
+            t_byte = time.monotonic()
+            try:
+                slow.send(b"\0")
+            except OSError:
+                pass                        # the select above sees it closed
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+
+
+def test_idle_connections_cannot_keep_a_slave_out(start, progs):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    m = start(master_cmd(progs, "chatty", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--verbose"))
+    addr = listening(m)
+    stop, stats = threading.Event(), {"opened": 0, "slow reopened": 0}
+    flood = threading.Thread(target=_idle_flood, args=(addr, 2000, stop, stats),
+                             daemon=True)
+    flood.start()
+    try:
+        time.sleep(1.5)                # the flood fills every slot
+        s = start(slave_cmd(progs, "chatty", addr, "--threads", 1))
+        m.wait_err(r"slave \d+ joined from .*pid %d" % s.pid, timeout=30)
+        assert m.finish(timeout=60) == 0, m.err
+    finally:
+        stop.set()
+        flood.join(10)
+    assert m.out == f"{sum(range(1, 61))}\n"
+    assert s.finish() == 0, s.err
+    assert stats["opened"] > 2000, stats          # the master closed some
+    assert stats["slow reopened"] >= 1, stats     # and timed the slow one out
