@@ -30,6 +30,16 @@ void ms_hint_huge(void *p, size_t n)
 }
 
 
+/* Set on a slave's worker thread while it runs a job: a buffer that cannot
+ * grow is then a runtime error of that job (which fails alone), not the
+ * end of the process. */
+static _Thread_local int tl_oom_fails_job;
+
+void ms_buf_oom_fails_job(int on)
+{
+    tl_oom_fails_job = on;
+}
+
 void ms_buf_reserve(ms_buf *b, uint64_t extra)
 {
     if (extra <= b->cap - b->len)
@@ -41,9 +51,16 @@ void ms_buf_reserve(ms_buf *b, uint64_t extra)
     uint64_t cap = b->cap ? b->cap * 2 : 64;
     if (cap < need)
         cap = need;
-    if (cap > SIZE_MAX)
-        ms_fatal("out of memory: buffer of %" PRIu64 " bytes", cap);
-    b->data = ms_xrealloc(b->data, (size_t)cap);
+    void *data = cap <= SIZE_MAX ? realloc(b->data, (size_t)cap) : NULL;
+    if (!data) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "out of memory: a buffer of %" PRIu64
+                 " bytes (for the job's result)", cap);
+        if (tl_oom_fails_job) /* b is as it was: its owner frees it */
+            ms_runtime_error(0, 0, msg);
+        ms_fatal("%s", msg);
+    }
+    b->data = data;
     b->cap = cap;
     ms_hint_huge(b->data, (size_t)cap);
 }

@@ -22,6 +22,11 @@ void ms_hint_huge(void *p, size_t n);
 /* Free the bytes (not the ms_buf itself) and make it empty. */
 void ms_buf_free(ms_buf *b);
 
+/* On this thread from now on, a buffer that cannot grow (ms_buf_reserve)
+ * is a runtime error (on: the slave's workers while they run a job, so
+ * that the job fails alone) or the end of the process (off, the default). */
+void ms_buf_oom_fails_job(int on);
+
 /* Check that `sig` is a well-formed signature (section "Type signatures" of
  * ms_abi.h). Returns 0, or -1 with a reason in err. */
 int ms_sig_check(const char *sig, char *err, size_t errlen);

@@ -167,7 +167,9 @@ static void run_task(worker *w, task *t)
     ms_values_track_begin();
     int how = setjmp(w->jb);
     if (how == 0) {
+        ms_buf_oom_fails_job(1);
         e->run(&w->args, &w->result);
+        ms_buf_oom_fails_job(0);
         w->in_job = 0;
         /* The job released everything it made: 0 unless refcounts are off. */
         int64_t left = ms_values_track_end(0);
@@ -190,6 +192,7 @@ static void run_task(worker *w, task *t)
     } else {
         /* Abandoned by a longjmp (its error text is in w->msg already):
          * free the vectors its frames owned. */
+        ms_buf_oom_fails_job(0);
         ms_values_track_end(1);
         fflush(stdout);
         if (how == 2)

@@ -99,16 +99,20 @@ def test_local_slaves_killed_every_half_second_do_not_slow_the_run(start,
 # ------------------------------------------------ smaller things
 
 def _fake_master_slave(fm, progs, name, **popen):
-    """A slave of `name` joined to the fake master (it learns the program's
-    fingerprint from a first slave, which then exits): (Popen, socket)."""
-    first = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1),
-                             env=clean_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        fm.learn_fingerprint(fm.accept())
-        first.wait(10)
-    finally:
-        kill_group(first)
+    """A slave of `name` joined to the fake master (which learns the
+    program's fingerprint from a first slave at another fake master; that
+    one would connect again): (Popen, socket)."""
+    with fp.FakeMaster() as learner:
+        first = subprocess.Popen(slave_cmd(progs, name, learner.addr),
+                                 env=clean_env(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        try:
+            learner.learn_fingerprint(learner.accept())
+        finally:
+            kill_group(first)
+            first.wait(10)
+    fm.fingerprint = learner.fingerprint
     p = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1),
                          env=clean_env(), start_new_session=True, **popen)
     c = fm.accept()
@@ -355,3 +359,36 @@ def test_idle_connections_cannot_keep_a_slave_out(start, progs):
     assert s.finish() == 0, s.err
     assert stats["opened"] > 2000, stats          # the master closed some
     assert stats["slow reopened"] >= 1, stats     # and timed the slow one out
+
+
+# ------------------------------------------------ a slave out of memory
+
+def _vm_size(pid: int) -> int:
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmSize:\s+(\d+) kB", status, re.M)[1]) * 1024
+
+
+def test_a_result_too_big_to_encode_fails_its_job_alone(start, progs):
+    # The address space of a joined slave with one thread, idle.
+    with fp.FakeMaster() as fm:
+        p, c = _fake_master_slave(fm, progs, "bigresult",
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        base = _vm_size(p.pid)
+        kill_group(p)
+        c.close()
+    # Room to build the 128 MiB vector (growing it needs 192 MiB at most)
+    # but not to encode it as well (256 MiB).
+    limit = base + (224 << 20)
+    m = start(master_cmd(progs, "bigresult", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--verbose"))
+    addr = listening(m)
+    s = start(["prlimit", f"--as={limit}", "--",
+               *slave_cmd(progs, "bigresult", addr, "--threads", 1)])
+    assert m.finish(timeout=60) == 1, m.err
+    assert m.out == "2\n3\n", m.err
+    assert re.search(r"^bigresult\.ms:18:21: runtime error: job 'big' failed: "
+                     r"bigresult\.ms:\d+:\d+: out of memory", m.err, re.M), m.err
+    assert "lost slave" not in m.err, m.err
+    assert s.finish() == 0, s.err      # it went on, and left at the end
