@@ -25,8 +25,9 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import build_program, clean_env, kill_group
-from test_faults import c_rem, children_of, lcg
+from harness import build_programs, clean_env, kill_group
+from test_faults import (c_rem, children_of, lcg, listening, master_cmd,
+                         slave_cmd)
 
 HERE = pathlib.Path(__file__).resolve().parent / "hostile"
 
@@ -34,21 +35,7 @@ HERE = pathlib.Path(__file__).resolve().parent / "hostile"
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory):
     """Every tests/faults/hostile/*.ms compiled; name -> path prefix."""
-    out = tmp_path_factory.mktemp("hostile")
-    return {ms.stem: build_program(ms, out / ms.stem)
-            for ms in sorted(HERE.glob("*.ms"))}
-
-
-def master_cmd(progs, name, *args):
-    return [f"{progs[name]}-master", *map(str, args)]
-
-
-def slave_cmd(progs, name, addr, *args):
-    return [f"{progs[name]}-slave", "--master", addr, *map(str, args)]
-
-
-def listening(m) -> str:
-    return m.wait_err(r"listening on (\S+)").group(1)
+    return build_programs(HERE, tmp_path_factory.mktemp("hostile"))
 
 
 # ------------------------------------------------ zero-size elements
