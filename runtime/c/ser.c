@@ -33,11 +33,11 @@ void ms_hint_huge(void *p, size_t n)
 /* Set on a slave's worker thread while it runs a job: a buffer that cannot
  * grow is then a runtime error of that job (which fails alone), not the
  * end of the process. */
-static _Thread_local int tl_oom_fails_job;
+static _Thread_local ms_oom_handler tl_oom_handler;
 
-void ms_buf_oom_fails_job(int on)
+void ms_buf_on_oom(ms_oom_handler h)
 {
-    tl_oom_fails_job = on;
+    tl_oom_handler = h;
 }
 
 void ms_buf_reserve(ms_buf *b, uint64_t extra)
@@ -56,8 +56,8 @@ void ms_buf_reserve(ms_buf *b, uint64_t extra)
         char msg[128];
         snprintf(msg, sizeof msg, "out of memory: a buffer of %" PRIu64
                  " bytes (for the job's result)", cap);
-        if (tl_oom_fails_job) /* b is as it was: its owner frees it */
-            ms_runtime_error(0, 0, msg);
+        if (tl_oom_handler) /* b is as it was: its owner frees it */
+            tl_oom_handler(msg); /* does not return */
         ms_fatal("%s", msg);
     }
     b->data = data;

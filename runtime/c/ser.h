@@ -23,9 +23,11 @@ void ms_hint_huge(void *p, size_t n);
 void ms_buf_free(ms_buf *b);
 
 /* On this thread from now on, a buffer that cannot grow (ms_buf_reserve)
- * is a runtime error (on: the slave's workers while they run a job, so
- * that the job fails alone) or the end of the process (off, the default). */
-void ms_buf_oom_fails_job(int on);
+ * calls h with the message (the slave's workers, while they run a job:
+ * a runtime error, so that the job fails alone; h does not return), or,
+ * with h NULL (the default), ends the process. */
+typedef void (*ms_oom_handler)(const char *msg);
+void ms_buf_on_oom(ms_oom_handler h);
 
 /* Check that `sig` is a well-formed signature (section "Type signatures" of
  * ms_abi.h). Returns 0, or -1 with a reason in err. */

@@ -158,6 +158,12 @@ void ms_handle_release(ms_handle h)
 
 /* ------------------------------------------------------------ workers */
 
+/* A buffer of the job's could not grow: the job fails (ms_buf_on_oom). */
+static _Noreturn void job_out_of_memory(const char *msg)
+{
+    ms_runtime_error(0, 0, msg);
+}
+
 static void run_task(worker *w, task *t)
 {
     const ms_job_entry *e = &ms_job_table[t->ordinal - 1];
@@ -167,9 +173,9 @@ static void run_task(worker *w, task *t)
     ms_values_track_begin();
     int how = setjmp(w->jb);
     if (how == 0) {
-        ms_buf_oom_fails_job(1);
+        ms_buf_on_oom(job_out_of_memory);
         e->run(&w->args, &w->result);
-        ms_buf_oom_fails_job(0);
+        ms_buf_on_oom(NULL);
         w->in_job = 0;
         /* The job released everything it made: 0 unless refcounts are off. */
         int64_t left = ms_values_track_end(0);
@@ -192,7 +198,7 @@ static void run_task(worker *w, task *t)
     } else {
         /* Abandoned by a longjmp (its error text is in w->msg already):
          * free the vectors its frames owned. */
-        ms_buf_oom_fails_job(0);
+        ms_buf_on_oom(NULL);
         ms_values_track_end(1);
         fflush(stdout);
         if (how == 2)
