@@ -201,8 +201,14 @@ class FakeMaster:
 
     def learn_fingerprint(self, conn) -> None:
         """The program's fingerprint from the HELLO on `conn`, which is then
-        closed (the slave finds its master runs another program)."""
+        refused and closed (the slave exits; closed without a REFUSE, it
+        would connect again, as to a master whose handshake slots are
+        full)."""
         self.fingerprint = self.challenge(conn)
+        try:
+            conn.sendall(refuse("the fake master only learns fingerprints"))
+        except OSError:
+            pass
         conn.close()
 
     def handshake(self, conn, heartbeat_ms: int = 3000,

@@ -50,6 +50,13 @@ def build_program(ms: pathlib.Path, out: pathlib.Path, *options) -> pathlib.Path
     return out
 
 
+def build_programs(directory: pathlib.Path, out: pathlib.Path) -> dict:
+    """Every DIRECTORY/*.ms compiled into OUT; name -> path prefix of
+    NAME-master and NAME-slave."""
+    return {ms.stem: build_program(ms, out / ms.stem)
+            for ms in sorted(directory.glob("*.ms"))}
+
+
 def write_program(directory: pathlib.Path, name: str, text: str) -> pathlib.Path:
     ms = directory / f"{name}.ms"
     ms.write_text(text)

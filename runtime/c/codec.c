@@ -8,7 +8,9 @@
  * every read goes through the bounds-checked ms_read_* calls, and a vector
  * count is checked against the bytes left before anything is allocated. A
  * count that cannot fit makes the vector empty and exhausts the reader, so
- * the rest decodes as zeros. */
+ * the rest decodes as zeros; the validator rejects every such payload, and
+ * accepts nothing this decoder would not build as it is (elements of zero
+ * size, which take no bytes and no memory, have any count in both). */
 #include "values.h"
 
 #include "ser.h"
@@ -22,10 +24,6 @@
 #else
 #define MSV_WIRE_IS_MEMORY 0
 #endif
-
-/* Most zero-size elements (empty structs) one decoded vector may hold:
- * they take no bytes on the wire, so the message size does not bound them. */
-#define MSV_MAX_ZERO_SIZE_COUNT ((uint32_t)1 << 24)
 
 _Noreturn static void not_serializable(void)
 {
@@ -245,15 +243,20 @@ static ms_vec *decode_vec(const ms_type *vt, ms_reader *r, msv_walk *w)
         return NULL;
     const ms_type *et = vt->elem;
     uint64_t least = min_wire_size(et);
-    if (least == 0 ? n > MSV_MAX_ZERO_SIZE_COUNT : n > bytes_left(r) / least) {
+    if (least == 0) {
+        /* Elements of only empty structs: no bytes to read and none to
+         * hold (their size is 0), so any count is decoded as it is, the
+         * count the validator accepted (ms_sig_validate). */
+        if (et->size != 0)
+            ms_runtime_error(0, 0, "internal error: a type of no wire bytes "
+                                   "has a size in memory");
+        return msv_alloc(et->size, n, n);
+    }
+    if (n > bytes_left(r) / least) {
         r->off = r->len;
         return NULL;
     }
     ms_vec *v = msv_alloc(et->size, n, n);
-    if (least == 0) { /* elements of only empty structs: nothing to read */
-        memset(MSV_DATA(v), 0, (size_t)n * et->size);
-        return v;
-    }
     unsigned char *data = MSV_DATA(v);
     const uint8_t *src = r->data + r->off; /* n * least bytes are left */
     switch (et->kind) {

@@ -111,3 +111,18 @@ struct ms_job *ms_jobq_pop(ms_jobq *q)
     q->n--;
     return j;
 }
+
+struct ms_job *ms_jobq_take_after(ms_jobq *q, struct ms_job *prev)
+{
+    if (!prev)
+        return ms_jobq_pop(q);
+    struct ms_job *j = prev->next;
+    if (!j)
+        return NULL;
+    prev->next = j->next;
+    if (q->tail == j)
+        q->tail = prev;
+    j->next = NULL;
+    q->n--;
+    return j;
+}

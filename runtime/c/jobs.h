@@ -31,6 +31,7 @@ struct ms_job {
     int state;            /* enum ms_jstate */
     int attempts;         /* times sent to a slave */
     long long t_sent_us;  /* when it was last sent */
+    long long t_lost_ms;  /* when a slave was last lost with it; 0: never */
     void *where;          /* the connection it is in flight on, or NULL */
     uint8_t *args;        /* owned; freed when the job ends and no
                              connection is sending them (pins == 0) */
@@ -71,5 +72,7 @@ void ms_job_unpin(struct ms_job *j);
 void ms_jobq_push(ms_jobq *q, struct ms_job *j);
 void ms_jobq_push_front(ms_jobq *q, struct ms_job *j);
 struct ms_job *ms_jobq_pop(ms_jobq *q);
+/* Remove the job after `prev` (the head when prev is NULL) and return it. */
+struct ms_job *ms_jobq_take_after(ms_jobq *q, struct ms_job *prev);
 
 #endif

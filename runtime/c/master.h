@@ -150,6 +150,20 @@ typedef struct child {
     int failed_starts;   /* exits before joining since it last joined */
 } child;
 
+/* --stats of one slave that left, or the sum over several. */
+typedef struct slave_tally {
+    uint64_t slaves, ran, finished, failed, cancelled, retried;
+    uint64_t bytes_out, bytes_in;
+} slave_tally;
+
+/* --stats keeps a line for each of the most recent slaves that left, and
+ * only the sums of the slaves before them (a master may see millions). */
+#define STATS_RECENT_SLAVES 32
+typedef struct slave_line {
+    char *text;          /* owned; NULL for an unused slot */
+    slave_tally t;
+} slave_line;
+
 typedef struct stats {
     uint64_t started, finished, failed, cancelled, rerun;
     uint64_t joined, lost, refused, violations;
@@ -196,7 +210,12 @@ struct master {
     uint32_t next_jid;
     uint32_t ready_slaves;
     stats st;
-    ms_buf slave_report;     /* --stats lines of slaves that left */
+    /* --stats of slaves that left: the last STATS_RECENT_SLAVES in a ring
+     * (slave_lines[k % STATS_RECENT_SLAVES] for the k-th to leave, k from
+     * 0 to slaves_left - 1), the sums of the earlier ones in `older`. */
+    slave_line slave_lines[STATS_RECENT_SLAVES];
+    uint64_t slaves_left;
+    slave_tally older;
     conn **conns;
     size_t nconns, conns_cap;
     ms_inflight **sets;      /* scratch for ms_sched_pick, conns_cap long */

@@ -33,6 +33,7 @@
 
 #define READ_CHUNK 65536
 #define MAX_HANDSHAKING 128    /* connections not yet through the handshake */
+#define MAX_HANDSHAKING_PER_PEER 64 /* of them from one address */
 #define ACCEPT_PAUSE_MS 200    /* after running out of file descriptors */
 
 /* ------------------------------------------------------ connections */
@@ -107,11 +108,57 @@ static void refuse(conn *c, const char *fmt, ...)
     c->t_close = ms_now_ms();
 }
 
+/* Do two "ADDR:PORT" strings name the same address? */
+static int same_address(const char *a, const char *b)
+{
+    const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+    size_t na = ca ? (size_t)(ca - a) : strlen(a);
+    size_t nb = cb ? (size_t)(cb - b) : strlen(b);
+    return na == nb && memcmp(a, b, na) == 0;
+}
+
+/* Make room for a connection from `peer` among those in the handshake:
+ * when its address has MAX_HANDSHAKING_PER_PEER of them, or all have
+ * MAX_HANDSHAKING, close the oldest (of that address, or of all). A real
+ * slave answers the CHALLENGE in milliseconds, so the oldest is the most
+ * likely to be idle; one closed this way tries again (join_master). Returns
+ * how many are left in the handshake. */
+static size_t make_room(const char *peer, long long now)
+{
+    size_t total = 0, mine = 0;
+    conn *oldest = NULL, *oldest_mine = NULL;
+    for (size_t i = 0; i < M.nconns; i++) {
+        conn *c = M.conns[i];
+        if (c->phase != C_HANDSHAKE)
+            continue;
+        total++;
+        if (!oldest || c->t_open < oldest->t_open)
+            oldest = c;
+        if (same_address(c->peer, peer)) {
+            mine++;
+            if (!oldest_mine || c->t_open < oldest_mine->t_open)
+                oldest_mine = c;
+        }
+    }
+    conn *victim = mine >= MAX_HANDSHAKING_PER_PEER ? oldest_mine
+                   : total >= MAX_HANDSHAKING      ? oldest
+                                                   : NULL;
+    if (!victim)
+        return total;
+    if (now - M.t_accept_log >= 5000) {
+        ms_log("closing connection from %s: %zu connections from its address "
+               "and %zu in all have not finished the handshake (the oldest "
+               "goes; more such messages in the next 5 s are not shown)",
+               victim->peer, mine, total);
+        M.t_accept_log = now;
+    }
+    conn_close(victim, "closed to make room for newer connections in the "
+                       "handshake");
+    return total - 1;
+}
+
 void conn_accept(long long now)
 {
-    size_t handshaking = 0;
-    for (size_t i = 0; i < M.nconns; i++)
-        handshaking += M.conns[i]->phase == C_HANDSHAKE;
     for (int k = 0; k < 64; k++) {
         char peer[MS_ADDR_LEN];
         int fd = ms_accept(M.listen_fd, peer, sizeof peer);
@@ -129,17 +176,7 @@ void conn_accept(long long now)
             M.accept_paused_until = now + ACCEPT_PAUSE_MS;
             return;
         }
-        if (handshaking >= MAX_HANDSHAKING) {
-            if (now - M.t_accept_log >= 5000) {
-                ms_log("closing connection from %s: %d connections are "
-                       "already in the handshake",
-                       peer, MAX_HANDSHAKING);
-                M.t_accept_log = now;
-            }
-            close(fd);
-            continue;
-        }
-        handshaking++;
+        (void)make_room(peer, now);
         conn *c = ms_xcalloc(1, sizeof *c);
         c->fd = fd;
         c->id = ++M.next_conn_id;
@@ -305,7 +342,7 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
     }
     c->threads = h.threads;
     c->local = is_local_pid(h.pid);
-    ms_inflight_init(&c->load, h.threads);
+    ms_inflight_init(&c->load, h.threads, ms_now_ms());
     ms_welcome w = {.heartbeat_ms = (uint32_t)M.hb_timeout_ms,
                     .max_message = M.opt.max_message,
                     .slave_id = c->id};
@@ -335,7 +372,7 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     }
     const ms_job_entry *e = &ms_job_table[j->ordinal - 1];
     char err[256];
-    if (ms_sig_validate(e->ret_sig, p, h.length, M.opt.max_message, err,
+    if (ms_sig_validate(e->ret_sig, p, h.length, err,
                         sizeof err) != 0) {
         violation(c, "result of job %" PRIu32 " ('%s') does not match its "
                      "type \"%s\": %s",
@@ -347,6 +384,7 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     c->done++;
     c->n_finished++; /* a result, even for a job cancelled meanwhile */
     long long took = ms_now_us() - j->t_sent_us;
+    ms_inflight_answered(&c->load);
     ms_inflight_sample(&c->load, took > 0 ? (uint64_t)took : 0);
     if (j->state == MS_J_INFLIGHT) {
         uint8_t *copy = NULL;
@@ -393,6 +431,7 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
                          "cancelled", h.jid);
             return;
         }
+        ms_inflight_answered(&c->load);
         if (kind == MS_FAILURE)
             c->n_failed++;
         else
@@ -446,6 +485,43 @@ void conn_process(conn *c)
     }
 }
 
+static void tally_add(slave_tally *sum, const slave_tally *t)
+{
+    sum->slaves += t->slaves;
+    sum->ran += t->ran;
+    sum->finished += t->finished;
+    sum->failed += t->failed;
+    sum->cancelled += t->cancelled;
+    sum->retried += t->retried;
+    sum->bytes_out += t->bytes_out;
+    sum->bytes_in += t->bytes_in;
+}
+
+/* --stats: c's line goes into the ring of recent slaves; the line it
+ * replaces only adds to the sums of the older ones (caller holds M.lock). */
+static void stats_slave_left_locked(const conn *c)
+{
+    slave_line *sl = &M.slave_lines[M.slaves_left++ % STATS_RECENT_SLAVES];
+    if (sl->text) {
+        tally_add(&M.older, &sl->t);
+        free(sl->text);
+    }
+    sl->t = (slave_tally){1, c->done, c->n_finished, c->n_failed,
+                          c->n_cancelled, c->n_retried, c->bytes_out,
+                          c->bytes_in};
+    char line[MS_ADDR_LEN + 400];
+    snprintf(line, sizeof line,
+             "stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
+             " threads): ran %" PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64
+             " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
+             "after it was lost; sent %" PRIu64 " bytes, received %" PRIu64
+             " bytes",
+             c->id, c->peer, c->pid, c->local ? "local" : "remote", c->threads,
+             c->done, c->n_finished, c->n_failed, c->n_cancelled, c->n_retried,
+             c->bytes_out, c->bytes_in);
+    sl->text = ms_xstrdup(line);
+}
+
 /* Forget a closed connection: its jobs go back to the queue, or fail after
  * --max-retries runs (caller holds M.lock). Frees c. */
 void conn_destroy_locked(conn *c)
@@ -465,7 +541,10 @@ void conn_destroy_locked(conn *c)
         ms_logv("connection from %s closed during the handshake: %s", c->peer,
                 c->why);
     }
-    /* Back to the front of the queue, in their original order. */
+    /* Back to the front of the queue, in their original order; each goes
+     * preferably to a slave that was there before this one was lost
+     * (ms_sched_pick), not to a newcomer, which may be this one again. */
+    long long now = ms_now_ms();
     for (uint32_t i = n; i-- > 0;) {
         struct ms_job *j = c->load.jobs[i];
         j->where = NULL;
@@ -482,6 +561,7 @@ void conn_destroy_locked(conn *c)
             ms_job_release(j);
         } else {
             j->state = MS_J_PENDING;
+            j->t_lost_ms = now;
             M.st.rerun++;
             c->n_retried++;
             ms_jobq_push_front(&M.pending, j);
@@ -491,24 +571,8 @@ void conn_destroy_locked(conn *c)
     M.st.connections++;
     M.st.bytes_in += c->bytes_in;
     M.st.bytes_out += c->bytes_out;
-    if (M.opt.stats && c->was_ready) {
-        char line[MS_ADDR_LEN + 400];
-        int len = snprintf(
-            line, sizeof line,
-            "%s: stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
-            " threads): ran %" PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64
-            " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
-            "after it was lost; sent %" PRIu64 " bytes, received %" PRIu64
-            " bytes\n",
-            ms_log_name(), c->id, c->peer, c->pid,
-            c->local ? "local" : "remote", c->threads, c->done, c->n_finished,
-            c->n_failed, c->n_cancelled, c->n_retried, c->bytes_out,
-            c->bytes_in);
-        if (len > 0)
-            ms_buf_append(&M.slave_report, line,
-                          (uint64_t)len < sizeof line ? (uint64_t)len
-                                                      : sizeof line - 1);
-    }
+    if (M.opt.stats && c->was_ready)
+        stats_slave_left_locked(c);
     ms_inflight_free(&c->load);
     if (M.ep_fd >= 0)
         (void)epoll_ctl(M.ep_fd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -521,25 +585,33 @@ void conn_destroy_locked(conn *c)
     free(c);
 }
 
-/* Send pending jobs to slaves with room (caller holds M.lock). */
+/* Send pending jobs to slaves with room (caller holds M.lock). A job lost
+ * with a slave may wait for a slave it prefers (ms_sched_pick) while the
+ * jobs behind it go elsewhere; the first job that no slave can take ends
+ * the round. */
 void dispatch_locked(void)
 {
     if (!M.pending.head || M.shutting_down)
         return;
     for (size_t i = 0; i < M.nconns; i++)
         M.sets[i] = M.conns[i]->phase == C_READY ? &M.conns[i]->load : NULL;
-    struct ms_job *j;
+    struct ms_job *prev = NULL, *j;
     long long now = 0;
-    while ((j = M.pending.head)) {
+    while ((j = prev ? prev->next : M.pending.head)) {
         if (j->state != MS_J_PENDING) { /* cancelled while waiting */
-            ms_job_release(ms_jobq_pop(&M.pending));
+            ms_job_release(ms_jobq_take_after(&M.pending, prev));
             continue;
         }
-        long k = ms_sched_pick(M.sets, M.nconns, &M.sched_cursor);
-        if (k < 0)
-            return;
+        long k = ms_sched_pick(M.sets, M.nconns, &M.sched_cursor,
+                               j->t_lost_ms);
+        if (k < 0) {
+            if (!j->t_lost_ms)
+                return;
+            prev = j; /* waits for a slave it prefers */
+            continue;
+        }
         conn *c = M.conns[k];
-        (void)ms_jobq_pop(&M.pending);
+        (void)ms_jobq_take_after(&M.pending, prev);
         j->state = MS_J_INFLIGHT;
         j->attempts++;
         j->where = c;

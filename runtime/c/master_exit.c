@@ -43,9 +43,23 @@ void print_stats(void)
     ms_log("stats: %" PRIu64 " slaves joined, %" PRIu64 " lost, %" PRIu64
            " refused, %" PRIu64 " connections closed for protocol errors",
            s.joined, s.lost, s.refused, s.violations);
-    if (M.slave_report.len)
-        if (write(STDERR_FILENO, M.slave_report.data, M.slave_report.len) < 0)
-            return; /* stderr is gone; nothing to do */
+    /* The slaves that left: the sums over the earliest, then a line for
+     * each of the most recent. */
+    pthread_mutex_lock(&M.lock);
+    const slave_tally *o = &M.older;
+    if (o->slaves)
+        ms_log("stats: ... and %" PRIu64 " more slaves before these: ran %"
+               PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64 " failed, %"
+               PRIu64 " cancelled), %" PRIu64 " retried elsewhere after they "
+               "were lost; sent %" PRIu64 " bytes, received %" PRIu64 " bytes",
+               o->slaves, o->ran, o->finished, o->failed, o->cancelled,
+               o->retried, o->bytes_out, o->bytes_in);
+    uint64_t first = M.slaves_left > STATS_RECENT_SLAVES
+                         ? M.slaves_left - STATS_RECENT_SLAVES
+                         : 0;
+    for (uint64_t k = first; k < M.slaves_left; k++)
+        ms_log("%s", M.slave_lines[k % STATS_RECENT_SLAVES].text);
+    pthread_mutex_unlock(&M.lock);
     ms_log("stats: total over %" PRIu64 " connections: sent %" PRIu64
            " bytes, received %" PRIu64 " bytes",
            s.connections, s.bytes_out, s.bytes_in);

@@ -24,7 +24,7 @@
 #include "master.h"
 #include "proto.h"
 
-#define HANDSHAKE_TIMEOUT_MS 5000
+#define HANDSHAKE_TIMEOUT_MS 2000 /* a real slave answers in milliseconds */
 #define CLOSE_GRACE_MS 1000    /* to deliver a REFUSE before closing */
 #define WAIT_NOTICE_FIRST_MS 3000
 #define WAIT_NOTICE_EVERY_MS 15000
@@ -75,7 +75,9 @@ static int work_ready_locked(void)
         return 0;
     for (size_t i = 0; i < M.nconns; i++) {
         conn *c = M.conns[i];
-        if (c->phase == C_READY && c->load.n < c->load.limit)
+        /* A job lost with a slave may wait for another (dispatch_locked). */
+        if (c->phase == C_READY && c->load.n < c->load.limit &&
+            !M.pending.head->t_lost_ms)
             return 1;
     }
     /* Cancelled jobs at the head are dropped by dispatch_locked. */
@@ -275,8 +277,6 @@ void *io_main(void *arg)
         for (int k = 0; k < nrd; k++)
             if (rd[k])
                 rd[k]->t_recv = now;
-        if (accepting)
-            conn_accept(now);
         for (size_t i = 0; i < M.nconns; i++) {
             if (M.conns[i]->reader == R_MAIN)
                 continue;
@@ -284,6 +284,10 @@ void *io_main(void *arg)
             if (M.conns[i]->rd_failed)
                 conn_close(M.conns[i], "%s", M.conns[i]->rd_why);
         }
+        /* After the HELLOs that came are handled: accepting may close the
+         * oldest connections still in the handshake. */
+        if (accepting)
+            conn_accept(now);
         next = timers(now);
         size_t kept = 0;
         for (size_t i = 0; i < M.nconns; i++) {

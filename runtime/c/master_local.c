@@ -104,7 +104,11 @@ void reap_children(long long now)
             ch->pid = -1;
             continue;
         }
-        int quick = now - ch->started < 2000;
+        /* Only a slave that never got through the handshake died "at
+         * once": one that joined (and so may have run jobs) is replaced
+         * after the shortest delay however young it was, or killing local
+         * slaves again and again would make the delay grow to 5 s. */
+        int quick = !ch->joined && now - ch->started < 2000;
         ch->backoff_ms = quick ? (ch->backoff_ms ? 2 * ch->backoff_ms : 100) : 50;
         if (ch->backoff_ms > 5000)
             ch->backoff_ms = 5000;

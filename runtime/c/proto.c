@@ -98,6 +98,40 @@ int ms_welcome_decode(const uint8_t *p, uint32_t len, ms_welcome *w)
     return 0;
 }
 
+/* The length of the valid UTF-8 sequence at p (at most n bytes), or 0
+ * when the bytes there are not one (a lone continuation byte, an overlong
+ * form, a surrogate, past U+10FFFF, or cut short); *cp gets its code
+ * point. */
+static size_t utf8_seq(const uint8_t *p, size_t n, uint32_t *cp)
+{
+    uint8_t b = p[0];
+    size_t len;
+    uint32_t c, least;
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+        len = 2, c = b & 0x1Fu, least = 0x80;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3, c = b & 0x0Fu, least = 0x800;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4, c = b & 0x07u, least = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        c = c << 6 | (p[i] & 0x3Fu);
+    }
+    if (c < least || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return len;
+}
+
 void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen)
 {
     size_t n = len;
@@ -105,9 +139,24 @@ void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen)
         n = MS_MAX_TEXT;
     if (n > outlen - 1)
         n = outlen - 1;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (p[i] < 0x20 || p[i] == 0x7f) ? '?' : (char)p[i];
-    out[n] = '\0';
+    /* Terminals act on C0 and C1 control characters (ESC, CSI U+009B as
+     * the bytes C2 9B, or a lone 9B on terminals that read Latin-1): each
+     * control character and each byte that is not part of valid UTF-8
+     * becomes one '?'; the rest of the text passes as it is. */
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t m = utf8_seq(p + i, n - i, &cp);
+        if (m == 0 || cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
+            out[k++] = '?';
+            i += m ? m : 1;
+            continue;
+        }
+        memcpy(out + k, p + i, m);
+        k += m;
+        i += m;
+    }
+    out[k] = '\0';
 }
 
 const char *ms_ctrl_name(uint8_t kind)

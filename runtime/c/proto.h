@@ -68,8 +68,9 @@ int ms_hello_decode(const uint8_t *p, uint32_t len, ms_hello *h);
 int ms_welcome_decode(const uint8_t *p, uint32_t len, ms_welcome *w);
 
 /* Copy the text of a REFUSE or FAILURE payload (after the kind byte) into
- * `out`, at most MS_MAX_TEXT bytes, replacing control characters with '?'
- * so a peer cannot write escape sequences to our terminal. */
+ * `out`, at most MS_MAX_TEXT bytes, replacing control characters (C0, DEL
+ * and C1, U+0080..U+009F) and bytes that are not valid UTF-8 with '?', so
+ * a peer cannot write escape sequences to our terminal. */
 void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen);
 
 const char *ms_ctrl_name(uint8_t kind);

@@ -30,6 +30,16 @@ void ms_hint_huge(void *p, size_t n)
 }
 
 
+/* Set on a slave's worker thread while it runs a job: a buffer that cannot
+ * grow is then a runtime error of that job (which fails alone), not the
+ * end of the process. */
+static _Thread_local ms_oom_handler tl_oom_handler;
+
+void ms_buf_on_oom(ms_oom_handler h)
+{
+    tl_oom_handler = h;
+}
+
 void ms_buf_reserve(ms_buf *b, uint64_t extra)
 {
     if (extra <= b->cap - b->len)
@@ -41,9 +51,16 @@ void ms_buf_reserve(ms_buf *b, uint64_t extra)
     uint64_t cap = b->cap ? b->cap * 2 : 64;
     if (cap < need)
         cap = need;
-    if (cap > SIZE_MAX)
-        ms_fatal("out of memory: buffer of %" PRIu64 " bytes", cap);
-    b->data = ms_xrealloc(b->data, (size_t)cap);
+    void *data = cap <= SIZE_MAX ? realloc(b->data, (size_t)cap) : NULL;
+    if (!data) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "out of memory: a buffer of %" PRIu64
+                 " bytes (for the job's result)", cap);
+        if (tl_oom_handler) /* b is as it was: its owner frees it */
+            tl_oom_handler(msg); /* does not return */
+        ms_fatal("%s", msg);
+    }
+    b->data = data;
     b->cap = cap;
     ms_hint_huge(b->data, (size_t)cap);
 }
@@ -275,7 +292,7 @@ typedef struct vframe {
 
 typedef struct vstate {
     const uint8_t *data;
-    uint64_t len, off, max_count;
+    uint64_t len, off;
     char *err;
     size_t errlen;
     vframe inline_frames[VFRAMES_INLINE];
@@ -351,8 +368,10 @@ static int validate_item(vstate *v, const char *s, const sig_info *t)
         sig_info e;
         (void)sig_one(es, &e, NULL, 0, 0);
         uint64_t left = v->len - v->off;
-        if (e.min_size == 0 ? count > v->max_count
-                            : count > left / e.min_size) {
+        /* Elements of zero size (empty structs and structs of them) take
+         * no bytes on the wire and none in memory: any count is one the
+         * decoder can hold, and the same one it builds. */
+        if (e.min_size != 0 && count > left / e.min_size) {
             snprintf(v->err, v->errlen,
                      "vector count %" PRIu64 " at byte %" PRIu64
                      " is more than the %" PRIu64 " bytes left can hold",
@@ -426,10 +445,9 @@ static int validate_one(vstate *v, const char *s, const char **end)
 }
 
 int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
-                    uint64_t max_count, char *err, size_t errlen)
+                    char *err, size_t errlen)
 {
-    vstate v = {.data = data, .len = len, .max_count = max_count,
-                .err = err, .errlen = errlen};
+    vstate v = {.data = data, .len = len, .err = err, .errlen = errlen};
     v.frames = v.inline_frames;
     v.cap = VFRAMES_INLINE;
     const char *s = sig;

@@ -22,18 +22,25 @@ void ms_hint_huge(void *p, size_t n);
 /* Free the bytes (not the ms_buf itself) and make it empty. */
 void ms_buf_free(ms_buf *b);
 
+/* On this thread from now on, a buffer that cannot grow (ms_buf_reserve)
+ * calls h with the message (the slave's workers, while they run a job:
+ * a runtime error, so that the job fails alone; h does not return), or,
+ * with h NULL (the default), ends the process. */
+typedef void (*ms_oom_handler)(const char *msg);
+void ms_buf_on_oom(ms_oom_handler h);
+
 /* Check that `sig` is a well-formed signature (section "Type signatures" of
  * ms_abi.h). Returns 0, or -1 with a reason in err. */
 int ms_sig_check(const char *sig, char *err, size_t errlen);
 
 /* Check that the `len` bytes at `data` (borrowed) are exactly one encoding
  * of the values of `sig`: every bool byte is 0 or 1, every vector count is
- * possible given the bytes left (checked before looking at the elements),
- * no element count of a zero-size type exceeds `max_count`, and nothing is
- * left over. Returns 0, or -1 with a reason in err. Never recurses per
+ * possible given the bytes left (checked before looking at the elements;
+ * elements of zero size, which take no memory either, may have any u32
+ * count: exactly what ms_value_decode builds), and nothing is left over. Returns 0, or -1 with a reason in err. Never recurses per
  * level of the payload's nesting; allocates (and frees) only when it is
  * more than 32 vectors and structs deep. */
 int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
-                    uint64_t max_count, char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 #endif

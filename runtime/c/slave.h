@@ -118,8 +118,10 @@ extern struct slave S; /* defined in slave_main.c */
 _Noreturn void slave_exit(int code);
 
 /* slave_conn.c: the connection to the master. */
-void connect_master(const ms_hostport *hp); /* main(): sets S.fd */
-void handshake(const ms_secret *secret);    /* main(); secret borrowed */
+void connect_master(const ms_hostport *hp); /* sets S.fd */
+/* main(): connect_master and the handshake, again while the master closes
+ * the connection before deciding (it is full); secret borrowed. */
+void join_master(const ms_hostport *hp, const ms_secret *secret);
 void read_master(void);            /* a worker; takes S.rlock */
 void keep_alive(void);             /* a worker; takes S.slock, S.rlock */
 void send_ctrl(uint32_t jid, uint8_t kind);                 /* take S.slock */

@@ -251,11 +251,19 @@ void read_master(void)
 /* ---------------------------------------------------------- handshake */
 
 /* Read one whole message of at most `limit` payload bytes into `buf`
- * (borrowed, at least `limit` long). Exits with a message on failure. */
-static ms_header read_message(uint8_t *buf, uint32_t limit, const char *what)
+ * (borrowed, at least `limit` long). Exits with a message on failure,
+ * except when the master closes the connection before the message begins
+ * (a master full of connections that have not finished the handshake
+ * closes the oldest of them): then *closed is set, to try again. */
+static ms_header read_message(uint8_t *buf, uint32_t limit, const char *what,
+                              int *closed)
 {
     uint8_t head[MS_HDR_LEN];
     int rc = ms_read_full(S.fd, head, sizeof head, HANDSHAKE_TIMEOUT_MS);
+    if (rc == -ECONNRESET) {
+        *closed = 1;
+        return (ms_header){0, 0, 0};
+    }
     if (rc == 0) {
         ms_header h = ms_header_decode(head);
         if (h.ordinal != 0 || h.length == 0 || h.length > limit) {
@@ -279,10 +287,15 @@ static ms_header read_message(uint8_t *buf, uint32_t limit, const char *what)
     slave_exit(1);
 }
 
-void handshake(const ms_secret *secret)
+/* Returns 0 when joined, 1 when the master closed the connection before
+ * it said yes or no (try again later). */
+static int handshake(const ms_secret *secret)
 {
     uint8_t buf[MS_HANDSHAKE_MAX];
-    ms_header h = read_message(buf, sizeof buf, "CHALLENGE");
+    int closed = 0;
+    ms_header h = read_message(buf, sizeof buf, "CHALLENGE", &closed);
+    if (closed)
+        return 1;
     ms_challenge ch;
     if (ms_challenge_decode(buf, h.length, &ch) != 0) {
         ms_log("%s is not an M/s master: malformed CHALLENGE", S.master);
@@ -309,7 +322,9 @@ void handshake(const ms_secret *secret)
         slave_exit(1);
     }
     /* The master decides and says why; we only add what we know. */
-    h = read_message(buf, sizeof buf, "WELCOME");
+    h = read_message(buf, sizeof buf, "WELCOME", &closed);
+    if (closed)
+        return 1;
     if (buf[0] == MS_REFUSE) {
         char reason[MS_MAX_TEXT + 1];
         ms_text_decode(buf + 1, h.length - 1, reason, sizeof reason);
@@ -339,6 +354,31 @@ void handshake(const ms_secret *secret)
     S.hb_interval_ms = w.heartbeat_ms / 3 ? w.heartbeat_ms / 3 : 1;
     ms_logv("joined master %s as slave %" PRIu32 " with %ld threads", S.master,
             w.slave_id, S.threads);
+    return 0;
+}
+
+/* Connect and get through the handshake, retrying (with a growing,
+ * jittered delay) while the master closes the connection before deciding:
+ * it does so when connections that have not finished the handshake fill
+ * its slots, and the damage of such a flood must not outlast it. */
+void join_master(const ms_hostport *hp, const ms_secret *secret)
+{
+    int delay = 20;
+    for (;;) {
+        connect_master(hp);
+        if (handshake(secret) == 0)
+            return;
+        if (close(S.fd) != 0)
+            ms_logv("close: %s", strerror(errno));
+        S.fd = -1;
+        int ms = delay / 2 + (int)(ms_now_ms() % (delay / 2 + 1));
+        ms_logv("master %s closed the connection during the handshake; "
+                "trying again in %d ms", S.master, ms);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+        delay = delay * 2 > 1000 ? 1000 : delay * 2;
+    }
 }
 
 /* Connect, retrying until the master is up. */

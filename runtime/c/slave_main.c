@@ -125,8 +125,7 @@ int main(int argc, char **argv)
             ms_sig_check(ms_job_table[k].ret_sig, check, sizeof check) != 0)
             ms_fatal("internal error: job %u: %s", k + 1, check);
 
-    connect_master(&hp);
-    handshake(&secret);
+    join_master(&hp, &secret);
     free(secret.data);
     S.t_send = S.t_recv = ms_now_ms();
     S.epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -206,6 +206,12 @@ void ms_handle_release(ms_handle h)
 
 /* ------------------------------------------------------------ workers */
 
+/* A buffer of the job's could not grow: the job fails (ms_buf_on_oom). */
+static _Noreturn void job_out_of_memory(const char *msg)
+{
+    ms_runtime_error(0, 0, msg);
+}
+
 static void run_task(worker *w, task *t)
 {
     const ms_job_entry *e = &ms_job_table[t->ordinal - 1];
@@ -215,13 +221,18 @@ static void run_task(worker *w, task *t)
     ms_values_track_begin();
     int how = setjmp(w->jb);
     if (how == 0) {
+        ms_buf_on_oom(job_out_of_memory);
         e->run(&w->args, &w->result);
+        ms_buf_on_oom(NULL);
         w->in_job = 0;
         /* The job released everything it made: 0 unless refcounts are off. */
         int64_t left = ms_values_track_end(0);
         if (left)
             ms_logv("internal error: job '%s' left %" PRId64 " vectors",
                     e->name, left);
+        /* What the job printed goes out before its answer: once the master
+         * has the answer, the slave may be lost at any moment. */
+        fflush(stdout);
         if (w->result.len > S.max_message) {
             char msg[256];
             snprintf(msg, sizeof msg,
@@ -235,14 +246,14 @@ static void run_task(worker *w, task *t)
     } else {
         /* Abandoned by a longjmp (its error text is in w->msg already):
          * free the vectors its frames owned. */
+        ms_buf_on_oom(NULL);
         ms_values_track_end(1);
+        fflush(stdout);
         if (how == 2)
             send_ctrl(t->jid, MS_CANCELLED);
         else
             send_text(t->jid, MS_FAILURE, w->msg);
     }
-    /* What the job printed goes out now, not at some later job. */
-    fflush(stdout);
     if (w->result.cap > (1u << 20))
         ms_buf_free(&w->result);
 }
@@ -355,7 +366,7 @@ void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
                   h.ordinal, ms_job_count);
     const ms_job_entry *e = &ms_job_table[h.ordinal - 1];
     char err[256];
-    if (ms_sig_validate(e->arg_sig, p, h.length, S.max_message, err,
+    if (ms_sig_validate(e->arg_sig, p, h.length, err,
                         sizeof err) != 0)
         violation("arguments of job %" PRIu32 " ('%s') do not match its "
                   "parameters \"%s\": %s",

@@ -1,0 +1,379 @@
+"""Resource and hostile-peer scenarios (SPEC 10, docs/protocol.md
+"Distrust"): idle and slow connections before the handshake, a joined peer
+that takes jobs and hangs up, zero-size elements by the millions, partial
+messages too big to hold them all, a slave out of memory, local slaves
+killed again and again, and the smaller things (output before a crash,
+control bytes in peer text, --stats of many slaves).
+
+Every test runs real compiled programs (tests/faults/hostile/*.ms) and, for
+the hostile side, tests/fakepeer.py; each checks the master's output
+exactly."""
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import re
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+import fakepeer as fp
+from harness import build_programs, clean_env, kill_group
+from test_faults import (c_rem, children_of, lcg, listening, master_cmd,
+                         slave_cmd)
+
+HERE = pathlib.Path(__file__).resolve().parent / "hostile"
+
+
+@pytest.fixture(scope="module")
+def progs(tmp_path_factory):
+    """Every tests/faults/hostile/*.ms compiled; name -> path prefix."""
+    return build_programs(HERE, tmp_path_factory.mktemp("hostile"))
+
+
+# ------------------------------------------------ zero-size elements
+
+def test_millions_of_empty_structs_go_to_a_job_and_back(start, progs):
+    m = start(master_cmd(progs, "empties", "--spawn", 1))
+    assert m.finish(timeout=120) == 0, m.err
+    n = (1 << 24) + 1
+    assert m.out == f"{n}\n{n}\n2\n{n}\n7002\n", m.err
+
+
+# ------------------------------------------------ local slaves in churn
+
+def _churn_expected() -> str:
+    return f"{sum(c_rem(lcg(s, 4_000_000), 1000) for s in range(480))}\n"
+
+
+def test_local_slaves_killed_every_half_second_do_not_slow_the_run(start,
+                                                                   progs):
+    t0 = time.monotonic()
+    m = start(master_cmd(progs, "churn", "--spawn", 2))
+    assert m.finish(timeout=120) == 0, m.err
+    calm = time.monotonic() - t0
+    assert m.out == _churn_expected()
+
+    t0 = time.monotonic()
+    m = start(master_cmd(progs, "churn", "--spawn", 2, "--verbose"))
+    kills, rng = 0, random.Random(9)
+    while m.p.poll() is None:
+        time.sleep(0.5)
+        kids = children_of(m.pid)
+        if kids:
+            try:
+                os.kill(rng.choice(kids), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+    assert m.finish(timeout=5) == 0, m.err
+    churned = time.monotonic() - t0
+    assert m.out == _churn_expected()
+    assert kills >= 3, (kills, m.err)
+    # A slave that joined did not "die at once": it is replaced quickly.
+    # Losing a slave costs its jobs in flight and the time to start another
+    # (a few tens of ms), not a restart delay that grows to 5 s.
+    assert churned < 3 * calm + 2, (calm, churned, kills, m.err)
+
+
+# ------------------------------------------------ smaller things
+
+def _fake_master_slave(fm, progs, name, **popen):
+    """A slave of `name` joined to the fake master (which learns the
+    program's fingerprint from a first slave at another fake master; that
+    one would connect again): (Popen, socket)."""
+    with fp.FakeMaster() as learner:
+        first = subprocess.Popen(slave_cmd(progs, name, learner.addr),
+                                 env=clean_env(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        try:
+            learner.learn_fingerprint(learner.accept())
+        finally:
+            kill_group(first)
+            first.wait(10)
+    fm.fingerprint = learner.fingerprint
+    p = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1),
+                         env=clean_env(), start_new_session=True, **popen)
+    c = fm.accept()
+    fm.handshake(c)
+    return p, c
+
+
+def test_what_a_job_printed_is_out_before_its_result(progs):
+    """The slave's stdout is a pipe kept full: the job's line cannot be
+    written. If its result still arrives, a kill -9 now loses the line."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    filler = 0
+    try:
+        while True:
+            filler += os.write(w, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(w, True)
+    with fp.FakeMaster() as fm:
+        p, c = _fake_master_slave(fm, progs, "chatty", stdout=w,
+                                  stderr=subprocess.DEVNULL)
+        os.close(w)
+        got = bytearray()
+        drain = threading.Thread(target=lambda: None)
+        try:
+            c.sendall(fp.frame(1, 5, struct.pack("<q", 14)))
+            c.settimeout(1.5)
+            try:
+                answer = fp.next_message(c)
+            except socket.timeout:
+                # Right: the line must be written first. Let it through.
+                def pump():
+                    while chunk := os.read(r, 65536):
+                        got.extend(chunk)
+                drain = threading.Thread(target=pump, daemon=True)
+                drain.start()
+                c.settimeout(10)
+                answer = fp.next_message(c)
+            assert answer == (1, 5, struct.pack("<q", 15)), answer
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+            drain.join(10)
+            os.set_blocking(r, False)
+            try:
+                while chunk := os.read(r, 65536):
+                    got.extend(chunk)
+            except BlockingIOError:
+                pass
+        finally:
+            kill_group(p)
+            c.close()
+            os.close(r)
+    assert len(got) == filler + 3 and got.endswith(b"x42\n"), got[-20:]
+
+
+C1_TEXT = (b"chatty.ms:3:5: boom \xc2\x9b2J \x9b31m \x1b[2J \x85 "
+           b"caf\xc3\xa9 \xe2\x82\xac \xc3")
+
+
+def _no_control(text: str) -> None:
+    bad = [ch for ch in text if ch not in "\n" and (ord(ch) < 0x20 or
+           0x7f <= ord(ch) <= 0x9f or ch == "\ufffd")]
+    assert not bad, (bad, text)
+
+
+def test_control_bytes_in_a_failure_do_not_reach_the_terminal(start, progs):
+    m = start(master_cmd(progs, "chatty", "--listen", "127.0.0.1:0",
+                         "--spawn", 0))
+    addr = listening(m)
+    s = fp.FakeSlave(addr)
+    try:
+        ordinal, jid, _ = s.next_message()
+        s.send(0, jid, bytes([fp.FAILURE]) + C1_TEXT)
+        assert m.finish() == 1, m.err
+    finally:
+        s.close()
+    assert "job 'chatty' failed: chatty.ms:3:5: boom ?2J ?31m ?[2J ? café € ?" \
+        in m.err, m.err
+    _no_control(m.err)
+
+
+def test_control_bytes_in_a_refusal_do_not_reach_the_terminal(progs):
+    with fp.FakeMaster() as fm:
+        p = subprocess.Popen(slave_cmd(progs, "chatty", fm.addr),
+                             env=clean_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            c = fm.accept()
+            fm.challenge(c)
+            c.sendall(fp.control(fp.REFUSE, C1_TEXT))
+            _, err = p.communicate(timeout=10)
+        finally:
+            kill_group(p)
+        c.close()
+    err = err.decode(errors="replace")
+    assert p.returncode == 1, err
+    assert "boom ?2J ?31m ?[2J ? café € ?" in err, err
+    _no_control(err)
+
+
+def _answer_chatty(s: fp.FakeSlave) -> None:
+    """Answer every `chatty` job as the real job would, until the end."""
+    try:
+        while True:
+            ordinal, jid, payload = s.next_message()
+            if ordinal == 0:
+                return                      # GOODBYE
+            (n,) = struct.unpack("<q", payload)
+            s.answer_int(ordinal, jid, n + 1)
+    except (ConnectionError, OSError):
+        return
+
+
+def test_stats_keep_lines_for_the_most_recent_slaves_only(start, progs):
+    m = start(master_cmd(progs, "chatty", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--stats"))
+    addr = listening(m)
+    fakes = [fp.FakeSlave(addr) for _ in range(40)]
+    threads = [threading.Thread(target=_answer_chatty, args=(f,), daemon=True)
+               for f in fakes]
+    for t in threads:
+        t.start()
+    try:
+        assert m.finish() == 0, m.err
+    finally:
+        for f in fakes:
+            f.close()
+    assert m.out == f"{sum(range(1, 61))}\n"
+    lines = re.findall(r"stats: slave \d+ at .* ran (\d+) jobs", m.err)
+    assert len(lines) == 32, m.err
+    more = re.search(r"stats: \.\.\. and 8 more slaves before these: ran "
+                     r"(\d+) jobs \(\d+ finished, 0 failed, 0 cancelled\), 0 "
+                     r"retried elsewhere after they were lost; sent \d+ bytes, "
+                     r"received \d+ bytes$", m.err, re.M)
+    assert more, m.err
+    assert int(more[1]) + sum(map(int, lines)) == 60, m.err
+
+
+# ------------------------------------------------ a joined peer
+
+def _take_and_hang_up(addr: str, seconds: float) -> int:
+    """A fake slave that claims 1024 threads, takes whatever jobs it is
+    sent for `seconds`, and hangs up. Returns how many it took."""
+    s = fp.FakeSlave(addr, threads=1024)
+    taken = 0
+    s.sock.settimeout(0.05)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                ordinal, _, _ = fp.next_message(s.sock)
+            except socket.timeout:
+                continue
+            taken += ordinal > 0
+    finally:
+        s.close()
+    return taken
+
+
+def test_a_peer_that_takes_jobs_and_hangs_up_costs_only_its_few(start, progs):
+    m = start(master_cmd(progs, "fanout", "--listen", "127.0.0.1:0",
+                         "--spawn", 1, "--verbose"))
+    addr = listening(m)
+    m.wait_err(r"slave \d+ joined .*local")
+    taken = [_take_and_hang_up(addr, 0.4) for _ in range(3)]
+    assert m.finish(timeout=60) == 0, m.err
+    assert m.out == f"{sum(c_rem(lcg(k, 30_000_000), 1000) for k in range(48))}\n"
+    # Slow start: a new connection is given 2 jobs until it answers.
+    assert all(t <= 2 for t in taken), taken
+    assert "its slaves were lost" not in m.err, m.err
+
+
+# ------------------------------------------------ before the handshake
+
+def _idle_flood(addr: str, n: int, stop: threading.Event, stats: dict) -> None:
+    """Hold `n` idle connections to addr open, opening a new one for each
+    that the master closes; one more sends a byte a second (slowloris)."""
+    import selectors
+    host, port = addr.rsplit(":", 1)
+    sel = selectors.DefaultSelector()
+
+    def open_one(slow=False):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, int(port)))
+        sel.register(s, selectors.EVENT_READ, slow)
+        stats["opened"] += 1
+        return s
+
+    for _ in range(n):
+        open_one()
+    slow = open_one(slow=True)
+    t_byte = time.monotonic()
+    while not stop.is_set():
+        for key, _ in sel.select(0.05):
+            s = key.fileobj
+            try:
+                if s.recv(65536):
+                    continue
+            except BlockingIOError:
+                continue
+            except OSError:
+                pass
+            sel.unregister(s)
+            s.close()
+            if key.data:
+                stats["slow reopened"] += 1
+                slow = open_one(slow=True)
+            else:
+                open_one()
+        if time.monotonic() - t_byte >= 1:
+            t_byte = time.monotonic()
+            try:
+                slow.send(b"\0")
+            except OSError:
+                pass                        # the select above sees it closed
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+
+
+def test_idle_connections_cannot_keep_a_slave_out(start, progs):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    m = start(master_cmd(progs, "chatty", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--verbose"))
+    addr = listening(m)
+    stop, stats = threading.Event(), {"opened": 0, "slow reopened": 0}
+    flood = threading.Thread(target=_idle_flood, args=(addr, 2000, stop, stats),
+                             daemon=True)
+    flood.start()
+    try:
+        time.sleep(1.5)                # the flood fills every slot
+        s = start(slave_cmd(progs, "chatty", addr, "--threads", 1))
+        m.wait_err(r"slave \d+ joined from .*pid %d" % s.pid, timeout=30)
+        assert m.finish(timeout=60) == 0, m.err
+    finally:
+        stop.set()
+        flood.join(10)
+    assert m.out == f"{sum(range(1, 61))}\n"
+    assert s.finish() == 0, s.err
+    assert stats["opened"] > 2000, stats          # the master closed some
+    assert stats["slow reopened"] >= 1, stats     # and timed the slow one out
+
+
+# ------------------------------------------------ a slave out of memory
+
+def _vm_size(pid: int) -> int:
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmSize:\s+(\d+) kB", status, re.M)[1]) * 1024
+
+
+def test_a_result_too_big_to_encode_fails_its_job_alone(start, progs):
+    # The address space of a joined slave with one thread, idle.
+    with fp.FakeMaster() as fm:
+        p, c = _fake_master_slave(fm, progs, "bigresult",
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        base = _vm_size(p.pid)
+        kill_group(p)
+        c.close()
+    # Room to build the 128 MiB vector (growing it needs 192 MiB at most)
+    # but not to encode it as well (256 MiB).
+    limit = base + (224 << 20)
+    m = start(master_cmd(progs, "bigresult", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--verbose"))
+    addr = listening(m)
+    s = start(["prlimit", f"--as={limit}", "--",
+               *slave_cmd(progs, "bigresult", addr, "--threads", 1)])
+    assert m.finish(timeout=60) == 1, m.err
+    assert m.out == "2\n3\n", m.err
+    assert re.search(r"^bigresult\.ms:18:21: runtime error: job 'big' failed: "
+                     r"bigresult\.ms:\d+:\d+: out of memory", m.err, re.M), m.err
+    assert "lost slave" not in m.err, m.err
+    assert s.finish() == 0, s.err      # it went on, and left at the end
