@@ -50,7 +50,7 @@ def build_program(ms: pathlib.Path, out: pathlib.Path, *options) -> pathlib.Path
     return out
 
 
-def build_programs(directory: pathlib.Path, out: pathlib.Path) -> dict:
+def build_program_dir(directory: pathlib.Path, out: pathlib.Path) -> dict:
     """Every DIRECTORY/*.ms compiled into OUT; name -> path prefix of
     NAME-master and NAME-slave."""
     return {ms.stem: build_program(ms, out / ms.stem)

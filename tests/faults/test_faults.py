@@ -28,7 +28,7 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import build_programs
+from harness import build_program_dir
 
 HERE = pathlib.Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -60,7 +60,7 @@ def c_rem(a: int, b: int) -> int:
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory):
     """Every tests/faults/*.ms compiled; name -> path prefix of NAME-master."""
-    return build_programs(HERE, tmp_path_factory.mktemp("faults"))
+    return build_program_dir(HERE, tmp_path_factory.mktemp("faults"))
 
 
 def master_cmd(progs, name, *args):

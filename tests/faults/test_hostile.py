@@ -25,7 +25,7 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import build_programs, clean_env, kill_group
+from harness import build_program_dir, clean_env, kill_group
 from test_faults import (c_rem, children_of, lcg, listening, master_cmd,
                          slave_cmd)
 
@@ -35,7 +35,7 @@ HERE = pathlib.Path(__file__).resolve().parent / "hostile"
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory):
     """Every tests/faults/hostile/*.ms compiled; name -> path prefix."""
-    return build_programs(HERE, tmp_path_factory.mktemp("hostile"))
+    return build_program_dir(HERE, tmp_path_factory.mktemp("hostile"))
 
 
 # ------------------------------------------------ zero-size elements
