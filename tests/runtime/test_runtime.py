@@ -71,11 +71,20 @@ def bins(tmp_path_factory):
 
 # ------------------------------------------------------------- processes
 
-def master(start, bins, *args, mode="basic", n=None, env=None, prog="prog"):
-    e = {"FIXTURE_MODE": mode, **(env or {})}
+def master(start, bins, *args, mode="basic", n=None, env=None, prog="prog",
+           token=True):
+    """The fixture's master; with `token`, it has the tests' secret (as
+    hand-started slaves do through `slave`)."""
+    e = {"FIXTURE_MODE": mode, **(fp.TOKEN_ENV if token else {}), **(env or {})}
     if n is not None:
         e["FIXTURE_N"] = str(n)
     return start([bins / f"{prog}-master", *args], env=e)
+
+
+def slave(start, bins, addr, *args, prog="prog", env=None, merge=False):
+    """A slave started by hand with the tests' secret (MS_TOKEN)."""
+    return start([bins / f"{prog}-slave", "--master", addr, *args],
+                 env={**fp.TOKEN_ENV, **(env or {})}, merge=merge)
 
 
 def listening(m):
@@ -259,13 +268,12 @@ def test_stopped_slave_times_out(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                "--heartbeat-timeout", "0.6", mode="announce", n=1)
     addr = listening(m)
-    s1 = start([bins / "prog-slave", "--master", addr, "--threads", "1"],
-               merge=True)
+    s1 = slave(start, bins, addr, "--threads", "1", merge=True)
     pid = int(s1.wait_err(r"announce running in pid (\d+)").group(1))
     assert pid == s1.p.pid
     os.kill(pid, signal.SIGSTOP)
     m.wait_err(r"lost slave .*heartbeat timeout")
-    s2 = start([bins / "prog-slave", "--master", addr])
+    s2 = slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "1\n42\n"
     assert s2.finish() == 0
@@ -277,7 +285,7 @@ def test_waiting_for_slaves_notice(start, bins):
                mode="sleep", n=1)
     addr = listening(m)
     m.wait_err(r"waiting for a slave: 1 jobs are waiting", timeout=6)
-    s = start([bins / "prog-slave", "--master", addr])
+    s = slave(start, bins, addr)
     assert m.finish() == 0
     assert m.out == "1\n"
     assert s.finish() == 0  # GOODBYE ends the slave with status 0
@@ -287,7 +295,7 @@ def test_slave_started_before_master_retries(start, bins):
     with socket.socket() as probe:  # a free port, released at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    s = slave(start, bins, f"127.0.0.1:{port}")
     time.sleep(0.4)
     m = master(start, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
                n=2)
@@ -306,7 +314,7 @@ def test_sigterm_ends_master_and_local_slaves(start, bins):
 def test_slave_exits_when_master_is_killed(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="announce", n=1)
-    s = start([bins / "prog-slave", "--master", listening(m)], merge=True)
+    s = slave(start, bins, listening(m), merge=True)
     s.wait_err(r"announce running")
     m.kill()
     assert s.finish(timeout=5) == 0
@@ -366,10 +374,10 @@ def test_bad_result_closes_only_that_slave(start, bins, what):
     s = fp.FakeSlave(addr)
     ordinal, jid, args = s.next_message()
     assert ordinal == 1 and len(args) == 16
-    s.sock.sendall(BAD_REPLIES[what](ordinal, jid))
+    s.sendall(BAD_REPLIES[what](ordinal, jid))
     assert fp.closed_by_peer(s.sock)
     m.wait_err(r"closing connection from .*")
-    real = start([bins / "prog-slave", "--master", addr])
+    real = slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "1\n"
     assert real.finish() == 0
@@ -384,7 +392,7 @@ def test_bad_bool_in_result(start, bins):
     s.send(ordinal, jid, b"\x02")
     assert fp.closed_by_peer(s.sock)
     assert "is not 0 or 1" in m.wait_err(r"closing connection from").string
-    start([bins / "prog-slave", "--master", addr])
+    slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "true\n"
 
@@ -392,7 +400,7 @@ def test_bad_bool_in_result(start, bins):
 def test_slave_rejects_bad_job_arguments(bins):
     """A fake master sends a job whose arguments do not decode: the slave
     says why and exits 1."""
-    with fp.FakeMaster(timeout=5) as fm:
+    with fp.FakeMaster(timeout=5, secret=fp.TOKEN) as fm:
         p, conn = _joined_fake_master(bins, fm, max_message=1 << 20)
         try:
             conn.sendall(fp.frame(1, 7, bytes(15)))   # add(int, int): 16
@@ -406,23 +414,23 @@ def test_slave_rejects_bad_job_arguments(bins):
 def _joined_fake_master(bins, fm, max_message=1 << 22):
     """Start a slave against the fake master `fm` and take it through the
     handshake (its fingerprint learnt from a first attempt).
-    Returns (slave Proc, connection)."""
-    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    Returns (slave Proc, fakepeer.Link: sealed both ways)."""
+    p = Proc([bins / "prog-slave", "--master", fm.addr], env=fp.TOKEN_ENV)
     fm.learn_fingerprint(fm.accept())
     p.finish()
-    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    p = Proc([bins / "prog-slave", "--master", fm.addr], env=fp.TOKEN_ENV)
     conn = fm.accept()
-    fm.handshake(conn, heartbeat_ms=10000, max_message=max_message)
-    return p, conn
+    return p, fm.handshake(conn, heartbeat_ms=10000, max_message=max_message)
 
 
 SUM = 4  # job double sum(vector<double>) in fixture_prog.c
 
 
-def _send_slowly(conn, data, pieces=7):
+def _send_slowly(link, data, pieces=7):
+    data = link.wire(data)
     step = len(data) // pieces + 1
     for i in range(0, len(data), step):
-        conn.sendall(data[i:i + step])
+        link.sock.sendall(data[i:i + step])
         time.sleep(0.02)
 
 
@@ -433,14 +441,14 @@ def test_slave_takes_big_arguments_in_pieces(bins):
     n = 300_000
     xs = struct.pack(f"<I{n}d", n, *[float(i % 1000) for i in range(n)])
     small = struct.pack("<Id", 1, 2.5)
-    with fp.FakeMaster(timeout=5) as fm:
+    with fp.FakeMaster(timeout=5, secret=fp.TOKEN) as fm:
         p, conn = _joined_fake_master(bins, fm)
         try:
             _send_slowly(conn, fp.frame(SUM, 1, small) + fp.frame(SUM, 2, xs) +
                          fp.frame(SUM, 3, small) + fp.frame(SUM, 4, xs))
             got = {}
             while len(got) < 4:
-                ordinal, jid, payload = fp.recv_msg(conn)
+                ordinal, jid, payload = conn.recv_msg()
                 if ordinal == SUM:
                     got[jid] = struct.unpack("<d", payload)[0]
             want = float(sum(i % 1000 for i in range(n)))
@@ -458,7 +466,7 @@ def test_slave_refuses_bad_big_arguments(bins, what):
     the slave without a crash, and a length over the limit is refused
     before anything is allocated for it."""
     n = 200_000
-    with fp.FakeMaster(timeout=5) as fm:
+    with fp.FakeMaster(timeout=5, secret=fp.TOKEN) as fm:
         p, conn = _joined_fake_master(bins, fm, max_message=1 << 22)
         try:
             if what == "count":
@@ -469,13 +477,16 @@ def test_slave_refuses_bad_big_arguments(bins, what):
                                  r".*vector count 200001", p.err), p.err
             elif what == "truncated":
                 body = struct.pack("<I", n) + bytes(8 * n)
-                conn.sendall(fp.frame(SUM, 9, body)[:fp.HEADER.size + len(body) // 2])
+                # The header sealed as for the whole, then half the bytes.
+                whole = conn.tx.seal(SUM, 9, body)
+                conn.sock.sendall(whole[:fp.HEADER.size + len(body) // 2])
                 time.sleep(0.2)
                 conn.close()
                 assert p.finish(timeout=5) == 0, p.err
                 assert "rror" not in p.err, p.err
             else:
-                conn.sendall(fp.header(SUM, 9, (1 << 22) + 1) + bytes(1000))
+                conn.sendall(fp.header(SUM, 9, (1 << 22) + 1 + fp.TAG) +
+                             bytes(1000))
                 assert p.finish(timeout=5) == 1
                 assert "is over the limit of 4194304 bytes" in p.err, p.err
         finally:
@@ -489,12 +500,12 @@ def test_foreign_program_is_refused_on_both_sides(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=3)
     addr = listening(m)
-    other = start([bins / "other-slave", "--master", addr])
+    other = slave(start, bins, addr, prog="other")
     assert other.finish() == 1
     assert re.search(r"refused by master .*: the slave was built from a "
                      r"different program or version", other.err), other.err
     m.wait_err(r"refused slave .*different program or version")
-    start([bins / "prog-slave", "--master", addr])
+    slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "6\n"
 
@@ -524,23 +535,44 @@ def test_token_is_required_and_checked(start, bins, tmp_path):
     assert good.finish() == 0
 
 
-def test_local_slaves_get_a_fresh_secret(start, bins):
-    """Without --listen, only the master's own slaves know the secret."""
-    m = master(start, bins, "--verbose", mode="sleep", n=8)
-    addr = m.wait_err(r"listening on (\S+)").group(1)
-    s = fp.FakeSlave(addr, require_welcome=False)
-    assert s.reply[0] == fp.REFUSE, s.reply
-    s.close()
+def tcp_listeners(pid: int) -> list[str]:
+    """The TCP ports (hex, as /proc shows them) that process `pid` listens
+    on."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.read().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
+                    ports.append(cols[1].rsplit(":", 1)[1])
+    return ports
+
+
+def test_local_slaves_need_no_tcp_port(start, bins):
+    """Without --listen, the local slaves come through socket pairs: the
+    master opens no TCP port at all, so no other process can join."""
+    m = master(start, bins, "--verbose", mode="sleep", n=8, token=False)
+    m.wait_err(r"slave \d+ joined from socketpair")
+    assert tcp_listeners(m.pid) == []
     assert m.finish() == 0, m.err
     assert m.out == "36\n"
+    assert "listening on" not in m.err
 
 
 def test_non_loopback_needs_a_secret(start, bins):
-    m = master(start, bins, "--listen", "0.0.0.0:0", mode="none")
+    m = master(start, bins, "--listen", "0.0.0.0:0", mode="none", token=False)
     assert m.finish() == 2
     assert "without a shared secret" in m.err
     m = master(start, bins, "--listen", "0.0.0.0:0", "--insecure",
-               "--spawn", "1", mode="sleep", n=2)
+               "--spawn", "1", mode="sleep", n=2, token=False)
     assert m.finish() == 0, m.err
     assert m.out == "3\n"
     assert "warning: listening on 0.0.0.0" in m.err
