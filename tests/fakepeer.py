@@ -22,6 +22,7 @@ import hmac
 import os
 import socket
 import struct
+import threading
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -384,3 +385,63 @@ class FakeMaster:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Relay:
+    """A man in the middle without the secret: it listens on loopback, and
+    for the one slave that connects it connects to the master at `addr`
+    and passes whole messages between them. `tamper(direction, index,
+    frame)` (direction "m2s" or "s2m", index counting that direction's
+    messages from 0, the handshake's included) returns the messages to
+    pass on instead: the frame itself (a faithful relay), nothing, it
+    twice, a changed one... `frames` records every message that came, by
+    direction."""
+
+    def __init__(self, addr: str, tamper=None, timeout: float = 30):
+        self.master_addr, self.timeout = addr, timeout
+        self.tamper = tamper or (lambda d, i, f: [f])
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.sock.settimeout(timeout)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.frames = {"m2s": [], "s2m": []}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _pump(self, direction, src, dst):
+        try:
+            while True:
+                head = recv_exact(src, HEADER.size)
+                frame = head + recv_exact(src, HEADER.unpack(head)[2])
+                index = len(self.frames[direction])
+                self.frames[direction].append(frame)
+                for out in self.tamper(direction, index, frame):
+                    dst.sendall(out)
+        except OSError:
+            pass
+        finally:                      # one side gone: so is the other
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _run(self):
+        try:
+            slave, _ = self.sock.accept()
+        except OSError:
+            return
+        master = connect(self.master_addr, self.timeout)
+        for s in (slave, master):
+            s.settimeout(None)
+        t = threading.Thread(target=self._pump, args=("m2s", master, slave),
+                             daemon=True)
+        t.start()
+        self._pump("s2m", slave, master)
+        t.join(self.timeout)
+        slave.close()
+        master.close()
+
+    def close(self):
+        self.sock.close()

@@ -578,6 +578,228 @@ def test_non_loopback_needs_a_secret(start, bins):
     assert "warning: listening on 0.0.0.0" in m.err
 
 
+# ---------------------------------------- attacks on a protected connection
+
+def flip_bit(frame: bytes, at: int = -1) -> bytes:
+    """The frame with one bit of its byte `at` (from the end: in the tag
+    by default; at=12 the first byte after the header) flipped."""
+    b = bytearray(frame)
+    b[at] ^= 0x10
+    return bytes(b)
+
+
+def _result_attack(kind):
+    """A tamper function for fakepeer.Relay that attacks the first job
+    result the slave sends (s2m messages after HELLO) in the way `kind`
+    says, and passes everything else on."""
+    state = {"held": None, "done": False}
+
+    def is_result(frame):
+        return fp.HEADER.unpack_from(frame)[0] != 0
+
+    def tamper(direction, index, frame):
+        if direction == "s2m" and index >= 1 and state["held"] is not None:
+            held, state["held"] = state["held"], None
+            return [frame, held]                  # the two, swapped
+        if direction != "s2m" or index == 0 or state["done"]:
+            return [frame]
+        if kind == "reordered":
+            state["held"], state["done"] = frame, True
+            return []
+        if not is_result(frame):
+            return [frame]
+        state["done"] = True
+        ordinal, jid, length = fp.HEADER.unpack_from(frame)
+        if kind == "forged":                      # the result of our choice
+            return [frame[:12] + os.urandom(length)]
+        if kind == "forged plain":                # unsealed, as in version 1
+            return [fp.frame(ordinal, jid, struct.pack("<q", 999))]
+        if kind == "flipped":
+            return [flip_bit(frame, 12)]
+        if kind == "replayed":
+            return [frame, frame]
+        if kind == "dropped":
+            return []
+        raise ValueError(kind)
+    return tamper
+
+
+ATTACKS = ["forged", "forged plain", "flipped", "replayed", "reordered",
+           "dropped"]
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+def test_relay_that_tampers_with_results_is_caught(start, bins, kind):
+    """A relay between a real slave and the real master (a wrong --master,
+    or a port squatted before the master came) passes the handshake on,
+    then forges, alters, replays, reorders or drops a message: the master
+    cannot open it (or the one after), closes that connection, runs the
+    slave's jobs again elsewhere, and the output is exact."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               "--heartbeat-timeout", "1.5", mode="sleep", n=6)
+    addr = listening(m)
+    relay = fp.Relay(addr, _result_attack(kind))
+    try:
+        relayed = slave(start, bins, relay.addr, "--threads", "1")
+        why = m.wait_err(r"closing connection from \S+: (.*)").group(1)
+        assert re.search(r"fails authentication \(forged, altered, replayed "
+                         r"or out of order\)|shorter than its tag", why), why
+        assert relayed.finish() in (0, 1), relayed.err
+        direct = slave(start, bins, addr)
+        assert m.finish() == 0, m.err
+        assert m.out == "21\n"
+        assert direct.finish() == 0, direct.err
+    finally:
+        relay.close()
+
+
+def test_relay_that_alters_a_request_is_caught_by_the_slave(start, bins):
+    """The other way: a job request changed on the way fails to open on the
+    slave, which runs nothing, says why and exits; the job runs again."""
+    def tamper(direction, index, frame):
+        if direction == "m2s" and index >= 2 and fp.HEADER.unpack_from(frame)[0]:
+            tamper.done = getattr(tamper, "done", 0) + 1
+            if tamper.done == 1:
+                return [flip_bit(frame, 13)]
+        return [frame]
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               mode="sleep", n=3)
+    addr = listening(m)
+    relay = fp.Relay(addr, tamper)
+    try:
+        relayed = slave(start, bins, relay.addr, "--threads", "1")
+        assert relayed.finish() == 1, relayed.err
+        assert re.search(r"closing the connection to master \S+: message 0 "
+                         r"from the master fails authentication", relayed.err)
+        m.wait_err(r"lost slave")
+        slave(start, bins, addr)
+        assert m.finish() == 0, m.err
+        assert m.out == "6\n"
+    finally:
+        relay.close()
+
+
+def test_faithful_relay_is_harmless(start, bins):
+    """A relay that passes every byte on can read nothing (the traffic is
+    sealed) and change nothing: the run is as without it."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               mode="sleep", n=6)
+    relay = fp.Relay(listening(m))
+    try:
+        s = slave(start, bins, relay.addr)
+        assert m.finish() == 0, m.err
+        assert m.out == "21\n"
+        assert s.finish() == 0, s.err
+        results = [f for f in relay.frames["s2m"][1:]
+                   if fp.HEADER.unpack_from(f)[0] != 0]
+        assert len(results) == 6
+        # Sealed: an int result is 8 bytes of ciphertext and a tag, and not
+        # the plain value (i + 1 for job i).
+        for f in results:
+            assert fp.HEADER.unpack_from(f)[2] == 8 + fp.TAG
+        plain = {struct.pack("<q", v) for v in range(1, 7)}
+        assert not any(f[12:20] in plain for f in results)
+    finally:
+        relay.close()
+
+
+def test_recorded_hello_is_refused_on_another_connection(start, bins):
+    """A HELLO proves the secret for one CHALLENGE only: recorded and
+    played on a new connection (another nonce), it is refused."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               mode="sleep", n=2)
+    addr = listening(m)
+    with fp.connect(addr) as first, fp.connect(addr) as second:
+        _, _, ch = fp.recv_msg(first)
+        version, flags, fpr, nonce_m = fp.parse_challenge(ch)
+        assert flags == fp.FLAG_AUTH
+        nonce_s = os.urandom(32)
+        good = fp.hello(fpr, nonce=nonce_s, proof=fp.proof(
+            fp.TOKEN, "M/s slave v2", nonce_m, nonce_s, fpr, flags, version,
+            1, fp.DEFAULT_PID))
+        fp.recv_msg(second)                       # its own CHALLENGE
+        second.sendall(good)
+        _, _, reply = fp.recv_msg(second)
+        assert reply[0] == fp.REFUSE and b"authentication failed" in reply
+    m.wait_err(r"refused slave .*authentication failed")
+    slave(start, bins, addr)
+    assert m.finish() == 0, m.err
+    assert m.out == "3\n"
+
+
+def test_local_process_without_the_secret_is_refused(start, bins):
+    """On loopback too: a process that connects to the master's port
+    without the secret, or with another, is refused and logged."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "1",
+               mode="sleep", n=4)
+    addr = listening(m)
+    for secret in (None, "a guess"):
+        s = fp.FakeSlave(addr, require_welcome=False, secret=secret)
+        assert s.reply[0] == fp.REFUSE, s.reply
+        assert b"authentication failed" in s.reply
+        s.close()
+    m.wait_err(r"refused slave 127\.0\.0\.1:\d+ \(pid \d+\): authentication "
+               r"failed", count=2)
+    assert m.finish() == 0, m.err
+    assert m.out == "10\n"
+
+
+def _no_more_bytes(conn, timeout=3) -> bytes:
+    """Whatever comes on `conn` until the peer closes it."""
+    conn.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := conn.recv(4096):
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
+@pytest.mark.parametrize("impostor", ["wrong proof", "no authentication"])
+def test_slave_refuses_a_master_without_the_secret(bins, impostor):
+    """A fake master without the secret, whether it claims authentication
+    (its WELCOME proof is made up) or offers none: the slave refuses it
+    before any job, says so, and tries again later (the real master may
+    come)."""
+    with fp.FakeMaster(timeout=5, claim_auth=impostor == "wrong proof") as fm:
+        p = Proc([bins / "prog-slave", "--master", fm.addr], env=fp.TOKEN_ENV)
+        try:
+            c = fm.accept()
+            fm.challenge(c) if impostor == "wrong proof" else \
+                c.sendall(fp.challenge(fm.fingerprint, flags=0))
+            if impostor == "wrong proof":
+                fm.welcome(c)
+                c.sendall(fp.frame(1, 7, struct.pack("<qq", 2, 3)))
+            assert _no_more_bytes(c) == b""       # no HELLO, no result
+            p.wait_err(r"refusing master 127\.0\.0\.1:\d+: " +
+                       (r"authentication failed: it does not prove the shared "
+                        r"secret" if impostor == "wrong proof" else
+                        r"it does not prove the shared secret \(it has none"))
+            p.wait_err(r"trying master 127\.0\.0\.1:\d+ again in 0\.5 s")
+            fm.accept().close()                   # it came back
+            assert p.p.poll() is None, p.err
+        finally:
+            p.kill()
+
+
+def test_insecure_slave_accepts_an_insecure_master_with_a_warning(bins):
+    with fp.FakeMaster(timeout=5) as fm:
+        p = Proc([bins / "prog-slave", "--master", fm.addr, "--insecure"])
+        try:
+            fm.learn_fingerprint(fm.accept())
+            assert p.finish() == 1                # another program's master
+            p = Proc([bins / "prog-slave", "--master", fm.addr, "--insecure"])
+            link = fm.handshake(fm.accept())
+            link.sendall(fp.frame(1, 7, struct.pack("<qq", 2, 3)))
+            assert link.next_message() == (1, 7, struct.pack("<q", 5))
+            link.sendall(fp.control(fp.GOODBYE))
+            assert p.finish() == 0, p.err
+            assert "warning: master" in p.err and "--insecure" in p.err
+        finally:
+            p.kill()
+
+
 # ------------------------------------------------------------ sanitizers
 
 
