@@ -178,9 +178,7 @@ static conn *conn_new(int fd, const char *peer, long long now, int local)
  * the I/O thread, right after starting the slave). */
 void conn_adopt_local(int fd, pid_t pid, long long now)
 {
-    char peer[64];
-    snprintf(peer, sizeof peer, "socketpair (local pid %d)", (int)pid);
-    conn *c = conn_new(fd, peer, now, 1);
+    conn *c = conn_new(fd, "socketpair", now, 1);
     c->child = pid;
 }
 
