@@ -212,7 +212,7 @@ def test_result_of_a_job_cancelled_while_running_is_discarded(progs, start):
     one does when the job ends before it sees the cancel): the master
     counts the answer, keeps the job cancelled, and get on it fails."""
     proc = start([f"{progs['late_result']}-master", "--listen", "127.0.0.1:0",
-                  "--spawn", "0", "--stats"])
+                  "--spawn", "0", "--stats"], env=fp.TOKEN_ENV)
     addr = proc.wait_err(r"listening on (\S+)", timeout=20).group(1)
     slave = fp.FakeSlave(addr, threads=2, timeout=20)
     slow, quick = 1, 2                        # the jobs' ordinals

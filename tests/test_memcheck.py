@@ -6,7 +6,8 @@ or slave").
 A program without jobs runs as `NAME-master --spawn 0`. A program with jobs
 runs its master with `--spawn 0 --listen 127.0.0.1:0` and one slave started
 by hand, `NAME-slave --master 127.0.0.1:PORT` (PORT read from the master's
-"listening on" log line), both under valgrind. Skipped when valgrind is not
+"listening on" log line), both under valgrind and both given the tests'
+secret (so the connection is authenticated and sealed, as a user's is). Skipped when valgrind is not
 installed.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ import time
 
 import pytest
 
-from harness import REPO, build_program, kill_group
+import fakepeer as fp
+from harness import REPO, build_program, clean_env, kill_group
 
 GOLDEN = REPO / "tests" / "golden" / "vectors"
 VALGRIND = shutil.which("valgrind")
@@ -82,7 +84,7 @@ def _check_master_and_slave(name, tmp_path):
         _valgrind(mlog) + [f"{exe}-master", "--spawn", "0", "--listen",
                            "127.0.0.1:0", "--heartbeat-timeout", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=GOLDEN, start_new_session=True)
+        cwd=GOLDEN, start_new_session=True, env=clean_env(fp.TOKEN_ENV))
     slave = None
     try:
         port = None
@@ -99,7 +101,7 @@ def _check_master_and_slave(name, tmp_path):
             _valgrind(slog) + [f"{exe}-slave", "--master",
                                f"127.0.0.1:{port}", "--threads", "2"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+            start_new_session=True, env=clean_env(fp.TOKEN_ENV))
         out, err = master.communicate(timeout=TIMEOUT)
         slave_err = slave.communicate(timeout=TIMEOUT)[1]
         assert master.returncode == 0, _report(mlog) + err

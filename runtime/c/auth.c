@@ -74,20 +74,34 @@ void ms_program_fingerprint(uint8_t out[MS_DIGEST_LEN])
     EVP_MD_CTX_free(ctx);
 }
 
-void ms_auth_proof(const ms_secret *secret, const uint8_t nonce[MS_NONCE_LEN],
-                   const uint8_t fingerprint[MS_DIGEST_LEN],
-                   uint8_t out[MS_DIGEST_LEN])
+void ms_handshake_proof(const ms_secret *secret, const char *label,
+                        const uint8_t nonce_m[MS_NONCE_LEN],
+                        const uint8_t nonce_s[MS_NONCE_LEN],
+                        const uint8_t fingerprint[MS_DIGEST_LEN],
+                        const uint32_t *fields, size_t nfields,
+                        uint8_t out[MS_DIGEST_LEN])
 {
-    static const char label[] = "M/s auth v1";
-    uint8_t msg[sizeof label - 1 + MS_NONCE_LEN + MS_DIGEST_LEN];
-    memcpy(msg, label, sizeof label - 1);
-    memcpy(msg + sizeof label - 1, nonce, MS_NONCE_LEN);
-    memcpy(msg + sizeof label - 1 + MS_NONCE_LEN, fingerprint, MS_DIGEST_LEN);
-    unsigned int n = 0;
+    enum { MAX_FIELDS = 8 };
+    if (nfields > MAX_FIELDS)
+        ms_fatal("internal error: %zu proof fields", nfields);
+    uint8_t msg[32 + 2 * MS_NONCE_LEN + MS_DIGEST_LEN + 4 * MAX_FIELDS];
+    size_t n = strlen(label);
+    if (n > 32)
+        ms_fatal("internal error: proof label too long");
+    memcpy(msg, label, n);
+    memcpy(msg + n, nonce_m, MS_NONCE_LEN);
+    n += MS_NONCE_LEN;
+    memcpy(msg + n, nonce_s, MS_NONCE_LEN);
+    n += MS_NONCE_LEN;
+    memcpy(msg + n, fingerprint, MS_DIGEST_LEN);
+    n += MS_DIGEST_LEN;
+    for (size_t i = 0; i < nfields; i++, n += 4)
+        ms_put_u32le(msg + n, fields[i]);
+    unsigned int got = 0;
     static const uint8_t empty[1];
     const uint8_t *key = secret->data ? secret->data : empty;
-    if (!HMAC(EVP_sha256(), key, (int)secret->len, msg, sizeof msg, out, &n) ||
-        n != MS_DIGEST_LEN)
+    if (!HMAC(EVP_sha256(), key, (int)secret->len, msg, n, out, &got) ||
+        got != MS_DIGEST_LEN)
         ms_fatal("HMAC-SHA256 failed");
 }
 

@@ -25,11 +25,22 @@ int ms_random_bytes(uint8_t *out, size_t n, char *err, size_t errlen);
  * defines it. */
 void ms_program_fingerprint(uint8_t out[MS_DIGEST_LEN]);
 
-/* The proof a slave sends: HMAC-SHA256(secret, "M/s auth v1" || nonce ||
- * fingerprint). */
-void ms_auth_proof(const ms_secret *secret, const uint8_t nonce[MS_NONCE_LEN],
-                   const uint8_t fingerprint[MS_DIGEST_LEN],
-                   uint8_t out[MS_DIGEST_LEN]);
+/* The proofs of the handshake (docs/protocol.md): HMAC-SHA256 keyed with
+ * the secret over a label ("M/s slave v2" or "M/s master v2"), both
+ * nonces, the program fingerprint, then `nfields` u32 fields of the
+ * message that carries the proof, each as 4 little-endian bytes (HELLO:
+ * the CHALLENGE flags, version, threads, pid; WELCOME: heartbeat, max
+ * message, slave id). A proof binds the connection (both fresh nonces),
+ * the program and every field beside it; the two labels keep one side's
+ * proof from ever passing for the other's. */
+void ms_handshake_proof(const ms_secret *secret, const char *label,
+                        const uint8_t nonce_m[MS_NONCE_LEN],
+                        const uint8_t nonce_s[MS_NONCE_LEN],
+                        const uint8_t fingerprint[MS_DIGEST_LEN],
+                        const uint32_t *fields, size_t nfields,
+                        uint8_t out[MS_DIGEST_LEN]);
+#define MS_SLAVE_LABEL "M/s slave v2"
+#define MS_MASTER_LABEL "M/s master v2"
 
 /* Constant-time comparison of two digests: 1 if equal. */
 int ms_digest_equal(const uint8_t *a, const uint8_t *b);

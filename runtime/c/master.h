@@ -54,10 +54,14 @@
  *   - message batching: what a connection sends is queued in conn.out
  *     (conn_send_job, ms_ctrl_append) and written by conn_write, both in
  *     master_conn.c; the slave's side is slave_conn.c's flush_and_unlock.
- *   - message protection (a MAC, a cipher): its own runtime file under the
- *     12-byte framing, called only where bytes meet the socket (conn_read
- *     and conn_write here, read_master and flush_and_unlock in the slave),
- *     so that no message handler sees it. */
+ *
+ * Message protection (protect.c, below the 12-byte framing) is called only
+ * where bytes are queued, written and parsed (conn_send_job,
+ * conn_send_ctrl, conn_write and conn_process in master_conn.c), so that
+ * no message handler sees a tag or a cipher. TCP connections are
+ * protected once through the handshake (unless --insecure); local slaves
+ * talk over an inherited socket pair, which nobody else can reach, in
+ * plain. */
 #ifndef MS_MASTER_H
 #define MS_MASTER_H
 
@@ -70,6 +74,7 @@
 #include "jobs.h"
 #include "ms_abi.h"
 #include "net.h"
+#include "protect.h"
 #include "schedule.h"
 
 typedef struct options {
@@ -90,6 +95,11 @@ typedef struct oseg {
     uint64_t at;         /* the bytes go on the wire just before out.data[at] */
     struct ms_job *job;  /* pinned (ms_job_pin): job->args are the bytes */
     uint64_t sent;
+    /* On a protected connection the bytes go out encrypted, a piece at a
+     * time (conn.segbuf), and their tag is the MS_TAG_LEN bytes reserved
+     * at out.data[at]: the message's counter and sealed header. */
+    uint64_t seq;
+    uint8_t head[12];
 } oseg;
 
 enum { C_HANDSHAKE, C_READY, C_CLOSING, C_DEAD };
@@ -109,10 +119,19 @@ typedef struct conn {
     char peer[MS_ADDR_LEN];
     int phase;
     int was_ready;
-    uint8_t nonce[MS_NONCE_LEN];
+    uint8_t nonce[MS_NONCE_LEN];   /* the master's nonce in its CHALLENGE */
     uint32_t threads;
     uint32_t pid;
-    int local;
+    int local;           /* a local slave on its inherited socket pair */
+    pid_t child;         /* that slave's process (local only) */
+    int auth;            /* the handshake proves the secret both ways */
+    /* Protection once through the handshake (auth only): tx seals what is
+     * queued in `out`, rx opens what conn_process parses. tx is guarded by
+     * M.lock; rx is used under M.lock by conn_process. */
+    ms_chan tx, rx;
+    void *seg_ctx;       /* cipher of the head segment, M.lock */
+    uint8_t *segbuf;     /* its ciphertext [seg_lo, seg_hi), M.lock */
+    uint64_t seg_lo, seg_hi;
     ms_buf in;           /* received bytes; [in_off, in.len) unparsed */
     uint64_t in_off;
     int reader;          /* R_NONE, R_IO or R_MAIN */
@@ -250,13 +269,15 @@ void slave_command_line(void);     /* main(): sets M.slave_argv, M.exec_path */
 char **slave_environment(void);    /* caller owns the array (M.slave_envp) */
 void reap_children(long long now);            /* I/O thread, without M.lock */
 long long restart_children(long long now, long long next); /* the same */
-int is_local_pid(uint32_t pid);    /* caller holds M.lock; I/O thread */
+void local_joined(pid_t pid);      /* caller holds M.lock; I/O thread */
 
 /* master_conn.c: caller holds M.lock, except for conn_read; every conn is
  * borrowed except by conn_destroy_locked, which frees it. */
 void conn_close(conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void conn_accept(long long now);   /* I/O thread */
+void conn_adopt_local(int fd, pid_t pid, long long now); /* I/O thread */
+void conn_send_ctrl(conn *c, uint32_t jid, uint8_t kind);
 int conn_read(conn *c);            /* without M.lock, by c's reader */
 void conn_write(conn *c, long long now);
 void conn_process(conn *c);

@@ -129,7 +129,7 @@ void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
         M.st.cancelled++;
         conn *c = h->where;
         if (c && c->phase == C_READY) {
-            ms_ctrl_append(&c->out, h->jid, MS_CANCEL);
+            conn_send_ctrl(c, h->jid, MS_CANCEL);
             wake = flush_locked() && need_wake_locked();
         }
     }

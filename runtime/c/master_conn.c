@@ -20,6 +20,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "auth.h"
 #include "jobs.h"
 #include "log.h"
@@ -27,6 +29,7 @@
 #include "ms_abi.h"
 #include "net.h"
 #include "proto.h"
+#include "protect.h"
 #include "schedule.h"
 #include "ser.h"
 #include "wire.h"
@@ -47,23 +50,52 @@ static void conn_drop_segs(conn *c)
 }
 
 /* Queue one job message: its header, and its arguments copied or, when
- * big, as a segment (caller holds M.lock). */
+ * big, as a segment (caller holds M.lock). On a protected connection the
+ * copied message is sealed in place in `out`; a segment's header is
+ * sealed now (its counter taken in queue order) and its bytes are
+ * encrypted as they are written (conn_write), from the job's buffer, which
+ * stays as it is for a retry elsewhere. */
 static void conn_send_job(conn *c, struct ms_job *j)
 {
     if (j->args_len < SEG_MIN) {
+        uint64_t at = c->out.len;
         ms_msg_append(&c->out, j->ordinal, j->jid, j->args, j->args_len);
+        if (c->tx.on)
+            ms_seal_last(&c->tx, &c->out, at);
         return;
     }
-    ms_buf_reserve(&c->out, MS_HDR_LEN);
-    ms_header h = {j->ordinal, j->jid, j->args_len};
-    ms_header_encode(c->out.data + c->out.len, h);
+    ms_buf_reserve(&c->out, MS_HDR_LEN + MS_TAG_LEN);
+    oseg sg = {.job = j};
+    if (c->tx.on) {
+        sg.seq = ms_seal_header(&c->tx, sg.head, j->ordinal, j->jid,
+                                j->args_len);
+        memcpy(c->out.data + c->out.len, sg.head, MS_HDR_LEN);
+    } else {
+        ms_header h = {j->ordinal, j->jid, j->args_len};
+        ms_header_encode(c->out.data + c->out.len, h);
+    }
     c->out.len += MS_HDR_LEN;
+    sg.at = c->out.len;
+    if (c->tx.on) { /* room for the tag, written when the bytes are */
+        memset(c->out.data + c->out.len, 0, MS_TAG_LEN);
+        c->out.len += MS_TAG_LEN;
+    }
     if (c->nsegs == c->segs_cap) {
         c->segs_cap = c->segs_cap ? 2 * c->segs_cap : 4;
         c->segs = ms_xrealloc(c->segs, c->segs_cap * sizeof *c->segs);
     }
     ms_job_pin(j);
-    c->segs[c->nsegs++] = (oseg){.at = c->out.len, .job = j, .sent = 0};
+    c->segs[c->nsegs++] = sg;
+}
+
+/* Queue a control message without payload, sealed on a protected
+ * connection (caller holds M.lock). */
+void conn_send_ctrl(conn *c, uint32_t jid, uint8_t kind)
+{
+    uint64_t at = c->out.len;
+    ms_ctrl_append(&c->out, jid, kind);
+    if (c->tx.on)
+        ms_seal_last(&c->tx, &c->out, at);
 }
 
 void conn_close(conn *c, const char *fmt, ...)
@@ -157,6 +189,49 @@ static size_t make_room(const char *peer, long long now)
     return total - 1;
 }
 
+/* A new connection in the handshake, its CHALLENGE queued (caller holds
+ * M.lock; the I/O thread). TCP connections prove the secret both ways
+ * when the master has one (and no --insecure); a local slave's socket
+ * pair is reachable by nobody else and is not authenticated. */
+static conn *conn_new(int fd, const char *peer, long long now, int local)
+{
+    conn *c = ms_xcalloc(1, sizeof *c);
+    c->fd = fd;
+    c->id = ++M.next_conn_id;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->phase = C_HANDSHAKE;
+    c->local = local;
+    c->auth = !local && M.auth_required;
+    c->t_open = c->t_recv = c->t_send = now;
+    char err[256];
+    if (ms_random_bytes(c->nonce, sizeof c->nonce, err, sizeof err) != 0)
+        ms_fatal("%s", err);
+    ms_challenge ch = {.version = MS_PROTOCOL_VERSION,
+                       .flags = c->auth ? MS_CHALLENGE_AUTH : 0};
+    memcpy(ch.fingerprint, M.fingerprint, MS_DIGEST_LEN);
+    memcpy(ch.nonce, c->nonce, MS_NONCE_LEN);
+    ms_challenge_append(&c->out, &ch);
+    if (M.nconns == M.conns_cap) {
+        M.conns_cap = M.conns_cap ? 2 * M.conns_cap : 16;
+        M.conns = ms_xrealloc(M.conns, M.conns_cap * sizeof *M.conns);
+        M.sets = ms_xrealloc(M.sets, M.conns_cap * sizeof *M.sets);
+    }
+    M.conns[M.nconns++] = c;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(M.ep_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        ms_fatal("epoll_ctl(ADD): %s", strerror(errno));
+    c->ep_events = ev.events;
+    return c;
+}
+
+/* The master's end of a local slave's socket pair (caller holds M.lock;
+ * the I/O thread, right after starting the slave). */
+void conn_adopt_local(int fd, pid_t pid, long long now)
+{
+    conn *c = conn_new(fd, "socketpair", now, 1);
+    c->child = pid;
+}
+
 void conn_accept(long long now)
 {
     for (int k = 0; k < 64; k++) {
@@ -177,30 +252,7 @@ void conn_accept(long long now)
             return;
         }
         (void)make_room(peer, now);
-        conn *c = ms_xcalloc(1, sizeof *c);
-        c->fd = fd;
-        c->id = ++M.next_conn_id;
-        snprintf(c->peer, sizeof c->peer, "%s", peer);
-        c->phase = C_HANDSHAKE;
-        c->t_open = c->t_recv = c->t_send = now;
-        char err[256];
-        if (ms_random_bytes(c->nonce, sizeof c->nonce, err, sizeof err) != 0)
-            ms_fatal("%s", err);
-        ms_challenge ch = {.version = MS_PROTOCOL_VERSION,
-                           .flags = M.auth_required ? MS_CHALLENGE_AUTH : 0};
-        memcpy(ch.fingerprint, M.fingerprint, MS_DIGEST_LEN);
-        memcpy(ch.nonce, c->nonce, MS_NONCE_LEN);
-        ms_challenge_append(&c->out, &ch);
-        if (M.nconns == M.conns_cap) {
-            M.conns_cap = M.conns_cap ? 2 * M.conns_cap : 16;
-            M.conns = ms_xrealloc(M.conns, M.conns_cap * sizeof *M.conns);
-            M.sets = ms_xrealloc(M.sets, M.conns_cap * sizeof *M.sets);
-        }
-        M.conns[M.nconns++] = c;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-        if (epoll_ctl(M.ep_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
-            ms_fatal("epoll_ctl(ADD): %s", strerror(errno));
-        c->ep_events = ev.events;
+        conn *c = conn_new(fd, peer, now, 0);
         ms_logv("connection from %s", c->peer);
     }
 }
@@ -239,11 +291,36 @@ int conn_read(conn *c)
     return 1;
 }
 
+#define SEG_PIECE (256 * 1024) /* ciphertext of a segment made at a time */
+
+/* On a protected connection, the head segment's next ciphertext: when
+ * what was made is all sent, encrypt the next piece from the job's
+ * buffer; after its last piece, write the tag into the room reserved for
+ * it in `out` (before that part of `out` is sent). Caller holds M.lock. */
+static void seg_encrypt(conn *c, oseg *sg)
+{
+    uint64_t len = sg->job->args_len;
+    if (sg->sent < c->seg_hi || c->seg_hi == len)
+        return;
+    if (sg->sent == 0) {
+        ms_stream_begin(&c->seg_ctx, &c->tx, sg->seq, sg->head);
+        if (!c->segbuf)
+            c->segbuf = ms_xmalloc(SEG_PIECE);
+    }
+    uint64_t n = len - sg->sent < SEG_PIECE ? len - sg->sent : SEG_PIECE;
+    ms_stream_update(c->seg_ctx, c->segbuf, sg->job->args + sg->sent, n);
+    c->seg_lo = sg->sent;
+    c->seg_hi = sg->sent + n;
+    if (c->seg_hi == len)
+        ms_stream_end(c->seg_ctx, c->out.data + sg->at);
+}
+
 void conn_write(conn *c, long long now)
 {
     while (conn_pending(c)) {
-        /* Up to three pieces: `out` up to the next segment, the segment,
-         * and `out` from there to the segment after it. */
+        /* Up to three pieces: `out` up to the next segment, the segment
+         * (or, protected, the part of it encrypted so far), and `out` from
+         * there to the segment after it once the segment is whole. */
         struct iovec iov[3];
         int k = 0;
         oseg *sg = c->seg_head < c->nsegs ? &c->segs[c->seg_head] : NULL;
@@ -252,12 +329,20 @@ void conn_write(conn *c, long long now)
             iov[k++] = (struct iovec){c->out.data + c->out_off,
                                       (size_t)(stop - c->out_off)};
         if (sg) {
-            iov[k++] = (struct iovec){sg->job->args + sg->sent,
-                                      (size_t)(sg->job->args_len - sg->sent)};
+            uint64_t len = sg->job->args_len, end = len;
+            if (c->tx.on) {
+                seg_encrypt(c, sg);
+                end = c->seg_hi;
+                iov[k++] = (struct iovec){c->segbuf + (sg->sent - c->seg_lo),
+                                          (size_t)(end - sg->sent)};
+            } else {
+                iov[k++] = (struct iovec){sg->job->args + sg->sent,
+                                          (size_t)(len - sg->sent)};
+            }
             uint64_t stop2 = c->seg_head + 1 < c->nsegs
                                  ? c->segs[c->seg_head + 1].at
                                  : c->out.len;
-            if (stop2 > stop)
+            if (end == len && stop2 > stop)
                 iov[k++] = (struct iovec){c->out.data + stop,
                                           (size_t)(stop2 - stop)};
         }
@@ -284,6 +369,7 @@ void conn_write(conn *c, long long now)
             if (sg->sent == sg->job->args_len) {
                 ms_job_unpin(sg->job);
                 c->seg_head++;
+                c->seg_lo = c->seg_hi = 0;
             }
         }
         c->out_off += left; /* from the third piece */
@@ -317,9 +403,13 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
                h.version, MS_PROTOCOL_VERSION);
         return;
     }
-    if (M.auth_required) {
+    if (c->auth) {
+        uint32_t fields[] = {MS_CHALLENGE_AUTH, h.version, h.threads, h.pid};
         uint8_t want[MS_DIGEST_LEN];
-        ms_auth_proof(&M.secret, c->nonce, M.fingerprint, want);
+        /* Over the fingerprint the slave claims, so that a slave of
+         * another program is told so below, not that its proof fails. */
+        ms_handshake_proof(&M.secret, MS_SLAVE_LABEL, c->nonce, h.nonce,
+                           h.fingerprint, fields, 4, want);
         if (!ms_digest_equal(want, h.proof)) {
             refuse(c, "authentication failed: the slave does not prove the "
                       "master's secret (MS_TOKEN or --token-file)");
@@ -341,19 +431,35 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
         return;
     }
     c->threads = h.threads;
-    c->local = is_local_pid(h.pid);
+    if (c->local)
+        local_joined(c->child);
     ms_inflight_init(&c->load, h.threads, ms_now_ms());
     ms_welcome w = {.heartbeat_ms = (uint32_t)M.hb_timeout_ms,
                     .max_message = M.opt.max_message,
                     .slave_id = c->id};
+    if (c->auth) {
+        uint32_t fields[] = {w.heartbeat_ms, w.max_message, w.slave_id};
+        ms_handshake_proof(&M.secret, MS_MASTER_LABEL, c->nonce, h.nonce,
+                           M.fingerprint, fields, 3, w.proof);
+    }
     ms_welcome_append(&c->out, &w);
+    if (c->auth) {
+        /* Everything after the WELCOME is sealed both ways. */
+        uint8_t m2s[MS_KEY_LEN], s2m[MS_KEY_LEN];
+        ms_session_keys(&M.secret, c->nonce, h.nonce, m2s, s2m);
+        ms_chan_init(&c->tx, m2s, 1);
+        ms_chan_init(&c->rx, s2m, 0);
+        OPENSSL_cleanse(m2s, sizeof m2s);
+        OPENSSL_cleanse(s2m, sizeof s2m);
+    }
     c->phase = C_READY;
     c->was_ready = 1;
     M.ready_slaves++;
     M.st.joined++;
     ms_logv("slave %" PRIu32 " joined from %s (pid %" PRIu32 ", %s, %" PRIu32
-            " threads)",
-            c->id, c->peer, h.pid, c->local ? "local" : "remote", h.threads);
+            " threads%s)",
+            c->id, c->peer, h.pid, c->local ? "local" : "remote", h.threads,
+            c->auth ? ", authenticated, protected" : "");
 }
 
 static void handle_result(conn *c, ms_header h, const uint8_t *p)
@@ -454,19 +560,37 @@ void conn_process(conn *c)
         uint64_t avail = c->in.len - c->in_off;
         if (avail < MS_HDR_LEN)
             return;
-        ms_header h = ms_header_decode(c->in.data + c->in_off);
+        uint8_t *head = c->in.data + c->in_off;
+        ms_header h = ms_header_decode(head);
         uint32_t limit =
             c->phase == C_READY ? M.opt.max_message : MS_HANDSHAKE_MAX;
-        if (h.length > limit) {
+        /* A sealed message carries a tag beyond its payload. */
+        uint32_t extra = c->rx.on ? MS_TAG_LEN : 0;
+        if (h.length < extra) {
+            violation(c, "sealed message of %" PRIu32 " bytes, shorter than "
+                         "its tag", h.length);
+            return;
+        }
+        if (h.length - extra > limit) {
             violation(c, "message of %" PRIu32 " bytes is over the limit of %"
                          PRIu32 " bytes",
-                      h.length, limit);
+                      h.length - extra, limit);
             return;
         }
         if (avail - MS_HDR_LEN < h.length)
             return;
-        const uint8_t *p = c->in.data + c->in_off + MS_HDR_LEN;
+        uint8_t *p = head + MS_HDR_LEN;
         c->in_off += MS_HDR_LEN + (uint64_t)h.length;
+        if (c->rx.on) {
+            if (ms_open(&c->rx, head, p, h.length) != 0) {
+                violation(c, "message %" PRIu64 " from the slave fails "
+                             "authentication (forged, altered, replayed or "
+                             "out of order)",
+                          c->rx.seq - 1);
+                return;
+            }
+            h.length -= MS_TAG_LEN;
+        }
         if (c->phase == C_HANDSHAKE) {
             if (h.ordinal != 0 || h.length == 0 || p[0] != MS_HELLO) {
                 violation(c, "expected a HELLO message to start the handshake");
@@ -582,6 +706,12 @@ void conn_destroy_locked(conn *c)
     ms_buf_free(&c->out);
     conn_drop_segs(c);
     free(c->segs);
+    if (c->tx.on)
+        ms_chan_free(&c->tx);
+    if (c->rx.on)
+        ms_chan_free(&c->rx);
+    ms_stream_free(&c->seg_ctx);
+    free(c->segbuf);
     free(c);
 }
 

@@ -116,7 +116,7 @@ void shutdown_io(void)
     for (size_t i = 0; i < M.nconns; i++) {
         conn *c = M.conns[i];
         if (c->phase == C_READY) {
-            ms_ctrl_append(&c->out, 0, MS_GOODBYE);
+            conn_send_ctrl(c, 0, MS_GOODBYE);
             if (c->local)
                 told[ntold++] = (pid_t)c->pid;
         }

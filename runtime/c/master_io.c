@@ -109,7 +109,7 @@ static long long timers(long long now)
             }
             min_deadline(&next, c->t_recv + M.hb_timeout_ms);
             if (now - c->t_send >= M.hb_interval_ms && !conn_pending(c)) {
-                ms_ctrl_append(&c->out, 0, MS_HEARTBEAT);
+                conn_send_ctrl(c, 0, MS_HEARTBEAT);
                 c->t_send = now; /* counts as sent; the write follows */
             }
             min_deadline(&next, c->t_send + M.hb_interval_ms);
@@ -139,8 +139,9 @@ static void waiting_notice_locked(long long now)
     if (now - M.t_waiting_since >= WAIT_NOTICE_FIRST_MS &&
         (!M.t_last_notice || now - M.t_last_notice >= WAIT_NOTICE_EVERY_MS)) {
         ms_log("waiting for a slave: %" PRIu64 " jobs are waiting and no slave "
-               "is connected (listening on %s)",
-               M.pending.n, M.bound);
+               "is connected (%s%s)",
+               M.pending.n, M.listen_fd >= 0 ? "listening on " : "local slaves only",
+               M.listen_fd >= 0 ? M.bound : "");
         M.t_last_notice = now;
     }
 }
@@ -221,8 +222,9 @@ void *io_main(void *arg)
             listen_want = 0;
             min_deadline(&next, M.accept_paused_until);
         }
-        ep_want(M.listen_fd, &M.listen_events, listen_want,
-                (epoll_data_t){.u64 = TAG_LISTEN});
+        if (M.listen_fd >= 0)
+            ep_want(M.listen_fd, &M.listen_events, listen_want,
+                    (epoll_data_t){.u64 = TAG_LISTEN});
         for (size_t i = 0; i < M.nconns; i++)
             ep_want_conn(M.conns[i]);
         pthread_mutex_unlock(&M.lock);

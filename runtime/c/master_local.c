@@ -5,12 +5,14 @@
  * Locks: the child table (M.children) is the I/O thread's and needs no
  * lock; spawning runs without M.lock (fork takes a while). The command
  * line and environment are made by main() before the I/O thread starts.
- * reap_children takes M.lock only to end the run; is_local_pid runs with
- * it held (from the handshake).
+ * reap_children takes M.lock only to end the run, spawn_child to add the
+ * slave's connection; local_joined runs with it held (from the
+ * handshake).
  *
  * Launchers for slaves on other hosts (ssh, srun) go beside this file, one
  * each (master.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,11 +36,32 @@ extern char **environ;
 
 /* ------------------------------------------------------ local slaves */
 
+/* The descriptor a local slave finds its socket pair on (`--fd 3`). */
+#define LOCAL_FD 3
+#define LOCAL_FD_ARG "3"
+
+/* Start a local slave connected to us through a socket pair: its end
+ * becomes its descriptor LOCAL_FD (the only one it inherits besides the
+ * standard ones: every other descriptor of ours is close-on-exec), ours a
+ * connection in the handshake. Nobody else can reach it, so it needs no
+ * secret and no protection. */
 static void spawn_child(child *ch, long long now)
 {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        ms_log("cannot start a local slave: socketpair: %s", strerror(errno));
+        ch->pid = 0;
+        ch->restart_at = now + 1000;
+        return;
+    }
+    int fl = fcntl(sv[0], F_GETFL);
+    if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) != 0)
+        ms_fatal("fcntl(O_NONBLOCK): %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0) {
         ms_log("cannot start a local slave: fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
         ch->pid = 0;
         ch->restart_at = now + 1000;
         return;
@@ -56,6 +80,11 @@ static void spawn_child(child *ch, long long now)
          * what the master block prints. */
         if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
             _exit(127);
+        /* dup2 clears close-on-exec on the copy; a socket already at
+         * LOCAL_FD needs it cleared by hand. */
+        if (sv[1] == LOCAL_FD ? fcntl(sv[1], F_SETFD, 0) != 0
+                              : dup2(sv[1], LOCAL_FD) < 0)
+            _exit(127);
         execve(M.exec_path, M.slave_argv, M.slave_envp);
         static const char msg[] = ": cannot run the local slave program\n";
         if (write(STDERR_FILENO, M.exec_path, strlen(M.exec_path)) > 0 &&
@@ -63,9 +92,14 @@ static void spawn_child(child *ch, long long now)
         }
         _exit(127);
     }
+    if (close(sv[1]) != 0)
+        ms_log("close: %s", strerror(errno));
     ch->pid = pid;
     ch->started = now;
     ch->joined = 0;
+    pthread_mutex_lock(&M.lock);
+    conn_adopt_local(sv[0], pid, now);
+    pthread_mutex_unlock(&M.lock);
     ms_logv("started local slave pid %d", (int)pid);
 }
 
@@ -135,19 +169,17 @@ void reap_children(long long now)
     pthread_mutex_unlock(&M.lock);
 }
 
-/* Is pid one of our local slaves? If so, it has joined (caller holds
- * M.lock; the I/O thread's). */
-int is_local_pid(uint32_t pid)
+/* The local slave `pid` got through the handshake (caller holds M.lock;
+ * the I/O thread's). */
+void local_joined(pid_t pid)
 {
     for (size_t i = 0; i < M.nchildren; i++) {
         child *ch = &M.children[i];
-        if (ch->pid > 0 && (uint32_t)ch->pid == pid) {
+        if (ch->pid > 0 && ch->pid == pid) {
             ch->joined = 1;
             ch->failed_starts = 0;
-            return 1;
         }
     }
-    return 0;
 }
 
 /* Start local slaves that are due (without M.lock: fork takes a while).
@@ -222,7 +254,7 @@ static char *find_program(const char *word)
     return NULL;
 }
 
-/* The local slaves' command line: NAME-slave --master ADDR [--verbose],
+/* The local slaves' command line: NAME-slave --fd 3 [--verbose],
  * after the words of $MS_SLAVE_WRAPPER if it is set (a debugging aid, e.g.
  * "valgrind --log-file=/tmp/slave.%p": words split at white space, no
  * quoting; the first is looked up on $PATH). */
@@ -257,32 +289,25 @@ void slave_command_line(void)
         free(copy);
     }
     M.slave_argv[k++] = M.slave_path;
-    M.slave_argv[k++] = "--master";
-    M.slave_argv[k++] = M.local_addr;
+    M.slave_argv[k++] = "--fd";
+    M.slave_argv[k++] = LOCAL_FD_ARG;
     if (M.opt.verbose)
         M.slave_argv[k++] = "--verbose";
     M.slave_argv[k] = NULL;
 }
 
-/* The environment of local slaves: ours, with MS_TOKEN set to the secret
- * (never on a command line, where other users could read it). */
+/* The environment of local slaves: ours without MS_TOKEN (their socket
+ * pair needs no secret, and jobs have no business reading it). */
 char **slave_environment(void)
 {
     size_t n = 0;
     while (environ[n])
         n++;
-    char **envp = ms_xcalloc(n + 2, sizeof *envp);
+    char **envp = ms_xcalloc(n + 1, sizeof *envp);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "MS_TOKEN=", 9) != 0)
             envp[k++] = environ[i];
-    if (M.secret.data) {
-        char *tok = ms_xmalloc(9 + M.secret.len + 1);
-        memcpy(tok, "MS_TOKEN=", 9);
-        memcpy(tok + 9, M.secret.data, M.secret.len);
-        tok[9 + M.secret.len] = '\0';
-        envp[k++] = tok;
-    }
     envp[k] = NULL;
     return envp;
 }

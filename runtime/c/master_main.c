@@ -36,7 +36,8 @@ static const char usage_text[] =
     "  --listen HOST:PORT      listen there for slaves started by hand\n"
     "                          (default 127.0.0.1:0, a free loopback port)\n"
     "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN)\n"
-    "  --insecure              allow a non-loopback --listen without a secret\n"
+    "  --insecure              no authentication, no protection of messages\n"
+    "                          (allows a non-loopback --listen without a secret)\n"
     "  --max-retries N         runs of a job whose slaves are lost (default 3)\n"
     "  --heartbeat-timeout S   seconds of silence before a slave counts as\n"
     "                          lost (default 10)\n"
@@ -189,16 +190,19 @@ int main(int argc, char **argv)
     int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
     if (have < 0)
         ms_usage_error(usage_text, "%s", err);
-    ms_hostport hp;
-    if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
-                          err, sizeof err) != 0)
-        ms_usage_error(usage_text, "--listen: %s", err);
-    int loopback = 0;
-    M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
-                            sizeof err);
-    if (M.listen_fd < 0) {
-        ms_log("error: %s", err);
-        return 1;
+    /* Local slaves come through socket pairs: only --listen opens a TCP
+     * port, for slaves started by hand. */
+    int loopback = 1;
+    if (M.opt.listen) {
+        ms_hostport hp;
+        if (ms_parse_hostport(M.opt.listen, &hp, err, sizeof err) != 0)
+            ms_usage_error(usage_text, "--listen: %s", err);
+        M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
+                                sizeof err);
+        if (M.listen_fd < 0) {
+            ms_log("error: %s", err);
+            return 1;
+        }
     }
     if (!loopback && !have && !M.opt.insecure) {
         close(M.listen_fd);
@@ -206,21 +210,17 @@ int main(int argc, char **argv)
                     "MS_TOKEN or --token-file (or pass --insecure)",
                     M.bound);
     }
-    if (!have && !M.opt.listen) {
-        /* Only local slaves can join: give them a fresh secret. */
-        if (ms_secret_random(&M.secret, err, sizeof err) != 0)
-            ms_fatal("%s", err);
-        have = 1;
-    }
-    M.auth_required = have;
-    if (!loopback && !have)
-        ms_log("warning: listening on %s with no shared secret (--insecure): "
-               "anyone who can reach it can run jobs and read their arguments",
-               M.bound);
+    /* Slaves on TCP and the master prove the secret to each other, and
+     * every message after the handshake is sealed; --insecure turns both
+     * off. */
+    M.auth_required = have && !M.opt.insecure;
+    if (M.opt.listen && !M.auth_required)
+        ms_log("warning: listening on %s without authentication (%s): anyone "
+               "who can reach it can run jobs, read their arguments and forge "
+               "their results",
+               M.bound, M.opt.insecure ? "--insecure" : "no shared secret");
     if (M.opt.listen)
         ms_log("listening on %s", M.bound);
-    else
-        ms_logv("listening on %s", M.bound);
 
     long spawn = M.opt.spawn;
     if (spawn < 0)
@@ -262,8 +262,10 @@ int main(int argc, char **argv)
         ms_fatal("epoll_create1: %s", strerror(errno));
     ep_add(M.wake_fd, TAG_WAKE);
     ep_add(M.sig_fd, TAG_SIGNAL);
-    ep_add(M.listen_fd, TAG_LISTEN);
-    M.listen_events = EPOLLIN;
+    if (M.listen_fd >= 0) {
+        ep_add(M.listen_fd, TAG_LISTEN);
+        M.listen_events = EPOLLIN;
+    }
 
     static uint8_t altstack[MS_ALTSTACK_SIZE];
     ms_stack_init_thread(altstack);

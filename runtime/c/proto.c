@@ -59,7 +59,8 @@ void ms_hello_append(ms_buf *out, const ms_hello *h)
     memcpy(p + 5, h->fingerprint, MS_DIGEST_LEN);
     ms_put_u32le(p + 5 + MS_DIGEST_LEN, h->threads);
     ms_put_u32le(p + 9 + MS_DIGEST_LEN, h->pid);
-    memcpy(p + 13 + MS_DIGEST_LEN, h->proof, MS_DIGEST_LEN);
+    memcpy(p + 13 + MS_DIGEST_LEN, h->nonce, MS_NONCE_LEN);
+    memcpy(p + 13 + MS_DIGEST_LEN + MS_NONCE_LEN, h->proof, MS_DIGEST_LEN);
     ms_msg_append(out, 0, 0, p, sizeof p);
 }
 
@@ -74,7 +75,8 @@ int ms_hello_decode(const uint8_t *p, uint32_t len, ms_hello *h)
     memcpy(h->fingerprint, p + 5, MS_DIGEST_LEN);
     h->threads = ms_get_u32le(p + 5 + MS_DIGEST_LEN);
     h->pid = ms_get_u32le(p + 9 + MS_DIGEST_LEN);
-    memcpy(h->proof, p + 13 + MS_DIGEST_LEN, MS_DIGEST_LEN);
+    memcpy(h->nonce, p + 13 + MS_DIGEST_LEN, MS_NONCE_LEN);
+    memcpy(h->proof, p + 13 + MS_DIGEST_LEN + MS_NONCE_LEN, MS_DIGEST_LEN);
     return 0;
 }
 
@@ -85,6 +87,7 @@ void ms_welcome_append(ms_buf *out, const ms_welcome *w)
     ms_put_u32le(p + 1, w->heartbeat_ms);
     ms_put_u32le(p + 5, w->max_message);
     ms_put_u32le(p + 9, w->slave_id);
+    memcpy(p + 13, w->proof, MS_DIGEST_LEN);
     ms_msg_append(out, 0, 0, p, sizeof p);
 }
 
@@ -95,6 +98,7 @@ int ms_welcome_decode(const uint8_t *p, uint32_t len, ms_welcome *w)
     w->heartbeat_ms = ms_get_u32le(p + 1);
     w->max_message = ms_get_u32le(p + 5);
     w->slave_id = ms_get_u32le(p + 9);
+    memcpy(w->proof, p + 13, MS_DIGEST_LEN);
     return 0;
 }
 

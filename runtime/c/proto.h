@@ -9,7 +9,7 @@
 #include "auth.h"
 #include "ms_abi.h"
 
-#define MS_PROTOCOL_VERSION 1u
+#define MS_PROTOCOL_VERSION 2u
 
 /* The first payload byte of a control message. */
 enum ms_ctrl_kind {
@@ -25,11 +25,11 @@ enum ms_ctrl_kind {
 };
 
 /* CHALLENGE flags. */
-#define MS_CHALLENGE_AUTH 1u /* the master requires a proof of the secret */
+#define MS_CHALLENGE_AUTH 1u /* mutual proofs of the secret, then protection */
 
 #define MS_CHALLENGE_LEN (1 + 4 + 4 + MS_DIGEST_LEN + MS_NONCE_LEN)
-#define MS_HELLO_LEN (1 + 4 + MS_DIGEST_LEN + 4 + 4 + MS_DIGEST_LEN)
-#define MS_WELCOME_LEN (1 + 4 + 4 + 4)
+#define MS_HELLO_LEN (1 + 4 + MS_DIGEST_LEN + 4 + 4 + MS_NONCE_LEN + MS_DIGEST_LEN)
+#define MS_WELCOME_LEN (1 + 4 + 4 + 4 + MS_DIGEST_LEN)
 #define MS_MAX_TEXT 4096   /* longest REFUSE reason or FAILURE text */
 #define MS_HANDSHAKE_MAX 4096 /* longest message before the handshake ends */
 #define MS_MAX_THREADS 1024
@@ -44,13 +44,15 @@ typedef struct ms_hello {
     uint32_t version;
     uint8_t fingerprint[MS_DIGEST_LEN];
     uint32_t threads, pid;
-    uint8_t proof[MS_DIGEST_LEN];
+    uint8_t nonce[MS_NONCE_LEN];  /* the slave's, fresh for the connection */
+    uint8_t proof[MS_DIGEST_LEN]; /* ms_slave_proof; zeros without a secret */
 } ms_hello;
 
 typedef struct ms_welcome {
     uint32_t heartbeat_ms; /* send something at least this often */
     uint32_t max_message;  /* longest payload either side may send */
     uint32_t slave_id;     /* the master's number for this slave (logs) */
+    uint8_t proof[MS_DIGEST_LEN]; /* ms_master_proof; zeros unless AUTH */
 } ms_welcome;
 
 /* Append whole messages (header included) to `out` (borrowed). */

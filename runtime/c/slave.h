@@ -33,11 +33,11 @@
  * sent). S.qlock or S.slock may be taken while S.rlock is held, never
  * the other way round, and never S.qlock and S.slock together.
  *
- * Homes for work to come: message batching is slave_conn.c's
- * flush_and_unlock (one write for everything queued); message
- * protection (a MAC, a cipher) goes in its own runtime file under the
- * 12-byte framing, called from read_master, read_big, read_message and
- * the writes of slave_conn.c only (master.h says the same for the
+ * Message batching is slave_conn.c's flush_and_unlock (one write for
+ * everything queued). Message protection (protect.c, below the 12-byte
+ * framing) is called from slave_conn.c only: the send_* functions seal
+ * what they queue in S.out, read_master and read_big open what they
+ * parse, so no message handler sees it (master.h says the same for the
  * master). */
 #ifndef MS_SLAVE_H
 #define MS_SLAVE_H
@@ -50,6 +50,7 @@
 #include "auth.h"
 #include "ms_abi.h"
 #include "net.h"
+#include "protect.h"
 #include "stack.h"
 #include "wire.h"
 
@@ -77,6 +78,7 @@ typedef struct worker {
 struct slave {
     /* Set before the workers start; read-only afterwards. */
     int fd;
+    int local;               /* fd is a socket pair from the master (--fd) */
     char master[MS_ADDR_LEN];
     long threads;
     uint32_t max_message;
@@ -100,8 +102,10 @@ struct slave {
      * buffer of its length (at most max_message) that becomes its task's
      * arguments: no growing of `in`, no copy. */
     ms_header big;
+    uint8_t big_head[12];    /* its header as received (a sealed one's AAD) */
     uint8_t *big_data;       /* owned; NULL when no big message is coming */
     uint64_t big_have;
+    ms_chan rx;              /* opens what the master sends (protected) */
 
     pthread_mutex_t slock;
     /* Guarded by slock: */
@@ -110,6 +114,7 @@ struct slave {
     int flushing;   /* a thread is writing; others just append */
     int broken;     /* writing failed: the master is gone */
     long long t_send;
+    ms_chan tx;     /* seals what is appended to out (protected) */
 };
 
 extern struct slave S; /* defined in slave_main.c */
@@ -118,10 +123,10 @@ extern struct slave S; /* defined in slave_main.c */
 _Noreturn void slave_exit(int code);
 
 /* slave_conn.c: the connection to the master. */
-void connect_master(const ms_hostport *hp); /* sets S.fd */
-/* main(): connect_master and the handshake, again while the master closes
- * the connection before deciding (it is full); secret borrowed. */
-void join_master(const ms_hostport *hp, const ms_secret *secret);
+/* main(): connect to the master and get through the handshake, retrying
+ * while the master fails to prove the secret (the real one may come);
+ * with S.local, the handshake on the inherited S.fd, once. */
+void join_master(const ms_hostport *hp, const ms_secret *secret, int insecure);
 void read_master(void);            /* a worker; takes S.rlock */
 void keep_alive(void);             /* a worker; takes S.slock, S.rlock */
 void send_ctrl(uint32_t jid, uint8_t kind);                 /* take S.slock */

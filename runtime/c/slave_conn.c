@@ -17,11 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "auth.h"
 #include "log.h"
 #include "ms_abi.h"
 #include "net.h"
 #include "proto.h"
+#include "protect.h"
 #include "ser.h"
 #include "slave.h"
 #include "wire.h"
@@ -65,25 +68,38 @@ static void flush_and_unlock(void)
     pthread_mutex_unlock(&S.slock);
 }
 
+/* The message appended to S.out from `at` on is whole: seal it in place
+ * on a protected connection (caller holds S.slock, so messages are
+ * sealed in the order they are written), then write. */
+static void sealed_flush_and_unlock(uint64_t at)
+{
+    if (S.tx.on && !S.broken)
+        ms_seal_last(&S.tx, &S.out, at);
+    flush_and_unlock();
+}
+
 void send_ctrl(uint32_t jid, uint8_t kind)
 {
     pthread_mutex_lock(&S.slock);
+    uint64_t at = S.out.len;
     ms_ctrl_append(&S.out, jid, kind);
-    flush_and_unlock();
+    sealed_flush_and_unlock(at);
 }
 
 void send_text(uint32_t jid, uint8_t kind, const char *text)
 {
     pthread_mutex_lock(&S.slock);
+    uint64_t at = S.out.len;
     ms_ctrl_append_text(&S.out, jid, kind, text);
-    flush_and_unlock();
+    sealed_flush_and_unlock(at);
 }
 
 void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result)
 {
     pthread_mutex_lock(&S.slock);
+    uint64_t at = S.out.len;
     ms_msg_append(&S.out, ordinal, jid, result->data, (uint32_t)result->len);
-    flush_and_unlock();
+    sealed_flush_and_unlock(at);
 }
 
 /* ------------------------------------------------ messages from master */
@@ -164,6 +180,18 @@ static void read_failed(ssize_t n)
     slave_exit(0);
 }
 
+/* Open a sealed message in place (caller holds S.rlock): its payload is
+ * then the first h->length bytes of body. Any failure ends the slave. */
+static void open_or_die(const uint8_t head[MS_HDR_LEN], uint8_t *body,
+                        ms_header *h)
+{
+    if (ms_open(&S.rx, head, body, h->length) != 0)
+        violation("message %" PRIu64 " from the master fails authentication "
+                  "(forged, altered, replayed or out of order)",
+                  S.rx.seq - 1);
+    h->length -= MS_TAG_LEN;
+}
+
 /* Read more of the big message (caller holds S.rlock) until it is whole
  * (then queue its job and return 1) or the socket has nothing more for now
  * (return 0). */
@@ -181,6 +209,8 @@ static int read_big(void)
     }
     uint8_t *data = S.big_data;
     S.big_data = NULL;
+    if (S.rx.on)
+        open_or_die(S.big_head, data, &S.big);
     queue_task(S.big, data, data);
     return 1;
 }
@@ -217,17 +247,24 @@ void read_master(void)
         S.t_recv = ms_now_ms();
         int more = (size_t)n == room;
         while (S.in.len - S.in_off >= MS_HDR_LEN) {
-            ms_header h = ms_header_decode(S.in.data + S.in_off);
-            if (h.length > S.max_message)
+            uint8_t *head = S.in.data + S.in_off;
+            ms_header h = ms_header_decode(head);
+            /* A sealed message carries its tag beyond the payload. */
+            uint32_t extra = S.rx.on ? MS_TAG_LEN : 0;
+            if (h.length < extra)
+                violation("sealed message of %" PRIu32 " bytes, shorter than "
+                          "its tag", h.length);
+            if (h.length - extra > S.max_message)
                 violation("message of %" PRIu32 " bytes is over the limit of %"
                           PRIu32 " bytes",
-                          h.length, S.max_message);
+                          h.length - extra, S.max_message);
             uint64_t avail = S.in.len - S.in_off - MS_HDR_LEN;
             if (avail < h.length) {
                 if (h.ordinal != 0 && h.length >= BIG_MESSAGE) {
                     /* The length passed the limit check above, so this
                      * buffer is at most max_message bytes. */
                     S.big = h;
+                    memcpy(S.big_head, head, MS_HDR_LEN);
                     S.big_data = ms_xmalloc(h.length);
                     ms_hint_huge(S.big_data, h.length);
                     S.big_have = avail;
@@ -238,8 +275,10 @@ void read_master(void)
                 }
                 break;
             }
-            const uint8_t *p = S.in.data + S.in_off + MS_HDR_LEN;
+            uint8_t *p = head + MS_HDR_LEN;
             S.in_off += MS_HDR_LEN + (uint64_t)h.length;
+            if (S.rx.on)
+                open_or_die(head, p, &h);
             handle_message(h, p);
         }
         if (!more)
@@ -287,15 +326,22 @@ static ms_header read_message(uint8_t *buf, uint32_t limit, const char *what,
     slave_exit(1);
 }
 
-/* Returns 0 when joined, 1 when the master closed the connection before
- * it said yes or no (try again later). */
-static int handshake(const ms_secret *secret)
+/* The outcome of one handshake. */
+enum { JOINED, RETRY, CLOSED };
+
+/* Take S.fd through the handshake. Returns JOINED; RETRY when the
+ * peer is no master of ours (it does not prove the secret, or does not
+ * authenticate at all while we want it to): the real master may come;
+ * CLOSED when the master closed the connection before it said yes or no
+ * (its handshake slots were full: try again soon).
+ * Anything else that goes wrong ends the slave with a message. */
+static int handshake(const ms_secret *secret, int insecure)
 {
     uint8_t buf[MS_HANDSHAKE_MAX];
     int closed = 0;
     ms_header h = read_message(buf, sizeof buf, "CHALLENGE", &closed);
     if (closed)
-        return 1;
+        return CLOSED;
     ms_challenge ch;
     if (ms_challenge_decode(buf, h.length, &ch) != 0) {
         ms_log("%s is not an M/s master: malformed CHALLENGE", S.master);
@@ -303,7 +349,20 @@ static int handshake(const ms_secret *secret)
     }
     uint8_t fp[MS_DIGEST_LEN];
     ms_program_fingerprint(fp);
-    if ((ch.flags & MS_CHALLENGE_AUTH) && !secret->data)
+    int auth = (ch.flags & MS_CHALLENGE_AUTH) != 0;
+    if (ch.version == MS_PROTOCOL_VERSION && !auth && !S.local) {
+        if (!insecure) {
+            ms_log("refusing master %s: it does not prove the shared secret "
+                   "(it has none, or runs with --insecure), so it could be "
+                   "anyone; pass --insecure to this slave to accept it",
+                   S.master);
+            return RETRY;
+        }
+        ms_log("warning: master %s does not authenticate itself and its "
+               "messages are not protected (--insecure)",
+               S.master);
+    }
+    if (auth && !secret->data)
         ms_log("master %s requires a shared secret, and this slave has none "
                "(set MS_TOKEN or use --token-file)",
                S.master);
@@ -311,8 +370,14 @@ static int handshake(const ms_secret *secret)
                       .threads = (uint32_t)S.threads,
                       .pid = (uint32_t)getpid()};
     memcpy(hello.fingerprint, fp, MS_DIGEST_LEN);
-    if (secret->data)
-        ms_auth_proof(secret, ch.nonce, fp, hello.proof);
+    char err[256];
+    if (ms_random_bytes(hello.nonce, sizeof hello.nonce, err, sizeof err) != 0)
+        ms_fatal("%s", err);
+    if (auth && secret->data) {
+        uint32_t fields[] = {ch.flags, hello.version, hello.threads, hello.pid};
+        ms_handshake_proof(secret, MS_SLAVE_LABEL, ch.nonce, hello.nonce, fp,
+                           fields, 4, hello.proof);
+    }
     ms_buf out = {0};
     ms_hello_append(&out, &hello);
     int rc = ms_write_full(S.fd, out.data, (size_t)out.len);
@@ -324,7 +389,7 @@ static int handshake(const ms_secret *secret)
     /* The master decides and says why; we only add what we know. */
     h = read_message(buf, sizeof buf, "WELCOME", &closed);
     if (closed)
-        return 1;
+        return CLOSED;
     if (buf[0] == MS_REFUSE) {
         char reason[MS_MAX_TEXT + 1];
         ms_text_decode(buf + 1, h.length - 1, reason, sizeof reason);
@@ -336,6 +401,22 @@ static int handshake(const ms_secret *secret)
         ms_log("%s is not an M/s master: malformed %s message", S.master,
                ms_ctrl_name(buf[0]));
         slave_exit(1);
+    }
+    if (auth) {
+        /* No job before the master has proved the secret too: a peer that
+         * relays another's CHALLENGE cannot make this proof. */
+        uint32_t fields[] = {w.heartbeat_ms, w.max_message, w.slave_id};
+        uint8_t want[MS_DIGEST_LEN];
+        ms_handshake_proof(secret, MS_MASTER_LABEL, ch.nonce, hello.nonce,
+                           ch.fingerprint, fields, 3, want);
+        if (!ms_digest_equal(want, w.proof)) {
+            ms_log("refusing master %s: authentication failed: it does not "
+                   "prove the shared secret (a wrong --master, or another "
+                   "process on its port?)",
+                   S.master);
+            OPENSSL_cleanse(want, sizeof want);
+            return RETRY;
+        }
     }
     if (ch.version != MS_PROTOCOL_VERSION ||
         !ms_digest_equal(ch.fingerprint, fp)) {
@@ -349,40 +430,25 @@ static int handshake(const ms_secret *secret)
                S.master, w.max_message, w.heartbeat_ms);
         slave_exit(1);
     }
+    if (auth) {
+        uint8_t m2s[MS_KEY_LEN], s2m[MS_KEY_LEN];
+        ms_session_keys(secret, ch.nonce, hello.nonce, m2s, s2m);
+        ms_chan_init(&S.rx, m2s, 0);
+        ms_chan_init(&S.tx, s2m, 1);
+        OPENSSL_cleanse(m2s, sizeof m2s);
+        OPENSSL_cleanse(s2m, sizeof s2m);
+    }
     S.max_message = w.max_message;
     S.hb_timeout_ms = w.heartbeat_ms;
     S.hb_interval_ms = w.heartbeat_ms / 3 ? w.heartbeat_ms / 3 : 1;
-    ms_logv("joined master %s as slave %" PRIu32 " with %ld threads", S.master,
-            w.slave_id, S.threads);
-    return 0;
-}
-
-/* Connect and get through the handshake, retrying (with a growing,
- * jittered delay) while the master closes the connection before deciding:
- * it does so when connections that have not finished the handshake fill
- * its slots, and the damage of such a flood must not outlast it. */
-void join_master(const ms_hostport *hp, const ms_secret *secret)
-{
-    int delay = 20;
-    for (;;) {
-        connect_master(hp);
-        if (handshake(secret) == 0)
-            return;
-        if (close(S.fd) != 0)
-            ms_logv("close: %s", strerror(errno));
-        S.fd = -1;
-        int ms = delay / 2 + (int)(ms_now_ms() % (delay / 2 + 1));
-        ms_logv("master %s closed the connection during the handshake; "
-                "trying again in %d ms", S.master, ms);
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        }
-        delay = delay * 2 > 1000 ? 1000 : delay * 2;
-    }
+    ms_logv("joined master %s as slave %" PRIu32 " with %ld threads%s",
+            S.master, w.slave_id, S.threads,
+            auth ? " (authenticated, protected)" : "");
+    return JOINED;
 }
 
 /* Connect, retrying until the master is up. */
-void connect_master(const ms_hostport *hp)
+static void connect_master(const ms_hostport *hp)
 {
     int delay = 50;
     long long t_first = ms_now_ms(), t_said = 0;
@@ -401,5 +467,48 @@ void connect_master(const ms_hostport *hp)
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
         }
         delay = delay * 2 > 1000 ? 1000 : delay * 2;
+    }
+}
+
+#define REFUSED_FIRST_MS 500    /* retry after refusing a master */
+#define REFUSED_MAX_MS 10000
+#define FULL_FIRST_MS 20        /* retry after a master closed a full handshake */
+#define FULL_MAX_MS 1000
+
+void join_master(const ms_hostport *hp, const ms_secret *secret, int insecure)
+{
+    if (S.local) {
+        if (handshake(secret, insecure) != JOINED)
+            slave_exit(1);
+        return;
+    }
+    int refused_delay = REFUSED_FIRST_MS, full_delay = FULL_FIRST_MS;
+    for (;;) {
+        connect_master(hp);
+        int outcome = handshake(secret, insecure);
+        if (outcome == JOINED)
+            return;
+        if (close(S.fd) != 0)
+            ms_log("close: %s", strerror(errno));
+        S.fd = -1;
+        int ms;
+        if (outcome == CLOSED) {
+            /* A flood of idle connections fills the master's slots: its
+             * damage must not outlast it, so try again soon, jittered. */
+            ms = full_delay / 2 + (int)(ms_now_ms() % (full_delay / 2 + 1));
+            ms_logv("master %s closed the connection during the handshake; "
+                    "trying again in %d ms", S.master, ms);
+            full_delay = full_delay * 2 > FULL_MAX_MS ? FULL_MAX_MS
+                                                      : full_delay * 2;
+        } else {
+            ms = refused_delay;
+            ms_log("trying master %s again in %.1f s", S.master,
+                   (double)ms / 1000.0);
+            refused_delay = refused_delay * 2 > REFUSED_MAX_MS
+                                ? REFUSED_MAX_MS : refused_delay * 2;
+        }
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
     }
 }

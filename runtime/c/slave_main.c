@@ -5,13 +5,17 @@
  * Locks: main() runs before the workers start and sets the read-only
  * fields of S (slave.h) without a lock. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "auth.h"
 #include "log.h"
@@ -42,6 +46,8 @@ static const char usage_text[] =
     "Runs jobs for the master at HOST:PORT (retrying until it is up).\n"
     "  --threads N        run at most N jobs at a time (default: CPUs)\n"
     "  --token-file FILE  shared secret to prove to the master (else $MS_TOKEN)\n"
+    "  --insecure         accept a master that does not authenticate itself\n"
+    "  --fd N             (local slaves) the master's socket pair is fd N\n"
     "  --verbose          log the connection to stderr\n"
     "  --help             show this text\n";
 
@@ -49,7 +55,8 @@ int main(int argc, char **argv)
 {
     ms_log_init(argv[0], 0);
     const char *master = NULL, *token_file = NULL;
-    int verbose = 0;
+    int verbose = 0, insecure = 0;
+    long fd = -1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     S.threads = cpus > 0 ? cpus : 1;
     for (int i = 1; i < argc; i++) {
@@ -65,7 +72,7 @@ int main(int argc, char **argv)
             snprintf(name, sizeof name, "%s", argv[i]);
         }
         int takes = !strcmp(name, "--master") || !strcmp(name, "--threads") ||
-                    !strcmp(name, "--token-file");
+                    !strcmp(name, "--token-file") || !strcmp(name, "--fd");
         if (takes && !val) {
             if (i + 1 >= argc)
                 ms_usage_error(usage_text, "%s needs a value", name);
@@ -85,6 +92,15 @@ int main(int argc, char **argv)
                 ms_usage_error(usage_text, "--threads takes an integer from 1 to %d, not '%s'",
                             MS_MAX_THREADS, val);
             S.threads = n;
+        } else if (!strcmp(name, "--fd")) {
+            char *end;
+            errno = 0;
+            fd = strtol(val, &end, 10);
+            if (errno || end == val || *end || fd < 3 || fd > 1000000)
+                ms_usage_error(usage_text, "--fd takes a descriptor from 3 up, "
+                               "not '%s'", val);
+        } else if (!strcmp(name, "--insecure")) {
+            insecure = 1;
         } else if (!strcmp(name, "--verbose")) {
             verbose = 1;
         } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
@@ -94,16 +110,32 @@ int main(int argc, char **argv)
             ms_usage_error(usage_text, "unknown option '%s'", argv[i]);
         }
     }
-    if (!master)
+    if (!master && fd < 0)
         ms_usage_error(usage_text, "--master HOST:PORT is required");
+    if (master && fd >= 0)
+        ms_usage_error(usage_text, "--master and --fd exclude each other");
     if (S.threads > MS_MAX_THREADS)
         S.threads = MS_MAX_THREADS;
     ms_log_init(argv[0], verbose);
     ms_hostport hp;
     char err[512];
-    if (ms_parse_hostport(master, &hp, err, sizeof err) != 0)
-        ms_usage_error(usage_text, "--master: %s", err);
-    snprintf(S.master, sizeof S.master, "%s", master);
+    if (master) {
+        if (ms_parse_hostport(master, &hp, err, sizeof err) != 0)
+            ms_usage_error(usage_text, "--master: %s", err);
+        snprintf(S.master, sizeof S.master, "%s", master);
+    } else {
+        /* A socket pair inherited from the master that started us. */
+        struct stat st;
+        errno = 0;
+        if (fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            ms_usage_error(usage_text, "--fd %ld is not a socket%s%s", fd,
+                           errno ? ": " : "", errno ? strerror(errno) : "");
+        if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0)
+            ms_fatal("fcntl(FD_CLOEXEC): %s", strerror(errno));
+        S.fd = (int)fd;
+        S.local = 1;
+        snprintf(S.master, sizeof S.master, "on fd %ld", fd);
+    }
     ms_secret secret;
     if (ms_secret_load(token_file, &secret, err, sizeof err) < 0)
         ms_usage_error(usage_text, "%s", err);
@@ -125,7 +157,9 @@ int main(int argc, char **argv)
             ms_sig_check(ms_job_table[k].ret_sig, check, sizeof check) != 0)
             ms_fatal("internal error: job %u: %s", k + 1, check);
 
-    join_master(&hp, &secret);
+    join_master(&hp, &secret, insecure);
+    if (secret.data)
+        OPENSSL_cleanse(secret.data, secret.len);
     free(secret.data);
     S.t_send = S.t_recv = ms_now_ms();
     S.epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -71,6 +71,15 @@ def slave_cmd(progs, name, addr, *args):
     return [f"{progs[name]}-slave", "--master", addr, *map(str, args)]
 
 
+@pytest.fixture
+def start(start):
+    """conftest's `start`, every process given the tests' secret
+    (MS_TOKEN), as a user starting slaves by hand would."""
+    def run(cmd, env=None, **kw):
+        return start(cmd, env={**fp.TOKEN_ENV, **(env or {})}, **kw)
+    return run
+
+
 # ------------------------------------------------------------ processes
 
 def free_port() -> int:
@@ -283,8 +292,9 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
         return fp.connect(addr)
 
     def joined():
-        """A fake slave through the handshake (no secret on this master)."""
-        return fp.FakeSlave(addr).sock
+        """A fake slave through the handshake (it knows the secret: what
+        it sends is sealed, so the master sees the garbage inside)."""
+        return fp.FakeSlave(addr)
 
     def random_bytes(s):
         s.sendall(bytes(rng.randrange(256)
@@ -296,7 +306,8 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
         "truncated": lambda: conn().sendall(fp.header(0, 0, 100) + b"\x02" * 10),
         "huge length": lambda: conn().sendall(fp.header(0, 0, 0xFFFFFFFF)),
         "unknown ordinal first": lambda: conn().sendall(fp.frame(77, 1)),
-        "wrong fingerprint": lambda: conn().sendall(fp.hello(bytes(32))),
+        "wrong fingerprint": lambda: fp.FakeSlave(addr, fingerprint=bytes(32),
+                                                  require_welcome=False),
         "wrong version": lambda: conn().sendall(fp.hello(bytes(32), version=9)),
         "zero threads": lambda: fp.FakeSlave(addr, threads=0,
                                              require_welcome=False).sock,
@@ -337,7 +348,7 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
 
 
 def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
-    # --listen without a secret, so that fake slaves can join too; a fake
+    # --listen with the tests' secret, so that fake slaves can join too; a fake
     # slave that joins and then falls silent holds a job until the heartbeat
     # timeout, and every fake slave that takes a job costs it an attempt.
     m = start(master_cmd(progs, "many", "--listen", "127.0.0.1:0",
@@ -397,7 +408,7 @@ AFTER_HANDSHAKE = {
 
 
 def test_garbage_at_a_slave(start, progs):
-    with fp.FakeMaster() as fm:
+    with fp.FakeMaster(secret=fp.TOKEN) as fm:
         # Learn the program's fingerprint from a HELLO, then refuse it.
         p, c = _slave_of(fm, start, progs)
         fm.fingerprint = fm.challenge(c)
@@ -431,16 +442,16 @@ def test_garbage_at_a_slave(start, progs):
         # A master of another program: the slave refuses it after WELCOME.
         p, c = _slave_of(fm, start, progs)
         fm.challenge(c, fingerprint=b"\x01" * 32)
-        c.sendall(fp.welcome())
+        fm.welcome(c)
         assert p.finish(10) == 1
         assert "runs another program or version; refusing it" in p.err, p.err
         c.close()
 
         for name, (data, status, pattern) in AFTER_HANDSHAKE.items():
             p, c = _slave_of(fm, start, progs)
-            fm.handshake(c)
+            link = fm.handshake(c)
             try:
-                c.sendall(data)
+                link.sendall(data)
             except OSError:
                 pass                # it already hung up on the first bytes
             if status == 0:
@@ -460,12 +471,12 @@ def test_garbage_at_a_slave(start, progs):
         # And after all that, a slave still runs a job for a fake master
         # that speaks the protocol, then leaves when told.
         p, c = _slave_of(fm, start, progs)
-        fm.handshake(c)
-        c.sendall(fp.frame(1, 7, struct.pack("<qq", 3, 1000)))
-        ordinal, jid, body = fp.next_message(c)     # heartbeats skipped
+        link = fm.handshake(c)
+        link.sendall(fp.frame(1, 7, struct.pack("<qq", 3, 1000)))
+        ordinal, jid, body = link.next_message()    # heartbeats skipped
         assert (ordinal, jid) == (1, 7)
         assert struct.unpack("<q", body) == (lcg(3, 1000),)
-        c.sendall(fp.control(fp.GOODBYE))
+        link.sendall(fp.control(fp.GOODBYE))
         assert p.finish(10) == 0, p.err
         c.close()
 
@@ -534,8 +545,8 @@ def test_local_slaves_run_under_the_wrapper(start, progs, tmp_path, monkeypatch)
     assert 1 <= len(logs) <= 2
     for log in logs:
         assert re.fullmatch(rf"{re.escape(str(wrapper))} --first-word "
-                            rf"{re.escape(str(progs['quick']))}-slave --master "
-                            r"127\.0\.0\.1:\d+\n", log.read_text())
+                            rf"{re.escape(str(progs['quick']))}-slave --fd 3\n",
+                            log.read_text())
     monkeypatch.setenv("MS_SLAVE_WRAPPER", "no-such-wrapper-program --x")
     m = start(master_cmd(progs, "quick"))
     assert m.finish() == 2

@@ -38,6 +38,15 @@ def progs(tmp_path_factory):
     return build_program_dir(HERE, tmp_path_factory.mktemp("hostile"))
 
 
+@pytest.fixture
+def start(start):
+    """The conftest fixture, every process given the tests' secret: since
+    protocol 2 no connection, loopback included, goes unauthenticated."""
+    def run(cmd, env=None, **kw):
+        return start(cmd, env={**fp.TOKEN_ENV, **(env or {})}, **kw)
+    return run
+
+
 # ------------------------------------------------ zero-size elements
 
 def test_millions_of_empty_structs_go_to_a_job_and_back(start, progs):
@@ -50,7 +59,7 @@ def test_millions_of_empty_structs_go_to_a_job_and_back(start, progs):
 # ------------------------------------------------ local slaves in churn
 
 def _churn_expected() -> str:
-    return f"{sum(c_rem(lcg(s, 4_000_000), 1000) for s in range(480))}\n"
+    return f"{sum(c_rem(lcg(s, 4_000_000), 1000) for s in range(1440))}\n"
 
 
 def test_local_slaves_killed_every_half_second_do_not_slow_the_run(start,
@@ -88,9 +97,10 @@ def test_local_slaves_killed_every_half_second_do_not_slow_the_run(start,
 def _fake_master_slave(fm, progs, name, **popen):
     """A slave of `name` joined to the fake master (which learns the
     program's fingerprint from a first slave at another fake master; that
-    one would connect again): (Popen, socket)."""
+    one would connect again): (Popen, socket). The fake masters do not
+    authenticate, so the slave runs with --insecure and no secret."""
     with fp.FakeMaster() as learner:
-        first = subprocess.Popen(slave_cmd(progs, name, learner.addr),
+        first = subprocess.Popen(slave_cmd(progs, name, learner.addr, "--insecure"),
                                  env=clean_env(), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL,
                                  start_new_session=True)
@@ -100,7 +110,7 @@ def _fake_master_slave(fm, progs, name, **popen):
             kill_group(first)
             first.wait(10)
     fm.fingerprint = learner.fingerprint
-    p = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1),
+    p = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1, "--insecure"),
                          env=clean_env(), start_new_session=True, **popen)
     c = fm.accept()
     fm.handshake(c)
@@ -184,7 +194,7 @@ def test_control_bytes_in_a_failure_do_not_reach_the_terminal(start, progs):
 
 def test_control_bytes_in_a_refusal_do_not_reach_the_terminal(progs):
     with fp.FakeMaster() as fm:
-        p = subprocess.Popen(slave_cmd(progs, "chatty", fm.addr),
+        p = subprocess.Popen(slave_cmd(progs, "chatty", fm.addr, "--insecure"),
                              env=clean_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, start_new_session=True)
         try:
@@ -251,7 +261,7 @@ def _take_and_hang_up(addr: str, seconds: float) -> int:
     try:
         while time.monotonic() < deadline:
             try:
-                ordinal, _, _ = fp.next_message(s.sock)
+                ordinal, _, _ = s.next_message()
             except socket.timeout:
                 continue
             taken += ordinal > 0

@@ -71,11 +71,20 @@ def bins(tmp_path_factory):
 
 # ------------------------------------------------------------- processes
 
-def master(start, bins, *args, mode="basic", n=None, env=None, prog="prog"):
-    e = {"FIXTURE_MODE": mode, **(env or {})}
+def master(start, bins, *args, mode="basic", n=None, env=None, prog="prog",
+           token=True):
+    """The fixture's master; with `token`, it has the tests' secret (as
+    hand-started slaves do through `slave`)."""
+    e = {"FIXTURE_MODE": mode, **(fp.TOKEN_ENV if token else {}), **(env or {})}
     if n is not None:
         e["FIXTURE_N"] = str(n)
     return start([bins / f"{prog}-master", *args], env=e)
+
+
+def slave(start, bins, addr, *args, prog="prog", env=None, merge=False):
+    """A slave started by hand with the tests' secret (MS_TOKEN)."""
+    return start([bins / f"{prog}-slave", "--master", addr, *args],
+                 env={**fp.TOKEN_ENV, **(env or {})}, merge=merge)
 
 
 def listening(m):
@@ -259,13 +268,12 @@ def test_stopped_slave_times_out(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                "--heartbeat-timeout", "0.6", mode="announce", n=1)
     addr = listening(m)
-    s1 = start([bins / "prog-slave", "--master", addr, "--threads", "1"],
-               merge=True)
+    s1 = slave(start, bins, addr, "--threads", "1", merge=True)
     pid = int(s1.wait_err(r"announce running in pid (\d+)").group(1))
     assert pid == s1.p.pid
     os.kill(pid, signal.SIGSTOP)
     m.wait_err(r"lost slave .*heartbeat timeout")
-    s2 = start([bins / "prog-slave", "--master", addr])
+    s2 = slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "1\n42\n"
     assert s2.finish() == 0
@@ -277,7 +285,7 @@ def test_waiting_for_slaves_notice(start, bins):
                mode="sleep", n=1)
     addr = listening(m)
     m.wait_err(r"waiting for a slave: 1 jobs are waiting", timeout=6)
-    s = start([bins / "prog-slave", "--master", addr])
+    s = slave(start, bins, addr)
     assert m.finish() == 0
     assert m.out == "1\n"
     assert s.finish() == 0  # GOODBYE ends the slave with status 0
@@ -287,7 +295,7 @@ def test_slave_started_before_master_retries(start, bins):
     with socket.socket() as probe:  # a free port, released at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    s = slave(start, bins, f"127.0.0.1:{port}")
     time.sleep(0.4)
     m = master(start, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
                n=2)
@@ -306,7 +314,7 @@ def test_sigterm_ends_master_and_local_slaves(start, bins):
 def test_slave_exits_when_master_is_killed(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="announce", n=1)
-    s = start([bins / "prog-slave", "--master", listening(m)], merge=True)
+    s = slave(start, bins, listening(m), merge=True)
     s.wait_err(r"announce running")
     m.kill()
     assert s.finish(timeout=5) == 0
@@ -366,10 +374,10 @@ def test_bad_result_closes_only_that_slave(start, bins, what):
     s = fp.FakeSlave(addr)
     ordinal, jid, args = s.next_message()
     assert ordinal == 1 and len(args) == 16
-    s.sock.sendall(BAD_REPLIES[what](ordinal, jid))
+    s.sendall(BAD_REPLIES[what](ordinal, jid))
     assert fp.closed_by_peer(s.sock)
     m.wait_err(r"closing connection from .*")
-    real = start([bins / "prog-slave", "--master", addr])
+    real = slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "1\n"
     assert real.finish() == 0
@@ -384,7 +392,7 @@ def test_bad_bool_in_result(start, bins):
     s.send(ordinal, jid, b"\x02")
     assert fp.closed_by_peer(s.sock)
     assert "is not 0 or 1" in m.wait_err(r"closing connection from").string
-    start([bins / "prog-slave", "--master", addr])
+    slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "true\n"
 
@@ -392,7 +400,7 @@ def test_bad_bool_in_result(start, bins):
 def test_slave_rejects_bad_job_arguments(bins):
     """A fake master sends a job whose arguments do not decode: the slave
     says why and exits 1."""
-    with fp.FakeMaster(timeout=5) as fm:
+    with fp.FakeMaster(timeout=5, secret=fp.TOKEN) as fm:
         p, conn = _joined_fake_master(bins, fm, max_message=1 << 20)
         try:
             conn.sendall(fp.frame(1, 7, bytes(15)))   # add(int, int): 16
@@ -406,23 +414,23 @@ def test_slave_rejects_bad_job_arguments(bins):
 def _joined_fake_master(bins, fm, max_message=1 << 22):
     """Start a slave against the fake master `fm` and take it through the
     handshake (its fingerprint learnt from a first attempt).
-    Returns (slave Proc, connection)."""
-    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    Returns (slave Proc, fakepeer.Link: sealed both ways)."""
+    p = Proc([bins / "prog-slave", "--master", fm.addr], env=fp.TOKEN_ENV)
     fm.learn_fingerprint(fm.accept())
     p.finish()
-    p = Proc([bins / "prog-slave", "--master", fm.addr])
+    p = Proc([bins / "prog-slave", "--master", fm.addr], env=fp.TOKEN_ENV)
     conn = fm.accept()
-    fm.handshake(conn, heartbeat_ms=10000, max_message=max_message)
-    return p, conn
+    return p, fm.handshake(conn, heartbeat_ms=10000, max_message=max_message)
 
 
 SUM = 4  # job double sum(vector<double>) in fixture_prog.c
 
 
-def _send_slowly(conn, data, pieces=7):
+def _send_slowly(link, data, pieces=7):
+    data = link.wire(data)
     step = len(data) // pieces + 1
     for i in range(0, len(data), step):
-        conn.sendall(data[i:i + step])
+        link.sock.sendall(data[i:i + step])
         time.sleep(0.02)
 
 
@@ -433,14 +441,14 @@ def test_slave_takes_big_arguments_in_pieces(bins):
     n = 300_000
     xs = struct.pack(f"<I{n}d", n, *[float(i % 1000) for i in range(n)])
     small = struct.pack("<Id", 1, 2.5)
-    with fp.FakeMaster(timeout=5) as fm:
+    with fp.FakeMaster(timeout=5, secret=fp.TOKEN) as fm:
         p, conn = _joined_fake_master(bins, fm)
         try:
             _send_slowly(conn, fp.frame(SUM, 1, small) + fp.frame(SUM, 2, xs) +
                          fp.frame(SUM, 3, small) + fp.frame(SUM, 4, xs))
             got = {}
             while len(got) < 4:
-                ordinal, jid, payload = fp.recv_msg(conn)
+                ordinal, jid, payload = conn.recv_msg()
                 if ordinal == SUM:
                     got[jid] = struct.unpack("<d", payload)[0]
             want = float(sum(i % 1000 for i in range(n)))
@@ -458,7 +466,7 @@ def test_slave_refuses_bad_big_arguments(bins, what):
     the slave without a crash, and a length over the limit is refused
     before anything is allocated for it."""
     n = 200_000
-    with fp.FakeMaster(timeout=5) as fm:
+    with fp.FakeMaster(timeout=5, secret=fp.TOKEN) as fm:
         p, conn = _joined_fake_master(bins, fm, max_message=1 << 22)
         try:
             if what == "count":
@@ -469,13 +477,16 @@ def test_slave_refuses_bad_big_arguments(bins, what):
                                  r".*vector count 200001", p.err), p.err
             elif what == "truncated":
                 body = struct.pack("<I", n) + bytes(8 * n)
-                conn.sendall(fp.frame(SUM, 9, body)[:fp.HEADER.size + len(body) // 2])
+                # The header sealed as for the whole, then half the bytes.
+                whole = conn.tx.seal(SUM, 9, body)
+                conn.sock.sendall(whole[:fp.HEADER.size + len(body) // 2])
                 time.sleep(0.2)
                 conn.close()
                 assert p.finish(timeout=5) == 0, p.err
                 assert "rror" not in p.err, p.err
             else:
-                conn.sendall(fp.header(SUM, 9, (1 << 22) + 1) + bytes(1000))
+                conn.sendall(fp.header(SUM, 9, (1 << 22) + 1 + fp.TAG) +
+                             bytes(1000))
                 assert p.finish(timeout=5) == 1
                 assert "is over the limit of 4194304 bytes" in p.err, p.err
         finally:
@@ -489,12 +500,12 @@ def test_foreign_program_is_refused_on_both_sides(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=3)
     addr = listening(m)
-    other = start([bins / "other-slave", "--master", addr])
+    other = slave(start, bins, addr, prog="other")
     assert other.finish() == 1
     assert re.search(r"refused by master .*: the slave was built from a "
                      r"different program or version", other.err), other.err
     m.wait_err(r"refused slave .*different program or version")
-    start([bins / "prog-slave", "--master", addr])
+    slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "6\n"
 
@@ -524,26 +535,269 @@ def test_token_is_required_and_checked(start, bins, tmp_path):
     assert good.finish() == 0
 
 
-def test_local_slaves_get_a_fresh_secret(start, bins):
-    """Without --listen, only the master's own slaves know the secret."""
-    m = master(start, bins, "--verbose", mode="sleep", n=8)
-    addr = m.wait_err(r"listening on (\S+)").group(1)
-    s = fp.FakeSlave(addr, require_welcome=False)
-    assert s.reply[0] == fp.REFUSE, s.reply
-    s.close()
+def tcp_listeners(pid: int) -> list[str]:
+    """The TCP ports (hex, as /proc shows them) that process `pid` listens
+    on."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.read().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # LISTEN
+                    ports.append(cols[1].rsplit(":", 1)[1])
+    return ports
+
+
+def test_local_slaves_need_no_tcp_port(start, bins):
+    """Without --listen, the local slaves come through socket pairs: the
+    master opens no TCP port at all, so no other process can join."""
+    m = master(start, bins, "--verbose", mode="sleep", n=8, token=False)
+    m.wait_err(r"slave \d+ joined from socketpair")
+    assert tcp_listeners(m.pid) == []
     assert m.finish() == 0, m.err
     assert m.out == "36\n"
+    assert "listening on" not in m.err
 
 
 def test_non_loopback_needs_a_secret(start, bins):
-    m = master(start, bins, "--listen", "0.0.0.0:0", mode="none")
+    m = master(start, bins, "--listen", "0.0.0.0:0", mode="none", token=False)
     assert m.finish() == 2
     assert "without a shared secret" in m.err
     m = master(start, bins, "--listen", "0.0.0.0:0", "--insecure",
-               "--spawn", "1", mode="sleep", n=2)
+               "--spawn", "1", mode="sleep", n=2, token=False)
     assert m.finish() == 0, m.err
     assert m.out == "3\n"
     assert "warning: listening on 0.0.0.0" in m.err
+
+
+# ---------------------------------------- attacks on a protected connection
+
+def flip_bit(frame: bytes, at: int = -1) -> bytes:
+    """The frame with one bit of its byte `at` (from the end: in the tag
+    by default; at=12 the first byte after the header) flipped."""
+    b = bytearray(frame)
+    b[at] ^= 0x10
+    return bytes(b)
+
+
+def _result_attack(kind):
+    """A tamper function for fakepeer.Relay that attacks the first job
+    result the slave sends (s2m messages after HELLO) in the way `kind`
+    says, and passes everything else on."""
+    state = {"held": None, "done": False}
+
+    def is_result(frame):
+        return fp.HEADER.unpack_from(frame)[0] != 0
+
+    def tamper(direction, index, frame):
+        if direction == "s2m" and index >= 1 and state["held"] is not None:
+            held, state["held"] = state["held"], None
+            return [frame, held]                  # the two, swapped
+        if direction != "s2m" or index == 0 or state["done"]:
+            return [frame]
+        if kind == "reordered":
+            state["held"], state["done"] = frame, True
+            return []
+        if not is_result(frame):
+            return [frame]
+        state["done"] = True
+        ordinal, jid, length = fp.HEADER.unpack_from(frame)
+        if kind == "forged":                      # the result of our choice
+            return [frame[:12] + os.urandom(length)]
+        if kind == "forged plain":                # unsealed, as in version 1
+            return [fp.frame(ordinal, jid, struct.pack("<q", 999))]
+        if kind == "flipped":
+            return [flip_bit(frame, 12)]
+        if kind == "replayed":
+            return [frame, frame]
+        if kind == "dropped":
+            return []
+        raise ValueError(kind)
+    return tamper
+
+
+ATTACKS = ["forged", "forged plain", "flipped", "replayed", "reordered",
+           "dropped"]
+
+
+@pytest.mark.parametrize("kind", ATTACKS)
+def test_relay_that_tampers_with_results_is_caught(start, bins, kind):
+    """A relay between a real slave and the real master (a wrong --master,
+    or a port squatted before the master came) passes the handshake on,
+    then forges, alters, replays, reorders or drops a message: the master
+    cannot open it (or the one after), closes that connection, runs the
+    slave's jobs again elsewhere, and the output is exact."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               "--heartbeat-timeout", "1.5", mode="sleep", n=6)
+    addr = listening(m)
+    relay = fp.Relay(addr, _result_attack(kind))
+    try:
+        relayed = slave(start, bins, relay.addr, "--threads", "1")
+        why = m.wait_err(r"closing connection from \S+: (.*)").group(1)
+        assert re.search(r"fails authentication \(forged, altered, replayed "
+                         r"or out of order\)|shorter than its tag", why), why
+        assert relayed.finish() in (0, 1), relayed.err
+        direct = slave(start, bins, addr)
+        assert m.finish() == 0, m.err
+        assert m.out == "21\n"
+        assert direct.finish() == 0, direct.err
+    finally:
+        relay.close()
+
+
+def test_relay_that_alters_a_request_is_caught_by_the_slave(start, bins):
+    """The other way: a job request changed on the way fails to open on the
+    slave, which runs nothing, says why and exits; the job runs again."""
+    def tamper(direction, index, frame):
+        if direction == "m2s" and index >= 2 and fp.HEADER.unpack_from(frame)[0]:
+            tamper.done = getattr(tamper, "done", 0) + 1
+            if tamper.done == 1:
+                return [flip_bit(frame, 13)]
+        return [frame]
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               mode="sleep", n=3)
+    addr = listening(m)
+    relay = fp.Relay(addr, tamper)
+    try:
+        relayed = slave(start, bins, relay.addr, "--threads", "1")
+        assert relayed.finish() == 1, relayed.err
+        assert re.search(r"closing the connection to master \S+: message 0 "
+                         r"from the master fails authentication", relayed.err)
+        m.wait_err(r"lost slave")
+        slave(start, bins, addr)
+        assert m.finish() == 0, m.err
+        assert m.out == "6\n"
+    finally:
+        relay.close()
+
+
+def test_faithful_relay_is_harmless(start, bins):
+    """A relay that passes every byte on can read nothing (the traffic is
+    sealed) and change nothing: the run is as without it."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               mode="sleep", n=6)
+    relay = fp.Relay(listening(m))
+    try:
+        s = slave(start, bins, relay.addr)
+        assert m.finish() == 0, m.err
+        assert m.out == "21\n"
+        assert s.finish() == 0, s.err
+        results = [f for f in relay.frames["s2m"][1:]
+                   if fp.HEADER.unpack_from(f)[0] != 0]
+        assert len(results) == 6
+        # Sealed: an int result is 8 bytes of ciphertext and a tag, and not
+        # the plain value (i + 1 for job i).
+        for f in results:
+            assert fp.HEADER.unpack_from(f)[2] == 8 + fp.TAG
+        plain = {struct.pack("<q", v) for v in range(1, 7)}
+        assert not any(f[12:20] in plain for f in results)
+    finally:
+        relay.close()
+
+
+def test_recorded_hello_is_refused_on_another_connection(start, bins):
+    """A HELLO proves the secret for one CHALLENGE only: recorded and
+    played on a new connection (another nonce), it is refused."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
+               mode="sleep", n=2)
+    addr = listening(m)
+    with fp.connect(addr) as first, fp.connect(addr) as second:
+        _, _, ch = fp.recv_msg(first)
+        version, flags, fpr, nonce_m = fp.parse_challenge(ch)
+        assert flags == fp.FLAG_AUTH
+        nonce_s = os.urandom(32)
+        good = fp.hello(fpr, nonce=nonce_s, proof=fp.proof(
+            fp.TOKEN, "M/s slave v2", nonce_m, nonce_s, fpr, flags, version,
+            1, fp.DEFAULT_PID))
+        fp.recv_msg(second)                       # its own CHALLENGE
+        second.sendall(good)
+        _, _, reply = fp.recv_msg(second)
+        assert reply[0] == fp.REFUSE and b"authentication failed" in reply
+    m.wait_err(r"refused slave .*authentication failed")
+    slave(start, bins, addr)
+    assert m.finish() == 0, m.err
+    assert m.out == "3\n"
+
+
+def test_local_process_without_the_secret_is_refused(start, bins):
+    """On loopback too: a process that connects to the master's port
+    without the secret, or with another, is refused and logged."""
+    m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "1",
+               mode="sleep", n=4)
+    addr = listening(m)
+    for secret in (None, "a guess"):
+        s = fp.FakeSlave(addr, require_welcome=False, secret=secret)
+        assert s.reply[0] == fp.REFUSE, s.reply
+        assert b"authentication failed" in s.reply
+        s.close()
+    m.wait_err(r"refused slave 127\.0\.0\.1:\d+ \(pid \d+\): authentication "
+               r"failed", count=2)
+    assert m.finish() == 0, m.err
+    assert m.out == "10\n"
+
+
+def _no_more_bytes(conn, timeout=3) -> bytes:
+    """Whatever comes on `conn` until the peer closes it."""
+    conn.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := conn.recv(4096):
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
+@pytest.mark.parametrize("impostor", ["wrong proof", "no authentication"])
+def test_slave_refuses_a_master_without_the_secret(bins, impostor):
+    """A fake master without the secret, whether it claims authentication
+    (its WELCOME proof is made up) or offers none: the slave refuses it
+    before any job, says so, and tries again later (the real master may
+    come)."""
+    with fp.FakeMaster(timeout=5, claim_auth=impostor == "wrong proof") as fm:
+        p = Proc([bins / "prog-slave", "--master", fm.addr], env=fp.TOKEN_ENV)
+        try:
+            c = fm.accept()
+            fm.challenge(c) if impostor == "wrong proof" else \
+                c.sendall(fp.challenge(fm.fingerprint, flags=0))
+            if impostor == "wrong proof":
+                fm.welcome(c)
+                c.sendall(fp.frame(1, 7, struct.pack("<qq", 2, 3)))
+            assert _no_more_bytes(c) == b""       # no HELLO, no result
+            p.wait_err(r"refusing master 127\.0\.0\.1:\d+: " +
+                       (r"authentication failed: it does not prove the shared "
+                        r"secret" if impostor == "wrong proof" else
+                        r"it does not prove the shared secret \(it has none"))
+            p.wait_err(r"trying master 127\.0\.0\.1:\d+ again in 0\.5 s")
+            fm.accept().close()                   # it came back
+            assert p.p.poll() is None, p.err
+        finally:
+            p.kill()
+
+
+def test_insecure_slave_accepts_an_insecure_master_with_a_warning(bins):
+    with fp.FakeMaster(timeout=5) as fm:
+        p = Proc([bins / "prog-slave", "--master", fm.addr, "--insecure"])
+        try:
+            fm.learn_fingerprint(fm.accept())
+            assert p.finish() == 1                # another program's master
+            p = Proc([bins / "prog-slave", "--master", fm.addr, "--insecure"])
+            link = fm.handshake(fm.accept())
+            link.sendall(fp.frame(1, 7, struct.pack("<qq", 2, 3)))
+            assert link.next_message() == (1, 7, struct.pack("<q", 5))
+            link.sendall(fp.control(fp.GOODBYE))
+            assert p.finish() == 0, p.err
+            assert "warning: master" in p.err and "--insecure" in p.err
+        finally:
+            p.kill()
 
 
 # ------------------------------------------------------------ sanitizers

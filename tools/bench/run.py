@@ -12,6 +12,10 @@ header and nothing else), and with Ray and Dask when those import. The
 wait_any benchmark keeps 1,000 of a million tiny jobs in flight (drain one
 with wait_any, start one) and prints its time over the plain fan-out's
 (tiny_jobs.ms) of as many jobs (--window-jobs N for fewer).
+`protection` runs the tiny-job and round-trip programs once with local
+slaves (socket pairs, not sealed) and once with 2 slaves started by hand on
+loopback TCP with MS_TOKEN (authenticated, every message AES-256-GCM
+sealed): the cost of protocol version 2's protection.
 
 Every time is the best of --repeat runs of a whole process, less the best
 time of the same program doing no work (N = 0), so process and slave
@@ -44,8 +48,11 @@ KERNELS = {
     "text_find": 10_000_000,
 }
 JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000,
-        "wait_any": 1_000_000}
+        "wait_any": 1_000_000,
+        "protection": 0}
 WINDOW = 1000  # wait_any: jobs kept in flight
+# The secret of the protected runs (slaves on TCP, started by hand).
+BENCH_TOKEN = "bench-secret"
 
 
 class BenchError(Exception):
@@ -165,6 +172,67 @@ def run_jobs(names, workdir, repeat, window_jobs=None):
         print(f"large arg   M/s {bw:8.1f} MiB/s   TCP stream floor {base:8.1f} MiB/s"
               f"   ratio {bw / base:5.2f}   (goal: 0.5 or more; includes the job's sum)",
               flush=True)
+    if "protection" in names:
+        protection_cost(workdir, repeat)
+
+
+def run_protected(exe: pathlib.Path, threads: int) -> float:
+    """Seconds of one run of `exe` (a NAME-master) with 2 slaves started by
+    hand on loopback TCP with MS_TOKEN: authenticated, every message
+    sealed (AES-256-GCM); from the master's start to its end."""
+    env = {**os.environ, "MS_TOKEN": BENCH_TOKEN}
+    start = time.perf_counter()
+    m = subprocess.Popen([str(exe), "--spawn", "0", "--listen", "127.0.0.1:0"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    slaves = []
+    try:
+        line = m.stderr.readline()
+        if "listening on " not in line:
+            raise BenchError(f"{exe}: {line}{m.stderr.read()}")
+        addr = line.split("listening on ")[1].strip()
+        slave = str(exe)[:-len("-master")] + "-slave"
+        slaves = [subprocess.Popen([slave, "--master", addr, "--threads",
+                                    str(threads)], env=env,
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+                  for _ in range(2)]
+        out, err = m.communicate(timeout=600)
+        elapsed = time.perf_counter() - start
+        if m.returncode != 0:
+            raise BenchError(f"{exe} exited {m.returncode}:\n{err[-2000:]}")
+        return elapsed
+    finally:
+        for p in [m, *slaves]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def protection_cost(workdir, repeat):
+    """Tiny-job throughput and round trip with local slaves (socket pairs,
+    no MAC, no cipher) beside slaves on TCP with the protection of
+    protocol version 2 (SPEC 10): what authentication and sealing cost."""
+    threads = max(os.cpu_count() or 1, 2)
+    for name, n in (("tiny_jobs", JOBS["tiny_jobs"]),
+                    ("round_trip", JOBS["round_trip"])):
+        template = HERE / "ms" / f"{name}.ms"
+        work = build_ms(instantiate(template, workdir, "pn", N=n))
+        idle = build_ms(instantiate(template, workdir, "p0", N=0))
+        local = (min(best_time([str(work), "--spawn", "2"], 1)[0]
+                     for _ in range(repeat)) -
+                 best_time([str(idle), "--spawn", "2"], repeat)[0])
+        tcp = (min(run_protected(work, threads) for _ in range(repeat)) -
+               min(run_protected(idle, threads) for _ in range(repeat)))
+        local, tcp = max(local, 1e-9), max(tcp, 1e-9)
+        if name == "tiny_jobs":
+            print(f"protection  tiny jobs: local socket pairs {n / local:9.0f} "
+                  f"jobs/s, TCP sealed {n / tcp:9.0f} jobs/s   ratio "
+                  f"{local / tcp:5.2f}", flush=True)
+        else:
+            print(f"protection  round trip: local socket pairs "
+                  f"{local / n * 1e6:7.1f} us, TCP sealed {tcp / n * 1e6:7.1f} "
+                  f"us   ratio {tcp / local:5.2f}", flush=True)
 
 
 def others_python() -> str:
