@@ -264,6 +264,8 @@ def _take_and_hang_up(addr: str, seconds: float) -> int:
                 ordinal, _, _ = s.next_message()
             except socket.timeout:
                 continue
+            except ConnectionError:
+                break   # the master closed it (the run may have ended)
             taken += ordinal > 0
     finally:
         s.close()
