@@ -295,6 +295,22 @@ def test_the_sweep_example_takes_its_range_and_writes_its_results(tmp_path, runt
         "n,steps\n1,0\n2,1\n3,7\n4,2\n5,5\n6,8\n7,16\n")
 
 
+
+def test_the_dircount_example_counts_a_directory_given_as_argument(tmp_path, runtime_built):
+    exe = build_program(REPO / "examples" / "dircount.ms", tmp_path / "dircount")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("one two\tthree\nfour five\n")
+    (data / "b.txt").write_text("six")
+    (data / "sub").mkdir()
+    r = run_master(exe, "--spawn", "2", str(data), cwd=tmp_path, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("2\t5\t24\ta.txt\n1\t1\t3\tb.txt\n"
+                        "3\t6\t27\ttotal\n")
+    assert "sub: " in r.stderr and "Is a directory" in r.stderr, r.stderr
+    usage = run_master(exe, "--spawn", "1", cwd=tmp_path, timeout=TIMEOUT)
+    assert usage.returncode == 1 and "usage: dircount-master" in usage.stderr
+
 # ------------------------------------------------------------ msi
 
 def test_msi_takes_the_programs_arguments_and_stdin(tmp_path):
