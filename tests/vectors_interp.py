@@ -585,7 +585,8 @@ class Interpreter:
         return self.new_vec(T.CHAR, list(text.encode())) if text else None
 
     def builtin_fail(self, args, t, e):
-        msg = "" if args[0] is None else bytes(args[0].live().elems).decode()
+        msg = "" if args[0] is None else bytes(
+            args[0].live().elems).split(b"\0", 1)[0][:4096].decode("utf-8", "replace")
         raise RuntimeErr(e.pos, msg)
 
     def builtin_slaves(self, args, t, e):
