@@ -365,6 +365,9 @@ def _vm_size(pid: int) -> int:
     return int(re.search(r"^VmSize:\s+(\d+) kB", status, re.M)[1]) * 1024
 
 
+@pytest.mark.skipif(os.environ.get("MS_SANITIZE") == "1",
+                    reason="an address-space limit (prlimit --as) cannot hold "
+                           "AddressSanitizer's shadow memory")
 def test_a_result_too_big_to_encode_fails_its_job_alone(start, progs):
     # The address space of a joined slave with one thread, idle.
     with fp.FakeMaster() as fm:
