@@ -62,7 +62,7 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     pthread_mutex_lock(&M.lock);
     while (h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) {
         conn *c = h->state == MS_J_INFLIGHT ? h->where : NULL;
@@ -98,7 +98,7 @@ void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     pthread_mutex_lock(&M.lock);
     int s = h->state;
     pthread_mutex_unlock(&M.lock);
@@ -113,7 +113,7 @@ int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
 void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     int wake = 0;
     pthread_mutex_lock(&M.lock);
     if (h->state == MS_J_PENDING) {

@@ -106,7 +106,11 @@ void report_fault(int overflow)
     }
 }
 
-/* Master-only calls: typecheck keeps them out of job code. */
+/* Master-only calls. Typecheck keeps `remote` out of job code, and a job
+ * handle is not serializable, so job code only ever holds unset handles:
+ * get, state and cancel of one are the runtime error the master gives
+ * (SPEC 6), which fails the job; copies and releases of one do nothing. A
+ * set handle or a job started here would be the compiler's bug. */
 static _Noreturn void master_only(const char *what)
 {
     ms_fatal("internal error: %s called in a slave", what);
@@ -119,41 +123,42 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     master_only("ms_start_job");
 }
 
+/* The handle job code passed to get, state or cancel: unset, which is a
+ * runtime error at line:col. */
+static _Noreturn void unset_handle(ms_handle h, const char *what, int32_t line,
+                                   int32_t col)
+{
+    if (h)
+        master_only(what);
+    ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
+}
+
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 {
-    (void)h;
     (void)out;
-    (void)line;
-    (void)col;
-    master_only("ms_reap_job");
+    unset_handle(h, "ms_reap_job with a set handle", line, col);
 }
 
 int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
 {
-    (void)h;
-    (void)line;
-    (void)col;
-    master_only("ms_job_state");
+    unset_handle(h, "ms_job_state with a set handle", line, col);
 }
 
 void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
 {
-    (void)h;
-    (void)line;
-    (void)col;
-    master_only("ms_job_cancel");
+    unset_handle(h, "ms_job_cancel with a set handle", line, col);
 }
 
 void ms_handle_retain(ms_handle h)
 {
     if (h)
-        master_only("ms_handle_retain");
+        master_only("ms_handle_retain with a set handle");
 }
 
 void ms_handle_release(ms_handle h)
 {
     if (h)
-        master_only("ms_handle_release");
+        master_only("ms_handle_release with a set handle");
 }
 
 /* ------------------------------------------------------------ workers */

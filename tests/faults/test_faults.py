@@ -557,3 +557,16 @@ def test_master_gives_up_when_local_slaves_cannot_start(start, progs,
                        "another") == 10, m.err
     assert re.search(r"error: the local slaves \(\S+quick-slave\) keep exiting "
                      r"before they join; giving up$", m.err, re.M), m.err
+
+
+# ------------------------------------------- unset handles in job code
+
+def test_unset_handle_in_job_code_fails_that_job_only(start, progs):
+    """get, state and cancel of an unset handle in a job are the runtime
+    error the master gives (SPEC 6, 7) at the call: the job fails, its
+    slave goes on serving (no slave lost, no job run again)."""
+    m = start(master_cmd(progs, "unset_in_job", "--spawn", 1))
+    assert m.finish() == 1, m.err
+    assert m.out == "42\nfailed\nfailed\nfailed\n2\n"
+    assert m.err == ("unset_in_job.ms:41:11: runtime error: job 'use_state' "
+                     "failed: unset_in_job.ms:8:9: job handle is not set\n"), m.err
