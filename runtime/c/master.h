@@ -76,7 +76,7 @@ typedef struct options {
     long spawn;            /* local slaves; -1: the default */
     const char *listen;    /* HOST:PORT; NULL: loopback, free port */
     int verbose, insecure, stats;
-    long max_retries;
+    long max_attempts;     /* runs of a job whose slaves are lost, in all */
     double heartbeat_s;
     uint32_t max_message;
     const char *token_file;

@@ -446,45 +446,56 @@ void conn_process(conn *c)
 }
 
 /* Forget a closed connection: its jobs go back to the queue, or fail after
- * --max-retries runs (caller holds M.lock). Frees c. */
+ * --max-attempts runs (caller holds M.lock). Frees c. */
 void conn_destroy_locked(conn *c)
 {
-    uint32_t n = c->load.n;
-    if (c->was_ready) {
-        M.ready_slaves--;
-        if (!M.shutting_down) {
-            M.st.lost++;
-            ms_log("lost slave %" PRIu32 " at %s (pid %" PRIu32 "): %s; %"
-                   PRIu32 " of its jobs to run again",
-                   c->id, c->peer, c->pid, c->why, n);
-        } else {
-            ms_logv("slave %" PRIu32 " at %s left: %s", c->id, c->peer, c->why);
-        }
-    } else if (c->phase == C_DEAD && !M.shutting_down) {
-        ms_logv("connection from %s closed during the handshake: %s", c->peer,
-                c->why);
-    }
+    uint32_t n = c->load.n, again = 0, failed = 0;
     /* Back to the front of the queue, in their original order. */
     for (uint32_t i = n; i-- > 0;) {
         struct ms_job *j = c->load.jobs[i];
         j->where = NULL;
         if (j->state != MS_J_INFLIGHT) {
             ms_job_release(j);
-        } else if (j->attempts >= M.opt.max_retries) {
+        } else if (j->attempts >= M.opt.max_attempts) {
             char msg[MS_ADDR_LEN + 800];
             snprintf(msg, sizeof msg,
-                     "its slaves were lost (%d attempts; the last, at %s: %s)",
-                     j->attempts, c->peer, c->why);
+                     "its slaves were lost (%d %s; the last, at %s: %s)",
+                     j->attempts, j->attempts == 1 ? "attempt" : "attempts",
+                     c->peer, c->why);
             ms_job_fail(j, msg);
             M.st.failed++;
+            failed++;
             notify_locked(j);
             ms_job_release(j);
         } else {
             j->state = MS_J_PENDING;
             M.st.rerun++;
             c->n_retried++;
+            again++;
             ms_jobq_push_front(&M.pending, j);
         }
+    }
+    if (c->was_ready) {
+        M.ready_slaves--;
+        if (!M.shutting_down) {
+            M.st.lost++;
+            char what[160] = "";
+            if (again)
+                snprintf(what, sizeof what, "; %" PRIu32 " of its jobs to run "
+                         "again", again);
+            if (failed)
+                snprintf(what + strlen(what), sizeof what - strlen(what),
+                         "; %" PRIu32 " of its jobs failed after %ld %s",
+                         failed, M.opt.max_attempts,
+                         M.opt.max_attempts == 1 ? "attempt" : "attempts");
+            ms_log("lost slave %" PRIu32 " at %s (pid %" PRIu32 "): %s%s",
+                   c->id, c->peer, c->pid, c->why, what);
+        } else {
+            ms_logv("slave %" PRIu32 " at %s left: %s", c->id, c->peer, c->why);
+        }
+    } else if (c->phase == C_DEAD && !M.shutting_down) {
+        ms_logv("connection from %s closed during the handshake: %s", c->peer,
+                c->why);
     }
     c->load.n = 0;
     M.st.connections++;

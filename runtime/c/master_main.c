@@ -34,7 +34,9 @@ static const char usage_text[] =
     "                          (default 127.0.0.1:0, a free loopback port)\n"
     "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN)\n"
     "  --insecure              allow a non-loopback --listen without a secret\n"
-    "  --max-retries N         runs of a job whose slaves are lost (default 3)\n"
+    "  --max-attempts N        runs in all of a job whose slaves are lost\n"
+    "                          (default 3)\n"
+    "  --max-retries N         deprecated: --max-attempts N+1\n"
     "  --heartbeat-timeout S   seconds of silence before a slave counts as\n"
     "                          lost (default 10)\n"
     "  --max-message BYTES     largest message accepted (default 1073741824)\n"
@@ -55,7 +57,7 @@ static long parse_long(const char *opt, const char *s, long min, long max)
 
 static void parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.spawn = -1, .max_retries = 3, .heartbeat_s = 10.0,
+    *o = (options){.spawn = -1, .max_attempts = 3, .heartbeat_s = 10.0,
                    .max_message = 1u << 30};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -91,9 +93,20 @@ static void parse_options(int argc, char **argv, options *o)
         } else if (!strcmp(name, "--token-file")) {
             TAKES_VALUE();
             o->token_file = val;
-        } else if (!strcmp(name, "--max-retries")) {
+        } else if (!strcmp(name, "--max-attempts")) {
             TAKES_VALUE();
-            o->max_retries = parse_long(name, val, 1, 1000000);
+            o->max_attempts = parse_long(name, val, 1, 1000000);
+        } else if (!strcmp(name, "--max-retries")) {
+            /* Deprecated: it counted runs, which its name did not say. It
+             * now means what it says: N retries after the first run. */
+            TAKES_VALUE();
+            o->max_attempts = parse_long(name, val, 0, 999999) + 1;
+            ms_log("warning: --max-retries is deprecated: %ld %s %ld %s in "
+                   "all; use --max-attempts %ld",
+                   o->max_attempts - 1,
+                   o->max_attempts == 2 ? "retry is" : "retries are",
+                   o->max_attempts, o->max_attempts == 1 ? "attempt" : "attempts",
+                   o->max_attempts);
         } else if (!strcmp(name, "--max-message")) {
             TAKES_VALUE();
             o->max_message =

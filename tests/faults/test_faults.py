@@ -31,6 +31,9 @@ import fakepeer as fp
 from harness import build_program
 
 HERE = pathlib.Path(__file__).resolve().parent
+# The secret of a master and its hand-started slaves (SPEC 10): given the
+# way scripts give it, in the environment of both.
+TOKEN_ENV = {"MS_TOKEN": "fault-tests-secret"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -201,7 +204,7 @@ def test_stopped_slave_is_detected_by_heartbeat_and_its_job_rerun(start, progs):
 
 def test_jobs_fail_once_retries_are_exhausted(start, progs):
     m = start(master_cmd(progs, "one_long", "--listen", "127.0.0.1:0",
-                         "--spawn", 0, "--max-retries", 2))
+                         "--spawn", 0, "--max-attempts", 2))
     addr = listening(m)
     for attempt in range(2):
         s = start(slave_cmd(progs, "one_long", addr, "--threads", 1))
@@ -344,7 +347,7 @@ def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
     # timeout, and every fake slave that takes a job costs it an attempt.
     m = start(master_cmd(progs, "many", "--listen", "127.0.0.1:0",
                          "--spawn", 2, "--heartbeat-timeout", 1,
-                         "--max-retries", 10))
+                         "--max-attempts", 10))
     addr = listening(m)
     stop, seen = threading.Event(), []
     t = threading.Thread(target=_garbage_at_master, args=(addr, stop, seen),
@@ -570,3 +573,23 @@ def test_unset_handle_in_job_code_fails_that_job_only(start, progs):
     assert m.out == "42\nfailed\nfailed\nfailed\n2\n"
     assert m.err == ("unset_in_job.ms:41:11: runtime error: job 'use_state' "
                      "failed: unset_in_job.ms:8:9: job handle is not set\n"), m.err
+
+
+def test_max_retries_is_a_deprecated_alias_counting_retries(start, progs):
+    """--max-retries N means N retries, N + 1 attempts, with a warning;
+    one attempt is said in the singular."""
+    m = start(master_cmd(progs, "one_long", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--max-retries", 0), env=TOKEN_ENV)
+    assert m.wait_err(r"warning: --max-retries is deprecated")
+    addr = listening(m)
+    s = start(slave_cmd(progs, "one_long", addr, "--threads", 1),
+              env=TOKEN_ENV)
+    wait_busy([s.pid])
+    s.p.send_signal(signal.SIGKILL)
+    s.p.wait(5)
+    assert m.finish() == 1, m.err
+    assert re.search(r"lost slave \d+ at \S+ \(pid \d+\): connection closed; "
+                     r"1 of its jobs failed after 1 attempt$", m.err, re.M), m.err
+    assert re.search(r"job 'lcg' failed: its slaves were lost \(1 attempt; "
+                     r"the last, at 127\.0\.0\.1:\d+: connection closed\)$",
+                     m.err, re.M), m.err

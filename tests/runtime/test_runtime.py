@@ -243,8 +243,8 @@ def test_slave_killed_mid_job_is_rerun(start, bins):
     assert len(pids) == 2 and pids[0] != pids[1], m.err
 
 
-def test_jobs_fail_after_max_retries(start, bins):
-    m = master(start, bins, "--spawn", "1", "--max-retries", "2",
+def test_jobs_fail_after_max_attempts(start, bins):
+    m = master(start, bins, "--spawn", "1", "--max-attempts", "2",
                mode="announce", n=1)
     for _ in range(2):
         pid = int(m.wait_err(r"announce running in pid (\d+)").group(1))
