@@ -156,8 +156,8 @@ def run_one_thread(progs, env, name):
 
 
 STATS_SLAVE = re.compile(
-    r"stats: slave \d+ at \S+ \(pid \d+, local, (\d+) threads\): "
-    r"ran (\d+) jobs \((\d+) finished, (\d+) failed, (\d+) cancelled\)")
+    r"stats: slave \d+ at \S+ \(pid \d+, local, (\d+) threads?\): "
+    r"ran (\d+) jobs? \((\d+) finished, (\d+) failed, (\d+) cancelled\)")
 
 
 def slave_answers(stderr: str) -> tuple[int, int, int, int]:
@@ -165,6 +165,7 @@ def slave_answers(stderr: str) -> tuple[int, int, int, int]:
     found = STATS_SLAVE.findall(stderr)
     assert len(found) == 1, stderr
     threads, _, finished, failed, cancelled = map(int, found[0])
+    assert ("1 thread)" in stderr) == (threads == 1), stderr
     return threads, finished, failed, cancelled
 
 
@@ -178,6 +179,10 @@ def test_cancel_running_endless_job_frees_its_thread(progs, one_thread_env,
     assert r.stdout == "1\ncancelled\n42\ncancelled\n"
     assert "busy started" in r.stderr
     assert slave_answers(r.stderr) == (1, 2, 0, 1)
+    assert re.search(r"^running_\w+-master: stats: 3 jobs started, 2 finished, 0 "
+                     r"failed, 1 cancelled, 0 rerun after a lost slave; 1 "
+                     r"cancelled while running; run time \d+\.\d{3} s$",
+                     r.stderr, re.M), r.stderr
 
 
 def test_cancel_pending_job_never_runs(progs, one_thread_env):
@@ -195,6 +200,10 @@ def test_cancel_pending_job_never_runs(progs, one_thread_env):
     # `busy` was cancelled on the slave; `marker` either there (queued) or
     # in the master before it was ever sent.
     assert cancelled in (1, 2)
+    # Both were cancelled; `busy` was running, `marker` waiting.
+    assert re.search(r"stats: 4 jobs started, 2 finished, 0 failed, 2 "
+                     r"cancelled, 0 rerun after a lost slave; 1 cancelled "
+                     r"while running; run time", r.stderr), r.stderr
 
 
 def test_dropping_the_last_handle_does_not_cancel(progs, one_thread_env):

@@ -20,6 +20,12 @@ _Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2
 _Noreturn void ms_usage_error(const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* "s" unless n is 1: "%d job%s", n, ms_plural(n). */
+static inline const char *ms_plural(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 /* Allocation that ends the process with a message when memory runs out.
  * The caller owns (and frees) what they return. */
 void *ms_xmalloc(size_t n);

@@ -152,6 +152,7 @@ typedef struct child {
 
 typedef struct stats {
     uint64_t started, finished, failed, cancelled, rerun;
+    uint64_t cancelled_running; /* of `cancelled`: in flight on a slave */
     uint64_t joined, lost, refused, violations;
     uint64_t connections, bytes_in, bytes_out; /* of closed connections */
 } stats;

@@ -399,8 +399,8 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
         ms_job_release(j);
         return;
     }
-    violation(c, "unexpected control message %u (%s) of %" PRIu32 " bytes",
-              kind, ms_ctrl_name(kind), h.length);
+    violation(c, "unexpected control message %u (%s) of %" PRIu32 " byte%s",
+              kind, ms_ctrl_name(kind), h.length, ms_plural(h.length));
 }
 
 /* Parse and act on every complete message received (caller holds M.lock). */
@@ -506,14 +506,15 @@ void conn_destroy_locked(conn *c)
         int len = snprintf(
             line, sizeof line,
             "%s: stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
-            " threads): ran %" PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64
+            " thread%s): ran %" PRIu64 " job%s (%" PRIu64 " finished, %" PRIu64
             " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
-            "after it was lost; sent %" PRIu64 " bytes, received %" PRIu64
-            " bytes\n",
+            "after it was lost; sent %" PRIu64 " byte%s, received %" PRIu64
+            " byte%s\n",
             ms_log_name(), c->id, c->peer, c->pid,
-            c->local ? "local" : "remote", c->threads, c->done, c->n_finished,
-            c->n_failed, c->n_cancelled, c->n_retried, c->bytes_out,
-            c->bytes_in);
+            c->local ? "local" : "remote", c->threads, ms_plural(c->threads),
+            c->done, ms_plural(c->done), c->n_finished, c->n_failed,
+            c->n_cancelled, c->n_retried, c->bytes_out, ms_plural(c->bytes_out),
+            c->bytes_in, ms_plural(c->bytes_in));
         if (len > 0)
             ms_buf_append(&M.slave_report, line,
                           (uint64_t)len < sizeof line ? (uint64_t)len

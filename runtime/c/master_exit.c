@@ -36,19 +36,22 @@ void print_stats(void)
     stats s = M.st;
     pthread_mutex_unlock(&M.lock);
     double secs = (double)(ms_now_ms() - M.t_start) / 1000.0;
-    ms_log("stats: %" PRIu64 " jobs started, %" PRIu64 " finished, %" PRIu64
+    ms_log("stats: %" PRIu64 " job%s started, %" PRIu64 " finished, %" PRIu64
            " failed, %" PRIu64 " cancelled, %" PRIu64 " rerun after a lost "
-           "slave; %.3f s",
-           s.started, s.finished, s.failed, s.cancelled, s.rerun, secs);
-    ms_log("stats: %" PRIu64 " slaves joined, %" PRIu64 " lost, %" PRIu64
-           " refused, %" PRIu64 " connections closed for protocol errors",
-           s.joined, s.lost, s.refused, s.violations);
+           "slave; %" PRIu64 " cancelled while running; run time %.3f s",
+           s.started, ms_plural(s.started), s.finished, s.failed, s.cancelled,
+           s.rerun, s.cancelled_running, secs);
+    ms_log("stats: %" PRIu64 " slave%s joined, %" PRIu64 " lost, %" PRIu64
+           " refused, %" PRIu64 " connection%s closed for protocol errors",
+           s.joined, ms_plural(s.joined), s.lost, s.refused, s.violations,
+           ms_plural(s.violations));
     if (M.slave_report.len)
         if (write(STDERR_FILENO, M.slave_report.data, M.slave_report.len) < 0)
             return; /* stderr is gone; nothing to do */
-    ms_log("stats: total over %" PRIu64 " connections: sent %" PRIu64
-           " bytes, received %" PRIu64 " bytes",
-           s.connections, s.bytes_out, s.bytes_in);
+    ms_log("stats: total over %" PRIu64 " connection%s: sent %" PRIu64
+           " byte%s, received %" PRIu64 " byte%s",
+           s.connections, ms_plural(s.connections), s.bytes_out,
+           ms_plural(s.bytes_out), s.bytes_in, ms_plural(s.bytes_in));
 }
 
 /* End the run from the main thread: tell the I/O thread, which says

@@ -136,9 +136,9 @@ static void waiting_notice_locked(long long now)
     }
     if (now - M.t_waiting_since >= WAIT_NOTICE_FIRST_MS &&
         (!M.t_last_notice || now - M.t_last_notice >= WAIT_NOTICE_EVERY_MS)) {
-        ms_log("waiting for a slave: %" PRIu64 " jobs are waiting and no slave "
+        ms_log("waiting for a slave: %" PRIu64 " %s waiting and no slave "
                "is connected (listening on %s)",
-               M.pending.n, M.bound);
+               M.pending.n, M.pending.n == 1 ? "job is" : "jobs are", M.bound);
         M.t_last_notice = now;
     }
 }

@@ -120,8 +120,8 @@ static void handle_message(ms_header h, const uint8_t *p)
             slave_exit(0);
         }
     }
-    violation("unexpected control message %u (%s) of %" PRIu32 " bytes", kind,
-              ms_ctrl_name(kind), h.length);
+    violation("unexpected control message %u (%s) of %" PRIu32 " byte%s", kind,
+              ms_ctrl_name(kind), h.length, ms_plural(h.length));
 }
 
 /* Heartbeats: send one when nothing was sent for a while; give up on a
@@ -337,8 +337,8 @@ void handshake(const ms_secret *secret)
     S.max_message = w.max_message;
     S.hb_timeout_ms = w.heartbeat_ms;
     S.hb_interval_ms = w.heartbeat_ms / 3 ? w.heartbeat_ms / 3 : 1;
-    ms_logv("joined master %s as slave %" PRIu32 " with %ld threads", S.master,
-            w.slave_id, S.threads);
+    ms_logv("joined master %s as slave %" PRIu32 " with %ld thread%s",
+            S.master, w.slave_id, S.threads, ms_plural((unsigned long long)S.threads));
 }
 
 /* Connect, retrying until the master is up. */

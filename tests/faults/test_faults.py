@@ -139,8 +139,8 @@ def _two_hand_slaves(start, progs, name, *master_args):
 
 
 STATS_SLAVE = re.compile(
-    r"stats: slave \d+ at \S+ \(pid (\d+), (local|remote), \d+ threads\): "
-    r"ran (\d+) jobs \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
+    r"stats: slave \d+ at \S+ \(pid (\d+), (local|remote), \d+ threads?\): "
+    r"ran (\d+) jobs? \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
     r"(\d+) retried elsewhere after it was lost; sent (\d+) bytes, received "
     r"(\d+) bytes$", re.M)
 STATS_TOTAL = re.compile(r"stats: total over (\d+) connections: sent (\d+) "

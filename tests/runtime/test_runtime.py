@@ -276,7 +276,7 @@ def test_waiting_for_slaves_notice(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
                mode="sleep", n=1)
     addr = listening(m)
-    m.wait_err(r"waiting for a slave: 1 jobs are waiting", timeout=6)
+    m.wait_err(r"waiting for a slave: 1 job is waiting", timeout=6)
     s = start([bins / "prog-slave", "--master", addr])
     assert m.finish() == 0
     assert m.out == "1\n"
