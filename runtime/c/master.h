@@ -254,6 +254,12 @@ void ep_want_conn(conn *c);        /* caller holds M.lock */
 void drain_fd(int fd);            /* read an eventfd empty; any thread */
 void *io_main(void *arg);          /* the I/O thread's body; arg unused */
 
+/* master_calls.c: what the main thread does before it blocks waiting for
+ * jobs (`get` now; `wait`, `wait_any` and `sleep` call it too): flush
+ * stdout, so that a pipe sees the results printed so far (SPEC 12.6).
+ * Main thread, without M.lock. */
+void ms_master_before_wait(void);
+
 /* master_exit.c: ending the run. */
 void print_stats(void);            /* takes M.lock */
 _Noreturn void master_exit(int code); /* main thread, without M.lock */

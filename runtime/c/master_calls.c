@@ -59,11 +59,23 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     return j;
 }
 
+void ms_master_before_wait(void)
+{
+    if (fflush(stdout) != 0 && errno != EPIPE)
+        ms_logv("flushing stdout: %s", strerror(errno));
+}
+
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 {
     if (!h)
         ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     pthread_mutex_lock(&M.lock);
+    if (h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) {
+        /* It will wait: not holding the lock while stdout is written. */
+        pthread_mutex_unlock(&M.lock);
+        ms_master_before_wait();
+        pthread_mutex_lock(&M.lock);
+    }
     while (h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) {
         conn *c = h->state == MS_J_INFLIGHT ? h->where : NULL;
         if (c && main_may_read_locked(c)) {

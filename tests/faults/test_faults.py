@@ -593,3 +593,41 @@ def test_max_retries_is_a_deprecated_alias_counting_retries(start, progs):
     assert re.search(r"job 'lcg' failed: its slaves were lost \(1 attempt; "
                      r"the last, at 127\.0\.0\.1:\d+: connection closed\)$",
                      m.err, re.M), m.err
+
+
+# ------------------------------------------------- the master's stdout
+
+def _first_line_while_running(cmd, timeout=20.0):
+    """Start cmd with its stdout a pipe; return (first line, still running
+    when it came) and the process."""
+    import subprocess
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    got = []
+    t = threading.Thread(target=lambda: got.append(p.stdout.readline()),
+                         daemon=True)
+    t.start()
+    t.join(timeout)
+    return p, (got[0] if got else None), p.poll() is None
+
+
+def test_stdout_to_a_pipe_is_flushed_when_the_master_waits(progs):
+    """SPEC 12.6: what the master printed reaches a pipe when it waits in
+    `get`, not at the end of the run."""
+    p, line, running = _first_line_while_running(
+        master_cmd(progs, "print_then_wait", "--spawn", 1))
+    try:
+        assert line == b"1\n" and running, (line, running)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_stdout_is_flushed_when_a_signal_ends_the_master(start, progs, sig):
+    m = start(master_cmd(progs, "print_then_spin", "--spawn", 1, "--verbose"))
+    m.wait_err(r"slave \d+ joined")
+    os.kill(m.pid, sig)
+    assert m.finish() == 128 + sig, m.err
+    assert m.out == "1\n", m.err
