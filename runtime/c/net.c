@@ -197,8 +197,8 @@ int ms_connect(const ms_hostport *hp, char *err, size_t errlen)
     int rc = getaddrinfo(hp->host, hp->port, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", hp->host,
-                 gai_strerror(rc));
-        return -1;
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return rc == EAI_NONAME || rc == EAI_FAIL ? MS_CONNECT_NO_HOST : -1;
     }
     int fd = -1, last = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -220,8 +220,10 @@ int ms_connect(const ms_hostport *hp, char *err, size_t errlen)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot connect to %s:%s: %s", hp->host,
-                 hp->port, strerror(last));
+        /* "connection refused", as it reads inside a sentence. */
+        snprintf(err, errlen, "%s", strerror(last));
+        if (err[0] >= 'A' && err[0] <= 'Z' && err[1] >= 'a' && err[1] <= 'z')
+            err[0] = (char)(err[0] - 'A' + 'a');
         return -1;
     }
     set_nodelay(fd);

@@ -28,8 +28,12 @@ int ms_listen(const ms_hostport *hp, int *loopback, char *bound, char *local,
  * errno (-EAGAIN when none is waiting). */
 int ms_accept(int lfd, char *peer, size_t peerlen);
 
-/* Connect to hp (blocking, close-on-exec, TCP_NODELAY). Returns the fd, or
- * -1 with a reason in err. */
+/* Connect to hp (blocking, close-on-exec, TCP_NODELAY). Returns the fd;
+ * -1 when it may work later (nobody listens yet, the name service is
+ * down for now), with the reason in err ("connection refused"); or
+ * MS_CONNECT_NO_HOST when hp's host name does not exist, with err saying
+ * "cannot resolve HOST: ...". */
+#define MS_CONNECT_NO_HOST (-2)
 int ms_connect(const ms_hostport *hp, char *err, size_t errlen);
 
 int ms_set_nonblock(int fd);

@@ -309,7 +309,32 @@ def test_slave_exits_when_master_is_killed(start, bins):
     s = start([bins / "prog-slave", "--master", listening(m)], merge=True)
     s.wait_err(r"announce running")
     m.kill()
-    assert s.finish(timeout=5) == 0
+    # Gone without a GOODBYE: that is a failure, and the slave says so.
+    assert s.finish(timeout=5) == 1
+    assert re.search(r"^prog-slave: master 127\.0\.0\.1:\d+ closed the "
+                     r"connection without ending the run$", s.err, re.M), s.err
+
+
+def test_slave_says_what_it_waits_for(start, bins):
+    """A slave whose master is not (yet) there says so at once, then every
+    few seconds, with the reason."""
+    with socket.socket() as probe:  # a free port, released at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    first = s.wait_err(rf"^prog-slave: waiting for master 127\.0\.0\.1:{port} "
+                       r"\(connection refused\)$", timeout=2)
+    assert first
+    s.wait_err(r"waiting for master", count=2, timeout=8)
+    s.kill()
+
+
+def test_slave_exits_on_a_host_that_does_not_resolve(start, bins):
+    s = start([bins / "prog-slave", "--master", "no-such-host.invalid:7000"])
+    assert s.finish(timeout=10) == 2
+    assert re.search(r"^prog-slave: error: cannot resolve no-such-host\.invalid: ",
+                     s.err, re.M), s.err
+    assert len(s.err.splitlines()) == 1, s.err
 
 
 # ------------------------------------------------------ faults: network
