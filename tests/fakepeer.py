@@ -12,6 +12,8 @@ with its kind byte.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import socket
 import struct
@@ -26,6 +28,16 @@ HELLO_SIZE = 1 + 4 + 32 + 4 + 4 + 32
 WELCOME_SIZE = 1 + 4 + 4 + 4
 FLAG_SECRET = 1          # CHALLENGE flags bit 0: the master wants a proof
 DEFAULT_PID = 4242       # the pid a fake slave claims
+# The secret tests give a master and its hand-started slaves (SPEC 10: no
+# unauthenticated loopback), through MS_TOKEN as scripts do.
+TOKEN = "fake-peer-secret"
+TOKEN_ENV = {"MS_TOKEN": TOKEN}
+
+
+def proof(secret: str, nonce: bytes, fingerprint: bytes) -> bytes:
+    """What a slave proves in its HELLO (runtime/c/auth.c ms_auth_proof)."""
+    return hmac.new(secret.encode(), b"M/s auth v1" + nonce + fingerprint,
+                    hashlib.sha256).digest()
 
 
 # ------------------------------------------------------------ framing
@@ -132,16 +144,19 @@ def refuse(reason: str) -> bytes:
 
 
 def slave_handshake(sock, threads: int = 1,
-                    fingerprint: bytes | None = None) -> bytes:
-    """Play a slave that knows no secret through the handshake on `sock`:
-    read the CHALLENGE, answer HELLO with the master's own fingerprint
-    (public) unless another is given. Returns the master's reply payload,
-    a WELCOME or a REFUSE."""
+                    fingerprint: bytes | None = None,
+                    secret: str | None = None) -> bytes:
+    """Play a slave through the handshake on `sock`: read the CHALLENGE,
+    answer HELLO with the master's own fingerprint (public) unless another
+    is given, proving `secret` if given (else a proof of zeros). Returns
+    the master's reply payload, a WELCOME or a REFUSE."""
     ordinal, _, payload = recv_msg(sock)
     assert ordinal == 0, f"expected a CHALLENGE, got job {ordinal}"
-    version, _, master_fp, _ = parse_challenge(payload)
+    version, _, master_fp, nonce = parse_challenge(payload)
     sock.sendall(hello(fingerprint or master_fp, threads=threads,
-                       version=version))
+                       version=version,
+                       proof=(proof(secret, nonce, master_fp) if secret
+                              else bytes(32))))
     ordinal, _, reply = recv_msg(sock)
     assert ordinal == 0, f"expected a WELCOME or REFUSE, got job {ordinal}"
     return reply
@@ -154,9 +169,9 @@ class FakeSlave:
 
     def __init__(self, addr: str, threads: int = 1,
                  fingerprint: bytes | None = None, timeout: float = 5,
-                 require_welcome: bool = True):
+                 require_welcome: bool = True, secret: str | None = None):
         self.sock = connect(addr, timeout)
-        self.reply = slave_handshake(self.sock, threads, fingerprint)
+        self.reply = slave_handshake(self.sock, threads, fingerprint, secret)
         if require_welcome:
             assert self.reply[0] == WELCOME, self.reply
 

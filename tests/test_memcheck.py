@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from harness import REPO, build_program, kill_group
+import fakepeer as fp
+from harness import REPO, build_program, clean_env, kill_group
 
 GOLDEN = REPO / "tests" / "golden" / "vectors"
 VALGRIND = shutil.which("valgrind")
@@ -82,7 +83,7 @@ def _check_master_and_slave(name, tmp_path):
         _valgrind(mlog) + [f"{exe}-master", "--spawn", "0", "--listen",
                            "127.0.0.1:0", "--heartbeat-timeout", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=GOLDEN, start_new_session=True)
+        cwd=GOLDEN, start_new_session=True, env=clean_env(fp.TOKEN_ENV))
     slave = None
     try:
         port = None
@@ -99,7 +100,7 @@ def _check_master_and_slave(name, tmp_path):
             _valgrind(slog) + [f"{exe}-slave", "--master",
                                f"127.0.0.1:{port}", "--threads", "2"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+            start_new_session=True, env=clean_env(fp.TOKEN_ENV))
         out, err = master.communicate(timeout=TIMEOUT)
         slave_err = slave.communicate(timeout=TIMEOUT)[1]
         assert master.returncode == 0, _report(mlog) + err

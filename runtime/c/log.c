@@ -65,12 +65,21 @@ void ms_logv(const char *fmt, ...)
     va_end(ap);
 }
 
+static void (*fatal_hook)(void);
+
+void ms_log_set_fatal_hook(void (*hook)(void))
+{
+    fatal_hook = hook;
+}
+
 _Noreturn void ms_fatal(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vlog("fatal: ", fmt, ap);
     va_end(ap);
+    if (fatal_hook)
+        fatal_hook();
     _exit(1);
 }
 

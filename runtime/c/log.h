@@ -15,6 +15,9 @@ const char *ms_log_name(void); /* static storage; e.g. "prog-master" */
 void ms_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ms_logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Called by ms_fatal after its message, before _exit (main() sets it once,
+ * before other threads start; it must not block). */
+void ms_log_set_fatal_hook(void (*hook)(void));
 /* A bad command line: "NAME: error: MSG", then `usage` (a format whose one
  * %s is the program's name), and exit status 2. */
 _Noreturn void ms_usage_error(const char *usage, const char *fmt, ...)

@@ -8,6 +8,8 @@
  *                   socket, the secret, signals, the I/O thread)
  *   master_local.c  local slave processes: their command line and
  *                   environment, fork/exec, reaping, restarts
+ *   master_secret.c the secret file (and the slave command line using it)
+ *                   of a master whose slaves are started by hand
  *   master_conn.c   one connection: accepting it, the handshake (CHALLENGE,
  *                   HELLO, WELCOME or REFUSE), reading, acting on messages,
  *                   writing, closing; and sending pending jobs to slaves
@@ -152,7 +154,7 @@ typedef struct child {
 
 typedef struct stats {
     uint64_t started, finished, failed, cancelled, rerun;
-    uint64_t cancelled_running; /* of `cancelled`: in flight on a slave */
+    uint64_t cancelled_sent; /* of `cancelled`: in flight on a slave */
     uint64_t joined, lost, refused, violations;
     uint64_t connections, bytes_in, bytes_out; /* of closed connections */
 } stats;
@@ -226,12 +228,19 @@ enum { TAG_WAKE = 1, TAG_SIGNAL = 2, TAG_LISTEN = 3 };
 
 /* master_local.c: local slave processes; the child table is the I/O
  * thread's (set up by main() before it starts). */
+char *slave_beside(char *why, size_t n); /* caller frees; NULL: why */
 char *find_slave_path(void);       /* caller frees (main: M.slave_path) */
 void slave_command_line(void);     /* main(): sets M.slave_argv, M.exec_path */
 char **slave_environment(void);    /* caller owns the array (M.slave_envp) */
 void reap_children(long long now);            /* I/O thread, without M.lock */
 long long restart_children(long long now, long long next); /* the same */
 int is_local_pid(uint32_t pid);    /* caller holds M.lock; I/O thread */
+
+/* master_secret.c: the secret file for slaves started by hand (main());
+ * the path returned is static storage; NULL with a reason in err. Its
+ * removal is async-signal-safe and runs at every exit. */
+const char *secret_file_write(const ms_secret *secret, char *err, size_t n);
+void secret_file_remove(void);
 
 /* master_conn.c: caller holds M.lock, except for conn_read; every conn is
  * borrowed except by conn_destroy_locked, which frees it. */

@@ -135,7 +135,7 @@ void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
     } else if (h->state == MS_J_INFLIGHT) {
         ms_job_cancel_now(h);
         M.st.cancelled++;
-        M.st.cancelled_running++;
+        M.st.cancelled_sent++;
         conn *c = h->where;
         if (c && c->phase == C_READY) {
             ms_ctrl_append(&c->out, h->jid, MS_CANCEL);

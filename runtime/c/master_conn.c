@@ -279,15 +279,9 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
                h.version, MS_PROTOCOL_VERSION);
         return;
     }
-    if (M.auth_required) {
-        uint8_t want[MS_DIGEST_LEN];
-        ms_auth_proof(&M.secret, c->nonce, M.fingerprint, want);
-        if (!ms_digest_equal(want, h.proof)) {
-            refuse(c, "authentication failed: the slave does not prove the "
-                      "master's secret (MS_TOKEN or --token-file)");
-            return;
-        }
-    }
+    /* The program first (the fingerprint is public): a slave of another
+     * program is told so, not that its proof, which covers the
+     * fingerprint, does not match. */
     if (!ms_digest_equal(h.fingerprint, M.fingerprint)) {
         char mine[2 * MS_DIGEST_LEN + 1], theirs[2 * MS_DIGEST_LEN + 1];
         ms_hex(M.fingerprint, 6, mine);
@@ -296,6 +290,15 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
                   "than the master (program fingerprint %s, master's %s)",
                theirs, mine);
         return;
+    }
+    if (M.auth_required) {
+        uint8_t want[MS_DIGEST_LEN];
+        ms_auth_proof(&M.secret, c->nonce, M.fingerprint, want);
+        if (!ms_digest_equal(want, h.proof)) {
+            refuse(c, "authentication failed: the slave does not prove the "
+                      "master's secret (MS_TOKEN or --token-file)");
+            return;
+        }
     }
     if (h.threads == 0 || h.threads > MS_MAX_THREADS) {
         refuse(c, "the slave offers %" PRIu32 " threads (1 to %d allowed)",

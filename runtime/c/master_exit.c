@@ -38,9 +38,10 @@ void print_stats(void)
     double secs = (double)(ms_now_ms() - M.t_start) / 1000.0;
     ms_log("stats: %" PRIu64 " job%s started, %" PRIu64 " finished, %" PRIu64
            " failed, %" PRIu64 " cancelled, %" PRIu64 " rerun after a lost "
-           "slave; %" PRIu64 " cancelled while running; run time %.3f s",
+           "slave; %" PRIu64 " cancelled after being sent to a slave; run time "
+           "%.3f s",
            s.started, ms_plural(s.started), s.finished, s.failed, s.cancelled,
-           s.rerun, s.cancelled_running, secs);
+           s.rerun, s.cancelled_sent, secs);
     ms_log("stats: %" PRIu64 " slave%s joined, %" PRIu64 " lost, %" PRIu64
            " refused, %" PRIu64 " connection%s closed for protocol errors",
            s.joined, ms_plural(s.joined), s.lost, s.refused, s.violations,

@@ -334,6 +334,7 @@ void *io_main(void *arg)
         if (M.opt.stats)
             print_stats();
         fflush(stdout);
+        secret_file_remove();
         _exit(code);
     }
     return NULL;

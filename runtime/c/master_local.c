@@ -163,31 +163,48 @@ long long restart_children(long long now, long long next)
 }
 
 /* The slave program beside this one: /proc/self/exe with its trailing
- * "-master" replaced by "-slave". Caller frees. */
-char *find_slave_path(void)
+ * "-master" replaced by "-slave". Caller frees; NULL with the reason in
+ * `why` when there is none. */
+char *slave_beside(char *why, size_t n)
 {
     char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0)
-        ms_fatal("readlink(/proc/self/exe): %s", strerror(errno));
-    self[n] = '\0';
-    size_t len = (size_t)n;
-    static const char suffix[] = "-master";
-    if (len < sizeof suffix - 1 ||
-        strcmp(self + len - (sizeof suffix - 1), suffix) != 0) {
-        ms_log("error: cannot find the slave program: this program's name "
-               "(%s) does not end in '-master'; use --spawn 0 and start "
-               "slaves by hand",
-               self);
-        exit(2);
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len < 0) {
+        snprintf(why, n, "readlink(/proc/self/exe): %s", strerror(errno));
+        return NULL;
     }
-    char *path = ms_xmalloc(len + 8);
-    memcpy(path, self, len - (sizeof suffix - 1));
-    strcpy(path + len - (sizeof suffix - 1), "-slave");
+    self[len] = '\0';
+    static const char suffix[] = "-master";
+    size_t stem = (size_t)len - (sizeof suffix - 1);
+    if ((size_t)len < sizeof suffix - 1 || strcmp(self + stem, suffix) != 0) {
+        snprintf(why, n, "this program's name (%s) does not end in '-master'",
+                 self);
+        return NULL;
+    }
+    char *path = ms_xmalloc(stem + sizeof "-slave");
+    memcpy(path, self, stem);
+    strcpy(path + stem, "-slave");
     if (access(path, X_OK) != 0) {
-        ms_log("error: cannot run the slave program %s: %s", path,
-               strerror(errno));
-        exit(1);
+        snprintf(why, n, "cannot run the slave program %s: %s", path,
+                 strerror(errno));
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+/* The slave program of the local slaves, or the end of the run (status 2)
+ * saying how to go on without them. Caller frees. */
+char *find_slave_path(void)
+{
+    char why[PATH_MAX + 128];
+    char *path = slave_beside(why, sizeof why);
+    if (!path) {
+        ms_log("error: cannot find the slave program: %s; run with --spawn 0 "
+               "and start the slave program built with this one by hand (the "
+               "master prints its command line)",
+               why);
+        exit(2);
     }
     return path;
 }

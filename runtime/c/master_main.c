@@ -32,8 +32,10 @@ static const char usage_text[] =
     "                          CPUs, at least 2; 0 with --listen)\n"
     "  --listen HOST:PORT      listen there for slaves started by hand\n"
     "                          (default 127.0.0.1:0, a free loopback port)\n"
-    "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN)\n"
-    "  --insecure              allow a non-loopback --listen without a secret\n"
+    "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN;\n"
+    "                          with neither, slaves started by hand get a\n"
+    "                          secret file the master prints)\n"
+    "  --insecure              no authentication when no secret is given\n"
     "  --max-attempts N        runs in all of a job whose slaves are lost\n"
     "                          (default 3)\n"
     "  --max-retries N         deprecated: --max-attempts N+1\n"
@@ -176,58 +178,10 @@ int main(int argc, char **argv)
     check_job_table();
     ms_program_fingerprint(M.fingerprint);
 
-    char err[512];
-    int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
-    if (have < 0)
-        ms_usage_error(usage_text, "%s", err);
-    ms_hostport hp;
-    if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
-                          err, sizeof err) != 0)
-        ms_usage_error(usage_text, "--listen: %s", err);
-    int loopback = 0;
-    M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
-                            sizeof err);
-    if (M.listen_fd < 0) {
-        ms_log("error: %s", err);
-        return 1;
-    }
-    if (!loopback && !have && !M.opt.insecure) {
-        close(M.listen_fd);
-        ms_usage_error(usage_text, "refusing to listen on %s without a shared secret: set "
-                    "MS_TOKEN or --token-file (or pass --insecure)",
-                    M.bound);
-    }
-    if (!have && !M.opt.listen) {
-        /* Only local slaves can join: give them a fresh secret. */
-        if (ms_secret_random(&M.secret, err, sizeof err) != 0)
-            ms_fatal("%s", err);
-        have = 1;
-    }
-    M.auth_required = have;
-    if (!loopback && !have)
-        ms_log("warning: listening on %s with no shared secret (--insecure): "
-               "anyone who can reach it can run jobs and read their arguments",
-               M.bound);
-    if (M.opt.listen)
-        ms_log("listening on %s", M.bound);
-    else
-        ms_logv("listening on %s", M.bound);
-
-    long spawn = M.opt.spawn;
-    if (spawn < 0)
-        spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
-    if (spawn > 0) {
-        M.slave_path = find_slave_path();
-        slave_command_line();
-        M.slave_envp = slave_environment();
-        M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
-        M.nchildren = (size_t)spawn;
-    }
-    M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
-    M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;
-
     /* Signals: SIGINT, SIGTERM and SIGCHLD arrive through a signalfd read
-     * by the I/O thread; every thread blocks them. */
+     * by the I/O thread; every thread blocks them, from before the secret
+     * file exists (a signal then ends the run through the I/O thread,
+     * which removes the file). */
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
@@ -244,6 +198,86 @@ int main(int argc, char **argv)
     M.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (M.sig_fd < 0)
         ms_fatal("signalfd: %s", strerror(errno));
+    char err[512];
+    int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
+    if (have < 0)
+        ms_usage_error(usage_text, "%s", err);
+    ms_hostport hp;
+    if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
+                          err, sizeof err) != 0)
+        ms_usage_error(usage_text, "--listen: %s", err);
+    long spawn = M.opt.spawn;
+    if (spawn < 0)
+        spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
+    /* Check first, bind second: a master that may not listen there says
+     * so before its port is open even for a moment. */
+    int loopback = ms_host_is_loopback(&hp, err, sizeof err);
+    if (loopback < 0)
+        ms_usage_error(usage_text, "--listen: %s", err);
+    int by_hand = M.opt.listen || spawn == 0; /* slaves started by hand */
+    if (!have && !M.opt.insecure && !loopback && spawn == 0) {
+        ms_log("error: refusing to listen on %s:%s without a shared secret: "
+               "set MS_TOKEN (in the environment of the master and of its "
+               "slaves) or pass --token-file FILE to both (or --insecure)",
+               hp.host, hp.port);
+        exit(2);
+    }
+    const char *secret_file = NULL;
+    int fresh = !have && !M.opt.insecure;
+    if (fresh) {
+        /* A fresh secret for the slaves of this run: in the environment of
+         * local ones; in a private file for those started by hand. */
+        if (ms_secret_random(&M.secret, err, sizeof err) != 0)
+            ms_fatal("%s", err);
+        have = 1;
+        if (by_hand && loopback) {
+            secret_file = secret_file_write(&M.secret, err, sizeof err);
+            if (!secret_file) {
+                ms_log("error: %s", err);
+                return 1;
+            }
+        }
+    }
+    M.auth_required = have;
+    M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
+                            sizeof err);
+    if (M.listen_fd < 0) {
+        ms_log("error: %s", err);
+        exit(1); /* exit, not return: the secret file goes (atexit) */
+    }
+    if (!have)
+        ms_log("warning: listening on %s with no shared secret (--insecure): "
+               "anyone who can reach it can run jobs and read their arguments",
+               M.bound);
+    if (by_hand)
+        ms_log("listening on %s", M.bound);
+    else
+        ms_logv("listening on %s", M.bound);
+    if (secret_file) {
+        char why[512];
+        char *slave = slave_beside(why, sizeof why);
+        ms_log("start slaves with: %s --master %s --token-file %s",
+               slave ? slave : "SLAVE", M.local_addr, secret_file);
+        if (!slave)
+            ms_log("(SLAVE: the slave program built with this master; %s)",
+                   why);
+        free(slave);
+    } else if (fresh && by_hand) {
+        ms_log("note: no secret was given, so only the local slaves can "
+               "join; set MS_TOKEN or --token-file for slaves started by "
+               "hand");
+    }
+
+    if (spawn > 0) {
+        M.slave_path = find_slave_path();
+        slave_command_line();
+        M.slave_envp = slave_environment();
+        M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
+        M.nchildren = (size_t)spawn;
+    }
+    M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
+    M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;
+
     M.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     M.main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (M.wake_fd < 0 || M.main_wake_fd < 0)

@@ -102,6 +102,25 @@ int ms_set_nonblock(int fd)
     return 0;
 }
 
+int ms_host_is_loopback(const ms_hostport *hp, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int rc = getaddrinfo(hp->host, hp->port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", hp->host,
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return -1;
+    }
+    int all = 1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        all &= is_loopback(ai->ai_addr);
+    freeaddrinfo(res);
+    return all;
+}
+
 int ms_listen(const ms_hostport *hp, int *loopback, char *bound, char *local,
               char *err, size_t errlen)
 {

@@ -23,6 +23,11 @@ int ms_parse_hostport(const char *s, ms_hostport *out, char *err, size_t errlen)
 int ms_listen(const ms_hostport *hp, int *loopback, char *bound, char *local,
               char *err, size_t errlen);
 
+/* Whether every address hp's host resolves to for listening is a loopback
+ * one (1) or not (0), before anything is bound; -1 with a reason in err
+ * when it does not resolve. */
+int ms_host_is_loopback(const ms_hostport *hp, char *err, size_t errlen);
+
 /* Accept one connection from `lfd`: returns a non-blocking close-on-exec fd
  * with TCP_NODELAY set and the peer's address in `peer`, or a negative
  * errno (-EAGAIN when none is waiting). */

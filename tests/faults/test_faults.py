@@ -19,8 +19,11 @@ import os
 import pathlib
 import random
 import re
+import shlex
+import shutil
 import signal
 import socket
+import stat
 import struct
 import threading
 import time
@@ -31,9 +34,7 @@ import fakepeer as fp
 from harness import build_program
 
 HERE = pathlib.Path(__file__).resolve().parent
-# The secret of a master and its hand-started slaves (SPEC 10): given the
-# way scripts give it, in the environment of both.
-TOKEN_ENV = {"MS_TOKEN": "fault-tests-secret"}
+TOKEN_ENV = fp.TOKEN_ENV  # the secret of a master and its hand-started slaves
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -130,9 +131,10 @@ ONE_LONG_OUT = f"{lcg(1, 1000)}\n{lcg(7, 2_500_000_000)}\n"
 
 def _two_hand_slaves(start, progs, name, *master_args):
     m = start(master_cmd(progs, name, "--listen", "127.0.0.1:0", "--spawn", 0,
-                         "--verbose", *master_args))
+                         "--verbose", *master_args), env=TOKEN_ENV)
     addr = listening(m)
-    slaves = [start(slave_cmd(progs, name, addr, "--threads", 1))
+    slaves = [start(slave_cmd(progs, name, addr, "--threads", 1),
+                    env=TOKEN_ENV)
               for _ in range(2)]
     m.wait_err(r"slave \d+ joined", count=2)
     return m, slaves
@@ -204,10 +206,11 @@ def test_stopped_slave_is_detected_by_heartbeat_and_its_job_rerun(start, progs):
 
 def test_jobs_fail_once_retries_are_exhausted(start, progs):
     m = start(master_cmd(progs, "one_long", "--listen", "127.0.0.1:0",
-                         "--spawn", 0, "--max-attempts", 2))
+                         "--spawn", 0, "--max-attempts", 2), env=TOKEN_ENV)
     addr = listening(m)
     for attempt in range(2):
-        s = start(slave_cmd(progs, "one_long", addr, "--threads", 1))
+        s = start(slave_cmd(progs, "one_long", addr, "--threads", 1),
+                  env=TOKEN_ENV)
         # The short job first, then the long one: kill it in the long one.
         wait_busy([s.pid])
         s.p.send_signal(signal.SIGKILL)
@@ -250,10 +253,12 @@ QUICK_OUT = "".join(f"{lcg(i, 100_000)}\n" for i in range(5))
 
 def test_slave_started_before_the_master_retries_until_it_is_up(start, progs):
     addr = f"127.0.0.1:{free_port()}"
-    s = start(slave_cmd(progs, "quick", addr, "--threads", 2, "--verbose"))
+    s = start(slave_cmd(progs, "quick", addr, "--threads", 2, "--verbose"),
+              env=TOKEN_ENV)
     time.sleep(0.6)        # it is retrying by now
     assert s.p.poll() is None, s.err
-    m = start(master_cmd(progs, "quick", "--listen", addr, "--spawn", 0))
+    m = start(master_cmd(progs, "quick", "--listen", addr, "--spawn", 0),
+              env=TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == QUICK_OUT
     assert s.finish() == 0, s.err
@@ -262,9 +267,9 @@ def test_slave_started_before_the_master_retries_until_it_is_up(start, progs):
 
 def test_slave_of_another_program_is_refused_on_both_sides(start, progs):
     m = start(master_cmd(progs, "quick", "--listen", "127.0.0.1:0",
-                         "--spawn", 0))
+                         "--spawn", 0), env=TOKEN_ENV)
     addr = listening(m)
-    foreign = start(slave_cmd(progs, "other", addr))
+    foreign = start(slave_cmd(progs, "other", addr), env=TOKEN_ENV)
     assert foreign.finish() == 1, foreign.err
     assert re.search(rf"refused by master {re.escape(addr)}: the slave was "
                      r"built from a different program or version than the "
@@ -272,7 +277,7 @@ def test_slave_of_another_program_is_refused_on_both_sides(start, progs):
     m.wait_err(rf"refused slave 127\.0\.0\.1:\d+ \(pid {foreign.pid}\): the "
                "slave was built from a different program", timeout=5)
     # Meanwhile the jobs wait; a slave of the right program runs them.
-    good = start(slave_cmd(progs, "quick", addr))
+    good = start(slave_cmd(progs, "quick", addr), env=TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == QUICK_OUT
     assert good.finish() == 0, good.err
@@ -288,8 +293,9 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
         return fp.connect(addr)
 
     def joined():
-        """A fake slave through the handshake (no secret on this master)."""
-        return fp.FakeSlave(addr).sock
+        """A fake slave that knows the master's secret, through the
+        handshake."""
+        return fp.FakeSlave(addr, secret=fp.TOKEN).sock
 
     def random_bytes(s):
         s.sendall(bytes(rng.randrange(256)
@@ -303,7 +309,9 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
         "unknown ordinal first": lambda: conn().sendall(fp.frame(77, 1)),
         "wrong fingerprint": lambda: conn().sendall(fp.hello(bytes(32))),
         "wrong version": lambda: conn().sendall(fp.hello(bytes(32), version=9)),
-        "zero threads": lambda: fp.FakeSlave(addr, threads=0,
+        "zero threads": lambda: fp.FakeSlave(addr, threads=0, secret=fp.TOKEN,
+                                             require_welcome=False).sock,
+        "wrong secret": lambda: fp.FakeSlave(addr, secret="guess",
                                              require_welcome=False).sock,
         "joined, unknown ordinal": lambda: joined().sendall(fp.frame(99, 1)),
         "joined, result of no job": lambda: joined().sendall(
@@ -342,12 +350,12 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
 
 
 def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
-    # --listen without a secret, so that fake slaves can join too; a fake
+    # --listen with a secret the fake slaves know, so they can join too; a fake
     # slave that joins and then falls silent holds a job until the heartbeat
     # timeout, and every fake slave that takes a job costs it an attempt.
     m = start(master_cmd(progs, "many", "--listen", "127.0.0.1:0",
                          "--spawn", 2, "--heartbeat-timeout", 1,
-                         "--max-attempts", 10))
+                         "--max-attempts", 10), env=TOKEN_ENV)
     addr = listening(m)
     stop, seen = threading.Event(), []
     t = threading.Thread(target=_garbage_at_master, args=(addr, stop, seen),
@@ -369,7 +377,8 @@ def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
     for reason in ("expected a HELLO message", "over the limit",
                    "unknown job ordinal 99", "which it was not running",
                    "different program", "protocol version 9",
-                   "offers 0 threads", "unexpected control message 99"):
+                   "offers 0 threads", "unexpected control message 99",
+                   "authentication failed"):
         assert reason in m.err, (reason, m.err)
 
 
@@ -483,10 +492,10 @@ def test_garbage_at_a_slave(start, progs):
                          ids=["SIGINT", "SIGTERM"])
 def test_master_stopped_by_a_signal_stops_every_slave(start, progs, sig):
     m = start(master_cmd(progs, "endless", "--listen", "127.0.0.1:0",
-                         "--spawn", 1, "--verbose"))
+                         "--spawn", 1, "--verbose"), env=TOKEN_ENV)
     addr = listening(m)
     hand = start(slave_cmd(progs, "endless", addr, "--threads", 1,
-                           "--verbose"))
+                           "--verbose"), env=TOKEN_ENV)
     m.wait_err(r"slave \d+ joined", count=2)
     local = children_of(m.pid)
     assert len(local) == 1, local
@@ -503,9 +512,9 @@ def test_master_stopped_by_a_signal_stops_every_slave(start, progs, sig):
 def test_runtime_error_in_the_master_stops_every_slave(start, progs):
     addr = f"127.0.0.1:{free_port()}"
     hand = start(slave_cmd(progs, "master_error", addr, "--threads", 1,
-                           "--verbose"))
+                           "--verbose"), env=TOKEN_ENV)
     m = start(master_cmd(progs, "master_error", "--listen", addr,
-                         "--spawn", 1))
+                         "--spawn", 1), env=TOKEN_ENV)
     assert m.finish(timeout=20) == 1, m.err
     assert m.out == "0\n"
     assert re.search(r"^master_error\.ms:17:15: runtime error: division by "
@@ -633,3 +642,95 @@ def test_stdout_is_flushed_when_a_signal_ends_the_master(start, progs, sig):
     os.kill(m.pid, sig)
     assert m.finish() == 128 + sig, m.err
     assert m.out == "1\n", m.err
+
+
+# ------------------------------------- secrets for slaves started by hand
+
+QUICK_OUT = "".join(f"{lcg(i, 100000)}\n" for i in range(5))
+
+
+def _slave_command(m) -> list[str]:
+    return shlex.split(m.wait_err(r"start slaves with: (.*)$").group(1))
+
+
+def _check_private(token: pathlib.Path):
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token.parent.stat().st_mode) == 0o700
+    assert token.stat().st_uid == os.getuid()
+
+
+@pytest.mark.parametrize("where", [["--spawn", 0],
+                                   ["--listen", "127.0.0.1:0", "--spawn", 0]],
+                         ids=["spawn-0", "listen-loopback"])
+def test_master_without_a_secret_prints_a_slave_command_that_works(
+        start, progs, where):
+    """SPEC 10: no secret given and slaves started by hand: the master
+    writes a fresh one to a file only its user reads, prints the slave
+    command line that uses it, and removes the file at the end. A slave
+    without the secret is refused."""
+    m = start(master_cmd(progs, "quick", *where))
+    cmd = _slave_command(m)
+    addr = listening(m)
+    assert cmd[:3] == [f"{progs['quick']}-slave", "--master", addr], cmd
+    assert cmd[3] == "--token-file" and len(cmd) == 5, cmd
+    token = pathlib.Path(cmd[4])
+    _check_private(token)
+    none = start(slave_cmd(progs, "quick", addr))
+    assert none.finish() == 1
+    assert "requires a shared secret" in none.err, none.err
+    s = start(cmd)
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert s.finish() == 0, s.err
+    assert not token.exists() and not token.parent.exists()
+
+
+def test_secret_file_is_removed_when_a_signal_ends_the_master(start, progs):
+    m = start(master_cmd(progs, "quick", "--spawn", 0))
+    token = pathlib.Path(_slave_command(m)[4])
+    assert token.exists()
+    os.kill(m.pid, signal.SIGTERM)
+    assert m.finish() == 128 + signal.SIGTERM
+    assert not token.exists() and not token.parent.exists()
+
+
+def test_ms_token_in_the_environment_needs_no_file(start, progs):
+    m = start(master_cmd(progs, "quick", "--listen", "127.0.0.1:0",
+                         "--spawn", 0), env=TOKEN_ENV)
+    s = start(slave_cmd(progs, "quick", listening(m)), env=TOKEN_ENV)
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert s.finish() == 0, s.err
+    assert "start slaves with" not in m.err and "token" not in m.err
+
+
+def test_off_loopback_without_a_secret_refuses_before_binding(start, progs):
+    """The port is taken, so binding would fail: the master must say that
+    it needs a secret (exit 2), having checked before it bound."""
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        m = start(master_cmd(progs, "quick", "--listen", f"0.0.0.0:{port}"))
+        assert m.finish() == 2, m.err
+    lines = m.err.splitlines()
+    assert len(lines) == 1, m.err
+    assert re.match(r"quick-master: error: refusing to listen on 0\.0\.0\.0:"
+                    rf"{port} without a shared secret: set MS_TOKEN .*--token-"
+                    r"file FILE.*--insecure", lines[0]), m.err
+
+
+def test_renamed_master_hint_leads_to_a_run_that_works(start, progs, tmp_path):
+    renamed = tmp_path / "renamed"
+    shutil.copy(f"{progs['quick']}-master", renamed)
+    m = start([renamed])
+    assert m.finish() == 2
+    assert "run with --spawn 0" in m.err, m.err
+    m = start([renamed, "--spawn", 0])
+    cmd = _slave_command(m)
+    assert cmd[0] == "SLAVE", cmd
+    m.wait_err(r"SLAVE: the slave program built with this master")
+    s = start([f"{progs['quick']}-slave", *cmd[1:]])
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert s.finish() == 0, s.err

@@ -257,15 +257,15 @@ def test_jobs_fail_after_max_attempts(start, bins):
 
 def test_stopped_slave_times_out(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               "--heartbeat-timeout", "0.6", mode="announce", n=1)
+               "--heartbeat-timeout", "0.6", env=fp.TOKEN_ENV, mode="announce", n=1)
     addr = listening(m)
-    s1 = start([bins / "prog-slave", "--master", addr, "--threads", "1"],
+    s1 = start([bins / "prog-slave", "--master", addr, "--threads", "1"], env=fp.TOKEN_ENV,
                merge=True)
     pid = int(s1.wait_err(r"announce running in pid (\d+)").group(1))
     assert pid == s1.p.pid
     os.kill(pid, signal.SIGSTOP)
     m.wait_err(r"lost slave .*heartbeat timeout")
-    s2 = start([bins / "prog-slave", "--master", addr])
+    s2 = start([bins / "prog-slave", "--master", addr], env=fp.TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == "1\n42\n"
     assert s2.finish() == 0
@@ -274,10 +274,10 @@ def test_stopped_slave_times_out(start, bins):
 
 def test_waiting_for_slaves_notice(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="sleep", n=1)
+               env=fp.TOKEN_ENV, mode="sleep", n=1)
     addr = listening(m)
     m.wait_err(r"waiting for a slave: 1 job is waiting", timeout=6)
-    s = start([bins / "prog-slave", "--master", addr])
+    s = start([bins / "prog-slave", "--master", addr], env=fp.TOKEN_ENV)
     assert m.finish() == 0
     assert m.out == "1\n"
     assert s.finish() == 0  # GOODBYE ends the slave with status 0
@@ -287,9 +287,9 @@ def test_slave_started_before_master_retries(start, bins):
     with socket.socket() as probe:  # a free port, released at once
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"], env=fp.TOKEN_ENV)
     time.sleep(0.4)
-    m = master(start, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
+    m = master(start, bins, "--listen", f"127.0.0.1:{port}", env=fp.TOKEN_ENV, mode="sleep",
                n=2)
     assert m.finish() == 0, m.err
     assert m.out == "3\n"
@@ -305,8 +305,8 @@ def test_sigterm_ends_master_and_local_slaves(start, bins):
 
 def test_slave_exits_when_master_is_killed(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="announce", n=1)
-    s = start([bins / "prog-slave", "--master", listening(m)], merge=True)
+               env=fp.TOKEN_ENV, mode="announce", n=1)
+    s = start([bins / "prog-slave", "--master", listening(m)], env=fp.TOKEN_ENV, merge=True)
     s.wait_err(r"announce running")
     m.kill()
     # Gone without a GOODBYE: that is a failure, and the slave says so.
@@ -386,15 +386,15 @@ BAD_REPLIES = {
 @pytest.mark.parametrize("what", sorted(BAD_REPLIES))
 def test_bad_result_closes_only_that_slave(start, bins, what):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="sleep", n=1)
+               env=fp.TOKEN_ENV, mode="sleep", n=1)
     addr = listening(m)
-    s = fp.FakeSlave(addr)
+    s = fp.FakeSlave(addr, secret=fp.TOKEN)
     ordinal, jid, args = s.next_message()
     assert ordinal == 1 and len(args) == 16
     s.sock.sendall(BAD_REPLIES[what](ordinal, jid))
     assert fp.closed_by_peer(s.sock)
     m.wait_err(r"closing connection from .*")
-    real = start([bins / "prog-slave", "--master", addr])
+    real = start([bins / "prog-slave", "--master", addr], env=fp.TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == "1\n"
     assert real.finish() == 0
@@ -402,14 +402,14 @@ def test_bad_result_closes_only_that_slave(start, bins, what):
 
 def test_bad_bool_in_result(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="bools")
+               env=fp.TOKEN_ENV, mode="bools")
     addr = listening(m)
-    s = fp.FakeSlave(addr)
+    s = fp.FakeSlave(addr, secret=fp.TOKEN)
     ordinal, jid, _ = s.next_message()
     s.send(ordinal, jid, b"\x02")
     assert fp.closed_by_peer(s.sock)
     assert "is not 0 or 1" in m.wait_err(r"closing connection from").string
-    start([bins / "prog-slave", "--master", addr])
+    start([bins / "prog-slave", "--master", addr], env=fp.TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == "true\n"
 
@@ -497,7 +497,10 @@ def test_slave_refuses_bad_big_arguments(bins, what):
                 conn.sendall(fp.frame(SUM, 9, body)[:fp.HEADER.size + len(body) // 2])
                 time.sleep(0.2)
                 conn.close()
-                assert p.finish(timeout=5) == 0, p.err
+                # A master gone without a GOODBYE: status 1, said plainly.
+                assert p.finish(timeout=5) == 1, p.err
+                assert p.err.endswith("closed the connection without ending "
+                                      "the run\n"), p.err
                 assert "rror" not in p.err, p.err
             else:
                 conn.sendall(fp.header(SUM, 9, (1 << 22) + 1) + bytes(1000))
@@ -512,14 +515,14 @@ def test_slave_refuses_bad_big_arguments(bins, what):
 
 def test_foreign_program_is_refused_on_both_sides(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="sleep", n=3)
+               env=fp.TOKEN_ENV, mode="sleep", n=3)
     addr = listening(m)
-    other = start([bins / "other-slave", "--master", addr])
+    other = start([bins / "other-slave", "--master", addr], env=fp.TOKEN_ENV)
     assert other.finish() == 1
     assert re.search(r"refused by master .*: the slave was built from a "
                      r"different program or version", other.err), other.err
     m.wait_err(r"refused slave .*different program or version")
-    start([bins / "prog-slave", "--master", addr])
+    start([bins / "prog-slave", "--master", addr], env=fp.TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == "6\n"
 
