@@ -150,6 +150,7 @@ typedef struct child {
     int backoff_ms;
     int joined;          /* it got through the handshake */
     int failed_starts;   /* exits before joining since it last joined */
+    char threads[24];    /* its --threads: its share of the CPUs */
 } child;
 
 typedef struct stats {
@@ -174,7 +175,9 @@ struct master {
     int auth_required;
     char *slave_path;        /* owned */
     char *exec_path;         /* what execve runs: slave_path or a wrapper */
-    char **slave_argv;       /* owned array, for execve */
+    char **slave_argv;       /* owned array, for execve; the word at
+                                threads_word is each child's `threads` */
+    size_t threads_word;
     char **slave_envp;       /* owned array, for execve */
     long long hb_timeout_ms, hb_interval_ms, t_start;
     pthread_t io;
@@ -231,6 +234,7 @@ enum { TAG_WAKE = 1, TAG_SIGNAL = 2, TAG_LISTEN = 3 };
 char *slave_beside(char *why, size_t n); /* caller frees; NULL: why */
 char *find_slave_path(void);       /* caller frees (main: M.slave_path) */
 void slave_command_line(void);     /* main(): sets M.slave_argv, M.exec_path */
+void share_cpus(long cpus);        /* main(), after M.children is made */
 char **slave_environment(void);    /* caller owns the array (M.slave_envp) */
 void reap_children(long long now);            /* I/O thread, without M.lock */
 long long restart_children(long long now, long long next); /* the same */

@@ -56,6 +56,7 @@ static void spawn_child(child *ch, long long now)
          * what the master block prints. */
         if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
             _exit(127);
+        M.slave_argv[M.threads_word] = ch->threads; /* our copy of it */
         execve(M.exec_path, M.slave_argv, M.slave_envp);
         static const char msg[] = ": cannot run the local slave program\n";
         if (write(STDERR_FILENO, M.exec_path, strlen(M.exec_path)) > 0 &&
@@ -235,7 +236,22 @@ static char *find_program(const char *word)
     return NULL;
 }
 
-/* The local slaves' command line: NAME-slave --master ADDR [--verbose],
+/* The local slaves' threads together are the CPU count, each at least 1:
+ * with as many slaves as CPUs (SPEC 8's default) one each, with fewer the
+ * CPUs shared out (the first ones get one more when they do not divide),
+ * so a default run does not oversubscribe the machine. */
+void share_cpus(long cpus)
+{
+    long n = (long)M.nchildren;
+    for (long i = 0; i < n; i++) {
+        long share = cpus / n + (i < cpus % n);
+        snprintf(M.children[i].threads, sizeof M.children[i].threads, "%ld",
+                 share > 0 ? share : 1);
+    }
+}
+
+/* The local slaves' command line: NAME-slave --master ADDR --threads N
+ * [--verbose] (N: the child's share of the CPUs, set by spawn_child),
  * after the words of $MS_SLAVE_WRAPPER if it is set (a debugging aid, e.g.
  * "valgrind --log-file=/tmp/slave.%p": words split at white space, no
  * quoting; the first is looked up on $PATH). */
@@ -252,7 +268,7 @@ void slave_command_line(void)
             nwords++;
         p += strcspn(p, " \t\n");
     }
-    M.slave_argv = ms_xcalloc(nwords + 5, sizeof *M.slave_argv);
+    M.slave_argv = ms_xcalloc(nwords + 7, sizeof *M.slave_argv);
     size_t k = 0;
     for (char *save = NULL, *w = strtok_r(copy, " \t\n", &save); w;
          w = strtok_r(NULL, " \t\n", &save))
@@ -272,6 +288,9 @@ void slave_command_line(void)
     M.slave_argv[k++] = M.slave_path;
     M.slave_argv[k++] = "--master";
     M.slave_argv[k++] = M.local_addr;
+    M.slave_argv[k++] = "--threads";
+    M.threads_word = k;
+    M.slave_argv[k++] = "1"; /* each child's share, in spawn_child */
     if (M.opt.verbose)
         M.slave_argv[k++] = "--verbose";
     M.slave_argv[k] = NULL;

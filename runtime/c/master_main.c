@@ -29,7 +29,8 @@ static const char usage_text[] =
     "usage: %s [options]\n"
     "Runs the program's master block; its jobs run on slaves.\n"
     "  --spawn N               start N local slaves (default: the number of\n"
-    "                          CPUs, at least 2; 0 with --listen)\n"
+    "                          CPUs, at least 2; 0 with --listen); their\n"
+    "                          --threads add up to the CPUs, 1 at least each\n"
     "  --listen HOST:PORT      listen there for slaves started by hand\n"
     "                          (default 127.0.0.1:0, a free loopback port)\n"
     "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN;\n"
@@ -274,6 +275,7 @@ int main(int argc, char **argv)
         M.slave_envp = slave_environment();
         M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
         M.nchildren = (size_t)spawn;
+        share_cpus(cpu_count());
     }
     M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
     M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;

@@ -589,3 +589,46 @@ def test_under_sanitizers(start, tmp_path):
     m = master(start, b, mode="fail", env=env)
     assert m.finish(timeout=60) == 1
     assert "division by zero" in m.err and "Sanitizer" not in m.err
+
+
+# ------------------------------------------------ local slaves' threads
+
+def _local_slave_threads(m, count, timeout=15.0):
+    """The --threads of each of the master's `count` local slaves (read
+    from their command lines while they run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
+                argv = pathlib.Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) != m.pid:
+                continue
+            words = argv.decode().split("\0")
+            found.append(int(words[words.index("--threads") + 1])
+                         if "--threads" in words else None)
+        if len(found) == count:
+            return sorted(found)
+        time.sleep(0.05)
+    raise AssertionError(f"not {count} local slaves: {found}")
+
+
+@pytest.mark.parametrize("spawn", [None, 1, 3])
+def test_local_slaves_share_the_cpus(start, bins, spawn):
+    """SPEC 8: as many local slaves as CPUs (at least 2) by default, and
+    their threads together are the CPU count (each at least 1), so the
+    default run does not oversubscribe the machine."""
+    cpus = os.cpu_count()
+    args = [] if spawn is None else ["--spawn", str(spawn)]
+    n = max(2, cpus) if spawn is None else spawn
+    m = master(start, bins, *args, mode="sleep", n=30)
+    threads = _local_slave_threads(m, n)
+    want = sorted(max(1, cpus // n + (i < cpus % n)) for i in range(n))
+    assert threads == want, (threads, want)
+    assert sum(threads) == max(cpus, n)
+    assert m.finish() == 0, m.err
