@@ -18,6 +18,7 @@ import pytest
 
 from harness import REPO, build_program, msc, run_master, write_program
 
+import compiler
 from compiler.codegen import backend
 from compiler.errors import CompileError, Pos
 from compiler.ir import check
@@ -148,8 +149,12 @@ def test_part_a_symbols():
     text = str(module)
     ref = llvm.parse_assembly(text)
     names = {g.name: g for g in ref.global_variables}
-    for sym in ("ms_job_table", "ms_job_count", "ms_program_source"):
+    for sym in ("ms_job_table", "ms_job_count", "ms_program_source",
+                "ms_compiler_version"):
         assert sym in names and names[sym].linkage == llvm.Linkage.external
+    version = compiler.version()
+    assert f'@"ms_compiler_version" = constant [{len(version) + 1} x i8] ' \
+           f'c"{version}\\00"' in text
     main = ref.get_function("ms_master_main")
     assert main.linkage == llvm.Linkage.external
     assert '@"ms_job_count" = constant i32 5' in text

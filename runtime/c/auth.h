@@ -25,6 +25,10 @@ int ms_random_bytes(uint8_t *out, size_t n, char *err, size_t errlen);
  * defines it. */
 void ms_program_fingerprint(uint8_t out[MS_DIGEST_LEN]);
 
+/* `--version`: "NAME (M/s VERSION), protocol version P, program
+ * fingerprint HEX" on stdout. */
+void ms_print_version(void);
+
 /* The proof a slave sends: HMAC-SHA256(secret, "M/s auth v1" || nonce ||
  * fingerprint). */
 void ms_auth_proof(const ms_secret *secret, const uint8_t nonce[MS_NONCE_LEN],

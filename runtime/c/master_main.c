@@ -45,6 +45,8 @@ static const char usage_text[] =
     "  --max-message BYTES     largest message accepted (default 1073741824)\n"
     "  --verbose               log connections and slaves to stderr\n"
     "  --stats                 print job and slave statistics at the end\n"
+    "  --version               print the M/s and protocol versions and the\n"
+    "                          program's fingerprint\n"
     "  --help                  show this text\n";
 
 static long parse_long(const char *opt, const char *s, long min, long max)
@@ -134,6 +136,10 @@ static void parse_options(int argc, char **argv, options *o)
             o->stats = 1;
         } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
             printf(usage_text, ms_log_name());
+            exit(0);
+        } else if (!strcmp(name, "--version")) {
+            NO_VALUE();
+            ms_print_version();
             exit(0);
         } else {
             ms_usage_error(usage_text, "unknown option '%s'", a);

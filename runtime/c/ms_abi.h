@@ -230,6 +230,11 @@ void ms_value_decode(const ms_type *t, ms_reader *r, void *out);
  * the same. The runtime declares it weak: leaving it out is fine. */
 extern const char ms_program_hash[];
 
+/* Optional, part A: the version of the compiler that built the program
+ * (pyproject.toml's), which `--version` prints as the M/s version. The
+ * runtime declares it weak, like ms_program_hash. */
+extern const char ms_compiler_version[];
+
 /* Cancellation inside a slave (SPEC 6 `cancel`): when the master cancels a
  * running job, the slave sets a flag for it. Compiled job code may poll it,
  * e.g. at loop back-edges: *ms_cancel_flag_ptr() is nonzero once the

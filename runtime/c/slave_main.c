@@ -43,6 +43,8 @@ static const char usage_text[] =
     "  --threads N        run at most N jobs at a time (default: CPUs)\n"
     "  --token-file FILE  shared secret to prove to the master (else $MS_TOKEN)\n"
     "  --verbose          log the connection to stderr\n"
+    "  --version          print the M/s and protocol versions and the\n"
+    "                     program's fingerprint\n"
     "  --help             show this text\n";
 
 int main(int argc, char **argv)
@@ -89,6 +91,9 @@ int main(int argc, char **argv)
             verbose = 1;
         } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
             printf(usage_text, ms_log_name());
+            return 0;
+        } else if (!strcmp(name, "--version")) {
+            ms_print_version();
             return 0;
         } else {
             ms_usage_error(usage_text, "unknown option '%s'", argv[i]);

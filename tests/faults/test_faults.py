@@ -734,3 +734,27 @@ def test_renamed_master_hint_leads_to_a_run_that_works(start, progs, tmp_path):
     assert m.finish() == 0, m.err
     assert m.out == QUICK_OUT
     assert s.finish() == 0, s.err
+
+
+# ---------------------------------------------------------- --version
+
+def test_version_of_master_and_slave(start, progs):
+    """Both say the M/s version (the compiler's that built them), the
+    protocol version and the program's fingerprint, the same on both."""
+    import tomllib
+    version = tomllib.loads((HERE.parents[1] / "pyproject.toml").read_text()
+                            )["project"]["version"]
+    said = {}
+    for role in ("master", "slave"):
+        p = start([f"{progs['quick']}-{role}", "--version"])
+        assert p.finish() == 0, p.err
+        assert p.err == ""
+        m = re.fullmatch(rf"quick-{role} \(M/s {re.escape(version)}\), "
+                         r"protocol version 1, program fingerprint "
+                         r"([0-9a-f]{64})\n", p.out)
+        assert m, p.out
+        said[role] = m.group(1)
+    assert said["master"] == said["slave"]
+    other = start([f"{progs['other']}-slave", "--version"])
+    assert other.finish() == 0
+    assert said["master"] not in other.out
