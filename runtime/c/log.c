@@ -131,14 +131,14 @@ long long ms_now_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-_Noreturn void ms_usage_error(const char *usage, const char *fmt, ...)
+_Noreturn void ms_usage_error(const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: error: %s\n", ms_log_name(), msg);
-    fprintf(stderr, usage, ms_log_name());
+    fprintf(stderr, "%s: error: %s (%s --help prints the usage)\n",
+            ms_log_name(), msg, ms_log_name());
     exit(2);
 }

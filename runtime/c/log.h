@@ -18,10 +18,10 @@ _Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2
 /* Called by ms_fatal after its message, before _exit (main() sets it once,
  * before other threads start; it must not block). */
 void ms_log_set_fatal_hook(void (*hook)(void));
-/* A bad command line: "NAME: error: MSG", then `usage` (a format whose one
- * %s is the program's name), and exit status 2. */
-_Noreturn void ms_usage_error(const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* A bad command line: one line, "NAME: error: MSG (NAME --help prints the
+ * usage)", and exit status 2. */
+_Noreturn void ms_usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* "s" unless n is 1: "%d job%s", n, ms_plural(n). */
 static inline const char *ms_plural(unsigned long long n)

@@ -55,7 +55,7 @@ static long parse_long(const char *opt, const char *s, long min, long max)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < min || v > max)
-        ms_usage_error(usage_text, "%s takes an integer from %ld to %ld, not '%s'", opt, min,
+        ms_usage_error("%s takes an integer from %ld to %ld, not '%s'", opt, min,
                     max, s);
     return v;
 }
@@ -80,14 +80,14 @@ static void parse_options(int argc, char **argv, options *o)
     do {                                                                  \
         if (!val) {                                                       \
             if (i + 1 >= argc)                                            \
-                ms_usage_error(usage_text, "%s needs a value", name);                    \
+                ms_usage_error("%s needs a value", name);                    \
             val = argv[++i];                                              \
         }                                                                 \
     } while (0)
 #define NO_VALUE()                                                        \
     do {                                                                  \
         if (val)                                                          \
-            ms_usage_error(usage_text, "%s takes no value", name);                       \
+            ms_usage_error("%s takes no value", name);                       \
     } while (0)
         if (!strcmp(name, "--spawn")) {
             TAKES_VALUE();
@@ -122,7 +122,7 @@ static void parse_options(int argc, char **argv, options *o)
             errno = 0;
             double s = strtod(val, &end);
             if (errno || end == val || *end || !(s >= 0.05 && s <= 86400))
-                ms_usage_error(usage_text, "--heartbeat-timeout takes seconds from 0.05 to "
+                ms_usage_error("--heartbeat-timeout takes seconds from 0.05 to "
                             "86400, not '%s'", val);
             o->heartbeat_s = s;
         } else if (!strcmp(name, "--verbose")) {
@@ -142,7 +142,7 @@ static void parse_options(int argc, char **argv, options *o)
             ms_print_version();
             exit(0);
         } else {
-            ms_usage_error(usage_text, "unknown option '%s'", a);
+            ms_usage_error("unknown option '%s'", a);
         }
 #undef TAKES_VALUE
 #undef NO_VALUE
@@ -208,11 +208,11 @@ int main(int argc, char **argv)
     char err[512];
     int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
     if (have < 0)
-        ms_usage_error(usage_text, "%s", err);
+        ms_usage_error("%s", err);
     ms_hostport hp;
     if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
                           err, sizeof err) != 0)
-        ms_usage_error(usage_text, "--listen: %s", err);
+        ms_usage_error("--listen: %s", err);
     long spawn = M.opt.spawn;
     if (spawn < 0)
         spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
@@ -220,7 +220,7 @@ int main(int argc, char **argv)
      * so before its port is open even for a moment. */
     int loopback = ms_host_is_loopback(&hp, err, sizeof err);
     if (loopback < 0)
-        ms_usage_error(usage_text, "--listen: %s", err);
+        ms_usage_error("--listen: %s", err);
     int by_hand = M.opt.listen || spawn == 0; /* slaves started by hand */
     if (!have && !M.opt.insecure && !loopback && spawn == 0) {
         ms_log("error: refusing to listen on %s:%s without a shared secret: "

@@ -70,10 +70,10 @@ int main(int argc, char **argv)
                     !strcmp(name, "--token-file");
         if (takes && !val) {
             if (i + 1 >= argc)
-                ms_usage_error(usage_text, "%s needs a value", name);
+                ms_usage_error("%s needs a value", name);
             val = argv[++i];
         } else if (!takes && val) {
-            ms_usage_error(usage_text, "%s takes no value", name);
+            ms_usage_error("%s takes no value", name);
         }
         if (!strcmp(name, "--master")) {
             master = val;
@@ -84,7 +84,7 @@ int main(int argc, char **argv)
             errno = 0;
             long n = strtol(val, &end, 10);
             if (errno || end == val || *end || n < 1 || n > MS_MAX_THREADS)
-                ms_usage_error(usage_text, "--threads takes an integer from 1 to %d, not '%s'",
+                ms_usage_error("--threads takes an integer from 1 to %d, not '%s'",
                             MS_MAX_THREADS, val);
             S.threads = n;
         } else if (!strcmp(name, "--verbose")) {
@@ -96,22 +96,22 @@ int main(int argc, char **argv)
             ms_print_version();
             return 0;
         } else {
-            ms_usage_error(usage_text, "unknown option '%s'", argv[i]);
+            ms_usage_error("unknown option '%s'", argv[i]);
         }
     }
     if (!master)
-        ms_usage_error(usage_text, "--master HOST:PORT is required");
+        ms_usage_error("--master HOST:PORT is required");
     if (S.threads > MS_MAX_THREADS)
         S.threads = MS_MAX_THREADS;
     ms_log_init(argv[0], verbose);
     ms_hostport hp;
     char err[512];
     if (ms_parse_hostport(master, &hp, err, sizeof err) != 0)
-        ms_usage_error(usage_text, "--master: %s", err);
+        ms_usage_error("--master: %s", err);
     snprintf(S.master, sizeof S.master, "%s", master);
     ms_secret secret;
     if (ms_secret_load(token_file, &secret, err, sizeof err) < 0)
-        ms_usage_error(usage_text, "%s", err);
+        ms_usage_error("%s", err);
     /* Jobs have no business reading the secret. */
     unsetenv("MS_TOKEN");
 

@@ -216,16 +216,29 @@ def test_many_jobs(start, bins):
 
 
 def test_usage_errors(start, bins):
-    m = start([bins / "prog-master", "--bogus"])
-    assert m.finish() == 2
-    assert "unknown option '--bogus'" in m.err and "usage:" in m.err
-    m = start([bins / "prog-master", "--spawn", "x"])
-    assert m.finish() == 2
-    m = start([bins / "prog-master", "--listen", "nocolon"])
-    assert m.finish() == 2
-    s = start([bins / "prog-slave"])
-    assert s.finish() == 2
-    assert "--master HOST:PORT is required" in s.err
+    """Exit status 2 and one line: what is wrong, and where the usage is."""
+    cases = [("prog-master", ["--bogus"], "unknown option '--bogus'"),
+             ("prog-master", ["--spawn", "x"],
+              "--spawn takes an integer from 0 to 1024, not 'x'"),
+             ("prog-master", ["--listen", "nocolon"],
+              "--listen: bad address 'nocolon' (expected HOST:PORT)"),
+             ("prog-master", ["--max-attempts", "0"],
+              "--max-attempts takes an integer from 1 to 1000000, not '0'"),
+             ("prog-master", ["--version=3"], "--version takes no value"),
+             ("prog-slave", [], "--master HOST:PORT is required"),
+             ("prog-slave", ["--master"], "--master needs a value"),
+             ("prog-slave", ["--master", "h:1", "--threads", "0"],
+              "--threads takes an integer from 1 to 1024, not '0'")]
+    for prog, args, what in cases:
+        p = start([bins / prog, *args])
+        assert p.finish() == 2, (args, p.err)
+        assert p.err == f"{prog}: error: {what} ({prog} --help prints the " \
+                        "usage)\n", p.err
+        assert p.out == ""
+    for prog in ("prog-master", "prog-slave"):
+        p = start([bins / prog, "--help"])
+        assert p.finish() == 0
+        assert p.out.startswith(f"usage: {prog} ") and p.err == ""
 
 
 # --------------------------------------------------------- faults: slaves
