@@ -102,18 +102,29 @@ int ms_set_nonblock(int fd)
     return 0;
 }
 
-int ms_host_is_loopback(const ms_hostport *hp, char *err, size_t errlen)
+/* The addresses to listen on for hp (caller frees *res with
+ * freeaddrinfo); -1 with a reason in err. */
+static int resolve_passive(const ms_hostport *hp, struct addrinfo **res,
+                           char *err, size_t errlen)
 {
-    struct addrinfo hints = {0}, *res = NULL;
+    struct addrinfo hints = {0};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;
-    int rc = getaddrinfo(hp->host, hp->port, &hints, &res);
+    int rc = getaddrinfo(hp->host, hp->port, &hints, res);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", hp->host,
                  rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         return -1;
     }
+    return 0;
+}
+
+int ms_host_is_loopback(const ms_hostport *hp, char *err, size_t errlen)
+{
+    struct addrinfo *res = NULL;
+    if (resolve_passive(hp, &res, err, errlen) != 0)
+        return -1;
     int all = 1;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
         all &= is_loopback(ai->ai_addr);
@@ -124,16 +135,9 @@ int ms_host_is_loopback(const ms_hostport *hp, char *err, size_t errlen)
 int ms_listen(const ms_hostport *hp, int *loopback, char *bound, char *local,
               char *err, size_t errlen)
 {
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    int rc = getaddrinfo(hp->host, hp->port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", hp->host,
-                 gai_strerror(rc));
+    struct addrinfo *res = NULL;
+    if (resolve_passive(hp, &res, err, errlen) != 0)
         return -1;
-    }
     int fd = -1;
     int last = 0;
     const char *what = "socket";

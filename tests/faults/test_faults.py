@@ -31,7 +31,7 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import build_program
+from harness import build_program, children_of
 
 HERE = pathlib.Path(__file__).resolve().parent
 TOKEN_ENV = fp.TOKEN_ENV  # the secret of a master and its hand-started slaves
@@ -87,21 +87,6 @@ def free_port() -> int:
 
 def listening(m) -> str:
     return m.wait_err(r"listening on (\S+)").group(1)
-
-
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
 
 
 def cpu_seconds(pid: int) -> float:
@@ -204,17 +189,24 @@ def test_stopped_slave_is_detected_by_heartbeat_and_its_job_rerun(start, progs):
     assert other.finish() == 0, other.err
 
 
-def test_jobs_fail_once_retries_are_exhausted(start, progs):
+def _slaves_killed_in_the_long_job(start, progs, n, *master_args):
+    """A one_long master with hand-started slaves, `n` of them in turn
+    killed in its long job; returns the master."""
     m = start(master_cmd(progs, "one_long", "--listen", "127.0.0.1:0",
-                         "--spawn", 0, "--max-attempts", 2), env=TOKEN_ENV)
+                         "--spawn", 0, *master_args), env=TOKEN_ENV)
     addr = listening(m)
-    for attempt in range(2):
+    for attempt in range(n):
         s = start(slave_cmd(progs, "one_long", addr, "--threads", 1),
                   env=TOKEN_ENV)
         # The short job first, then the long one: kill it in the long one.
         wait_busy([s.pid])
         s.p.send_signal(signal.SIGKILL)
         s.p.wait(5)
+    return m
+
+
+def test_jobs_fail_once_retries_are_exhausted(start, progs):
+    m = _slaves_killed_in_the_long_job(start, progs, 2, "--max-attempts", 2)
     assert m.finish() == 1, m.err
     assert m.out == f"{lcg(1, 1000)}\n"
     assert re.search(r"^one_long\.ms:11:11: runtime error: job 'lcg' failed: "
@@ -551,7 +543,7 @@ def test_local_slaves_run_under_the_wrapper(start, progs, tmp_path, monkeypatch)
     for log in logs:
         assert re.fullmatch(rf"{re.escape(str(wrapper))} --first-word "
                             rf"{re.escape(str(progs['quick']))}-slave --master "
-                            r"127\.0\.0\.1:\d+\n", log.read_text())
+                            r"127\.0\.0\.1:\d+ --threads \d+\n", log.read_text())
     monkeypatch.setenv("MS_SLAVE_WRAPPER", "no-such-wrapper-program --x")
     m = start(master_cmd(progs, "quick"))
     assert m.finish() == 2
@@ -589,15 +581,8 @@ def test_unset_handle_in_job_code_fails_that_job_only(start, progs):
 def test_max_retries_is_a_deprecated_alias_counting_retries(start, progs):
     """--max-retries N means N retries, N + 1 attempts, with a warning;
     one attempt is said in the singular."""
-    m = start(master_cmd(progs, "one_long", "--listen", "127.0.0.1:0",
-                         "--spawn", 0, "--max-retries", 0), env=TOKEN_ENV)
+    m = _slaves_killed_in_the_long_job(start, progs, 1, "--max-retries", 0)
     assert m.wait_err(r"warning: --max-retries is deprecated")
-    addr = listening(m)
-    s = start(slave_cmd(progs, "one_long", addr, "--threads", 1),
-              env=TOKEN_ENV)
-    wait_busy([s.pid])
-    s.p.send_signal(signal.SIGKILL)
-    s.p.wait(5)
     assert m.finish() == 1, m.err
     assert re.search(r"lost slave \d+ at \S+ \(pid \d+\): connection closed; "
                      r"1 of its jobs failed after 1 attempt$", m.err, re.M), m.err

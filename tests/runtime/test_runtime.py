@@ -21,7 +21,7 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import Proc
+from harness import Proc, children_of
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RT = REPO / "runtime" / "c"
@@ -612,20 +612,16 @@ def _local_slave_threads(m, count, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid in children_of(m.pid):
             try:
-                stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
-                argv = pathlib.Path(f"/proc/{entry}/cmdline").read_bytes()
+                argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) != m.pid:
                 continue
             words = argv.decode().split("\0")
             found.append(int(words[words.index("--threads") + 1])
                          if "--threads" in words else None)
-        if len(found) == count:
+        # A child between fork and exec still shows the master's words.
+        if len(found) == count and None not in found:
             return sorted(found)
         time.sleep(0.05)
     raise AssertionError(f"not {count} local slaves: {found}")
