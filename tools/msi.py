@@ -693,7 +693,10 @@ class Interpreter:
         return []
 
     def builtin_fail(self, args, ts, e):
-        raise MsError(e.pos, bytes(args[0]).decode("utf-8", "replace"))
+        # As the runtime: the message up to its first NUL, at most 4,096
+        # bytes (docs/language.md).
+        msg = bytes(args[0]).split(b"\0", 1)[0][:4096]
+        raise MsError(e.pos, msg.decode("utf-8", "replace"))
 
     def builtin_slaves(self, args, ts, e):
         return 1
