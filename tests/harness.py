@@ -84,6 +84,22 @@ def run_master(prefix, *args, timeout, cwd=None, env=None):
 
 # ------------------------------------------------------------ processes
 
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (from /proc)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
 class Orphans(Exception):
     """Processes of a run's process group outlived its leader; `result` is
     the leader's CompletedProcess."""

@@ -154,8 +154,8 @@ def run_one_thread(progs, env, name):
 
 
 STATS_SLAVE = re.compile(
-    r"stats: slave \d+ at \S+ \(pid \d+, local, (\d+) threads\): "
-    r"ran (\d+) jobs \((\d+) finished, (\d+) failed, (\d+) cancelled\)")
+    r"stats: slave \d+ at \S+ \(pid \d+, local, (\d+) threads?\): "
+    r"ran (\d+) jobs? \((\d+) finished, (\d+) failed, (\d+) cancelled\)")
 
 
 def slave_answers(stderr: str) -> tuple[int, int, int, int]:
@@ -163,6 +163,7 @@ def slave_answers(stderr: str) -> tuple[int, int, int, int]:
     found = STATS_SLAVE.findall(stderr)
     assert len(found) == 1, stderr
     threads, _, finished, failed, cancelled = map(int, found[0])
+    assert ("1 thread)" in stderr) == (threads == 1), stderr
     return threads, finished, failed, cancelled
 
 
@@ -176,6 +177,10 @@ def test_cancel_running_endless_job_frees_its_thread(progs, one_thread_env,
     assert r.stdout == "1\ncancelled\n42\ncancelled\n"
     assert "busy started" in r.stderr
     assert slave_answers(r.stderr) == (1, 2, 0, 1)
+    assert re.search(r"^running_\w+-master: stats: 3 jobs started, 2 finished, 0 "
+                     r"failed, 1 cancelled, 0 rerun after a lost slave; 1 "
+                     r"cancelled after being sent to a slave; run time \d+\.\d{3} s$",
+                     r.stderr, re.M), r.stderr
 
 
 def test_cancel_pending_job_never_runs(progs, one_thread_env):
@@ -193,6 +198,12 @@ def test_cancel_pending_job_never_runs(progs, one_thread_env):
     # `busy` was cancelled on the slave; `marker` either there (queued) or
     # in the master before it was ever sent.
     assert cancelled in (1, 2)
+    # Both were cancelled; `busy` after it was sent, `marker` in the slave's
+    # queue (sent) or in the master's (not sent), as the slave answered.
+    assert re.search(rf"stats: 4 jobs started, 2 finished, 0 failed, 2 "
+                     rf"cancelled, 0 rerun after a lost slave; {cancelled} "
+                     r"cancelled after being sent to a slave; run time",
+                     r.stderr), r.stderr
 
 
 def test_dropping_the_last_handle_does_not_cancel(progs, one_thread_env):
@@ -214,7 +225,7 @@ def test_result_of_a_job_cancelled_while_running_is_discarded(progs, start):
     proc = start([f"{progs['late_result']}-master", "--listen", "127.0.0.1:0",
                   "--spawn", "0", "--stats"], env=fp.TOKEN_ENV)
     addr = proc.wait_err(r"listening on (\S+)", timeout=20).group(1)
-    slave = fp.FakeSlave(addr, threads=2, timeout=20)
+    slave = fp.FakeSlave(addr, threads=2, timeout=20, secret=fp.TOKEN)
     slow, quick = 1, 2                        # the jobs' ordinals
     ordinal, jid, args = slave.next_message()  # get(remote quick(0))
     assert ordinal == quick

@@ -20,6 +20,7 @@ import pytest
 
 from harness import REPO, build_program, msc, run_master, write_program
 
+import compiler
 from compiler.codegen import backend
 from compiler.errors import CompileError, Pos
 from compiler.ir import check
@@ -28,6 +29,7 @@ from compiler.ir import surface as S
 from compiler.ir import types as T
 from compiler.ir.walk import map_children, walk
 from compiler.pipeline import Source, run_pipeline
+from compiler.version import compiler_version
 from compiler.ir.callgraph import recursive_pairs
 
 RUN_TIMEOUT = 60
@@ -150,8 +152,12 @@ def test_part_a_symbols():
     text = str(module)
     ref = llvm.parse_assembly(text)
     names = {g.name: g for g in ref.global_variables}
-    for sym in ("ms_job_table", "ms_job_count", "ms_program_source"):
+    for sym in ("ms_job_table", "ms_job_count", "ms_program_source",
+                "ms_compiler_version"):
         assert sym in names and names[sym].linkage == llvm.Linkage.external
+    version = compiler_version()
+    assert f'@"ms_compiler_version" = constant [{len(version) + 1} x i8] ' \
+           f'c"{version}\\00"' in text
     main = ref.get_function("ms_master_main")
     assert main.linkage == llvm.Linkage.external
     assert '@"ms_job_count" = constant i32 5' in text

@@ -100,8 +100,8 @@ def run(progs, tmp_path, name, threads=1):
 
 
 STATS_SLAVE = re.compile(
-    r"stats: slave \d+ at \S+ \(pid \d+, local, \d+ threads\): "
-    r"ran (\d+) jobs \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
+    r"stats: slave \d+ at \S+ \(pid \d+, local, \d+ threads?\): "
+    r"ran (\d+) jobs? \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
     r"(\d+) retried")
 
 

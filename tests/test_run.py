@@ -97,7 +97,7 @@ def test_runtime_options_reach_the_master(prog, runtime_built):
                      "--stats")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "21\n1\n"
-    assert re.search(r"stats: 1 slaves joined", result.stderr), result.stderr
+    assert re.search(r"stats: 1 slave joined", result.stderr), result.stderr
 
 
 def test_msc_options_come_before_the_source_and_change_the_key(

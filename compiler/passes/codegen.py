@@ -8,8 +8,9 @@ The module defines what ms_abi.h part A asks of compiled code:
 - for each job k a wrapper `ms.jobrun.NAME(ms_reader *args, ms_buf *out)`
   that decodes the arguments, calls the job and encodes its result, and
   the constant table `ms_job_table` ({name, arg_sig, ret_sig, run}, entry
-  k-1 for ordinal k), `ms_job_count`, and `ms_program_source` (the source
-  path as given to msc, which runtime errors print).
+  k-1 for ordinal k), `ms_job_count`, `ms_program_source` (the source
+  path as given to msc, which runtime errors print) and
+  `ms_compiler_version` (which `--version` prints).
 
 Semantics follow SPEC sections 3, 5, 6 and 11 (see
 compiler/codegen/functions.py for the details: wrapping integer
@@ -36,6 +37,7 @@ from __future__ import annotations
 import attrs
 from llvmlite import ir
 
+from compiler.version import compiler_version
 from compiler.codegen import llvm_types as CT
 from compiler.codegen.functions import FunctionEmitter
 from compiler.codegen.runtime_abi import Runtime
@@ -140,6 +142,8 @@ def run(prog: Program) -> ir.Module:
         mod.values.keep_helper_calls(fn)
     _emit_job_table(mod, [d for d in funcs.values() if d.is_job], prog)
     _constant_string(module, "ms_program_source", source, linkage="")
+    _constant_string(module, "ms_compiler_version", compiler_version(),
+                     linkage="")
     return module
 
 

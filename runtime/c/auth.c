@@ -22,6 +22,7 @@
 
 /* Optional: a compiled program may define it (see ms_abi.h part C). */
 extern const char ms_program_hash[] __attribute__((weak));
+extern const char ms_compiler_version[] __attribute__((weak));
 
 #define MAX_SECRET 4096
 
@@ -72,6 +73,20 @@ void ms_program_fingerprint(uint8_t out[MS_DIGEST_LEN])
     if (EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != MS_DIGEST_LEN)
         ms_fatal("cannot finish SHA-256 (EVP_DigestFinal_ex)");
     EVP_MD_CTX_free(ctx);
+}
+
+void ms_print_version(void)
+{
+    uint8_t fp[MS_DIGEST_LEN];
+    char hex[2 * MS_DIGEST_LEN + 1];
+    ms_program_fingerprint(fp);
+    ms_hex(fp, MS_DIGEST_LEN, hex);
+    if (&ms_compiler_version)
+        printf("%s (M/s %s), ", ms_log_name(), ms_compiler_version);
+    else
+        printf("%s (M/s, its compiler's version not recorded), ", ms_log_name());
+    printf("protocol version %u, program fingerprint %s\n",
+           MS_PROTOCOL_VERSION, hex);
 }
 
 void ms_handshake_proof(const ms_secret *secret, const char *label,

@@ -25,6 +25,10 @@ int ms_random_bytes(uint8_t *out, size_t n, char *err, size_t errlen);
  * defines it. */
 void ms_program_fingerprint(uint8_t out[MS_DIGEST_LEN]);
 
+/* `--version`: "NAME (M/s VERSION), protocol version P, program
+ * fingerprint HEX" on stdout. */
+void ms_print_version(void);
+
 /* The proofs of the handshake (docs/protocol.md): HMAC-SHA256 keyed with
  * the secret over a label ("M/s slave v2" or "M/s master v2"), both
  * nonces, the program fingerprint, then `nfields` u32 fields of the

@@ -65,12 +65,21 @@ void ms_logv(const char *fmt, ...)
     va_end(ap);
 }
 
+static void (*fatal_hook)(void);
+
+void ms_log_set_fatal_hook(void (*hook)(void))
+{
+    fatal_hook = hook;
+}
+
 _Noreturn void ms_fatal(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vlog("fatal: ", fmt, ap);
     va_end(ap);
+    if (fatal_hook)
+        fatal_hook();
     _exit(1);
 }
 
@@ -122,14 +131,14 @@ long long ms_now_us(void)
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-_Noreturn void ms_usage_error(const char *usage, const char *fmt, ...)
+_Noreturn void ms_usage_error(const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: error: %s\n", ms_log_name(), msg);
-    fprintf(stderr, usage, ms_log_name());
+    fprintf(stderr, "%s: error: %s (%s --help prints the usage)\n",
+            ms_log_name(), msg, ms_log_name());
     exit(2);
 }

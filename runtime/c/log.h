@@ -15,10 +15,19 @@ const char *ms_log_name(void); /* static storage; e.g. "prog-master" */
 void ms_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ms_logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* A bad command line: "NAME: error: MSG", then `usage` (a format whose one
- * %s is the program's name), and exit status 2. */
-_Noreturn void ms_usage_error(const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Called by ms_fatal after its message, before _exit (main() sets it once,
+ * before other threads start; it must not block). */
+void ms_log_set_fatal_hook(void (*hook)(void));
+/* A bad command line: one line, "NAME: error: MSG (NAME --help prints the
+ * usage)", and exit status 2. */
+_Noreturn void ms_usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* "s" unless n is 1: "%d job%s", n, ms_plural(n). */
+static inline const char *ms_plural(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
 
 /* Allocation that ends the process with a message when memory runs out.
  * The caller owns (and frees) what they return. */

@@ -8,6 +8,8 @@
  *                   socket, the secret, signals, the I/O thread)
  *   master_local.c  local slave processes: their command line and
  *                   environment, fork/exec, reaping, restarts
+ *   master_secret.c the secret file (and the slave command line using it)
+ *                   of a master whose slaves are started by hand
  *   master_conn.c   one connection: accepting it, the handshake (CHALLENGE,
  *                   HELLO, WELCOME or REFUSE), reading, acting on messages,
  *                   writing, closing; and sending pending jobs to slaves
@@ -81,7 +83,7 @@ typedef struct options {
     long spawn;            /* local slaves; -1: the default */
     const char *listen;    /* HOST:PORT; NULL: loopback, free port */
     int verbose, insecure, stats;
-    long max_retries;
+    long max_attempts;     /* runs of a job whose slaves are lost, in all */
     double heartbeat_s;
     uint32_t max_message;
     const char *token_file;
@@ -167,6 +169,7 @@ typedef struct child {
     int backoff_ms;
     int joined;          /* it got through the handshake */
     int failed_starts;   /* exits before joining since it last joined */
+    char threads[24];    /* its --threads: its share of the CPUs */
 } child;
 
 /* --stats of one slave that left, or the sum over several. */
@@ -185,6 +188,7 @@ typedef struct slave_line {
 
 typedef struct stats {
     uint64_t started, finished, failed, cancelled, rerun;
+    uint64_t cancelled_sent; /* of `cancelled`: in flight on a slave */
     uint64_t joined, lost, refused, violations;
     uint64_t connections, bytes_in, bytes_out; /* of closed connections */
 } stats;
@@ -204,7 +208,9 @@ struct master {
     int auth_required;
     char *slave_path;        /* owned */
     char *exec_path;         /* what execve runs: slave_path or a wrapper */
-    char **slave_argv;       /* owned array, for execve */
+    char **slave_argv;       /* owned array, for execve; the word at
+                                threads_word is each child's `threads` */
+    size_t threads_word;
     char **slave_envp;       /* owned array, for execve */
     long long hb_timeout_ms, hb_interval_ms, t_start;
     pthread_t io;
@@ -264,12 +270,20 @@ enum { TAG_WAKE = 1, TAG_SIGNAL = 2, TAG_LISTEN = 3 };
 
 /* master_local.c: local slave processes; the child table is the I/O
  * thread's (set up by main() before it starts). */
+char *slave_beside(char *why, size_t n); /* caller frees; NULL: why */
 char *find_slave_path(void);       /* caller frees (main: M.slave_path) */
 void slave_command_line(void);     /* main(): sets M.slave_argv, M.exec_path */
+void share_cpus(long cpus);        /* main(), after M.children is made */
 char **slave_environment(void);    /* caller owns the array (M.slave_envp) */
 void reap_children(long long now);            /* I/O thread, without M.lock */
 long long restart_children(long long now, long long next); /* the same */
 void local_joined(pid_t pid);      /* caller holds M.lock; I/O thread */
+
+/* master_secret.c: the secret file for slaves started by hand (main());
+ * the path returned is static storage; NULL with a reason in err. Its
+ * removal is async-signal-safe and runs at every exit. */
+const char *secret_file_write(const ms_secret *secret, char *err, size_t n);
+void secret_file_remove(void);
 
 /* master_conn.c: caller holds M.lock, except for conn_read; every conn is
  * borrowed except by conn_destroy_locked, which frees it. */

@@ -63,11 +63,23 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     return j;
 }
 
+void ms_master_before_wait(void)
+{
+    if (fflush(stdout) != 0 && errno != EPIPE)
+        ms_logv("flushing stdout: %s", strerror(errno));
+}
+
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     pthread_mutex_lock(&M.lock);
+    if (h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) {
+        /* It will wait: not holding the lock while stdout is written. */
+        pthread_mutex_unlock(&M.lock);
+        ms_master_before_wait();
+        pthread_mutex_lock(&M.lock);
+    }
     while (h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) {
         conn *c = h->state == MS_J_INFLIGHT ? h->where : NULL;
         if (c && main_may_read_locked(c)) {
@@ -102,7 +114,7 @@ void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
 int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     pthread_mutex_lock(&M.lock);
     int s = h->state;
     pthread_mutex_unlock(&M.lock);
@@ -117,7 +129,7 @@ int32_t ms_job_state(ms_handle h, int32_t line, int32_t col)
 void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     int wake = 0;
     pthread_mutex_lock(&M.lock);
     if (h->state == MS_J_PENDING) {
@@ -127,6 +139,7 @@ void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
     } else if (h->state == MS_J_INFLIGHT) {
         ms_job_cancel_now(h);
         M.st.cancelled++;
+        M.st.cancelled_sent++;
         conn *c = h->where;
         if (c && c->phase == C_READY) {
             conn_send_ctrl(c, h->jid, MS_CANCEL);
@@ -166,11 +179,6 @@ void ms_cancel_point(void)
 }
 
 /* ------------------------------------------- controlling jobs (12.5) */
-
-void ms_master_before_wait(void)
-{
-    fflush(stdout);
-}
 
 static int is_running(const struct ms_job *j)
 {
@@ -230,7 +238,7 @@ int64_t ms_wait_any(const ms_vec *js, double seconds)
 int8_t ms_wait_job(ms_handle h, double seconds, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     seconds = ms_duration(seconds);
     pthread_mutex_lock(&M.lock);
     if (is_running(h) && seconds > 0) {
@@ -254,7 +262,7 @@ int8_t ms_wait_job(ms_handle h, double seconds, int32_t line, int32_t col)
 ms_vec *ms_job_error(ms_handle h, int32_t line, int32_t col)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     pthread_mutex_lock(&M.lock);
     int state = h->state;
     pthread_mutex_unlock(&M.lock);

@@ -403,19 +403,9 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
                h.version, MS_PROTOCOL_VERSION);
         return;
     }
-    if (c->auth) {
-        uint32_t fields[] = {MS_CHALLENGE_AUTH, h.version, h.threads, h.pid};
-        uint8_t want[MS_DIGEST_LEN];
-        /* Over the fingerprint the slave claims, so that a slave of
-         * another program is told so below, not that its proof fails. */
-        ms_handshake_proof(&M.secret, MS_SLAVE_LABEL, c->nonce, h.nonce,
-                           h.fingerprint, fields, 4, want);
-        if (!ms_digest_equal(want, h.proof)) {
-            refuse(c, "authentication failed: the slave does not prove the "
-                      "master's secret (MS_TOKEN or --token-file)");
-            return;
-        }
-    }
+    /* The program first (the fingerprint is public): a slave of another
+     * program is told so, not that its proof, which covers the
+     * fingerprint, does not match. */
     if (!ms_digest_equal(h.fingerprint, M.fingerprint)) {
         char mine[2 * MS_DIGEST_LEN + 1], theirs[2 * MS_DIGEST_LEN + 1];
         ms_hex(M.fingerprint, 6, mine);
@@ -424,6 +414,17 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
                   "than the master (program fingerprint %s, master's %s)",
                theirs, mine);
         return;
+    }
+    if (c->auth) {
+        uint32_t fields[] = {MS_CHALLENGE_AUTH, h.version, h.threads, h.pid};
+        uint8_t want[MS_DIGEST_LEN];
+        ms_handshake_proof(&M.secret, MS_SLAVE_LABEL, c->nonce, h.nonce,
+                           M.fingerprint, fields, 4, want);
+        if (!ms_digest_equal(want, h.proof)) {
+            refuse(c, "authentication failed: the slave does not prove the "
+                      "master's secret (MS_TOKEN or --token-file)");
+            return;
+        }
     }
     if (h.threads == 0 || h.threads > MS_MAX_THREADS) {
         refuse(c, "the slave offers %" PRIu32 " threads (1 to %d allowed)",
@@ -545,8 +546,8 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
         ms_job_release(j);
         return;
     }
-    violation(c, "unexpected control message %u (%s) of %" PRIu32 " bytes",
-              kind, ms_ctrl_name(kind), h.length);
+    violation(c, "unexpected control message %u (%s) of %" PRIu32 " byte%s",
+              kind, ms_ctrl_name(kind), h.length, ms_plural(h.length));
 }
 
 /* Parse and act on every complete message received (caller holds M.lock). */
@@ -636,35 +637,22 @@ static void stats_slave_left_locked(const conn *c)
     char line[MS_ADDR_LEN + 400];
     snprintf(line, sizeof line,
              "stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
-             " threads): ran %" PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64
+             " thread%s): ran %" PRIu64 " job%s (%" PRIu64 " finished, %" PRIu64
              " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
-             "after it was lost; sent %" PRIu64 " bytes, received %" PRIu64
-             " bytes",
+             "after it was lost; sent %" PRIu64 " byte%s, received %" PRIu64
+             " byte%s",
              c->id, c->peer, c->pid, c->local ? "local" : "remote", c->threads,
-             c->done, c->n_finished, c->n_failed, c->n_cancelled, c->n_retried,
-             c->bytes_out, c->bytes_in);
+             ms_plural(c->threads), c->done, ms_plural(c->done), c->n_finished,
+             c->n_failed, c->n_cancelled, c->n_retried, c->bytes_out,
+             ms_plural(c->bytes_out), c->bytes_in, ms_plural(c->bytes_in));
     sl->text = ms_xstrdup(line);
 }
 
 /* Forget a closed connection: its jobs go back to the queue, or fail after
- * --max-retries runs (caller holds M.lock). Frees c. */
+ * --max-attempts runs (caller holds M.lock). Frees c. */
 void conn_destroy_locked(conn *c)
 {
-    uint32_t n = c->load.n;
-    if (c->was_ready) {
-        M.ready_slaves--;
-        if (!M.shutting_down) {
-            M.st.lost++;
-            ms_log("lost slave %" PRIu32 " at %s (pid %" PRIu32 "): %s; %"
-                   PRIu32 " of its jobs to run again",
-                   c->id, c->peer, c->pid, c->why, n);
-        } else {
-            ms_logv("slave %" PRIu32 " at %s left: %s", c->id, c->peer, c->why);
-        }
-    } else if (c->phase == C_DEAD && !M.shutting_down) {
-        ms_logv("connection from %s closed during the handshake: %s", c->peer,
-                c->why);
-    }
+    uint32_t n = c->load.n, again = 0, failed = 0;
     /* Back to the front of the queue, in their original order; each goes
      * preferably to a slave that was there before this one was lost
      * (ms_sched_pick), not to a newcomer, which may be this one again. */
@@ -674,13 +662,15 @@ void conn_destroy_locked(conn *c)
         j->where = NULL;
         if (j->state != MS_J_INFLIGHT) {
             ms_job_release(j);
-        } else if (j->attempts >= M.opt.max_retries) {
+        } else if (j->attempts >= M.opt.max_attempts) {
             char msg[MS_ADDR_LEN + 800];
             snprintf(msg, sizeof msg,
-                     "its slaves were lost (%d attempts; the last, at %s: %s)",
-                     j->attempts, c->peer, c->why);
+                     "its slaves were lost (%d %s; the last, at %s: %s)",
+                     j->attempts, j->attempts == 1 ? "attempt" : "attempts",
+                     c->peer, c->why);
             ms_job_fail(j, msg);
             M.st.failed++;
+            failed++;
             notify_locked(j);
             ms_job_release(j);
         } else {
@@ -688,8 +678,31 @@ void conn_destroy_locked(conn *c)
             j->t_lost_ms = now;
             M.st.rerun++;
             c->n_retried++;
+            again++;
             ms_jobq_push_front(&M.pending, j);
         }
+    }
+    if (c->was_ready) {
+        M.ready_slaves--;
+        if (!M.shutting_down) {
+            M.st.lost++;
+            char what[160] = "";
+            if (again)
+                snprintf(what, sizeof what, "; %" PRIu32 " of its jobs to run "
+                         "again", again);
+            if (failed)
+                snprintf(what + strlen(what), sizeof what - strlen(what),
+                         "; %" PRIu32 " of its jobs failed after %ld %s",
+                         failed, M.opt.max_attempts,
+                         M.opt.max_attempts == 1 ? "attempt" : "attempts");
+            ms_log("lost slave %" PRIu32 " at %s (pid %" PRIu32 "): %s%s",
+                   c->id, c->peer, c->pid, c->why, what);
+        } else {
+            ms_logv("slave %" PRIu32 " at %s left: %s", c->id, c->peer, c->why);
+        }
+    } else if (c->phase == C_DEAD && !M.shutting_down) {
+        ms_logv("connection from %s closed during the handshake: %s", c->peer,
+                c->why);
     }
     c->load.n = 0;
     M.st.connections++;

@@ -36,33 +36,39 @@ void print_stats(void)
     stats s = M.st;
     pthread_mutex_unlock(&M.lock);
     double secs = (double)(ms_now_ms() - M.t_start) / 1000.0;
-    ms_log("stats: %" PRIu64 " jobs started, %" PRIu64 " finished, %" PRIu64
+    ms_log("stats: %" PRIu64 " job%s started, %" PRIu64 " finished, %" PRIu64
            " failed, %" PRIu64 " cancelled, %" PRIu64 " rerun after a lost "
-           "slave; %.3f s",
-           s.started, s.finished, s.failed, s.cancelled, s.rerun, secs);
-    ms_log("stats: %" PRIu64 " slaves joined, %" PRIu64 " lost, %" PRIu64
-           " refused, %" PRIu64 " connections closed for protocol errors",
-           s.joined, s.lost, s.refused, s.violations);
+           "slave; %" PRIu64 " cancelled after being sent to a slave; run time "
+           "%.3f s",
+           s.started, ms_plural(s.started), s.finished, s.failed, s.cancelled,
+           s.rerun, s.cancelled_sent, secs);
+    ms_log("stats: %" PRIu64 " slave%s joined, %" PRIu64 " lost, %" PRIu64
+           " refused, %" PRIu64 " connection%s closed for protocol errors",
+           s.joined, ms_plural(s.joined), s.lost, s.refused, s.violations,
+           ms_plural(s.violations));
     /* The slaves that left: the sums over the earliest, then a line for
      * each of the most recent. */
     pthread_mutex_lock(&M.lock);
     const slave_tally *o = &M.older;
     if (o->slaves)
-        ms_log("stats: ... and %" PRIu64 " more slaves before these: ran %"
-               PRIu64 " jobs (%" PRIu64 " finished, %" PRIu64 " failed, %"
+        ms_log("stats: ... and %" PRIu64 " more slave%s before these: ran %"
+               PRIu64 " job%s (%" PRIu64 " finished, %" PRIu64 " failed, %"
                PRIu64 " cancelled), %" PRIu64 " retried elsewhere after they "
-               "were lost; sent %" PRIu64 " bytes, received %" PRIu64 " bytes",
-               o->slaves, o->ran, o->finished, o->failed, o->cancelled,
-               o->retried, o->bytes_out, o->bytes_in);
+               "were lost; sent %" PRIu64 " byte%s, received %" PRIu64
+               " byte%s",
+               o->slaves, ms_plural(o->slaves), o->ran, ms_plural(o->ran),
+               o->finished, o->failed, o->cancelled, o->retried, o->bytes_out,
+               ms_plural(o->bytes_out), o->bytes_in, ms_plural(o->bytes_in));
     uint64_t first = M.slaves_left > STATS_RECENT_SLAVES
                          ? M.slaves_left - STATS_RECENT_SLAVES
                          : 0;
     for (uint64_t k = first; k < M.slaves_left; k++)
         ms_log("%s", M.slave_lines[k % STATS_RECENT_SLAVES].text);
     pthread_mutex_unlock(&M.lock);
-    ms_log("stats: total over %" PRIu64 " connections: sent %" PRIu64
-           " bytes, received %" PRIu64 " bytes",
-           s.connections, s.bytes_out, s.bytes_in);
+    ms_log("stats: total over %" PRIu64 " connection%s: sent %" PRIu64
+           " byte%s, received %" PRIu64 " byte%s",
+           s.connections, ms_plural(s.connections), s.bytes_out,
+           ms_plural(s.bytes_out), s.bytes_in, ms_plural(s.bytes_in));
 }
 
 /* End the run from the main thread: tell the I/O thread, which says

@@ -138,9 +138,10 @@ static void waiting_notice_locked(long long now)
     }
     if (now - M.t_waiting_since >= WAIT_NOTICE_FIRST_MS &&
         (!M.t_last_notice || now - M.t_last_notice >= WAIT_NOTICE_EVERY_MS)) {
-        ms_log("waiting for a slave: %" PRIu64 " jobs are waiting and no slave "
+        ms_log("waiting for a slave: %" PRIu64 " %s waiting and no slave "
                "is connected (%s%s)",
-               M.pending.n, M.listen_fd >= 0 ? "listening on " : "local slaves only",
+               M.pending.n, M.pending.n == 1 ? "job is" : "jobs are",
+               M.listen_fd >= 0 ? "listening on " : "local slaves only",
                M.listen_fd >= 0 ? M.bound : "");
         M.t_last_notice = now;
     }
@@ -340,6 +341,7 @@ void *io_main(void *arg)
         if (M.opt.stats)
             print_stats();
         fflush(stdout);
+        secret_file_remove();
         _exit(code);
     }
     return NULL;

@@ -85,6 +85,7 @@ static void spawn_child(child *ch, long long now)
         if (sv[1] == LOCAL_FD ? fcntl(sv[1], F_SETFD, 0) != 0
                               : dup2(sv[1], LOCAL_FD) < 0)
             _exit(127);
+        M.slave_argv[M.threads_word] = ch->threads; /* our copy of it */
         execve(M.exec_path, M.slave_argv, M.slave_envp);
         static const char msg[] = ": cannot run the local slave program\n";
         if (write(STDERR_FILENO, M.exec_path, strlen(M.exec_path)) > 0 &&
@@ -199,31 +200,48 @@ long long restart_children(long long now, long long next)
 }
 
 /* The slave program beside this one: /proc/self/exe with its trailing
- * "-master" replaced by "-slave". Caller frees. */
-char *find_slave_path(void)
+ * "-master" replaced by "-slave". Caller frees; NULL with the reason in
+ * `why` when there is none. */
+char *slave_beside(char *why, size_t n)
 {
     char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0)
-        ms_fatal("readlink(/proc/self/exe): %s", strerror(errno));
-    self[n] = '\0';
-    size_t len = (size_t)n;
-    static const char suffix[] = "-master";
-    if (len < sizeof suffix - 1 ||
-        strcmp(self + len - (sizeof suffix - 1), suffix) != 0) {
-        ms_log("error: cannot find the slave program: this program's name "
-               "(%s) does not end in '-master'; use --spawn 0 and start "
-               "slaves by hand",
-               self);
-        exit(2);
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len < 0) {
+        snprintf(why, n, "readlink(/proc/self/exe): %s", strerror(errno));
+        return NULL;
     }
-    char *path = ms_xmalloc(len + 8);
-    memcpy(path, self, len - (sizeof suffix - 1));
-    strcpy(path + len - (sizeof suffix - 1), "-slave");
+    self[len] = '\0';
+    static const char suffix[] = "-master";
+    size_t stem = (size_t)len - (sizeof suffix - 1);
+    if ((size_t)len < sizeof suffix - 1 || strcmp(self + stem, suffix) != 0) {
+        snprintf(why, n, "this program's name (%s) does not end in '-master'",
+                 self);
+        return NULL;
+    }
+    char *path = ms_xmalloc(stem + sizeof "-slave");
+    memcpy(path, self, stem);
+    strcpy(path + stem, "-slave");
     if (access(path, X_OK) != 0) {
-        ms_log("error: cannot run the slave program %s: %s", path,
-               strerror(errno));
-        exit(1);
+        snprintf(why, n, "cannot run the slave program %s: %s", path,
+                 strerror(errno));
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+/* The slave program of the local slaves, or the end of the run (status 2)
+ * saying how to go on without them. Caller frees. */
+char *find_slave_path(void)
+{
+    char why[PATH_MAX + 128];
+    char *path = slave_beside(why, sizeof why);
+    if (!path) {
+        ms_log("error: cannot find the slave program: %s; run with --spawn 0 "
+               "and start the slave program built with this one by hand (the "
+               "master prints its command line)",
+               why);
+        exit(2);
     }
     return path;
 }
@@ -254,7 +272,22 @@ static char *find_program(const char *word)
     return NULL;
 }
 
-/* The local slaves' command line: NAME-slave --fd 3 [--verbose],
+/* The local slaves' threads together are the CPU count, each at least 1:
+ * with as many slaves as CPUs (SPEC 8's default) one each, with fewer the
+ * CPUs shared out (the first ones get one more when they do not divide),
+ * so a default run does not oversubscribe the machine. */
+void share_cpus(long cpus)
+{
+    long n = (long)M.nchildren;
+    for (long i = 0; i < n; i++) {
+        long share = cpus / n + (i < cpus % n);
+        snprintf(M.children[i].threads, sizeof M.children[i].threads, "%ld",
+                 share > 0 ? share : 1);
+    }
+}
+
+/* The local slaves' command line: NAME-slave --fd 3 --threads N
+ * [--verbose] (N: the child's share of the CPUs, set by spawn_child),
  * after the words of $MS_SLAVE_WRAPPER if it is set (a debugging aid, e.g.
  * "valgrind --log-file=/tmp/slave.%p": words split at white space, no
  * quoting; the first is looked up on $PATH). */
@@ -271,7 +304,7 @@ void slave_command_line(void)
             nwords++;
         p += strcspn(p, " \t\n");
     }
-    M.slave_argv = ms_xcalloc(nwords + 5, sizeof *M.slave_argv);
+    M.slave_argv = ms_xcalloc(nwords + 7, sizeof *M.slave_argv);
     size_t k = 0;
     for (char *save = NULL, *w = strtok_r(copy, " \t\n", &save); w;
          w = strtok_r(NULL, " \t\n", &save))
@@ -291,6 +324,9 @@ void slave_command_line(void)
     M.slave_argv[k++] = M.slave_path;
     M.slave_argv[k++] = "--fd";
     M.slave_argv[k++] = LOCAL_FD_ARG;
+    M.slave_argv[k++] = "--threads";
+    M.threads_word = k;
+    M.slave_argv[k++] = "1"; /* each child's share, in spawn_child */
     if (M.opt.verbose)
         M.slave_argv[k++] = "--verbose";
     M.slave_argv[k] = NULL;

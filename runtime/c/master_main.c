@@ -32,18 +32,25 @@ static const char usage_text[] =
     "argument that is not an option (or all after --) and the rest are the\n"
     "program's, its args().\n"
     "  --spawn N               start N local slaves (default: the number of\n"
-    "                          CPUs, at least 2; 0 with --listen)\n"
+    "                          CPUs, at least 2; 0 with --listen); their\n"
+    "                          --threads add up to the CPUs, 1 at least each\n"
     "  --listen HOST:PORT      listen there for slaves started by hand\n"
     "                          (default 127.0.0.1:0, a free loopback port)\n"
-    "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN)\n"
+    "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN;\n"
+    "                          with neither, slaves started by hand get a\n"
+    "                          secret file the master prints)\n"
     "  --insecure              no authentication, no protection of messages\n"
     "                          (allows a non-loopback --listen without a secret)\n"
-    "  --max-retries N         runs of a job whose slaves are lost (default 3)\n"
+    "  --max-attempts N        runs in all of a job whose slaves are lost\n"
+    "                          (default 3)\n"
+    "  --max-retries N         deprecated: --max-attempts N+1\n"
     "  --heartbeat-timeout S   seconds of silence before a slave counts as\n"
     "                          lost (default 10)\n"
     "  --max-message BYTES     largest message accepted (default 1073741824)\n"
     "  --verbose               log connections and slaves to stderr\n"
     "  --stats                 print job and slave statistics at the end\n"
+    "  --version               print the M/s and protocol versions and the\n"
+    "                          program's fingerprint\n"
     "  --help                  show this text\n";
 
 static long parse_long(const char *opt, const char *s, long min, long max)
@@ -52,7 +59,7 @@ static long parse_long(const char *opt, const char *s, long min, long max)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < min || v > max)
-        ms_usage_error(usage_text, "%s takes an integer from %ld to %ld, not '%s'", opt, min,
+        ms_usage_error("%s takes an integer from %ld to %ld, not '%s'", opt, min,
                     max, s);
     return v;
 }
@@ -76,7 +83,7 @@ static int program_args_start(int argc, char **argv, int i)
 
 static void parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.spawn = -1, .max_retries = 3, .heartbeat_s = 10.0,
+    *o = (options){.spawn = -1, .max_attempts = 3, .heartbeat_s = 10.0,
                    .max_message = 1u << 30};
     for (int i = 1; i < argc; i++) {
         if (program_args_start(argc, argv, i))
@@ -96,14 +103,14 @@ static void parse_options(int argc, char **argv, options *o)
     do {                                                                  \
         if (!val) {                                                       \
             if (i + 1 >= argc)                                            \
-                ms_usage_error(usage_text, "%s needs a value", name);                    \
+                ms_usage_error("%s needs a value", name);                    \
             val = argv[++i];                                              \
         }                                                                 \
     } while (0)
 #define NO_VALUE()                                                        \
     do {                                                                  \
         if (val)                                                          \
-            ms_usage_error(usage_text, "%s takes no value", name);                       \
+            ms_usage_error("%s takes no value", name);                       \
     } while (0)
         if (!strcmp(name, "--spawn")) {
             TAKES_VALUE();
@@ -114,9 +121,20 @@ static void parse_options(int argc, char **argv, options *o)
         } else if (!strcmp(name, "--token-file")) {
             TAKES_VALUE();
             o->token_file = val;
-        } else if (!strcmp(name, "--max-retries")) {
+        } else if (!strcmp(name, "--max-attempts")) {
             TAKES_VALUE();
-            o->max_retries = parse_long(name, val, 1, 1000000);
+            o->max_attempts = parse_long(name, val, 1, 1000000);
+        } else if (!strcmp(name, "--max-retries")) {
+            /* Deprecated: it counted runs, which its name did not say. It
+             * now means what it says: N retries after the first run. */
+            TAKES_VALUE();
+            o->max_attempts = parse_long(name, val, 0, 999999) + 1;
+            ms_log("warning: --max-retries is deprecated: %ld %s %ld %s in "
+                   "all; use --max-attempts %ld",
+                   o->max_attempts - 1,
+                   o->max_attempts == 2 ? "retry is" : "retries are",
+                   o->max_attempts, o->max_attempts == 1 ? "attempt" : "attempts",
+                   o->max_attempts);
         } else if (!strcmp(name, "--max-message")) {
             TAKES_VALUE();
             o->max_message =
@@ -127,7 +145,7 @@ static void parse_options(int argc, char **argv, options *o)
             errno = 0;
             double s = strtod(val, &end);
             if (errno || end == val || *end || !(s >= 0.05 && s <= 86400))
-                ms_usage_error(usage_text, "--heartbeat-timeout takes seconds from 0.05 to "
+                ms_usage_error("--heartbeat-timeout takes seconds from 0.05 to "
                             "86400, not '%s'", val);
             o->heartbeat_s = s;
         } else if (!strcmp(name, "--verbose")) {
@@ -142,8 +160,12 @@ static void parse_options(int argc, char **argv, options *o)
         } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
             printf(usage_text, ms_log_name());
             exit(0);
+        } else if (!strcmp(name, "--version")) {
+            NO_VALUE();
+            ms_print_version();
+            exit(0);
         } else {
-            ms_usage_error(usage_text, "unknown option '%s'", a);
+            ms_usage_error("unknown option '%s'", a);
         }
 #undef TAKES_VALUE
 #undef NO_VALUE
@@ -186,57 +208,10 @@ int main(int argc, char **argv)
     check_job_table();
     ms_program_fingerprint(M.fingerprint);
 
-    char err[512];
-    int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
-    if (have < 0)
-        ms_usage_error(usage_text, "%s", err);
-    /* Local slaves come through socket pairs: only --listen opens a TCP
-     * port, for slaves started by hand. */
-    int loopback = 1;
-    if (M.opt.listen) {
-        ms_hostport hp;
-        if (ms_parse_hostport(M.opt.listen, &hp, err, sizeof err) != 0)
-            ms_usage_error(usage_text, "--listen: %s", err);
-        M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
-                                sizeof err);
-        if (M.listen_fd < 0) {
-            ms_log("error: %s", err);
-            return 1;
-        }
-    }
-    if (!loopback && !have && !M.opt.insecure) {
-        close(M.listen_fd);
-        ms_usage_error(usage_text, "refusing to listen on %s without a shared secret: set "
-                    "MS_TOKEN or --token-file (or pass --insecure)",
-                    M.bound);
-    }
-    /* Slaves on TCP and the master prove the secret to each other, and
-     * every message after the handshake is sealed; --insecure turns both
-     * off. */
-    M.auth_required = have && !M.opt.insecure;
-    if (M.opt.listen && !M.auth_required)
-        ms_log("warning: listening on %s without authentication (%s): anyone "
-               "who can reach it can run jobs, read their arguments and forge "
-               "their results",
-               M.bound, M.opt.insecure ? "--insecure" : "no shared secret");
-    if (M.opt.listen)
-        ms_log("listening on %s", M.bound);
-
-    long spawn = M.opt.spawn;
-    if (spawn < 0)
-        spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
-    if (spawn > 0) {
-        M.slave_path = find_slave_path();
-        slave_command_line();
-        M.slave_envp = slave_environment();
-        M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
-        M.nchildren = (size_t)spawn;
-    }
-    M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
-    M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;
-
     /* Signals: SIGINT, SIGTERM and SIGCHLD arrive through a signalfd read
-     * by the I/O thread; every thread blocks them. */
+     * by the I/O thread; every thread blocks them, from before the secret
+     * file exists (a signal then ends the run through the I/O thread,
+     * which removes the file). */
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
@@ -253,6 +228,98 @@ int main(int argc, char **argv)
     M.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (M.sig_fd < 0)
         ms_fatal("signalfd: %s", strerror(errno));
+    char err[512];
+    int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
+    if (have < 0)
+        ms_usage_error("%s", err);
+    long spawn = M.opt.spawn;
+    if (spawn < 0)
+        spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
+    /* Local slaves come through socket pairs: only slaves started by hand
+     * (--listen, or --spawn 0 on a loopback port of its own) need a TCP
+     * port. */
+    int by_hand = M.opt.listen || spawn == 0;
+    ms_hostport hp;
+    int loopback = 1;
+    if (by_hand) {
+        if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
+                              err, sizeof err) != 0)
+            ms_usage_error("--listen: %s", err);
+        /* Check first, bind second: a master that may not listen there
+         * says so before its port is open even for a moment. */
+        loopback = ms_host_is_loopback(&hp, err, sizeof err);
+        if (loopback < 0)
+            ms_usage_error("--listen: %s", err);
+    }
+    if (!have && !M.opt.insecure && !loopback && spawn == 0) {
+        ms_log("error: refusing to listen on %s:%s without a shared secret: "
+               "set MS_TOKEN (in the environment of the master and of its "
+               "slaves) or pass --token-file FILE to both (or --insecure)",
+               hp.host, hp.port);
+        exit(2);
+    }
+    const char *secret_file = NULL;
+    int fresh = !have && !M.opt.insecure && by_hand;
+    if (fresh) {
+        /* A fresh secret for the slaves of this run started by hand, in a
+         * private file (local slaves need none: their socket pairs are
+         * theirs alone). */
+        if (ms_secret_random(&M.secret, err, sizeof err) != 0)
+            ms_fatal("%s", err);
+        have = 1;
+        if (loopback) {
+            secret_file = secret_file_write(&M.secret, err, sizeof err);
+            if (!secret_file) {
+                ms_log("error: %s", err);
+                return 1;
+            }
+        }
+    }
+    /* Slaves on TCP and the master prove the secret to each other, and
+     * every message after the handshake is sealed; --insecure turns both
+     * off. */
+    M.auth_required = have && !M.opt.insecure;
+    if (by_hand) {
+        M.listen_fd = ms_listen(&hp, &loopback, M.bound, M.local_addr, err,
+                                sizeof err);
+        if (M.listen_fd < 0) {
+            ms_log("error: %s", err);
+            exit(1); /* exit, not return: the secret file goes (atexit) */
+        }
+    }
+    if (by_hand && !M.auth_required)
+        ms_log("warning: listening on %s without authentication (%s): anyone "
+               "who can reach it can run jobs, read their arguments and forge "
+               "their results",
+               M.bound, M.opt.insecure ? "--insecure" : "no shared secret");
+    if (by_hand)
+        ms_log("listening on %s", M.bound);
+    if (secret_file) {
+        char why[512];
+        char *slave = slave_beside(why, sizeof why);
+        ms_log("start slaves with: %s --master %s --token-file %s",
+               slave ? slave : "SLAVE", M.local_addr, secret_file);
+        if (!slave)
+            ms_log("(SLAVE: the slave program built with this master; %s)",
+                   why);
+        free(slave);
+    } else if (fresh) {
+        ms_log("note: no secret was given, so only the local slaves can "
+               "join; set MS_TOKEN or --token-file for slaves started by "
+               "hand");
+    }
+
+    if (spawn > 0) {
+        M.slave_path = find_slave_path();
+        slave_command_line();
+        M.slave_envp = slave_environment();
+        M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
+        M.nchildren = (size_t)spawn;
+        share_cpus(cpu_count());
+    }
+    M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
+    M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;
+
     M.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     M.main_wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (M.wake_fd < 0 || M.main_wake_fd < 0)

@@ -4,7 +4,8 @@
  * program. That object DEFINES the symbols in part A and CALLS the functions
  * in part B. Both libmsmaster.a and libmsslave.a define every part-B
  * function (the slave's versions of the master-only calls report an
- * internal error: typecheck guarantees job code never reaches them).
+ * internal error, except for the unset handle job code may hold: see
+ * ms_reap_job).
  *
  * Calling convention notes for the code generator (x86_64 SysV, LP64):
  *   int      -> i64           double -> double
@@ -117,7 +118,10 @@ uint32_t ms_read_u32(ms_reader *r);
  *     ms_reader r;  ms_reap_job(h, &r, line, col);  then decode a T from &r
  * ms_reap_job waits for the job; if it failed or was cancelled, or h is
  * unset, it raises the runtime error at line:col. The bytes `r` points at
- * stay valid while the handle does. */
+ * stay valid while the handle does. Job code holds only unset handles (it
+ * cannot start jobs, and handles are not sent): there get, state and cancel
+ * raise the same runtime error, which fails the job. */
+#define MS_UNSET_HANDLE_ERROR "job handle is not set"
 ms_buf *ms_args_new(void);
 ms_handle ms_start_job(uint32_t ordinal, ms_buf *args);
 void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col);
@@ -228,6 +232,11 @@ void ms_value_decode(const ms_type *t, ms_reader *r, void *out);
  * version of the same program are refused even when every job signature is
  * the same. The runtime declares it weak: leaving it out is fine. */
 extern const char ms_program_hash[];
+
+/* Optional, part A: the version of the compiler that built the program
+ * (pyproject.toml's), which `--version` prints as the M/s version. The
+ * runtime declares it weak, like ms_program_hash. */
+extern const char ms_compiler_version[];
 
 /* Cancellation inside a slave (SPEC 6 `cancel`): when the master cancels a
  * running job, the slave sets a flag for it. Compiled job code may poll it,

@@ -102,19 +102,42 @@ int ms_set_nonblock(int fd)
     return 0;
 }
 
-int ms_listen(const ms_hostport *hp, int *loopback, char *bound, char *local,
-              char *err, size_t errlen)
+/* The addresses to listen on for hp (caller frees *res with
+ * freeaddrinfo); -1 with a reason in err. */
+static int resolve_passive(const ms_hostport *hp, struct addrinfo **res,
+                           char *err, size_t errlen)
 {
-    struct addrinfo hints = {0}, *res = NULL;
+    struct addrinfo hints = {0};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE;
-    int rc = getaddrinfo(hp->host, hp->port, &hints, &res);
+    int rc = getaddrinfo(hp->host, hp->port, &hints, res);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", hp->host,
-                 gai_strerror(rc));
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
         return -1;
     }
+    return 0;
+}
+
+int ms_host_is_loopback(const ms_hostport *hp, char *err, size_t errlen)
+{
+    struct addrinfo *res = NULL;
+    if (resolve_passive(hp, &res, err, errlen) != 0)
+        return -1;
+    int all = 1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        all &= is_loopback(ai->ai_addr);
+    freeaddrinfo(res);
+    return all;
+}
+
+int ms_listen(const ms_hostport *hp, int *loopback, char *bound, char *local,
+              char *err, size_t errlen)
+{
+    struct addrinfo *res = NULL;
+    if (resolve_passive(hp, &res, err, errlen) != 0)
+        return -1;
     int fd = -1;
     int last = 0;
     const char *what = "socket";
@@ -197,8 +220,8 @@ int ms_connect(const ms_hostport *hp, char *err, size_t errlen)
     int rc = getaddrinfo(hp->host, hp->port, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", hp->host,
-                 gai_strerror(rc));
-        return -1;
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return rc == EAI_NONAME || rc == EAI_FAIL ? MS_CONNECT_NO_HOST : -1;
     }
     int fd = -1, last = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -220,8 +243,10 @@ int ms_connect(const ms_hostport *hp, char *err, size_t errlen)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot connect to %s:%s: %s", hp->host,
-                 hp->port, strerror(last));
+        /* "connection refused", as it reads inside a sentence. */
+        snprintf(err, errlen, "%s", strerror(last));
+        if (err[0] >= 'A' && err[0] <= 'Z' && err[1] >= 'a' && err[1] <= 'z')
+            err[0] = (char)(err[0] - 'A' + 'a');
         return -1;
     }
     set_nodelay(fd);

@@ -136,8 +136,8 @@ static void handle_message(ms_header h, const uint8_t *p)
             slave_exit(0);
         }
     }
-    violation("unexpected control message %u (%s) of %" PRIu32 " bytes", kind,
-              ms_ctrl_name(kind), h.length);
+    violation("unexpected control message %u (%s) of %" PRIu32 " byte%s", kind,
+              ms_ctrl_name(kind), h.length, ms_plural(h.length));
 }
 
 /* Heartbeats: send one when nothing was sent for a while; give up on a
@@ -163,21 +163,25 @@ void keep_alive(void)
 }
 
 /* The master closed the connection or reading failed (n <= 0 from recv):
- * exit, unless it only means "no more for now" (returns then). */
+ * exit with status 1 and a message, unless it only means "no more for now"
+ * (returns then). */
 static void read_failed(ssize_t n)
 {
     if (n < 0) {
         if (ms_errno_is_retry(errno)) /* another worker read it first */
             return;
         if (errno == ECONNRESET) {
-            ms_logv("master %s reset the connection", S.master);
-            slave_exit(0);
+            ms_log("master %s reset the connection without ending the run",
+                   S.master);
+            slave_exit(1);
         }
         ms_log("read from master %s: %s", S.master, strerror(errno));
         slave_exit(1);
     }
-    ms_logv("master %s closed the connection", S.master);
-    slave_exit(0);
+    /* A master that ends the run says GOODBYE first (status 0 then). */
+    ms_log("master %s closed the connection without ending the run",
+           S.master);
+    slave_exit(1);
 }
 
 /* Open a sealed message in place (caller holds S.rlock): its payload is
@@ -441,26 +445,36 @@ static int handshake(const ms_secret *secret, int insecure)
     S.max_message = w.max_message;
     S.hb_timeout_ms = w.heartbeat_ms;
     S.hb_interval_ms = w.heartbeat_ms / 3 ? w.heartbeat_ms / 3 : 1;
-    ms_logv("joined master %s as slave %" PRIu32 " with %ld threads%s",
+    ms_logv("joined master %s as slave %" PRIu32 " with %ld thread%s%s",
             S.master, w.slave_id, S.threads,
+            ms_plural((unsigned long long)S.threads),
             auth ? " (authenticated, protected)" : "");
     return JOINED;
 }
 
-/* Connect, retrying until the master is up. */
+/* Connect, retrying until the master is up, and saying what it waits for
+ * at once and then every WAIT_NOTICE_MS; a host name that does not exist
+ * ends the slave (status 2: a wrong command line, not a master late). */
+#define WAIT_NOTICE_MS 5000
 static void connect_master(const ms_hostport *hp)
 {
     int delay = 50;
-    long long t_first = ms_now_ms(), t_said = 0;
+    long long t_said = 0;
     for (;;) {
         char err[512];
         S.fd = ms_connect(hp, err, sizeof err);
-        if (S.fd >= 0)
+        if (S.fd >= 0) {
+            if (t_said)
+                ms_log("connected to master %s", S.master);
             return;
+        }
+        if (S.fd == MS_CONNECT_NO_HOST) {
+            ms_log("error: %s", err);
+            slave_exit(2);
+        }
         long long now = ms_now_ms();
-        if (ms_log_verbose() ? now - t_said >= 5000
-                             : now - t_first >= 10000 && now - t_said >= 60000) {
-            ms_log("%s; retrying", err);
+        if (!t_said || now - t_said >= WAIT_NOTICE_MS) {
+            ms_log("waiting for master %s (%s)", S.master, err);
             t_said = now;
         }
         struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};

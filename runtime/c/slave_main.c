@@ -49,6 +49,8 @@ static const char usage_text[] =
     "  --insecure         accept a master that does not authenticate itself\n"
     "  --fd N             (local slaves) the master's socket pair is fd N\n"
     "  --verbose          log the connection to stderr\n"
+    "  --version          print the M/s and protocol versions and the\n"
+    "                     program's fingerprint\n"
     "  --help             show this text\n";
 
 int main(int argc, char **argv)
@@ -75,10 +77,10 @@ int main(int argc, char **argv)
                     !strcmp(name, "--token-file") || !strcmp(name, "--fd");
         if (takes && !val) {
             if (i + 1 >= argc)
-                ms_usage_error(usage_text, "%s needs a value", name);
+                ms_usage_error("%s needs a value", name);
             val = argv[++i];
         } else if (!takes && val) {
-            ms_usage_error(usage_text, "%s takes no value", name);
+            ms_usage_error("%s takes no value", name);
         }
         if (!strcmp(name, "--master")) {
             master = val;
@@ -89,7 +91,7 @@ int main(int argc, char **argv)
             errno = 0;
             long n = strtol(val, &end, 10);
             if (errno || end == val || *end || n < 1 || n > MS_MAX_THREADS)
-                ms_usage_error(usage_text, "--threads takes an integer from 1 to %d, not '%s'",
+                ms_usage_error("--threads takes an integer from 1 to %d, not '%s'",
                             MS_MAX_THREADS, val);
             S.threads = n;
         } else if (!strcmp(name, "--fd")) {
@@ -97,7 +99,7 @@ int main(int argc, char **argv)
             errno = 0;
             fd = strtol(val, &end, 10);
             if (errno || end == val || *end || fd < 3 || fd > 1000000)
-                ms_usage_error(usage_text, "--fd takes a descriptor from 3 up, "
+                ms_usage_error("--fd takes a descriptor from 3 up, "
                                "not '%s'", val);
         } else if (!strcmp(name, "--insecure")) {
             insecure = 1;
@@ -106,14 +108,17 @@ int main(int argc, char **argv)
         } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
             printf(usage_text, ms_log_name());
             return 0;
+        } else if (!strcmp(name, "--version")) {
+            ms_print_version();
+            return 0;
         } else {
-            ms_usage_error(usage_text, "unknown option '%s'", argv[i]);
+            ms_usage_error("unknown option '%s'", argv[i]);
         }
     }
     if (!master && fd < 0)
-        ms_usage_error(usage_text, "--master HOST:PORT is required");
+        ms_usage_error("--master HOST:PORT is required");
     if (master && fd >= 0)
-        ms_usage_error(usage_text, "--master and --fd exclude each other");
+        ms_usage_error("--master and --fd exclude each other");
     if (S.threads > MS_MAX_THREADS)
         S.threads = MS_MAX_THREADS;
     ms_log_init(argv[0], verbose);
@@ -121,14 +126,14 @@ int main(int argc, char **argv)
     char err[512];
     if (master) {
         if (ms_parse_hostport(master, &hp, err, sizeof err) != 0)
-            ms_usage_error(usage_text, "--master: %s", err);
+            ms_usage_error("--master: %s", err);
         snprintf(S.master, sizeof S.master, "%s", master);
     } else {
         /* A socket pair inherited from the master that started us. */
         struct stat st;
         errno = 0;
         if (fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
-            ms_usage_error(usage_text, "--fd %ld is not a socket%s%s", fd,
+            ms_usage_error("--fd %ld is not a socket%s%s", fd,
                            errno ? ": " : "", errno ? strerror(errno) : "");
         if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0)
             ms_fatal("fcntl(FD_CLOEXEC): %s", strerror(errno));
@@ -138,7 +143,7 @@ int main(int argc, char **argv)
     }
     ms_secret secret;
     if (ms_secret_load(token_file, &secret, err, sizeof err) < 0)
-        ms_usage_error(usage_text, "%s", err);
+        ms_usage_error("%s", err);
     /* Jobs have no business reading the secret. */
     unsetenv("MS_TOKEN");
 

@@ -125,7 +125,11 @@ void ms_sleep(double seconds)
     ms_cancel_point();
 }
 
-/* Master-only calls: typecheck keeps them out of job code. */
+/* Master-only calls. Typecheck keeps `remote` out of job code, and a job
+ * handle is not serializable, so job code only ever holds unset handles:
+ * get, state and cancel of one are the runtime error the master gives
+ * (SPEC 6), which fails the job; copies and releases of one do nothing. A
+ * set handle or a job started here would be the compiler's bug. */
 static _Noreturn void master_only(const char *what)
 {
     ms_fatal("internal error: %s called in a slave", what);
@@ -138,7 +142,7 @@ static _Noreturn void unset_handle(ms_handle h, int32_t line, int32_t col,
                                    const char *what)
 {
     if (!h)
-        ms_runtime_error(line, col, "job handle is not set");
+        ms_runtime_error(line, col, MS_UNSET_HANDLE_ERROR);
     master_only(what);
 }
 
@@ -195,13 +199,13 @@ void ms_job_cancel(ms_handle h, int32_t line, int32_t col)
 void ms_handle_retain(ms_handle h)
 {
     if (h)
-        master_only("ms_handle_retain");
+        master_only("ms_handle_retain with a set handle");
 }
 
 void ms_handle_release(ms_handle h)
 {
     if (h)
-        master_only("ms_handle_release");
+        master_only("ms_handle_release with a set handle");
 }
 
 /* ------------------------------------------------------------ workers */

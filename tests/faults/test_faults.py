@@ -19,8 +19,11 @@ import os
 import pathlib
 import random
 import re
+import shlex
+import shutil
 import signal
 import socket
+import stat
 import struct
 import threading
 import time
@@ -28,9 +31,10 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import build_program_dir
+from harness import build_program_dir, children_of
 
 HERE = pathlib.Path(__file__).resolve().parent
+TOKEN_ENV = fp.TOKEN_ENV  # the secret of a master and its hand-started slaves
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,9 +78,11 @@ def slave_cmd(progs, name, addr, *args):
 @pytest.fixture
 def start(start):
     """conftest's `start`, every process given the tests' secret
-    (MS_TOKEN), as a user starting slaves by hand would."""
-    def run(cmd, env=None, **kw):
-        return start(cmd, env={**fp.TOKEN_ENV, **(env or {})}, **kw)
+    (MS_TOKEN), as a user starting slaves by hand would; with token=False,
+    no secret (for the tests of a master given none)."""
+    def run(cmd, env=None, token=True, **kw):
+        return start(cmd, env={**(fp.TOKEN_ENV if token else {}),
+                               **(env or {})}, **kw)
     return run
 
 
@@ -90,21 +96,6 @@ def free_port() -> int:
 
 def listening(m) -> str:
     return m.wait_err(r"listening on (\S+)").group(1)
-
-
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
 
 
 def cpu_seconds(pid: int) -> float:
@@ -134,17 +125,18 @@ ONE_LONG_OUT = f"{lcg(1, 1000)}\n{lcg(7, 2_500_000_000)}\n"
 
 def _two_hand_slaves(start, progs, name, *master_args):
     m = start(master_cmd(progs, name, "--listen", "127.0.0.1:0", "--spawn", 0,
-                         "--verbose", *master_args))
+                         "--verbose", *master_args), env=TOKEN_ENV)
     addr = listening(m)
-    slaves = [start(slave_cmd(progs, name, addr, "--threads", 1))
+    slaves = [start(slave_cmd(progs, name, addr, "--threads", 1),
+                    env=TOKEN_ENV)
               for _ in range(2)]
     m.wait_err(r"slave \d+ joined", count=2)
     return m, slaves
 
 
 STATS_SLAVE = re.compile(
-    r"stats: slave \d+ at \S+ \(pid (\d+), (local|remote), \d+ threads\): "
-    r"ran (\d+) jobs \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
+    r"stats: slave \d+ at \S+ \(pid (\d+), (local|remote), \d+ threads?\): "
+    r"ran (\d+) jobs? \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
     r"(\d+) retried elsewhere after it was lost; sent (\d+) bytes, received "
     r"(\d+) bytes$", re.M)
 STATS_TOTAL = re.compile(r"stats: total over (\d+) connections: sent (\d+) "
@@ -206,16 +198,24 @@ def test_stopped_slave_is_detected_by_heartbeat_and_its_job_rerun(start, progs):
     assert other.finish() == 0, other.err
 
 
-def test_jobs_fail_once_retries_are_exhausted(start, progs):
+def _slaves_killed_in_the_long_job(start, progs, n, *master_args):
+    """A one_long master with hand-started slaves, `n` of them in turn
+    killed in its long job; returns the master."""
     m = start(master_cmd(progs, "one_long", "--listen", "127.0.0.1:0",
-                         "--spawn", 0, "--max-retries", 2))
+                         "--spawn", 0, *master_args), env=TOKEN_ENV)
     addr = listening(m)
-    for attempt in range(2):
-        s = start(slave_cmd(progs, "one_long", addr, "--threads", 1))
+    for attempt in range(n):
+        s = start(slave_cmd(progs, "one_long", addr, "--threads", 1),
+                  env=TOKEN_ENV)
         # The short job first, then the long one: kill it in the long one.
         wait_busy([s.pid])
         s.p.send_signal(signal.SIGKILL)
         s.p.wait(5)
+    return m
+
+
+def test_jobs_fail_once_retries_are_exhausted(start, progs):
+    m = _slaves_killed_in_the_long_job(start, progs, 2, "--max-attempts", 2)
     assert m.finish() == 1, m.err
     assert m.out == f"{lcg(1, 1000)}\n"
     assert re.search(r"^one_long\.ms:11:11: runtime error: job 'lcg' failed: "
@@ -254,10 +254,12 @@ QUICK_OUT = "".join(f"{lcg(i, 100_000)}\n" for i in range(5))
 
 def test_slave_started_before_the_master_retries_until_it_is_up(start, progs):
     addr = f"127.0.0.1:{free_port()}"
-    s = start(slave_cmd(progs, "quick", addr, "--threads", 2, "--verbose"))
+    s = start(slave_cmd(progs, "quick", addr, "--threads", 2, "--verbose"),
+              env=TOKEN_ENV)
     time.sleep(0.6)        # it is retrying by now
     assert s.p.poll() is None, s.err
-    m = start(master_cmd(progs, "quick", "--listen", addr, "--spawn", 0))
+    m = start(master_cmd(progs, "quick", "--listen", addr, "--spawn", 0),
+              env=TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == QUICK_OUT
     assert s.finish() == 0, s.err
@@ -266,9 +268,9 @@ def test_slave_started_before_the_master_retries_until_it_is_up(start, progs):
 
 def test_slave_of_another_program_is_refused_on_both_sides(start, progs):
     m = start(master_cmd(progs, "quick", "--listen", "127.0.0.1:0",
-                         "--spawn", 0))
+                         "--spawn", 0), env=TOKEN_ENV)
     addr = listening(m)
-    foreign = start(slave_cmd(progs, "other", addr))
+    foreign = start(slave_cmd(progs, "other", addr), env=TOKEN_ENV)
     assert foreign.finish() == 1, foreign.err
     assert re.search(rf"refused by master {re.escape(addr)}: the slave was "
                      r"built from a different program or version than the "
@@ -276,7 +278,7 @@ def test_slave_of_another_program_is_refused_on_both_sides(start, progs):
     m.wait_err(rf"refused slave 127\.0\.0\.1:\d+ \(pid {foreign.pid}\): the "
                "slave was built from a different program", timeout=5)
     # Meanwhile the jobs wait; a slave of the right program runs them.
-    good = start(slave_cmd(progs, "quick", addr))
+    good = start(slave_cmd(progs, "quick", addr), env=TOKEN_ENV)
     assert m.finish() == 0, m.err
     assert m.out == QUICK_OUT
     assert good.finish() == 0, good.err
@@ -309,7 +311,9 @@ def _garbage_at_master(addr, stop: threading.Event, seen: list):
         "wrong fingerprint": lambda: fp.FakeSlave(addr, fingerprint=bytes(32),
                                                   require_welcome=False),
         "wrong version": lambda: conn().sendall(fp.hello(bytes(32), version=9)),
-        "zero threads": lambda: fp.FakeSlave(addr, threads=0,
+        "zero threads": lambda: fp.FakeSlave(addr, threads=0, secret=fp.TOKEN,
+                                             require_welcome=False).sock,
+        "wrong secret": lambda: fp.FakeSlave(addr, secret="guess",
                                              require_welcome=False).sock,
         "joined, unknown ordinal": lambda: joined().sendall(fp.frame(99, 1)),
         "joined, result of no job": lambda: joined().sendall(
@@ -353,7 +357,7 @@ def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
     # timeout, and every fake slave that takes a job costs it an attempt.
     m = start(master_cmd(progs, "many", "--listen", "127.0.0.1:0",
                          "--spawn", 2, "--heartbeat-timeout", 1,
-                         "--max-retries", 10))
+                         "--max-attempts", 10), env=TOKEN_ENV)
     addr = listening(m)
     stop, seen = threading.Event(), []
     t = threading.Thread(target=_garbage_at_master, args=(addr, stop, seen),
@@ -375,7 +379,8 @@ def test_garbage_at_the_masters_port_does_not_change_the_run(start, progs):
     for reason in ("expected a HELLO message", "over the limit",
                    "unknown job ordinal 99", "which it was not running",
                    "different program", "protocol version 9",
-                   "offers 0 threads", "unexpected control message 99"):
+                   "offers 0 threads", "unexpected control message 99",
+                   "authentication failed"):
         assert reason in m.err, (reason, m.err)
 
 
@@ -403,7 +408,9 @@ AFTER_HANDSHAKE = {
                         r"unexpected control message 99"),
     "empty control": (fp.frame(0, 0), 1, r"empty control message"),
     "random bytes": (_random(5000, 7), 1, r"closing the connection to master"),
-    "truncated, then closed": (fp.header(1, 1, 16) + b"abcde", 0, r""),
+    # Closed with no GOODBYE: the master vanished, which the slave reports.
+    "truncated, then closed": (fp.header(1, 1, 16) + b"abcde", 1,
+                               r"closed the connection without ending the run"),
 }
 
 
@@ -454,7 +461,7 @@ def test_garbage_at_a_slave(start, progs):
                 link.sendall(data)
             except OSError:
                 pass                # it already hung up on the first bytes
-            if status == 0:
+            if name == "truncated, then closed":
                 c.close()
             assert p.finish(10) == status, (name, p.err)
             assert re.search(pattern, p.err), (name, p.err)
@@ -487,10 +494,10 @@ def test_garbage_at_a_slave(start, progs):
                          ids=["SIGINT", "SIGTERM"])
 def test_master_stopped_by_a_signal_stops_every_slave(start, progs, sig):
     m = start(master_cmd(progs, "endless", "--listen", "127.0.0.1:0",
-                         "--spawn", 1, "--verbose"))
+                         "--spawn", 1, "--verbose"), env=TOKEN_ENV)
     addr = listening(m)
     hand = start(slave_cmd(progs, "endless", addr, "--threads", 1,
-                           "--verbose"))
+                           "--verbose"), env=TOKEN_ENV)
     m.wait_err(r"slave \d+ joined", count=2)
     local = children_of(m.pid)
     assert len(local) == 1, local
@@ -507,9 +514,9 @@ def test_master_stopped_by_a_signal_stops_every_slave(start, progs, sig):
 def test_runtime_error_in_the_master_stops_every_slave(start, progs):
     addr = f"127.0.0.1:{free_port()}"
     hand = start(slave_cmd(progs, "master_error", addr, "--threads", 1,
-                           "--verbose"))
+                           "--verbose"), env=TOKEN_ENV)
     m = start(master_cmd(progs, "master_error", "--listen", addr,
-                         "--spawn", 1))
+                         "--spawn", 1), env=TOKEN_ENV)
     assert m.finish(timeout=20) == 1, m.err
     assert m.out == "0\n"
     assert re.search(r"^master_error\.ms:17:15: runtime error: division by "
@@ -545,8 +552,8 @@ def test_local_slaves_run_under_the_wrapper(start, progs, tmp_path, monkeypatch)
     assert 1 <= len(logs) <= 2
     for log in logs:
         assert re.fullmatch(rf"{re.escape(str(wrapper))} --first-word "
-                            rf"{re.escape(str(progs['quick']))}-slave --fd 3\n",
-                            log.read_text())
+                            rf"{re.escape(str(progs['quick']))}-slave --fd 3 "
+                            r"--threads \d+\n", log.read_text())
     monkeypatch.setenv("MS_SLAVE_WRAPPER", "no-such-wrapper-program --x")
     m = start(master_cmd(progs, "quick"))
     assert m.finish() == 2
@@ -566,3 +573,184 @@ def test_master_gives_up_when_local_slaves_cannot_start(start, progs,
                        "another") == 10, m.err
     assert re.search(r"error: the local slaves \(\S+quick-slave\) keep exiting "
                      r"before they join; giving up$", m.err, re.M), m.err
+
+
+# ------------------------------------------- unset handles in job code
+
+def test_unset_handle_in_job_code_fails_that_job_only(start, progs):
+    """get, state and cancel of an unset handle in a job are the runtime
+    error the master gives (SPEC 6, 7) at the call: the job fails, its
+    slave goes on serving (no slave lost, no job run again)."""
+    m = start(master_cmd(progs, "unset_in_job", "--spawn", 1))
+    assert m.finish() == 1, m.err
+    assert m.out == "42\nfailed\nfailed\nfailed\n2\n"
+    assert m.err == ("unset_in_job.ms:41:11: runtime error: job 'use_state' "
+                     "failed: unset_in_job.ms:8:9: job handle is not set\n"), m.err
+
+
+def test_max_retries_is_a_deprecated_alias_counting_retries(start, progs):
+    """--max-retries N means N retries, N + 1 attempts, with a warning;
+    one attempt is said in the singular."""
+    m = _slaves_killed_in_the_long_job(start, progs, 1, "--max-retries", 0)
+    assert m.wait_err(r"warning: --max-retries is deprecated")
+    assert m.finish() == 1, m.err
+    assert re.search(r"lost slave \d+ at \S+ \(pid \d+\): connection closed; "
+                     r"1 of its jobs failed after 1 attempt$", m.err, re.M), m.err
+    assert re.search(r"job 'lcg' failed: its slaves were lost \(1 attempt; "
+                     r"the last, at 127\.0\.0\.1:\d+: connection closed\)$",
+                     m.err, re.M), m.err
+
+
+# ------------------------------------------------- the master's stdout
+
+def _first_line_while_running(cmd, timeout=20.0):
+    """Start cmd with its stdout a pipe; return (first line, still running
+    when it came) and the process."""
+    import subprocess
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    got = []
+    t = threading.Thread(target=lambda: got.append(p.stdout.readline()),
+                         daemon=True)
+    t.start()
+    t.join(timeout)
+    return p, (got[0] if got else None), p.poll() is None
+
+
+def test_stdout_to_a_pipe_is_flushed_when_the_master_waits(progs):
+    """SPEC 12.6: what the master printed reaches a pipe when it waits in
+    `get`, not at the end of the run."""
+    p, line, running = _first_line_while_running(
+        master_cmd(progs, "print_then_wait", "--spawn", 1))
+    try:
+        assert line == b"1\n" and running, (line, running)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_stdout_is_flushed_when_a_signal_ends_the_master(start, progs, sig):
+    m = start(master_cmd(progs, "print_then_spin", "--spawn", 1, "--verbose"))
+    m.wait_err(r"slave \d+ joined")
+    os.kill(m.pid, sig)
+    assert m.finish() == 128 + sig, m.err
+    assert m.out == "1\n", m.err
+
+
+# ------------------------------------- secrets for slaves started by hand
+
+QUICK_OUT = "".join(f"{lcg(i, 100000)}\n" for i in range(5))
+
+
+def _slave_command(m) -> list[str]:
+    return shlex.split(m.wait_err(r"start slaves with: (.*)$").group(1))
+
+
+def _check_private(token: pathlib.Path):
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token.parent.stat().st_mode) == 0o700
+    assert token.stat().st_uid == os.getuid()
+
+
+@pytest.mark.parametrize("where", [["--spawn", 0],
+                                   ["--listen", "127.0.0.1:0", "--spawn", 0]],
+                         ids=["spawn-0", "listen-loopback"])
+def test_master_without_a_secret_prints_a_slave_command_that_works(
+        start, progs, where):
+    """SPEC 10: no secret given and slaves started by hand: the master
+    writes a fresh one to a file only its user reads, prints the slave
+    command line that uses it, and removes the file at the end. A slave
+    without the secret is refused."""
+    m = start(master_cmd(progs, "quick", *where), token=False)
+    cmd = _slave_command(m)
+    addr = listening(m)
+    assert cmd[:3] == [f"{progs['quick']}-slave", "--master", addr], cmd
+    assert cmd[3] == "--token-file" and len(cmd) == 5, cmd
+    token = pathlib.Path(cmd[4])
+    _check_private(token)
+    none = start(slave_cmd(progs, "quick", addr), token=False)
+    assert none.finish() == 1
+    assert "requires a shared secret" in none.err, none.err
+    s = start(cmd, token=False)
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert s.finish() == 0, s.err
+    assert not token.exists() and not token.parent.exists()
+
+
+def test_secret_file_is_removed_when_a_signal_ends_the_master(start, progs):
+    m = start(master_cmd(progs, "quick", "--spawn", 0), token=False)
+    token = pathlib.Path(_slave_command(m)[4])
+    assert token.exists()
+    os.kill(m.pid, signal.SIGTERM)
+    assert m.finish() == 128 + signal.SIGTERM
+    assert not token.exists() and not token.parent.exists()
+
+
+def test_ms_token_in_the_environment_needs_no_file(start, progs):
+    m = start(master_cmd(progs, "quick", "--listen", "127.0.0.1:0",
+                         "--spawn", 0), env=TOKEN_ENV)
+    s = start(slave_cmd(progs, "quick", listening(m)), env=TOKEN_ENV)
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert s.finish() == 0, s.err
+    assert "start slaves with" not in m.err and "token" not in m.err
+
+
+def test_off_loopback_without_a_secret_refuses_before_binding(start, progs):
+    """The port is taken, so binding would fail: the master must say that
+    it needs a secret (exit 2), having checked before it bound."""
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        m = start(master_cmd(progs, "quick", "--listen", f"0.0.0.0:{port}"),
+                  token=False)
+        assert m.finish() == 2, m.err
+    lines = m.err.splitlines()
+    assert len(lines) == 1, m.err
+    assert re.match(r"quick-master: error: refusing to listen on 0\.0\.0\.0:"
+                    rf"{port} without a shared secret: set MS_TOKEN .*--token-"
+                    r"file FILE.*--insecure", lines[0]), m.err
+
+
+def test_renamed_master_hint_leads_to_a_run_that_works(start, progs, tmp_path):
+    renamed = tmp_path / "renamed"
+    shutil.copy(f"{progs['quick']}-master", renamed)
+    m = start([renamed], token=False)
+    assert m.finish() == 2
+    assert "run with --spawn 0" in m.err, m.err
+    m = start([renamed, "--spawn", 0], token=False)
+    cmd = _slave_command(m)
+    assert cmd[0] == "SLAVE", cmd
+    m.wait_err(r"SLAVE: the slave program built with this master")
+    s = start([f"{progs['quick']}-slave", *cmd[1:]], token=False)
+    assert m.finish() == 0, m.err
+    assert m.out == QUICK_OUT
+    assert s.finish() == 0, s.err
+
+
+# ---------------------------------------------------------- --version
+
+def test_version_of_master_and_slave(start, progs):
+    """Both say the M/s version (the compiler's that built them), the
+    protocol version and the program's fingerprint, the same on both."""
+    import tomllib
+    version = tomllib.loads((HERE.parents[1] / "pyproject.toml").read_text()
+                            )["project"]["version"]
+    said = {}
+    for role in ("master", "slave"):
+        p = start([f"{progs['quick']}-{role}", "--version"])
+        assert p.finish() == 0, p.err
+        assert p.err == ""
+        m = re.fullmatch(rf"quick-{role} \(M/s {re.escape(version)}\), "
+                         r"protocol version 2, program fingerprint "
+                         r"([0-9a-f]{64})\n", p.out)
+        assert m, p.out
+        said[role] = m.group(1)
+    assert said["master"] == said["slave"]
+    other = start([f"{progs['other']}-slave", "--version"])
+    assert other.finish() == 0
+    assert said["master"] not in other.out

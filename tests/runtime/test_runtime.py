@@ -21,7 +21,7 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import Proc
+from harness import Proc, children_of
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RT = REPO / "runtime" / "c"
@@ -139,7 +139,7 @@ def test_one_local_slave_and_stats(start, bins):
     assert m.finish() == 0, m.err
     assert m.out == BASIC_OUT
     assert re.search(r"stats: 204 jobs started, 204 finished", m.err), m.err
-    assert re.search(r"slave 1 at .*local, \d+ threads\): ran 204 jobs \(204 "
+    assert re.search(r"slave 1 at .*local, \d+ threads?\): ran 204 jobs \(204 "
                      r"finished, 0 failed, 0 cancelled\)", m.err), m.err
 
 
@@ -225,16 +225,29 @@ def test_many_jobs(start, bins):
 
 
 def test_usage_errors(start, bins):
-    m = start([bins / "prog-master", "--bogus"])
-    assert m.finish() == 2
-    assert "unknown option '--bogus'" in m.err and "usage:" in m.err
-    m = start([bins / "prog-master", "--spawn", "x"])
-    assert m.finish() == 2
-    m = start([bins / "prog-master", "--listen", "nocolon"])
-    assert m.finish() == 2
-    s = start([bins / "prog-slave"])
-    assert s.finish() == 2
-    assert "--master HOST:PORT is required" in s.err
+    """Exit status 2 and one line: what is wrong, and where the usage is."""
+    cases = [("prog-master", ["--bogus"], "unknown option '--bogus'"),
+             ("prog-master", ["--spawn", "x"],
+              "--spawn takes an integer from 0 to 1024, not 'x'"),
+             ("prog-master", ["--listen", "nocolon"],
+              "--listen: bad address 'nocolon' (expected HOST:PORT)"),
+             ("prog-master", ["--max-attempts", "0"],
+              "--max-attempts takes an integer from 1 to 1000000, not '0'"),
+             ("prog-master", ["--version=3"], "--version takes no value"),
+             ("prog-slave", [], "--master HOST:PORT is required"),
+             ("prog-slave", ["--master"], "--master needs a value"),
+             ("prog-slave", ["--master", "h:1", "--threads", "0"],
+              "--threads takes an integer from 1 to 1024, not '0'")]
+    for prog, args, what in cases:
+        p = start([bins / prog, *args])
+        assert p.finish() == 2, (args, p.err)
+        assert p.err == f"{prog}: error: {what} ({prog} --help prints the " \
+                        "usage)\n", p.err
+        assert p.out == ""
+    for prog in ("prog-master", "prog-slave"):
+        p = start([bins / prog, "--help"])
+        assert p.finish() == 0
+        assert p.out.startswith(f"usage: {prog} ") and p.err == ""
 
 
 # --------------------------------------------------------- faults: slaves
@@ -252,8 +265,8 @@ def test_slave_killed_mid_job_is_rerun(start, bins):
     assert len(pids) == 2 and pids[0] != pids[1], m.err
 
 
-def test_jobs_fail_after_max_retries(start, bins):
-    m = master(start, bins, "--spawn", "1", "--max-retries", "2",
+def test_jobs_fail_after_max_attempts(start, bins):
+    m = master(start, bins, "--spawn", "1", "--max-attempts", "2",
                mode="announce", n=1)
     for _ in range(2):
         pid = int(m.wait_err(r"announce running in pid (\d+)").group(1))
@@ -266,7 +279,7 @@ def test_jobs_fail_after_max_retries(start, bins):
 
 def test_stopped_slave_times_out(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               "--heartbeat-timeout", "0.6", mode="announce", n=1)
+               "--heartbeat-timeout", "0.6", env=fp.TOKEN_ENV, mode="announce", n=1)
     addr = listening(m)
     s1 = slave(start, bins, addr, "--threads", "1", merge=True)
     pid = int(s1.wait_err(r"announce running in pid (\d+)").group(1))
@@ -282,9 +295,9 @@ def test_stopped_slave_times_out(start, bins):
 
 def test_waiting_for_slaves_notice(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="sleep", n=1)
+               env=fp.TOKEN_ENV, mode="sleep", n=1)
     addr = listening(m)
-    m.wait_err(r"waiting for a slave: 1 jobs are waiting", timeout=6)
+    m.wait_err(r"waiting for a slave: 1 job is waiting", timeout=6)
     s = slave(start, bins, addr)
     assert m.finish() == 0
     assert m.out == "1\n"
@@ -297,7 +310,7 @@ def test_slave_started_before_master_retries(start, bins):
         port = probe.getsockname()[1]
     s = slave(start, bins, f"127.0.0.1:{port}")
     time.sleep(0.4)
-    m = master(start, bins, "--listen", f"127.0.0.1:{port}", mode="sleep",
+    m = master(start, bins, "--listen", f"127.0.0.1:{port}", env=fp.TOKEN_ENV, mode="sleep",
                n=2)
     assert m.finish() == 0, m.err
     assert m.out == "3\n"
@@ -317,7 +330,32 @@ def test_slave_exits_when_master_is_killed(start, bins):
     s = slave(start, bins, listening(m), merge=True)
     s.wait_err(r"announce running")
     m.kill()
-    assert s.finish(timeout=5) == 0
+    # Gone without a GOODBYE: that is a failure, and the slave says so.
+    assert s.finish(timeout=5) == 1
+    assert re.search(r"^prog-slave: master 127\.0\.0\.1:\d+ closed the "
+                     r"connection without ending the run$", s.err, re.M), s.err
+
+
+def test_slave_says_what_it_waits_for(start, bins):
+    """A slave whose master is not (yet) there says so at once, then every
+    few seconds, with the reason."""
+    with socket.socket() as probe:  # a free port, released at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    s = start([bins / "prog-slave", "--master", f"127.0.0.1:{port}"])
+    first = s.wait_err(rf"^prog-slave: waiting for master 127\.0\.0\.1:{port} "
+                       r"\(connection refused\)$", timeout=2)
+    assert first
+    s.wait_err(r"waiting for master", count=2, timeout=8)
+    s.kill()
+
+
+def test_slave_exits_on_a_host_that_does_not_resolve(start, bins):
+    s = start([bins / "prog-slave", "--master", "no-such-host.invalid:7000"])
+    assert s.finish(timeout=10) == 2
+    assert re.search(r"^prog-slave: error: cannot resolve no-such-host\.invalid: ",
+                     s.err, re.M), s.err
+    assert len(s.err.splitlines()) == 1, s.err
 
 
 # ------------------------------------------------------ faults: network
@@ -369,9 +407,9 @@ BAD_REPLIES = {
 @pytest.mark.parametrize("what", sorted(BAD_REPLIES))
 def test_bad_result_closes_only_that_slave(start, bins, what):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="sleep", n=1)
+               env=fp.TOKEN_ENV, mode="sleep", n=1)
     addr = listening(m)
-    s = fp.FakeSlave(addr)
+    s = fp.FakeSlave(addr, secret=fp.TOKEN)
     ordinal, jid, args = s.next_message()
     assert ordinal == 1 and len(args) == 16
     s.sendall(BAD_REPLIES[what](ordinal, jid))
@@ -385,9 +423,9 @@ def test_bad_result_closes_only_that_slave(start, bins, what):
 
 def test_bad_bool_in_result(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="bools")
+               env=fp.TOKEN_ENV, mode="bools")
     addr = listening(m)
-    s = fp.FakeSlave(addr)
+    s = fp.FakeSlave(addr, secret=fp.TOKEN)
     ordinal, jid, _ = s.next_message()
     s.send(ordinal, jid, b"\x02")
     assert fp.closed_by_peer(s.sock)
@@ -482,7 +520,10 @@ def test_slave_refuses_bad_big_arguments(bins, what):
                 conn.sock.sendall(whole[:fp.HEADER.size + len(body) // 2])
                 time.sleep(0.2)
                 conn.close()
-                assert p.finish(timeout=5) == 0, p.err
+                # A master gone without a GOODBYE: status 1, said plainly.
+                assert p.finish(timeout=5) == 1, p.err
+                assert p.err.endswith("closed the connection without ending "
+                                      "the run\n"), p.err
                 assert "rror" not in p.err, p.err
             else:
                 conn.sendall(fp.header(SUM, 9, (1 << 22) + 1 + fp.TAG) +
@@ -498,7 +539,7 @@ def test_slave_refuses_bad_big_arguments(bins, what):
 
 def test_foreign_program_is_refused_on_both_sides(start, bins):
     m = master(start, bins, "--listen", "127.0.0.1:0", "--spawn", "0",
-               mode="sleep", n=3)
+               env=fp.TOKEN_ENV, mode="sleep", n=3)
     addr = listening(m)
     other = slave(start, bins, addr, prog="other")
     assert other.finish() == 1
@@ -815,3 +856,42 @@ def test_under_sanitizers(start, tmp_path):
     m = master(start, b, mode="fail", env=env)
     assert m.finish(timeout=60) == 1
     assert "division by zero" in m.err and "Sanitizer" not in m.err
+
+
+# ------------------------------------------------ local slaves' threads
+
+def _local_slave_threads(m, count, timeout=15.0):
+    """The --threads of each of the master's `count` local slaves (read
+    from their command lines while they run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        for pid in children_of(m.pid):
+            try:
+                argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            words = argv.decode().split("\0")
+            found.append(int(words[words.index("--threads") + 1])
+                         if "--threads" in words else None)
+        # A child between fork and exec still shows the master's words.
+        if len(found) == count and None not in found:
+            return sorted(found)
+        time.sleep(0.05)
+    raise AssertionError(f"not {count} local slaves: {found}")
+
+
+@pytest.mark.parametrize("spawn", [None, 1, 3])
+def test_local_slaves_share_the_cpus(start, bins, spawn):
+    """SPEC 8: as many local slaves as CPUs (at least 2) by default, and
+    their threads together are the CPU count (each at least 1), so the
+    default run does not oversubscribe the machine."""
+    cpus = os.cpu_count()
+    args = [] if spawn is None else ["--spawn", str(spawn)]
+    n = max(2, cpus) if spawn is None else spawn
+    m = master(start, bins, *args, mode="sleep", n=30)
+    threads = _local_slave_threads(m, n)
+    want = sorted(max(1, cpus // n + (i < cpus % n)) for i in range(n))
+    assert threads == want, (threads, want)
+    assert sum(threads) == max(cpus, n)
+    assert m.finish() == 0, m.err
