@@ -233,6 +233,14 @@ class MsError(Exception):
         return f"{self.pos.file}:{self.pos.line}:{self.pos.col}: {self.message}"
 
 
+def _as_received(text: str) -> str:
+    """A job's error as the master has it: the slave's FAILURE text passes
+    through ms_text_decode (runtime/c/proto.c), which turns each C0 or C1
+    control character into one '?'."""
+    return "".join("?" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c
+                   for c in text)
+
+
 class OverBudget(Exception):
     """The run took more steps, or built longer values, than allowed."""
 
@@ -353,7 +361,7 @@ class Interpreter:
             job.state = "finished"
         except MsError as e:
             job.state = "failed"
-            job.error = e.located()
+            job.error = _as_received(e.located())
         finally:
             self.printing.pop()
             self.depth = saved_depth
