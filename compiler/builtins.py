@@ -31,7 +31,7 @@ class Accepts:
     how errors say what is accepted ("an int or double")."""
     spelled: str
     types: tuple = ()
-    kind: type | None = None
+    kind: type | tuple | None = None
     elem_kind: type | None = None   # with kind VectorType: its elements'
 
     def admits(self, t: T.Type) -> bool:
@@ -134,6 +134,32 @@ class _Derived:
 ARG_TYPE = _Derived("the argument's type")
 JOB_RESULT = _Derived("the job's result type")
 VECTOR_OF_ARG = _Derived("a vector of the first argument's type")
+# SPEC 13
+KEYS_OF_ARG = _Derived("a vector of the map's keys")
+VALUES_OF_ARG = _Derived("a vector of the map's values")
+
+
+@attrs.frozen
+class MapAndKey:
+    """A map<K, V>, then (with arity 2) a K: has and remove (SPEC 13)."""
+    arity: int = 2
+    spelled: str = "a map<K, V>; a K"
+
+    @property
+    def min_arity(self) -> int:
+        return self.arity
+
+    def check(self, name: str, args: tuple, arg_types: list) -> None:
+        m = arg_types[0]
+        if not isinstance(m, T.MapType):
+            if self.arity == 1:
+                raise CompileError(args[0].pos, f"'{name}' takes a map, not {m}")
+            raise CompileError(args[0].pos, f"argument 1 of '{name}' must be "
+                                            f"a map, not {m}")
+        if self.arity > 1 and arg_types[1] != m.key:
+            raise CompileError(args[1].pos, f"argument 2 of '{name}' must be "
+                                            f"{m.key} (the key type of {m}), "
+                                            f"not {arg_types[1]}")
 
 
 # ------------------------------------------------------------ lowering
@@ -203,6 +229,7 @@ class Builtin:
     result: object          # a T.Type, ARG_TYPE or JOB_RESULT
     lowering: Lowering | tuple
     where: str = ANYWHERE   # ANYWHERE, or MASTER_ONLY (SPEC 12)
+    lvalue_first: bool = False   # the first argument must be an lvalue
     doc: str = ""
     c_function: str | None = None   # the C function whose results it has
     # A call never returns (a runtime error): as a statement it ends its
@@ -227,6 +254,10 @@ class Builtin:
             return arg_types[0].result
         if self.result is VECTOR_OF_ARG:
             return T.VectorType(arg_types[0])
+        if self.result is KEYS_OF_ARG:
+            return T.VectorType(arg_types[0].key)
+        if self.result is VALUES_OF_ARG:
+            return T.VectorType(arg_types[0].value)
         return self.result
 
     def lowering_by(self) -> str | None:
@@ -283,8 +314,10 @@ ENTRIES = (
                           *_PRINTABLE),
             T.VOID, _by_type("ms_print", _PRINTABLE),
             doc="writes the value and a newline to stdout"),
-    Builtin("len", _one("a vector or string", kind=T.VectorType), T.INT,
-            node("vec-len", "lower-vectors"), doc="the number of elements"),
+    Builtin("len", _one("a vector, string or map",
+                        kind=(T.VectorType, T.MapType)), T.INT,
+            node("vec-len", "lower-vectors"),
+            doc="the number of elements (of a map: of keys, SPEC 13)"),
     Builtin("str", _one("an int, double, bool, char or jobstate", *_STRINGABLE),
             T.STRING, _by_type("ms_str", _STRINGABLE),
             doc="the text `print` writes, without the newline"),
@@ -400,6 +433,19 @@ ENTRIES = (
             doc="seconds of a monotonic clock"),
     Builtin("sleep", EachArg((_DOUBLE,)), T.VOID, runtime("ms_sleep"),
             doc="pauses the thread; a cancelled job stops at once"),
+    # SPEC 13
+    Builtin("has", MapAndKey(), T.BOOL, node("map-has", "lower-vectors"),
+            doc="whether the key is in the map"),
+    Builtin("remove", MapAndKey(), T.VOID, node("map-remove", "lower-vectors"),
+            lvalue_first=True,
+            doc="removes the key from the map (an lvalue) if it is there"),
+    Builtin("keys", MapAndKey(arity=1, spelled="a map<K, V>"), KEYS_OF_ARG,
+            node("map-keys", "lower-vectors"),
+            doc="the keys, in insertion order"),
+    Builtin("values", MapAndKey(arity=1, spelled="a map<K, V>"),
+            VALUES_OF_ARG,
+            node("map-values", "lower-vectors"),
+            doc="the values, in their keys' insertion order"),
 )
 
 

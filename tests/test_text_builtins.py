@@ -6,14 +6,12 @@ algorithm would not finish."""
 from __future__ import annotations
 
 import math
-import pathlib
 import time
 
 import pytest
 
-import vectors_interp
+import golden_interp
 from compiler.errors import Pos
-from compiler.pipeline import Source, run_pipeline
 from harness import REPO, build_program, run_master, write_program
 from tools import msi
 
@@ -21,30 +19,14 @@ TEXT = REPO / "tests" / "golden" / "text"
 PROGRAMS = [p for p in sorted(TEXT.glob("*.ms")) if not p.stem.startswith("fail-")]
 
 
-def _expected(path: pathlib.Path):
-    err = path.with_suffix(".err")
-    return path.with_suffix(".out").read_text(), \
-        (err.read_text() if err.exists() else "")
-
-
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
 def test_msi_agrees_with_golden(path):
-    out, err = _expected(path)
-    outcome = msi.run_source(path.name, path.read_text())
-    assert outcome.stdout.decode() == out
-    assert outcome.stderr == err
-    assert outcome.status == (1 if err else 0)
+    golden_interp.check_msi(path)
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
 def test_refcounted_ir_agrees_with_golden_and_leaks_nothing(path):
-    out, err = _expected(path)
-    prog, _ = run_pipeline(Source(path.name, path.read_text()),
-                           stop_after="insert-refcounts")
-    got_out, got_err, leaks = vectors_interp.run_program(prog, path.name)
-    assert got_out == out
-    assert (got_err or "") == err
-    assert leaks == 0
+    golden_interp.check_refcounted(path)
 
 
 POS = Pos("t.ms", 1, 1)

@@ -55,6 +55,27 @@ class Vec:
         return self
 
 
+class Map:
+    """A counted map (SPEC 13): `entries` maps a key's Python form to
+    [key value, value], in insertion order (a dict keeps it)."""
+    __slots__ = ("rc", "entries", "freed")
+
+    def __init__(self, entries, rc=1):
+        self.rc, self.entries, self.freed = rc, entries, False
+
+    def live(self):
+        if self.freed:
+            raise UseAfterFree("use of a freed map")
+        return self
+
+
+def _pykey(k):
+    """A key value as a dict key: a string (a Vec or None) by its bytes."""
+    if k is None or isinstance(k, Vec):
+        return bytes([] if k is None else k.live().elems)
+    return k
+
+
 class _Break(Exception):
     pass
 
@@ -123,8 +144,16 @@ class Interpreter:
             return [self.zero(ft) for _, ft in self.structs[t.name]]
         return None      # vectors and job handles
 
+    def new_map(self, entries):
+        m = Map(entries)
+        self.allocated.append(m)
+        return m
+
     def retain(self, v, t):
-        if isinstance(t, T.VectorType) and v is not None:
+        if isinstance(t, T.MapType) and v is not None:
+            if v.live().rc < IMMORTAL:
+                v.rc += 1
+        elif isinstance(t, T.VectorType) and v is not None:
             v.live()
             if v.rc < IMMORTAL:
                 v.rc += 1
@@ -133,7 +162,17 @@ class Interpreter:
                 self.retain(x, ft)
 
     def release(self, v, t):
-        if isinstance(t, T.VectorType) and v is not None:
+        if isinstance(t, T.MapType) and v is not None:
+            if v.live().rc >= IMMORTAL:
+                return
+            assert v.rc > 0
+            v.rc -= 1
+            if v.rc == 0:
+                for k, x in v.entries.values():
+                    self.release(k, t.key)
+                    self.release(x, t.value)
+                v.freed = True
+        elif isinstance(t, T.VectorType) and v is not None:
             v.live()
             if v.rc >= IMMORTAL:
                 return
@@ -150,6 +189,14 @@ class Interpreter:
     def unique(self, v, t):
         if v is None or v.live().rc == 1:
             return v
+        if isinstance(t, T.MapType):
+            entries = {pk: [copy_bits(k), copy_bits(x)]
+                       for pk, (k, x) in v.entries.items()}
+            for k, x in entries.values():
+                self.retain(k, t.key)
+                self.retain(x, t.value)
+            self.release(v, t)
+            return self.new_map(entries)
         elems = [copy_bits(x) for x in v.elems]
         for x in elems:
             self.retain(x, t.elem)
@@ -158,6 +205,12 @@ class Interpreter:
 
     def deep_copy(self, v, t):
         """What encoding then decoding makes: fresh values, counts 1."""
+        if isinstance(t, T.MapType):
+            if v is None or not v.live().entries:
+                return None
+            return self.new_map({pk: [self.deep_copy(k, t.key),
+                                      self.deep_copy(x, t.value)]
+                                 for pk, (k, x) in v.entries.items()})
         if isinstance(t, T.VectorType):
             if v is None:
                 return None
@@ -293,6 +346,43 @@ class Interpreter:
                 return (lambda: v.live().elems[index],
                         lambda x: v.live().elems.__setitem__(index, x))
             return resolve
+        if isinstance(p, V.MapAddr):
+            m = p.map
+            if isinstance(m, V.MakeUnique):
+                inner, read_map = self.prep(m.place, env), None
+            else:
+                inner, read_map = None, self.expr(m, env)
+            key = self.expr(p.key, env)
+
+            def resolve():
+                if inner is not None:
+                    get, put = inner()
+                    v = self.unique(get(), m.type)
+                    put(v)
+                else:
+                    v = read_map
+                entry = None if v is None else v.live().entries.get(_pykey(key))
+                if entry is None:
+                    raise RuntimeErr(p.check.pos,
+                                     f"key {self.key_text(key, p.key.type)} not in map")
+                return (lambda: entry[1], lambda x: entry.__setitem__(1, x))
+            return resolve
+        if isinstance(p, V.MapInsertAddr):
+            inner = self.prep(p.place, env)
+            key = self.expr(p.key, env)
+
+            def resolve():
+                get, put = inner()
+                v = self.unique(get(), p.place.type)
+                if v is None:
+                    v = self.new_map({})
+                put(v)
+                entry = v.entries.get(_pykey(key))
+                if entry is None:
+                    self.retain(key, p.key.type)
+                    entry = v.entries[_pykey(key)] = [key, self.zero(p.type)]
+                return (lambda: entry[1], lambda x: entry.__setitem__(1, x))
+            return resolve
         if isinstance(p, V.FieldAddr):
             inner = self.prep(p.base, env)
 
@@ -359,7 +449,33 @@ class Interpreter:
             return copy_bits(self.expr(e.value, env)[e.index])
         if isinstance(e, V.VecLen):
             v = self.expr(e.vec, env)
+            if isinstance(e.vec.type, T.MapType):
+                return 0 if v is None else len(v.live().entries)
             return 0 if v is None else len(v.live().elems)
+        if isinstance(e, V.MapHas):
+            m = self.expr(e.map, env)
+            key = self.expr(e.key, env)
+            return m is not None and _pykey(key) in m.live().entries
+        if isinstance(e, V.MapRemove):
+            resolve = self.prep(e.place, env)
+            key = self.expr(e.key, env)
+            get, put = resolve()
+            m = get()
+            if m is not None and _pykey(key) in m.live().entries:
+                m = self.unique(m, e.place.type)
+                put(m)
+                k, x = m.entries.pop(_pykey(key))
+                self.release(k, e.key.type)
+                self.release(x, e.place.type.value)
+            return None
+        if isinstance(e, (V.MapKeys, V.MapValues)):
+            m = self.expr(e.map, env)
+            which = 0 if isinstance(e, V.MapKeys) else 1
+            items = [] if m is None else [copy_bits(kv[which])
+                                          for kv in m.live().entries.values()]
+            for x in items:
+                self.retain(x, e.type.elem)
+            return self.new_vec(e.type.elem, items)
         if isinstance(e, V.VecConcat):
             a = self.expr(e.left, env)
             b = self.expr(e.right, env)
@@ -433,7 +549,18 @@ class Interpreter:
             a.rc -= 1
         return self.new_vec(t.elem, kept + added)
 
+    def key_text(self, k, t) -> str:
+        if t == T.STRING:
+            return msi.quoted(bytes([] if k is None else k.live().elems))
+        return msi.to_text(k, t).decode("latin-1")
+
     def eq(self, a, b, t):
+        if isinstance(t, T.MapType):
+            a = {} if a is None else a.live().entries
+            b = {} if b is None else b.live().entries
+            return len(a) == len(b) and all(
+                pk in b and self.eq(x, b[pk][1], t.value)
+                for pk, (_, x) in a.items())
         if isinstance(t, T.VectorType):
             a = [] if a is None else a.live().elems
             b = [] if b is None else b.live().elems
@@ -716,6 +843,11 @@ class Interpreter:
         return job
 
     def _freeze(self, v, t):
+        if isinstance(t, T.MapType):
+            if v is None:
+                return None
+            return Map({pk: [self._freeze(k, t.key), self._freeze(x, t.value)]
+                        for pk, (k, x) in v.live().entries.items()}, rc=IMMORTAL)
         if isinstance(t, T.VectorType):
             if v is None:
                 return None

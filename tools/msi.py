@@ -11,7 +11,10 @@ Values:
 - double: a float; bool: a bool; char: an int 0..255; jobstate: its keyword;
 - vector (string included) and struct: a Python list (a struct holds its
   field values in declaration order);
-- job<T>: a shared `Job` object, or None for an unset handle.
+- job<T>: a shared `Job` object, or None for an unset handle;
+- map<K, V> (SPEC 13): an `MsMap`, a dict in insertion order (Python's
+  dicts keep it: replacing keeps the place, deleting and re-inserting goes
+  to the end) from the key — its value, a string's as bytes — to the value.
 
 Order of evaluation: SPEC 11, and the project's decision in
 docs/language.md that in `lv = e` the bounds checks of lv come after e.
@@ -80,12 +83,28 @@ def wrap(x: int) -> int:
     return ((x + (1 << 63)) & ((1 << 64) - 1)) - (1 << 63)
 
 
+class MsMap(dict):
+    """A map value (a dict of its own class, so that copy finds it)."""
+
+
 def copy(v):
-    """A deep copy of a value: lists are copied, everything else shared
-    (scalars are immutable; job handles are shared by design)."""
+    """A deep copy of a value: lists and maps are copied, everything else
+    shared (scalars are immutable; job handles are shared by design)."""
     if isinstance(v, list):
         return [copy(x) for x in v]
+    if isinstance(v, MsMap):
+        return MsMap((k, copy(x)) for k, x in v.items())
     return v
+
+
+def map_key(k):
+    """A key value as the dict's key (strings are lists: bytes)."""
+    return bytes(k) if isinstance(k, list) else k
+
+
+def key_value(k):
+    """The inverse of map_key: the M/s value of a dict key."""
+    return list(k) if isinstance(k, bytes) else k
 
 
 # ---------------------------------------------------------------- formatting
@@ -214,6 +233,14 @@ class MsError(Exception):
         return f"{self.pos.file}:{self.pos.line}:{self.pos.col}: {self.message}"
 
 
+def _as_received(text: str) -> str:
+    """A job's error as the master has it: the slave's FAILURE text passes
+    through ms_text_decode (runtime/c/proto.c), which turns each C0 or C1
+    control character into one '?'."""
+    return "".join("?" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c
+                   for c in text)
+
+
 class OverBudget(Exception):
     """The run took more steps, or built longer values, than allowed."""
 
@@ -284,6 +311,8 @@ class Interpreter:
             return [self.zero(ft) for _, ft in self.structs[t.name]]
         if isinstance(t, T.JobType):
             return None
+        if isinstance(t, T.MapType):
+            return MsMap()
         raise AssertionError(f"no zero value for {t}")
 
     def equal(self, a, b, t: T.Type) -> bool:
@@ -295,6 +324,9 @@ class Interpreter:
                        in zip(a, b, self.structs[t.name]))
         if isinstance(t, T.JobType):
             return a is b
+        if isinstance(t, T.MapType):   # whatever the order (SPEC 13)
+            return len(a) == len(b) and all(
+                k in b and self.equal(x, b[k], t.value) for k, x in a.items())
         return a == b  # doubles by IEEE rules (nan != nan, -0 == 0)
 
     # ------------------------------------------------------------ running
@@ -329,7 +361,7 @@ class Interpreter:
             job.state = "finished"
         except MsError as e:
             job.state = "failed"
-            job.error = e.located()
+            job.error = _as_received(e.located())
         finally:
             self.printing.pop()
             self.depth = saved_depth
@@ -417,18 +449,32 @@ class Interpreter:
             return self.indices(lv.base, env)
         raise AssertionError(f"not an lvalue: {type(lv).__name__}")
 
-    def locate(self, lv, env, idx: list):
+    def locate(self, lv, env, idx: list, insert: bool = False):
         """(container, key) of lvalue `lv`, consuming the pre-evaluated
-        indices `idx` and checking bounds from the outside in."""
+        indices `idx` and checking bounds and keys from the outside in.
+        `insert`: lv is the whole target of `=`, whose map key may be
+        absent (SPEC 13)."""
         if isinstance(lv, Name):
             return env, lv.name
         container, key = self.locate(lv.base, env, idx)
         base = container[key]
         if isinstance(lv, Index):
             i = idx.pop(0)
+            if isinstance(base, MsMap):
+                k = map_key(i)
+                if not insert:
+                    self.check_key(lv, i, base)
+                return base, k
             self.check(lv, i, base)
             return base, i
         return base, self.field_index[lv.base.type.name][lv.name]
+
+    def check_key(self, node: Index, k, m: MsMap):
+        if map_key(k) not in m:
+            t = node.base.type.key
+            text = quoted(bytes(k)) if t == T.STRING else to_text(k, t).decode(
+                "latin-1")
+            raise MsError(node.pos, f"key {text} not in map")
 
     def check(self, node: Index, i: int, vec: list):
         if not 0 <= i < len(vec):
@@ -438,7 +484,7 @@ class Interpreter:
         idx = self.indices(s.target, env)
         if s.op == "=":
             value = self.expr(s.value, env)
-            container, key = self.locate(s.target, env, idx)
+            container, key = self.locate(s.target, env, idx, insert=True)
             container[key] = value
             return
         container, key = self.locate(s.target, env, idx)
@@ -477,6 +523,9 @@ class Interpreter:
             else:
                 vec = self.read(e.base, env)
             i = self.expr(e.index, env)
+            if isinstance(vec, MsMap):
+                self.check_key(e, i, vec)
+                return vec[map_key(i)]
             self.check(e, i, vec)
             return vec[i]
         if k is FieldAccess:
@@ -581,8 +630,16 @@ class Interpreter:
             args = [self.expr(a, env) for a in e.args]
             return self.call(fn, args, e.pos)
         b = BUILTINS[e.name]
-        if b.name in ("len", "print", "eprint"):  # one argument, only read
-            args = [self.read(e.args[0], env)]
+        if b.name == "remove":   # its map is a place (SPEC 13)
+            idx = self.indices(e.args[0], env)
+            k = map_key(self.expr(e.args[1], env))
+            container, key = self.locate(e.args[0], env, idx)
+            container[key].pop(k, None)
+            return None
+        if b.name in ("len", "print", "eprint", "keys", "values"):
+            args = [self.read(e.args[0], env)]   # one argument, only read
+        elif b.name == "has":
+            args = [self.read(e.args[0], env), self.expr(e.args[1], env)]
         else:
             args = [self.expr(a, env) for a in e.args]
         ts = [a.type for a in e.args]
@@ -633,6 +690,19 @@ class Interpreter:
 
     def builtin_len(self, args, ts, e):
         return len(args[0])
+
+    # SPEC 13
+    def builtin_has(self, args, ts, e):
+        return map_key(args[1]) in args[0]
+
+    def builtin_remove(self, args, ts, e):
+        raise AssertionError("remove is a place operation (call_expr)")
+
+    def builtin_keys(self, args, ts, e):
+        return [key_value(k) for k in args[0]]
+
+    def builtin_values(self, args, ts, e):
+        return [copy(x) for x in args[0].values()]
 
     def builtin_str(self, args, ts, e):
         return list(to_text(args[0], ts[0]))

@@ -82,6 +82,8 @@ def mangle(t: T.Type) -> str:
         return "s" if t == STRING else "v" + mangle(t.elem)
     if isinstance(t, T.StructType):
         return t.name
+    if isinstance(t, T.MapType):   # SPEC 13
+        return f"m{mangle(t.key)}{mangle(t.value)}e"
     raise AssertionError(t)
 
 
@@ -157,7 +159,7 @@ class Generator:
         for k, name in enumerate(names):
             fields = []
             pool = [INT, INT, DOUBLE, BOOL, CHAR, STRING, T.VectorType(INT),
-                    T.VectorType(DOUBLE)]
+                    T.VectorType(DOUBLE), T.MapType(STRING, INT)]
             for earlier in names[:k]:
                 pool += [T.StructType(earlier), T.VectorType(T.StructType(earlier))]
             for j in range(r.randint(1 if k else 2, 4)):
@@ -170,6 +172,11 @@ class Generator:
             self.types.append(T.StructType(name))
         last = T.StructType(names[-1])
         self.types.append(T.VectorType(last))
+        # Maps (SPEC 13), nested in vectors, structs and other maps.
+        self.types += [T.MapType(STRING, INT), T.MapType(INT, T.VectorType(INT)),
+                       T.MapType(CHAR, last), T.MapType(BOOL, STRING),
+                       T.MapType(INT, T.MapType(STRING, INT)),
+                       T.VectorType(T.MapType(STRING, INT))]
 
     def value_type(self, simple_bias=0.5) -> T.Type:
         if self.chance(simple_bias):
@@ -185,6 +192,9 @@ class Generator:
                 return
             if isinstance(t, T.VectorType):
                 add(t.elem)
+            if isinstance(t, T.MapType):
+                add(t.key)
+                add(t.value)
             if isinstance(t, T.StructType):
                 for _, ft in self.structs[t.name]:
                     add(ft)
@@ -223,6 +233,16 @@ class Generator:
             lines.append("  print(len(x));")
             lines.append("  for (int i = 0; i < len(x); i += 1) {")
             lines.append(f"    {self.show_call('x[i]', t.elem)}")
+            lines.append("  }")
+        elif isinstance(t, T.MapType):
+            # In insertion order, through keys and values (SPEC 13).
+            lines.append("  print(len(x));")
+            lines.append(f"  vector<{t.key}> ks = keys(x);")
+            lines.append(f"  vector<{t.value}> vs = values(x);")
+            lines.append("  for (int i = 0; i < len(ks); i += 1) {")
+            lines.append(f"    {self.show_call('ks[i]', t.key)}")
+            lines.append(f"    {self.show_call('x[ks[i]]', t.value)}")
+            lines.append(f"    print(x[ks[i]] == vs[i]);")
             lines.append("  }")
         else:
             for fn, ft in self.structs[t.name]:
@@ -315,7 +335,7 @@ class Generator:
                 kinds.append(("return", 1))
         if self.chance(0.01):
             kinds.append(("missing_file", 1))
-        kinds += [("string", 2), ("order", 1)]
+        kinds += [("string", 2), ("order", 1), ("map", 3)]
         if b.kind != "master" or self.chance(0.05):
             kinds.append(("fail", 1))
         kind = self.weighted(kinds)
@@ -494,6 +514,40 @@ class Generator:
             else:
                 b.emit(self.show_call(call, ret))
 
+    def s_map(self, depth):
+        """An operation of SPEC 13 on a map lvalue (a variable, element or
+        field): guarded and unguarded reads, has, len, keys, writes that
+        need the key, inserts and removals."""
+        mt = self.pick([t for t in self.types if isinstance(t, T.MapType)])
+        m = self.lvalue(mt)
+        if m is None:
+            m = self.empty(mt)
+        b, k, v = self.body, self.map_key(mt.key), mt.value
+        x = self.r.randint(0, 7)
+        if x == 0:
+            b.emit(f"if (has({m}, {k})) {self.show_call(f'{m}[{k}]', v)}")
+        elif x == 1:
+            b.emit(f"print(has({m}, {k}));")
+        elif x == 2:
+            b.emit(f"print(len({m}));")
+            b.emit(self.show_call(f"keys({m})", T.VectorType(mt.key))
+                   if T.VectorType(mt.key) in self.all_types() or
+                   T.VectorType(mt.key) == STRING else f"print(len(keys({m})));")
+        elif x == 3:
+            self.mutate(m, mt)
+        elif x == 4 and v == INT:
+            b.emit(f"if (has({m}, {k})) {m}[{k}] {self.pick(['+=', '-=', '*='])} "
+                   f"{self.small_int()};")
+        elif x == 4 and isinstance(v, T.VectorType):
+            b.emit(f"if (has({m}, {k})) {m}[{k}] :: {self.safe_expr(v.elem)};")
+        elif x == 5 and self.chance(0.2):
+            # Unguarded: a missing key ends the program (`key K not in map`).
+            b.emit(self.show_call(f"{m}[{k}]", v))
+        elif x == 6:
+            b.emit(f"remove({m}, {k});")
+        else:
+            b.emit(f"{m}[{k}] = {self.expr(v, 1)};")
+
     def s_copy(self, depth):
         """A copy, then a write to one side: the other must not change."""
         t = self.pick([t for t in self.types if not t in PRINTABLE or t == STRING])
@@ -521,6 +575,16 @@ class Generator:
         elif isinstance(t, T.StructType):
             fn, ft = self.pick(self.structs[t.name])
             self.mutate(f"{path}->{fn}", ft, depth + 1)
+        elif isinstance(t, T.MapType):
+            k = self.map_key(t.key)
+            x = self.r.randint(0, 3)
+            if x == 0:
+                b.emit(f"remove({path}, {k});")
+            elif x == 1 and depth <= 2:
+                b.emit(f"if (!has({path}, {k})) {path}[{k}] = {self.safe_expr(t.value)};")
+                self.mutate(f"{path}[{k}]", t.value, depth + 1)
+            else:
+                b.emit(f"{path}[{k}] = {self.safe_expr(t.value)};")
         elif t == INT:
             b.emit(f"{path} += {self.small_int()};")
         elif t == DOUBLE:
@@ -791,11 +855,27 @@ class Generator:
             return var
         return self.empty(t)
 
+    def map_key(self, t: T.Type) -> str:
+        """A key of type t from a small set, so that keys meet again."""
+        if t == INT:
+            return self.pick(["0", "1", "2", "-1", "7", self.plain_int()])
+        if t == CHAR:
+            return self.pick(CHARS[:4])
+        if t == BOOL:
+            return self.pick(["true", "false"])
+        return self.pick(STRINGS[:5] + [f"str({self.plain_int()})"])
+
     def empty(self, t: T.Type) -> str:
-        """A variable holding a small vector built from nothing: usually
-        one or two elements, sometimes none."""
+        """A variable holding a small vector (or map) built from nothing:
+        usually one or two elements, sometimes none."""
         name = self.body.fresh("z")
         self.body.emit(f"{t} {name};")
+        if isinstance(t, T.MapType):
+            for _ in range(self.r.randint(0, 3)):
+                self.body.emit(f"{name}[{self.map_key(t.key)}] = "
+                               f"{self.safe_expr(t.value)};")
+            self.body.declare(Var(name, t))
+            return name
         if self.chance(0.97):
             values = [self.safe_expr(t.elem) for _ in range(self.r.randint(1, 2))]
             self.body.emit(f"{name} :: " + " :: ".join(values) + ";")
@@ -855,6 +935,8 @@ class Generator:
             k = self.r.randint(0, 3)
             if k == 0:
                 return self.make_struct(t, depth)
+            return self.call_or_leaf(t, depth)
+        if isinstance(t, T.MapType):
             return self.call_or_leaf(t, depth)
         raise AssertionError(t)
 

@@ -6,7 +6,8 @@ Representation (SPEC sections 3 and 6, ms_abi.h part C):
   int i64, double double, char i8 (unsigned), jobstate i32 (running=0
   finished=1 failed=2 cancelled=3), job<T> an opaque pointer (null = unset
   handle), vector<T> and string a pointer to an ms_vec (null = the empty
-  vector), struct S an LLVM literal struct of its fields' memory types.
+  vector), map<K, V> a pointer to a map header that begins like an
+  ms_vec (null = the empty map; ms_abi.h part F), struct S an LLVM literal struct of its fields' memory types.
   bool is i1 in registers and in local variables, but i8 (0 or 1) in
   memory that the runtime also reads: vector elements, struct fields, the
   ABI and the wire. So a struct value (even in a register) holds its bool
@@ -42,12 +43,12 @@ IMMORTAL = 1 << 62
 
 # ms_type kinds.
 KIND = {"int": 0, "double": 1, "bool": 2, "char": 3, "jobstate": 4,
-        "job": 5, "vector": 6, "struct": 7}
+        "job": 5, "vector": 6, "struct": 7, "map": 8}
 
 
 def is_aggregate(t: T.Type) -> bool:
     """Vectors and structs: the types the runtime's value calls handle."""
-    return isinstance(t, (T.VectorType, T.StructType))
+    return isinstance(t, (T.VectorType, T.StructType, T.MapType))
 
 
 class Types:
@@ -82,7 +83,7 @@ class Types:
             return I32
         if isinstance(t, T.JobType):
             return PTR
-        if isinstance(t, T.VectorType):
+        if isinstance(t, (T.VectorType, T.MapType)):
             return VEC_PTR
         if isinstance(t, T.StructType):
             ty = self._mem.get(t.name)
@@ -120,7 +121,8 @@ class Types:
         got = self._layout.get(key)
         if got is not None:
             return got
-        if t in (T.INT, T.DOUBLE) or isinstance(t, (T.JobType, T.VectorType)):
+        if t in (T.INT, T.DOUBLE) or isinstance(t, (T.JobType, T.VectorType,
+                                                    T.MapType)):
             got = (8, 8, ())
         elif t in (T.BOOL, T.CHAR):
             got = (1, 1, ())
@@ -143,7 +145,7 @@ class Types:
 
     def has_refs(self, t: T.Type) -> bool:
         """Whether a value holds vectors or job handles (at any depth)."""
-        if isinstance(t, (T.VectorType, T.JobType)):
+        if isinstance(t, (T.VectorType, T.JobType, T.MapType)):
             return True
         if isinstance(t, T.StructType):
             return any(self.has_refs(ft) for _, ft in self.structs[t.name])
@@ -179,6 +181,10 @@ def _signature(t, struct_fields, out, open_at, length) -> None:
     elif isinstance(t, T.VectorType):
         put("v")
         _signature(t.elem, struct_fields, out, open_at, length)
+    elif isinstance(t, T.MapType):   # SPEC 13: `m`, the key, the value
+        put("m")
+        _signature(t.key, struct_fields, out, open_at, length)
+        _signature(t.value, struct_fields, out, open_at, length)
     elif isinstance(t, T.StructType):
         if t.name in open_at:
             put(f"^{length[0] - open_at[t.name]}")

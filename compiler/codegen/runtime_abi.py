@@ -90,6 +90,13 @@ _SIGNATURES = {
     "ms_eprint_char": (VOID, (I8,)),
     "ms_eprint_jobstate": (VOID, (I32,)),
     "ms_eprint_string": (VOID, (VEC_PTR,)),
+    # Maps (ms_abi.h part F, SPEC 13).
+    "ms_map_get": (PTR, (PTR, VEC_PTR, PTR, I32, I32)),
+    "ms_map_insert": (PTR, (PTR, VEC_PTR.as_pointer(), PTR)),
+    "ms_map_has": (I8, (PTR, VEC_PTR, PTR)),
+    "ms_map_remove": (VOID, (PTR, VEC_PTR.as_pointer(), PTR)),
+    "ms_map_keys": (VEC_PTR, (PTR, VEC_PTR)),
+    "ms_map_values": (VEC_PTR, (PTR, VEC_PTR)),
     # libm, called so that results are exactly C's (SPEC section 6).
     "exp": (DOUBLE, (DOUBLE,)),
     "log": (DOUBLE, (DOUBLE,)),
@@ -127,6 +134,7 @@ _ATTRIBUTES = {
     "ms_string_cmp": ("readonly", "nounwind"),
     "ms_value_eq": ("readonly", "nounwind"),
     "ms_vec_find": ("readonly", "nounwind"),
+    "ms_map_has": ("readonly", "nounwind"),
 }
 
 

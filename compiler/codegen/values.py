@@ -111,9 +111,15 @@ class Values:
         elif isinstance(t, T.VectorType):
             kind = CT.KIND["vector"]
             elem = self.descriptor(t.elem)
-        elif isinstance(t, T.StructType):
-            kind = CT.KIND["struct"]
-            ftypes = [ft for _, ft in types.structs[t.name]]
+        elif isinstance(t, (T.StructType, T.MapType)):
+            if isinstance(t, T.MapType):
+                kind = CT.KIND["map"]
+                ftypes = [t.key, t.value]
+                offsets = (0, 0)
+                elem = self.descriptor(t.value)
+            else:
+                kind = CT.KIND["struct"]
+                ftypes = [ft for _, ft in types.structs[t.name]]
             nfields = len(ftypes)
             arr_t = ir.ArrayType(PTR, nfields)
             fg = self._private(f"ms.type.{key}.fields", arr_t, ir.Constant(
@@ -122,7 +128,8 @@ class Values:
             og = self._private(f"ms.type.{key}.offsets", off_t, ir.Constant(
                 off_t, [ir.Constant(I32, o) for o in offsets]))
             fields, offs = fg.bitcast(PTR), og.bitcast(PTR)
-            name = self.rt.cstring_const(t.name)
+            if isinstance(t, T.StructType):
+                name = self.rt.cstring_const(t.name)
         else:
             kind = CT.KIND[str(t)]
         return ir.Constant(CT.TYPE_DESC, [
@@ -341,7 +348,7 @@ class Values:
 
     def retain(self, b: ir.IRBuilder, value: ir.Value, t: T.Type) -> None:
         """One more reference to everything `value` (of type t) refers to."""
-        if isinstance(t, T.VectorType):
+        if isinstance(t, (T.VectorType, T.MapType)):
             b.call(self.vec_retain(), [value])
         elif isinstance(t, T.JobType):
             b.call(self.rt.fn("ms_handle_retain"), [value])
@@ -350,7 +357,7 @@ class Values:
 
     def release(self, b: ir.IRBuilder, value: ir.Value, t: T.Type) -> None:
         """Drop the references `value` (of type t) holds."""
-        if isinstance(t, T.VectorType):
+        if isinstance(t, (T.VectorType, T.MapType)):
             b.call(self.vec_release(), [self.descriptor(t), value])
         elif isinstance(t, T.JobType):
             b.call(self.rt.fn("ms_handle_release"), [value])

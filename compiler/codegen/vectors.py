@@ -157,6 +157,19 @@ class VectorEmitter:
             return lambda: (slot, False)
         if isinstance(p, V.ElemAddr):
             return self._elem_place(p)
+        if isinstance(p, V.MapAddr):
+            return self._map_place(p)
+        if isinstance(p, V.MapInsertAddr):
+            inner = self.place(p.place)
+            key = self.expr(p.key)
+
+            def insert():
+                ptr, _ = inner()   # a unique map stays unique
+                slot = self.b.call(self.rt.fn("ms_map_insert"),
+                                   [self.values.descriptor(p.place.type), ptr,
+                                    self.key_ptr(key, p.key.type)])
+                return self.typed_value_ptr(slot, p.type), True
+            return insert
         if isinstance(p, V.FieldAddr):
             inner = self.place(p.base)
 
@@ -180,39 +193,89 @@ class VectorEmitter:
             return inner
         raise AssertionError(f"unknown place {p}")
 
-    def _elem_place(self, p: V.ElemAddr):
-        vec = p.vec
-        inner = rvalue = None
+    def _container(self, vec):
+        """Phase 1 of the vector (or map) that an element (or a map's
+        value) is in; returns phase 2, which yields that container."""
         if isinstance(vec, V.MakeUnique):
             inner = self.place(vec.place)
-        elif isinstance(vec, Name):
+
+            def unique():
+                ptr, _ = inner()
+                return self.make_unique(ptr, vec.type)
+            return unique
+        if isinstance(vec, Name):
             # Loaded in phase 2: j cannot append (else insert-refcounts
             # would have held v in a temp), so nothing changes v before.
             slot = self.lookup_name(vec.name)
-            inner = lambda: (slot, False)   # noqa: E731
-        else:
-            # A read path (g[i][j]): the vector g[i] is read, and i
-            # checked, before j is evaluated (left to right). When j
-            # appends, vec is a temp holding a reference to that vector
-            # (insert-refcounts), which the append then copies rather
-            # than changes.
-            rvalue = self.expr(vec)
+            return lambda: self.load_raw(slot, False, vec.type)
+        # A read path (g[i][j]): the vector g[i] is read, and i checked,
+        # before j is evaluated (left to right). When j appends, vec is a
+        # temp holding a reference to that vector (insert-refcounts), which
+        # the append then copies rather than changes.
+        rvalue = self.expr(vec)
+        return lambda: rvalue
+
+    def _elem_place(self, p: V.ElemAddr):
+        container = self._container(p.vec)
         index = self.expr(p.index)
 
         def elem():
-            if inner is not None:
-                ptr, mem = inner()
-                if isinstance(vec, V.MakeUnique):
-                    v = self.make_unique(ptr, vec.type)
-                else:
-                    v = self.load_raw(ptr, mem, vec.type)
-            else:
-                v = rvalue
+            v = container()
             self.bounds_check(v, index, p.check.pos)
             return self.elem_ptr(v, index, p.type), True
         return elem
 
+    def _map_place(self, p: V.MapAddr):
+        """Like _elem_place: the map (a value on a read path, read before
+        the key; made unique in phase 2 on a write path), then the key;
+        phase 2 finds the key or raises `key K not in map` at the `[`."""
+        container = self._container(p.map)
+        key = self.expr(p.key)
+
+        def found():
+            slot = self.b.call(self.rt.fn("ms_map_get"),
+                               [self.values.descriptor(p.map.type), container(),
+                                self.key_ptr(key, p.key.type),
+                                ir.Constant(I32, p.check.pos.line),
+                                ir.Constant(I32, p.check.pos.col)])
+            return self.typed_value_ptr(slot, p.type), True
+        return found
+
+    def key_ptr(self, key: ir.Value, t: T.Type) -> ir.Value:
+        """An i8* to a stack copy of `key` in memory form (bool as i8)."""
+        return self.spill(self.types.to_mem(self.b, key, t), t)
+
+    def typed_value_ptr(self, slot: ir.Value, t: T.Type) -> ir.Value:
+        return self.b.bitcast(slot, self.types.mem_type(t).as_pointer())
+
     # ------------------------------------------------------------ operations
+
+    def expr_MapHas(self, e: V.MapHas) -> ir.Value:
+        m = self.expr(e.map)
+        key = self.expr(e.key)
+        r = self.b.call(self.rt.fn("ms_map_has"),
+                        [self.values.descriptor(e.map.type), m,
+                         self.key_ptr(key, e.key.type)])
+        return self.b.icmp_unsigned("!=", r, ir.Constant(I8, 0))
+
+    def expr_MapRemove(self, e: V.MapRemove) -> None:
+        resolve = self.place(e.place)
+        key = self.expr(e.key)
+        ptr, _ = resolve()
+        self.b.call(self.rt.fn("ms_map_remove"),
+                    [self.values.descriptor(e.place.type), ptr,
+                     self.key_ptr(key, e.key.type)])
+        return None
+
+    def expr_MapKeys(self, e: V.MapKeys) -> ir.Value:
+        return self.b.call(self.rt.fn("ms_map_keys"),
+                           [self.values.descriptor(e.map.type),
+                            self.expr(e.map)])
+
+    def expr_MapValues(self, e: V.MapValues) -> ir.Value:
+        return self.b.call(self.rt.fn("ms_map_values"),
+                           [self.values.descriptor(e.map.type),
+                            self.expr(e.map)])
 
     def expr_VarAddr(self, e):
         raise AssertionError(f"place {e} used as a value")

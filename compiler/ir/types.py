@@ -69,6 +69,17 @@ class VectorType(Type):
 
 
 @attrs.frozen
+class MapType(Type):
+    """map<K, V> (SPEC 13): K is int, char, bool or string; V any type
+    but void."""
+    key: Type
+    value: Type
+
+    def __str__(self) -> str:
+        return f"map<{self.key}, {self.value}>"
+
+
+@attrs.frozen
 class StructType(Type):
     """A reference to a struct declaration by name (struct names are unique)."""
     name: str
@@ -94,6 +105,9 @@ JOBSTATE = JobStateType()
 STRING = VectorType(CHAR)
 
 SCALARS = (INT, DOUBLE, BOOL, CHAR)
+
+# The key types of maps (SPEC 13).
+MAP_KEYS = (INT, CHAR, BOOL, STRING)
 
 # Job states in the order the runtime numbers them (ms_job_state's result).
 JOB_STATES = ("running", "finished", "failed", "cancelled")

@@ -23,6 +23,13 @@ make-unique (and as the base of another place):
     field-addr PLACE K NAME       field number K (NAME) of the struct at PLACE
     vec-push PLACE VALUE          (also an operation, below) the vector at
                                   PLACE, after VALUE has been appended to it
+    map-addr MAP KEY CHECK        the value for KEY in the map value MAP,
+                                  after CHECK (a key-check holding the `[`'s
+                                  position) has found KEY there (SPEC 13)
+    map-insert-addr PLACE KEY     the value for KEY in the map at PLACE, made
+                                  unique first, KEY inserted with a zero
+                                  value when absent: the place of `m[k] = e`
+                                  alone (every other write needs the key)
 
 A place is evaluated in two phases: first the operands that compute it (an
 element's INDEX, and VEC when VEC is not read from a place), left to right;
@@ -59,6 +66,16 @@ Operations (all expressions; `type` as written):
                                   structs (`!=` is `(unary ! (value-eq ..))`)
     string-cmp A B :int           lexicographic byte comparison, <0, 0 or >0;
                                   `a < b` on strings is `(string-cmp a b) < 0`
+    map-has MAP KEY :bool         whether KEY is a key of MAP (SPEC 13)
+    map-remove PLACE KEY :void    remove KEY from the map at PLACE (made
+                                  unique first) if it is there
+    map-keys MAP, map-values MAP  the keys, the values, in insertion order
+    (vec-len of a map is its number of keys, value-eq compares two maps
+    whatever their order)
+
+Maps are values like vectors: a map variable is a pointer to a counted
+map, copied by a retain and made unique before a write, so everything said
+here of the vectors a write goes through holds of the maps too.
 
 Reference counting (added by insert-refcounts; see its docstring for the
 ownership convention). A value "holds references" when its type is a
@@ -135,6 +152,34 @@ class ElemAddr(Place):
     vec: Expr
     index: Expr
     check: BoundsCheck
+    type: Optional[T.Type] = type_field()
+    pos: Pos = pos_field()
+
+
+@node
+class KeyCheck(Node):
+    """The presence check of a map-addr; `pos` is the `[` where the runtime
+    error `key K not in map` points. Printed `key-check@LINE:COL`."""
+    print_pos = True
+    pos: Pos = pos_field()
+
+
+@node
+class MapAddr(Place):
+    """The value for `key` in map value `map`, which `check` finds there."""
+    map: Expr
+    key: Expr
+    check: KeyCheck
+    type: Optional[T.Type] = type_field()
+    pos: Pos = pos_field()
+
+
+@node
+class MapInsertAddr(Place):
+    """The value for `key` in the map at `place` (made unique), inserted
+    with the zero value when absent. pos is the `[`."""
+    place: Place
+    key: Expr
     type: Optional[T.Type] = type_field()
     pos: Pos = pos_field()
 
@@ -231,6 +276,37 @@ class StringCmp(Expr):
     pos: Pos = pos_field()
 
 
+@node
+class MapHas(Expr):
+    map: Expr
+    key: Expr
+    type: Optional[T.Type] = type_field()
+    pos: Pos = pos_field()
+
+
+@node
+class MapRemove(Expr):
+    """Remove `key` from the map at `place` (type void); pos is `remove`."""
+    place: Place
+    key: Expr
+    type: Optional[T.Type] = type_field()
+    pos: Pos = pos_field()
+
+
+@node
+class MapKeys(Expr):
+    map: Expr
+    type: Optional[T.Type] = type_field()
+    pos: Pos = pos_field()
+
+
+@node
+class MapValues(Expr):
+    map: Expr
+    type: Optional[T.Type] = type_field()
+    pos: Pos = pos_field()
+
+
 # ---------------------------------------------------------------- refcounts
 
 @node
@@ -315,7 +391,7 @@ def holds_refs(t: T.Type, structs: dict, handles: bool = True) -> bool:
     or a struct with such a field at any depth): the types whose copies and
     drops insert-refcounts makes explicit. With handles=False job handles
     do not count."""
-    if isinstance(t, T.VectorType):
+    if isinstance(t, (T.VectorType, T.MapType)):
         return True
     if isinstance(t, T.JobType):
         return handles
@@ -327,7 +403,8 @@ def holds_refs(t: T.Type, structs: dict, handles: bool = True) -> bool:
 # ---------------------------------------------------------------- checks
 
 def _check_places(prog, structs: dict) -> None:
-    place_parents = (Load, Store, StoreOp, MakeUnique, FieldAddr, VecPush)
+    place_parents = (Load, Store, StoreOp, MakeUnique, FieldAddr, VecPush,
+                     MapInsertAddr, MapRemove)
     for n in walk(prog):
         assert not isinstance(n, (Index, FieldAccess, Append)), \
             f"{type(n).__name__} left after lower-vectors"
@@ -339,6 +416,13 @@ def _check_places(prog, structs: dict) -> None:
             assert isinstance(n.check, BoundsCheck)
             assert isinstance(n.vec.type, T.VectorType)
             assert n.type == n.vec.type.elem
+        if isinstance(n, MapAddr):
+            assert isinstance(n.check, KeyCheck)
+            assert isinstance(n.map.type, T.MapType)
+            assert n.type == n.map.type.value and n.key.type == n.map.type.key
+        if isinstance(n, (MapInsertAddr, MapRemove)):
+            assert isinstance(n.place, Place), f"{n} needs a place"
+            assert isinstance(n.place.type, T.MapType)
         if isinstance(n, (FieldAddr, FieldGet)):
             inner = n.base if isinstance(n, FieldAddr) else n.value
             fields = structs[inner.type.name]
@@ -370,13 +454,16 @@ def _write_paths(place):
     checker follows when its walk gets there (so a chain `v :: 1 :: 1 ...`
     is followed once, not once per `::`)."""
     while True:
-        if isinstance(place, ElemAddr):
+        if isinstance(place, (ElemAddr, MapAddr)):
             yield place
-            vec = place.vec
+            vec = place.vec if isinstance(place, ElemAddr) else place.map
             if isinstance(vec, (MakeUnique, Load)):
                 place = vec.place
                 continue
             return
+        if isinstance(place, MapInsertAddr):
+            place = place.place
+            continue
         if isinstance(place, FieldAddr):
             place = place.base
             continue
@@ -404,14 +491,18 @@ def check_refcounted(prog) -> None:
         if isinstance(n, Temp):
             made[n.id] = made.get(n.id, 0) + 1
             temp_at.setdefault(n.id, []).append(k)
-        if isinstance(n, (Store, StoreOp, VecPush)):
+        if isinstance(n, (Store, StoreOp, VecPush, MapRemove)):
             for ea in _write_paths(n.place):
-                assert not isinstance(ea.vec, Load), \
-                    f"write through a vector without make-unique: {n}"
-        if isinstance(n, ElemAddr) and not isinstance(n.vec, MakeUnique) \
-                and any(isinstance(m, VecPush) for m in walk(n.index)):
-            assert isinstance(n.vec, (Temp, CharVectorLit)), \
-                f"element read whose index appends, from a borrowed vector: {n}"
+                inner = ea.vec if isinstance(ea, ElemAddr) else ea.map
+                assert not isinstance(inner, Load), \
+                    f"write through a vector or map without make-unique: {n}"
+        if isinstance(n, (ElemAddr, MapAddr)):
+            inner, index = ((n.vec, n.index) if isinstance(n, ElemAddr)
+                            else (n.map, n.key))
+            if not isinstance(inner, MakeUnique) \
+                    and any(isinstance(m, VecPush) for m in walk(index)):
+                assert isinstance(inner, (Temp, CharVectorLit)), \
+                    f"element read whose index appends, from a borrowed value: {n}"
     for n, first, end in bodies:
         for t in n.temps:
             at = temp_at.get(t, ())

@@ -25,6 +25,8 @@ def desugar_type(t: T.Type) -> T.Type:
         return T.VectorType(desugar_type(t.elem))
     if isinstance(t, T.JobType):
         return T.JobType(desugar_type(t.result))
+    if isinstance(t, T.MapType):
+        return T.MapType(desugar_type(t.key), desugar_type(t.value))
     return t
 
 

@@ -59,6 +59,12 @@ vector shared and copies it, and the element is read from the value held,
 as it was before the append (SPEC 3). An index that cannot append (the
 common case) costs no reference counting.
 
+Maps (SPEC 13) are counted and copied on write like vectors: a map-addr
+on a write path reads its map with make-unique; map-insert-addr and
+map-remove make the map at their place unique themselves (one runtime
+call). A string key on a write path is held in a temporary from where it
+is evaluated until the write is done.
+
 Elided (provably unneeded) reference counting:
 - temporaries moved into place: an owned value flowing into an owning sink
   (`x = f(y)`, `v :: str(i)`, `return a + b`) costs no operation;
@@ -116,8 +122,8 @@ def _place_root(place) -> str | None:
     while True:
         if isinstance(place, V.VarAddr):
             return place.name
-        if isinstance(place, V.ElemAddr):
-            vec = place.vec
+        if isinstance(place, (V.ElemAddr, V.MapAddr)):
+            vec = place.vec if isinstance(place, V.ElemAddr) else place.map
             if isinstance(vec, (V.Load, V.MakeUnique)):
                 place = vec.place
             elif isinstance(vec, Name):
@@ -126,7 +132,7 @@ def _place_root(place) -> str | None:
                 return None
         elif isinstance(place, V.FieldAddr):
             place = place.base
-        elif isinstance(place, V.VecPush):
+        elif isinstance(place, (V.VecPush, V.MapInsertAddr)):
             place = place.place
         else:
             return None
@@ -137,7 +143,7 @@ def _written_variables(body) -> set:
     for n in walk(body):
         if isinstance(n, Assign) and isinstance(n.target, Name):
             names.add(n.target.name)
-        elif isinstance(n, (V.Store, V.StoreOp, V.VecPush)):
+        elif isinstance(n, (V.Store, V.StoreOp, V.VecPush, V.MapRemove)):
             root = _place_root(n.place)
             if root is not None:
                 names.add(root)
@@ -153,6 +159,9 @@ class _Body:
         self.scopes: list[list[tuple[str, T.Type]]] = []
         self.loops: list[int] = []   # len(self.scopes) at each loop's body
         self.counter = 0
+        # The temporaries holding the keys of the write path being built
+        # (write_place_temps).
+        self._wtemps: list = []
 
     def refs(self, t) -> bool:
         return t is not None and V.holds_refs(t, self.structs, COUNT_HANDLES)
@@ -220,7 +229,14 @@ class _Body:
         if isinstance(e, (V.Store, V.StoreOp)):
             return self.store(e)
         if isinstance(e, V.VecPush):
-            return _Val(self.write_place(e), BORROWED)
+            place, temps = self.write_place_temps(e)
+            return _Val(place, BORROWED, temps)
+        if isinstance(e, V.MapRemove):
+            place, wtemps = self.write_place_temps(e.place)
+            (key,), temps = self.operands([self.expr(e.key)])
+            return _Val(self.release_after(wtemps + temps,
+                                           attrs.evolve(e, place=place, key=key)),
+                        NONE)
         if isinstance(e, (Call, Remote)):
             (args), temps = self.operands([self.expr(a) for a in e.args])
             return self.result(attrs.evolve(e, args=tuple(args)), temps)
@@ -246,12 +262,37 @@ class _Body:
             (vec, index), temps = self.operands([self.expr(p.vec),
                                                  self.expr(p.index)])
             return attrs.evolve(p, vec=vec, index=index), temps
+        if isinstance(p, V.MapAddr):
+            # The map, then the key (SPEC 13), as for an element.
+            (m, key), temps = self.operands([self.expr(p.map),
+                                             self.expr(p.key)])
+            return attrs.evolve(p, map=m, key=key), temps
         if isinstance(p, V.FieldAddr):
             base, temps = self.read_place(p.base)
             return attrs.evolve(p, base=base), temps
         if isinstance(p, V.VecPush):
-            return self.write_place(p), ()
+            return self.write_place_temps(p)
         raise AssertionError(f"unknown place {p}")
+
+    def write_place_temps(self, p) -> tuple:
+        """write_place(p), and the temporaries that hold its keys: a key
+        that holds references (a string) is held from phase 1, where it is
+        evaluated, until its consumer is done, so that the value assigned
+        cannot change it (SPEC 11) and its runtime call may borrow it."""
+        saved, self._wtemps = self._wtemps, []
+        try:
+            place = self.write_place(p)
+            return place, tuple(self._wtemps)
+        finally:
+            self._wtemps = saved
+
+    def write_key(self, key: Expr) -> Expr:
+        v = self.expr(key)
+        if not self.refs(key.type) or v.own == STATIC:
+            return self.owned(v)
+        t = self.new_temp(self.owned(v))
+        self._wtemps.append(t.id)
+        return t
 
     def write_place(self, p):
         """A place on the path of a write: every vector it goes through is
@@ -264,6 +305,14 @@ class _Body:
             vec = V.MakeUnique(place=inner, type=p.vec.type, pos=p.vec.pos)
             index = self.owned(self.expr(p.index))
             return attrs.evolve(p, vec=vec, index=index)
+        if isinstance(p, V.MapAddr):
+            assert isinstance(p.map, V.Load), f"write through an rvalue {p}"
+            inner = self.write_place(p.map.place)
+            m = V.MakeUnique(place=inner, type=p.map.type, pos=p.map.pos)
+            return attrs.evolve(p, map=m, key=self.write_key(p.key))
+        if isinstance(p, V.MapInsertAddr):
+            return attrs.evolve(p, place=self.write_place(p.place),
+                                key=self.write_key(p.key))
         if isinstance(p, V.FieldAddr):
             return attrs.evolve(p, base=self.write_place(p.base))
         if isinstance(p, V.VecPush):
@@ -272,13 +321,15 @@ class _Body:
         raise AssertionError(f"unknown place {p}")
 
     def store(self, e) -> _Val:
-        place = self.write_place(e.place)
+        place, wtemps = self.write_place_temps(e.place)
         if isinstance(e, V.Store):
-            return _Val(attrs.evolve(e, place=place,
-                                     value=self.owned(self.expr(e.value))), NONE)
+            value = self.owned(self.expr(e.value))
+            return _Val(self.release_after(
+                wtemps, attrs.evolve(e, place=place, value=value)), NONE)
         (value,), temps = self.operands([self.expr(e.value)])
-        return _Val(self.release_after(temps, attrs.evolve(e, place=place,
-                                                           value=value)), NONE)
+        return _Val(self.release_after(wtemps + temps,
+                                       attrs.evolve(e, place=place,
+                                                    value=value)), NONE)
 
     # ------------------------------------------------------------ statements
 

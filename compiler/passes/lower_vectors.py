@@ -21,7 +21,15 @@ read, write, bounds check and runtime call:
 - `lv :: e` becomes `(vec-push PLACE E)`, itself a place, so
   `(v :: 1) :: 2` is `(vec-push (vec-push (var-addr v) 1) 2)`; used as a
   value it is loaded, `(load (vec-push ...))`;
-- `len(v)` becomes vec-len, vector `+` vec-concat, `==` on vectors or
+- `m[k]` on a map becomes `(load (map-addr M K key-check@L:C))`, read
+  like an element (M the map's value, read before K); the target of
+  `m[k] = e` alone is `(map-insert-addr PLACE K)`, which inserts K when it
+  is absent, after e (SPEC 13); every other write through `m[k]` goes
+  through a map-addr whose map is loaded from its place (made unique by
+  insert-refcounts);
+- `has`, `remove`, `keys`, `values` become map-has, map-remove (on the
+  map's place), map-keys, map-values;
+- `len(v)` becomes vec-len (of a map too: its header counts its keys), vector `+` vec-concat, `==` on vectors or
   structs value-eq (and `!=` its negation), `< <= > >=` on strings a
   string-cmp compared with 0.
 
@@ -50,8 +58,22 @@ from compiler.ir.walk import map_children
 _ORDER = ("<", "<=", ">", ">=")
 
 # The IR nodes of this pass that builtins become (compiler/builtins.py).
-_NODE_OF = {"vec-len": lambda self, e: V.VecLen(vec=self.value(e.args[0]),
-                                                type=T.INT, pos=e.pos)}
+_NODE_OF = {
+    "vec-len": lambda self, e: V.VecLen(vec=self.value(e.args[0]),
+                                        type=T.INT, pos=e.pos),
+    # SPEC 13
+    "map-has": lambda self, e: V.MapHas(map=self.value(e.args[0]),
+                                        key=self.value(e.args[1]),
+                                        type=T.BOOL, pos=e.pos),
+    "map-remove": lambda self, e: V.MapRemove(
+        place=self.place(e.args[0], write=True), key=self.value(e.args[1]),
+        type=T.VOID, pos=e.pos),
+    "map-keys": lambda self, e: V.MapKeys(map=self.value(e.args[0]),
+                                          type=e.type, pos=e.pos),
+    "map-values": lambda self, e: V.MapValues(map=self.value(e.args[0]),
+                                              type=e.type, pos=e.pos),
+}
+_AGGREGATES = (T.VectorType, T.StructType, T.MapType)
 _NODES = {b.name: _NODE_OF[b.lowering.name] for b in BUILTINS.values()
           if b.lowering_by() == "lower-vectors"}
 
@@ -76,10 +98,9 @@ class _Lowering:
     def assign(self, s: Assign):
         value = self.value(s.value)
         t = s.target.type
-        if isinstance(s.target, Name) and \
-                not isinstance(t, (T.VectorType, T.StructType)):
+        if isinstance(s.target, Name) and not isinstance(t, _AGGREGATES):
             return attrs.evolve(s, value=value)
-        place = self.place(s.target, write=True)
+        place = self.place(s.target, write=True, insert=s.op == "=")
         if s.op == "=":
             op = V.Store(place=place, value=value, type=T.VOID, pos=s.pos)
         else:
@@ -106,19 +127,26 @@ class _Lowering:
                 return k
         raise AssertionError(f"no field {name} in {struct} after typecheck")
 
-    def place(self, e: Expr, write: bool) -> V.Place:
-        """The place of addressable `e`. On a write path every vector is read
-        from its own place, `(load PLACE)`, so that insert-refcounts can make
-        it unique; on a read path it is just read as a value."""
+    def place(self, e: Expr, write: bool, insert: bool = False) -> V.Place:
+        """The place of addressable `e`. On a write path every vector or
+        map is read from its own place, `(load PLACE)`, so that
+        insert-refcounts can make it unique; on a read path it is just read
+        as a value. `insert`: e is the whole target of `lv = e`, where a
+        map's element is inserted when absent (SPEC 13)."""
         if isinstance(e, Name):
             return V.VarAddr(name=e.name, type=e.type, pos=e.pos)
+        if isinstance(e, Index) and isinstance(e.base.type, T.MapType):
+            if insert:
+                return V.MapInsertAddr(place=self.place(e.base, write=True),
+                                       key=self.value(e.index), type=e.type,
+                                       pos=e.pos)
+            return V.MapAddr(map=self.container(e.base, write),
+                             key=self.value(e.index),
+                             check=V.KeyCheck(pos=e.pos), type=e.type,
+                             pos=e.pos)
         if isinstance(e, Index):
-            if write:
-                base = self.place(e.base, write=True)
-                vec = V.Load(place=base, type=base.type, pos=e.base.pos)
-            else:
-                vec = self.value(e.base)
-            return V.ElemAddr(vec=vec, index=self.value(e.index),
+            return V.ElemAddr(vec=self.container(e.base, write),
+                              index=self.value(e.index),
                               check=V.BoundsCheck(pos=e.pos),
                               type=e.type, pos=e.pos)
         if isinstance(e, FieldAccess):
@@ -128,6 +156,14 @@ class _Lowering:
         if isinstance(e, Append):
             return self.push(e)
         raise AssertionError(f"no place for {type(e).__name__}")
+
+    def container(self, base: Expr, write: bool) -> Expr:
+        """The vector or map that an element or a map value is in: loaded
+        from its place on a write path, its value on a read path."""
+        if write:
+            place = self.place(base, write=True)
+            return V.Load(place=place, type=place.type, pos=base.pos)
+        return self.value(base)
 
     def push(self, e: Append) -> V.VecPush:
         place = self.place(e.target, write=True)
@@ -157,7 +193,7 @@ class _Lowering:
 
     def binary(self, e: Binary) -> Expr | None:
         t = e.left.type
-        if not isinstance(t, (T.VectorType, T.StructType)):
+        if not isinstance(t, _AGGREGATES):
             return None
         left, right = self.value(e.left), self.value(e.right)
         if e.op == "+":

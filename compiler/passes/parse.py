@@ -497,6 +497,9 @@ class _Builder:
         kind = node.expr_name
         if kind == "vector_type":
             return T.VectorType(self.type(node.children[2]))
+        if kind == "map_type":
+            return T.MapType(self.type(node.children[2]),
+                             self.type(node.children[4]))
         if kind == "job_type":
             return T.JobType(self.type(node.children[2]))
         if kind == "struct_type":

@@ -7,11 +7,12 @@ It checks the struct declarations and every type written in the program:
 
 - struct names are unique, and field names are unique within a struct;
 - every `struct X` written anywhere (field, parameter, return type, local
-  variable, nested in vector<...> or job<...>) names a declared struct;
+  variable, nested in vector<...>, map<...> or job<...>) names a declared struct;
 - `void` is written only as a return type or as job<void> (never as the
   type of a variable, parameter or field, nor as a vector's elements);
+- a map's key type is int, char, bool or string (SPEC 13);
 - no struct contains itself by value, directly or through other structs
-  held by value (holding it through a vector or job<...> is fine); the
+  held by value (holding it through a vector, a map or job<...> is fine); the
   error names the cycle, e.g. `struct A contains itself by value
   (A -> B -> A)`.
 
@@ -34,21 +35,27 @@ def _check_written_type(top: T.Type, structs: dict, pos: Pos, what: str,
     `what` names the thing being declared, e.g. "variable 'x'"; `void_ok`
     says whether `top` itself may be void (a return type).
     """
-    def check(t: T.Type, may_be_void: bool) -> None:
+    def check(t: T.Type, may_be_void: bool, inside: str = "") -> None:
         if isinstance(t, T.VoidType):
             if may_be_void:
                 return
             if t is top or t == top:
                 raise CompileError(pos, f"{what} cannot have type void")
             raise CompileError(pos, f"invalid type {top} for {what}: "
-                                    "a vector's elements cannot be void")
+                                    f"{inside} cannot be void")
         if isinstance(t, T.StructType):
             if t.name not in structs:
                 raise CompileError(pos, f"unknown struct '{t.name}' in the type of {what}")
         elif isinstance(t, T.VectorType):
-            check(t.elem, False)
+            check(t.elem, False, "a vector's elements")
         elif isinstance(t, T.JobType):
             check(t.result, True)
+        elif isinstance(t, T.MapType):
+            if t.key not in T.MAP_KEYS:
+                raise CompileError(pos, f"invalid type {top} for {what}: a map's "
+                                        "keys must be int, char, bool or string, "
+                                        f"not {t.key}")
+            check(t.value, False, "a map's values")
 
     check(top, void_ok)
 

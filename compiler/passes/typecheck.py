@@ -437,6 +437,10 @@ class _BodyChecker:
                                   fewest=builtin.min_arity)
             args = tuple(self.value(a) for a in e.args)
             t = builtin.result_type(args, [a.type for a in args])
+            if builtin.lvalue_first and not _is_lvalue(e.args[0]):
+                raise CompileError(e.args[0].pos, f"'{e.name}' needs a map "
+                                   "variable, element or field (an lvalue), "
+                                   "not a computed value")
             return attrs.evolve(e, args=args, type=t)
         hint = f" ({_C_FUNCTIONS[e.name]})" if e.name in _C_FUNCTIONS else ""
         raise CompileError(e.pos, f"unknown function '{e.name}'{hint}")
@@ -454,8 +458,15 @@ class _BodyChecker:
 
     def index(self, e: Index) -> Index:
         base = self.value(e.base)
+        if isinstance(base.type, T.MapType):
+            key = self.value(e.index)
+            if key.type != base.type.key:
+                raise CompileError(key.pos, f"key of {base.type} must be "
+                                            f"{base.type.key}, not {key.type}")
+            return attrs.evolve(e, base=base, index=key, type=base.type.value)
         if not isinstance(base.type, T.VectorType):
-            raise CompileError(e.pos, f"cannot index {base.type} (not a vector or string)")
+            raise CompileError(e.pos, f"cannot index {base.type} (not a vector, "
+                                      "string or map)")
         index = self.value(e.index)
         if index.type != T.INT:
             raise CompileError(index.pos, f"index must be int, not {index.type}")

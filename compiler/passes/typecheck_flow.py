@@ -90,13 +90,14 @@ def not_serializable_reason(t: T.Type, structs: dict) -> str | None:
     structs): a struct already being looked at is assumed serializable,
     since its own fields are being checked further up the walk. Each
     struct is looked at once per call, so the walk is linear in the size
-    of the declarations.
+    of the declarations. A map is looked through to its values (SPEC 13).
     """
     verdicts: dict[str, str | None] = {}
 
     def reason(t: T.Type) -> str | None:
-        while isinstance(t, T.VectorType):
-            t = t.elem
+        while isinstance(t, (T.VectorType, T.MapType)):
+            # SPEC 13: a map is serializable when K and V are; K is a scalar
+            t = t.elem if isinstance(t, T.VectorType) else t.value
         if t in T.SCALARS:
             return None
         if not isinstance(t, T.StructType):

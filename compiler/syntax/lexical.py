@@ -26,7 +26,7 @@ from typing import NamedTuple, Optional
 import attrs
 
 KEYWORDS = frozenset("""
-    master job remote struct vector int double bool char string void if else
+    master job remote struct vector map int double bool char string void if else
     while for return break continue true false running finished failed
     cancelled jobstate""".split())
 

@@ -2,7 +2,9 @@
  *
  * Wire form: int and double 8 bytes little-endian, bool and char 1 byte,
  * a vector its u32 element count then its elements, a struct its fields in
- * declaration order (an empty struct nothing). No padding, no tags.
+ * declaration order (an empty struct nothing), a map its u32 key count then
+ * each key and its value in insertion order (SPEC 13). No padding, no
+ * tags.
  *
  * Decoding trusts nothing even though callers validate payloads first:
  * every read goes through the bounds-checked ms_read_* calls, and a vector
@@ -13,6 +15,7 @@
  * size, which take no bytes and no memory, have any count in both). */
 #include "values.h"
 
+#include "maps.h"
 #include "ser.h"
 
 #include <string.h>
@@ -42,6 +45,7 @@ static uint64_t min_wire_size(const ms_type *t)
     case MS_T_CHAR:
         return 1;
     case MS_T_VECTOR:
+    case MS_T_MAP:
         return 4;
     case MS_T_STRUCT: {
         uint64_t n = 0;
@@ -62,11 +66,14 @@ static uint64_t min_wire_size(const ms_type *t)
  * done in place by recursion instead, as are the vectors of scalars, whose
  * bytes are copied whole. */
 typedef struct codec_frame {
-    const ms_type *t;  /* a vector's element type, or the struct type */
-    unsigned char *p;  /* its elements, or the struct */
-    int64_t i, n;      /* next item, item count */
-    int is_struct;
+    const ms_type *t;  /* a vector's element type, the struct or map type */
+    unsigned char *p;  /* its elements, the struct, the map */
+    int64_t i, n;      /* next item, item count (a map: entry slots, or
+                        * keys to decode) */
+    int is_struct;     /* 1 struct, FRAME_MAP a map, 0 a vector */
 } codec_frame;
+
+#define FRAME_MAP 2
 
 /* Frames kept in the caller's C frame before the walk allocates. */
 #define CODEC_INLINE_FRAMES 32
@@ -166,11 +173,24 @@ static void encode_vec(const ms_type *vt, const ms_vec *v, ms_buf *b, msv_walk *
 
 /* One item of type t at p: appended to b, or (a vector or struct holding
  * references) its frame pushed onto w. */
+/* m borrowed: its count appended to b, a frame for its entries onto w. */
+static void encode_map(const ms_type *mt, const ms_map *m, ms_buf *b, msv_walk *w)
+{
+    int64_t n = m ? m->len : 0;
+    if ((uint64_t)n > UINT32_MAX)
+        ms_runtime_error(0, 0, "map too large to send");
+    ms_buf_put_u32(b, (uint32_t)n);
+    if (n > 0)
+        push_frame(w, mt, (unsigned char *)m, m->entries->len, FRAME_MAP);
+}
+
 static inline void encode_item(const ms_type *t, const void *p, ms_buf *b,
                                msv_walk *w)
 {
     if (t->kind == MS_T_VECTOR)
         encode_vec(t, *(ms_vec *const *)p, b, w);
+    else if (t->kind == MS_T_MAP)
+        encode_map(t, *(const ms_map *const *)p, b, w);
     else if (t->kind == MS_T_STRUCT && t->has_refs)
         push_frame(w, t, (unsigned char *)p, t->nfields, 1);
     else
@@ -188,6 +208,18 @@ void ms_value_encode(const ms_type *t, const void *value, ms_buf *b)
         codec_frame *f = msv_walk_top(&w);
         if (f->i == f->n) {
             w.n--;
+            continue;
+        }
+        if (f->is_struct == FRAME_MAP) {
+            /* One live entry: its key (never deep: a scalar or a string),
+             * then its value, which may push. */
+            const ms_type *mt = f->t;
+            unsigned char *e = msm_entry((const ms_map *)f->p, msm_esize(mt),
+                                         f->i++);
+            if (!msm_live(e))
+                continue;
+            encode_item(MSM_KEY(mt), e + MSM_KEY_OFF, b, &w);
+            encode_item(MSM_VAL(mt), e + MSM_VAL_OFF, b, &w); /* f may move */
             continue;
         }
         unsigned char *at;
@@ -302,11 +334,32 @@ static ms_vec *decode_vec(const ms_type *vt, ms_reader *r, msv_walk *w)
 
 /* One item of type t read from r into out, or (a vector or struct holding
  * references) started there with its frame pushed onto w. */
+/* A new map (owned by the caller) read from r: allocated for its count
+ * (checked against the bytes left first: each entry takes at least its
+ * key's and value's least bytes), empty, with a frame that decodes its
+ * entries pushed onto w; NULL when the count is 0 or cannot fit. */
+static ms_map *decode_map(const ms_type *mt, ms_reader *r, msv_walk *w)
+{
+    uint32_t n = ms_read_u32(r);
+    if (n == 0)
+        return NULL;
+    uint64_t least = min_wire_size(MSM_KEY(mt)) + min_wire_size(MSM_VAL(mt));
+    if (n > bytes_left(r) / least) {
+        r->off = r->len;
+        return NULL;
+    }
+    ms_map *m = msm_new(mt, n);
+    push_frame(w, mt, (unsigned char *)m, n, FRAME_MAP);
+    return m;
+}
+
 static inline void decode_item(const ms_type *t, ms_reader *r, void *out,
                                msv_walk *w)
 {
     if (t->kind == MS_T_VECTOR)
         *(ms_vec **)out = decode_vec(t, r, w);
+    else if (t->kind == MS_T_MAP)
+        *(ms_map **)out = decode_map(t, r, w);
     else if (t->kind == MS_T_STRUCT && t->has_refs)
         push_frame(w, t, out, t->nfields, 1);
     else
@@ -325,6 +378,27 @@ void ms_value_decode(const ms_type *t, ms_reader *r, void *out)
         codec_frame *f = msv_walk_top(&w);
         if (f->i == f->n) {
             w.n--;
+            continue;
+        }
+        if (f->is_struct == FRAME_MAP) {
+            /* One entry: the key (a scalar or a string: decoding it pushes
+             * nothing), inserted (the map has room for every entry, so
+             * no value moves while the walk fills it), then its value. */
+            const ms_type *mt = f->t;
+            ms_map *m = (ms_map *)f->p;
+            f->i++;
+            unsigned char key[8] = {0};
+            decode_item(MSM_KEY(mt), r, key, &w);
+            int inserted;
+            void *slot = msm_insert(mt, m, key, &inserted);
+            ms_value_release(MSM_KEY(mt), key);
+            if (!inserted) {
+                /* A repeated key, which validation rejects first: the
+                 * later value wins. */
+                ms_value_release(MSM_VAL(mt), slot);
+                memset(slot, 0, MSM_VAL(mt)->size);
+            }
+            decode_item(MSM_VAL(mt), r, slot, &w); /* f may move */
             continue;
         }
         unsigned char *at;

@@ -53,6 +53,8 @@ typedef struct ms_job *ms_handle;
  *   i int (8 bytes)  d double (8)  b bool (1 byte, 0 or 1)  c char (1)
  *   vT  vector of T (u32 count, then the elements)
  *   {T...}  struct: its fields' signatures in declaration order
+ *   mKV map with keys K (i, c, b or vc) and values V (SPEC 13: u32 count,
+ *       then each key and its value)
  *   ^N  the struct whose `{` is N characters back, which this one is
  *       inside of through a vector (a recursive struct): struct L { int v;
  *       vector<struct L> next; } is {iv^3}
@@ -163,7 +165,9 @@ typedef struct ms_vec {
 /* Type descriptors, emitted by the compiler as constants (one per type that
  * a runtime call needs). LLVM type: { i32, i32, i32, i32, ptr, ptr, ptr, ptr }. */
 enum { MS_T_INT = 0, MS_T_DOUBLE = 1, MS_T_BOOL = 2, MS_T_CHAR = 3,
-       MS_T_JOBSTATE = 4, MS_T_JOB = 5, MS_T_VECTOR = 6, MS_T_STRUCT = 7 };
+       MS_T_JOBSTATE = 4, MS_T_JOB = 5, MS_T_VECTOR = 6, MS_T_STRUCT = 7,
+       MS_T_MAP = 8 /* SPEC 13: fields[0] the key type, fields[1] (and
+                     * elem) the value type, nfields 2 */ };
 typedef struct ms_type {
     uint32_t kind;                 /* MS_T_* */
     uint32_t size;                 /* bytes of one value in memory */
@@ -324,5 +328,30 @@ _Noreturn void ms_fail(const ms_vec *msg, int32_t line, int32_t col);
 int64_t ms_slaves(void);
 double ms_clock(void);
 void ms_sleep(double seconds);
+
+/* ------------------------------------------------- F. maps (SPEC 13)
+ *
+ * A map<K, V> value is an ms_vec* like a vector's (NULL: the empty map)
+ * pointing at a map header whose first three words are refcount, number of
+ * keys, and an unused word (runtime/c/maps.h): compiled code retains it
+ * and reads len(m) as it does a vector's, and releases it, makes it unique
+ * and compares it with ms_vec_release, ms_vec_unique and ms_value_eq given
+ * the map's descriptor (kind MS_T_MAP). `mt` is that descriptor; keys are
+ * passed by address, in memory form (bool as i8), borrowed; the calls that
+ * change a map take the address of the map variable (or element, field),
+ * make it unique first, and may move it. */
+/* m[k] read or written where k must be there: the value's address, valid
+ * until the map next changes; raises `key K not in map` at line:col. */
+void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
+                 int32_t line, int32_t col);
+/* m[k] = e: the value's address, k inserted (retained) with the zero value
+ * when absent. */
+void *ms_map_insert(const ms_type *mt, ms_vec **mp, const void *key);
+int8_t ms_map_has(const ms_type *mt, const ms_vec *m, const void *key);
+void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key);
+/* New vectors (owned by the caller) of the keys, the values, in insertion
+ * order. */
+ms_vec *ms_map_keys(const ms_type *mt, const ms_vec *m);
+ms_vec *ms_map_values(const ms_type *mt, const ms_vec *m);
 
 #endif

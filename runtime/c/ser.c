@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "log.h"
+#include "hash.h"
 #include "wire.h"
 
 /* ------------------------------------------------------------- buffers */
@@ -243,6 +244,17 @@ static int sig_one(const char *s, sig_info *out, const sig_open *open,
         *out = (sig_info){elem.end, 4, 0};
         return 0;
     }
+    case 'm': { /* SPEC 13: a key (i, c, b or vc), then the value, which
+                 * holds a struct around it as a vector's element does */
+        const char *k = s + 1;
+        const char *v = *k == 'v' && k[1] == 'c' ? k + 2
+                      : (*k == 'i' || *k == 'c' || *k == 'b') ? k + 1 : NULL;
+        sig_info val;
+        if (!v || sig_one(v, &val, open, vectors + 1, check) != 0)
+            return -1;
+        *out = (sig_info){val.end, 4, 0};
+        return 0;
+    }
     case '{': {
         sig_open me = {s, vectors, open};
         sig_info acc = {s + 1, 0, 1};
@@ -283,10 +295,18 @@ int ms_sig_check(const char *sig, char *err, size_t errlen)
  * is inside of are frames on an explicit stack, inline first, then on the
  * heap. */
 typedef struct vframe {
-    const char *s;   /* a vector's element type, or the next field */
-    uint64_t left;   /* a vector's elements still to check */
-    int is_vec;
+    const char *s;   /* a vector's element type, the next field, a map's
+                      * key type */
+    uint64_t left;   /* a vector's elements (a map's entries) still to check */
+    int is_vec;      /* 1 vector, VFRAME_MAP a map, 0 a struct */
+    /* A map's keys seen so far, to reject a repeated one: an open
+     * addressing set of 1 + the offset of each key's encoding (0 empty),
+     * mask + 1 slots, from malloc; freed when the frame is. */
+    uint64_t *keys;
+    uint64_t mask;
 } vframe;
+
+#define VFRAME_MAP 2
 
 #define VFRAMES_INLINE 32
 
@@ -387,20 +407,110 @@ static int validate_item(vstate *v, const char *s, const sig_info *t)
         vframe *f = vpush(v);
         if (!f)
             return -1;
-        *f = (vframe){es, count, 1};
+        *f = (vframe){es, count, 1, NULL, 0};
         return 0;
     }
     case '{': {
         vframe *f = vpush(v);
         if (!f)
             return -1;
-        *f = (vframe){s + 1, 0, 0};
+        *f = (vframe){s + 1, 0, 0, NULL, 0};
+        return 0;
+    }
+    case 'm': {
+        if (v->len - v->off < 4) {
+            snprintf(v->err, v->errlen,
+                     "payload ends inside a map count at byte %" PRIu64, v->off);
+            return -1;
+        }
+        uint64_t count = ms_get_u32le(v->data + v->off);
+        uint64_t at = v->off;
+        v->off += 4;
+        const char *ks = s + 1, *vs = ks + (*ks == 'v' ? 2 : 1);
+        sig_info e;
+        (void)sig_one(sig_target(vs), &e, NULL, 0, 0);
+        uint64_t least = (*ks == 'i' ? 8 : *ks == 'v' ? 4 : 1) + e.min_size;
+        uint64_t left = v->len - v->off;
+        if (count > left / least || count > UINT32_MAX / 4) {
+            snprintf(v->err, v->errlen,
+                     "map count %" PRIu64 " at byte %" PRIu64
+                     " is more than the %" PRIu64 " bytes left can hold",
+                     count, at, left);
+            return -1;
+        }
+        if (count == 0)
+            return 0;
+        uint64_t slots = 8;
+        while (slots < 2 * count)
+            slots *= 2;
+        uint64_t *keys = calloc((size_t)slots, sizeof *keys);
+        if (!keys) {
+            snprintf(v->err, v->errlen,
+                     "out of memory validating a map of %" PRIu64 " keys", count);
+            return -1;
+        }
+        vframe *f = vpush(v);
+        if (!f) {
+            free(keys);
+            return -1;
+        }
+        *f = (vframe){ks, count, VFRAME_MAP, keys, slots - 1};
         return 0;
     }
     default:
         snprintf(v->err, v->errlen, "malformed type signature");
         return -1;
     }
+}
+
+/* Checks the key of type ks (i, c, b or vc) at v->off of the map whose
+ * frame is f, and that the map has not had it before; consumes it.
+ * Returns 0 or -1. Keys are compared by their encodings, which are
+ * canonical (one per key), and hashed with the keyed hash of maps.c, so
+ * that no payload can make this quadratic. */
+static int validate_key(vstate *v, vframe *f, const char *ks)
+{
+    uint64_t at = v->off, left = v->len - v->off, n;
+    if (*ks == 'v') {
+        if (left < 4 || ms_get_u32le(v->data + at) > left - 4) {
+            snprintf(v->err, v->errlen,
+                     "payload ends inside a map key at byte %" PRIu64, at);
+            return -1;
+        }
+        n = 4 + (uint64_t)ms_get_u32le(v->data + at);
+    } else {
+        n = *ks == 'i' ? 8 : 1;
+        if (left < n) {
+            snprintf(v->err, v->errlen,
+                     "payload ends inside a map key at byte %" PRIu64, at);
+            return -1;
+        }
+        if (*ks == 'b' && v->data[at] > 1) {
+            snprintf(v->err, v->errlen,
+                     "bool byte %u at byte %" PRIu64 " is not 0 or 1",
+                     v->data[at], at);
+            return -1;
+        }
+    }
+    const uint8_t *key = v->data + at;
+    for (uint64_t s = msm_hash_bytes(key, (size_t)n) & f->mask;;
+         s = (s + 1) & f->mask) {
+        uint64_t seen = f->keys[s];
+        if (seen == 0) {
+            f->keys[s] = at + 1;
+            break;
+        }
+        const uint8_t *other = v->data + (seen - 1);
+        uint64_t m = *ks == 'v' ? 4 + (uint64_t)ms_get_u32le(other) : n;
+        if (m == n && memcmp(other, key, (size_t)n) == 0) {
+            snprintf(v->err, v->errlen,
+                     "map key at byte %" PRIu64 " repeats the key at byte %" PRIu64,
+                     at, seen - 1);
+            return -1;
+        }
+    }
+    v->off += n;
+    return 0;
 }
 
 /* Validate one value of the type at `s` (well-formed), setting *end past
@@ -418,7 +528,18 @@ static int validate_one(vstate *v, const char *s, const char **end)
     while (v->n > 0) {
         vframe *f = &v->frames[v->n - 1];
         const char *item;
-        if (f->is_vec) {
+        if (f->is_vec == VFRAME_MAP) {
+            if (f->left == 0) {
+                free(f->keys);
+                v->n--;
+                continue;
+            }
+            f->left--;
+            const char *ks = f->s;
+            if (validate_key(v, f, ks) != 0)
+                return -1;
+            item = sig_target(ks + (*ks == 'v' ? 2 : 1));
+        } else if (f->is_vec) {
             if (f->left == 0) {
                 v->n--;
                 continue;
@@ -454,6 +575,9 @@ int ms_sig_validate(const char *sig, const uint8_t *data, uint64_t len,
     int rc = 0;
     while (*s && rc == 0)
         rc = validate_one(&v, s, &s);
+    for (size_t i = 0; i < v.n; i++) /* left by a failure */
+        if (v.frames[i].is_vec == VFRAME_MAP)
+            free(v.frames[i].keys);
     if (v.frames != v.inline_frames)
         free(v.frames);
     if (rc != 0)

@@ -1,5 +1,5 @@
 /* strings.c — strings (vector<char>): construction, str(), print and
- * eprint, compare.
+ * eprint, compare, and quoting for runtime errors (msv_quote).
  *
  * A string is a vector<char>: an ms_vec whose elements are its bytes (no
  * terminating NUL; a string may contain NUL bytes), or NULL when empty.
@@ -102,4 +102,40 @@ int32_t ms_string_cmp(const ms_vec *a, const ms_vec *b)
             return c < 0 ? -1 : 1;
     }
     return la < lb ? -1 : la > lb ? 1 : 0;
+}
+
+/* values.h: how int(s) (text.c) and maps.c's `key "K" not in map` show
+ * a string. */
+void msv_quote(const ms_vec *s, char *out)
+{
+    int64_t n = s ? s->len : 0;
+    const unsigned char *p = s ? MSV_DATA(s) : NULL;
+    int64_t shown = n < MSV_QUOTE_SHOWN ? n : MSV_QUOTE_SHOWN;
+    char *o = out;
+    *o++ = '"';
+    for (int64_t i = 0; i < shown; i++) {
+        unsigned char c = p[i];
+        switch (c) {
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        case '\0': *o++ = '\\'; *o++ = '0'; break;
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '"': *o++ = '\\'; *o++ = '"'; break;
+        default:
+            if (c >= 0x20 && c < 0x7f) {
+                *o++ = (char)c;
+            } else {
+                static const char hex[] = "0123456789abcdef";
+                *o++ = '\\'; *o++ = 'x';
+                *o++ = hex[c >> 4]; *o++ = hex[c & 15];
+            }
+        }
+    }
+    *o++ = '"';
+    if (shown < n) {
+        memcpy(o, "...", 3);
+        o += 3;
+    }
+    *o = '\0';
 }

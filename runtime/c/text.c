@@ -20,44 +20,7 @@
 
 /* ------------------------------------------------------------ messages */
 
-/* Shown bytes of a string that does not convert; longer ones end in "...". */
-#define SHOWN_BYTES 64
-
-/* Writes `s` (borrowed) as an M/s string literal, at most SHOWN_BYTES of
- * it, into out (at least 4 * SHOWN_BYTES + 8 bytes), NUL-terminated. */
-static void quote(const ms_vec *s, char *out)
-{
-    int64_t n = s ? s->len : 0;
-    const unsigned char *p = s ? MSV_DATA(s) : NULL;
-    int64_t shown = n < SHOWN_BYTES ? n : SHOWN_BYTES;
-    char *o = out;
-    *o++ = '"';
-    for (int64_t i = 0; i < shown; i++) {
-        unsigned char c = p[i];
-        switch (c) {
-        case '\n': *o++ = '\\'; *o++ = 'n'; break;
-        case '\t': *o++ = '\\'; *o++ = 't'; break;
-        case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        case '\0': *o++ = '\\'; *o++ = '0'; break;
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '"': *o++ = '\\'; *o++ = '"'; break;
-        default:
-            if (c >= 0x20 && c < 0x7f) {
-                *o++ = (char)c;
-            } else {
-                static const char hex[] = "0123456789abcdef";
-                *o++ = '\\'; *o++ = 'x';
-                *o++ = hex[c >> 4]; *o++ = hex[c & 15];
-            }
-        }
-    }
-    *o++ = '"';
-    if (shown < n) {
-        memcpy(o, "...", 3);
-        o += 3;
-    }
-    *o = '\0';
-}
+#define SHOWN_BYTES MSV_QUOTE_SHOWN
 
 /* The runtime error `cannot convert "S" to TYPE` at line:col. */
 static _Noreturn void convert_error(const ms_vec *s, const char *type,
@@ -67,7 +30,7 @@ static _Noreturn void convert_error(const ms_vec *s, const char *type,
      * has been used up (as ms_index_error's). */
     static _Thread_local char msg[4 * SHOWN_BYTES + 64];
     char quoted[4 * SHOWN_BYTES + 8];
-    quote(s, quoted);
+    msv_quote(s, quoted);
     snprintf(msg, sizeof msg, "cannot convert %s to %s", quoted, type);
     ms_runtime_error(line, col, msg);
 }

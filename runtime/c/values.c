@@ -1,7 +1,9 @@
 /* values.c — vectors and reference counts: allocation, retain/release,
- * copy-on-write, append, concatenation and structural equality. */
+ * copy-on-write, append, concatenation and structural equality (of maps
+ * too: their table is maps.c's). */
 #include "values.h"
 
+#include "maps.h"
 #include "ser.h"
 
 #include <stdio.h>
@@ -200,6 +202,7 @@ static void retain_refs(const ms_type *t, const void *p)
 {
     switch (t->kind) {
     case MS_T_VECTOR:
+    case MS_T_MAP:
         vec_retain(*(ms_vec *const *)p);
         break;
     case MS_T_JOB:
@@ -286,6 +289,13 @@ static void drop_refs(const ms_type *t, void *p, ms_vec **dead)
         }
         break;
     }
+    case MS_T_MAP: {
+        /* A dead map always goes onto the list: its blocks are freed there. */
+        ms_vec *v = *(ms_vec **)p;
+        if (v && v->refcount < MS_RC_IMMORTAL && --v->refcount == 0)
+            push_dead(dead, t, v);
+        break;
+    }
     case MS_T_JOB:
         ms_handle_release(*(ms_handle *)p);
         break;
@@ -307,6 +317,24 @@ static void drain_dead(ms_vec *dead)
         ms_vec *v = dead;
         const ms_type *vt = (const ms_type *)(intptr_t)v->cap;
         dead = (ms_vec *)(intptr_t)v->refcount;
+        if (vt->kind == MS_T_MAP) {
+            ms_map *m = (ms_map *)v;
+            const ms_type *kt = MSM_KEY(vt), *mv = MSM_VAL(vt);
+            uint32_t esize = msm_esize(vt);
+            if (m->entries && (kt->has_refs || mv->has_refs)) {
+                for (int64_t i = 0; i < m->entries->len; i++) {
+                    unsigned char *e = msm_entry(m, esize, i);
+                    if (!msm_live(e))
+                        continue;
+                    if (kt->has_refs)
+                        drop_refs(kt, e + MSM_KEY_OFF, &dead);
+                    if (mv->has_refs)
+                        drop_refs(mv, e + MSM_VAL_OFF, &dead);
+                }
+            }
+            msm_free(m);
+            continue;
+        }
         const ms_type *et = vt->elem;
         unsigned char *data = MSV_DATA(v);
         int64_t n = v->len;
@@ -331,7 +359,7 @@ void ms_vec_release(const ms_type *vt, ms_vec *v)
 {
     if (!v || v->refcount >= MS_RC_IMMORTAL || --v->refcount != 0)
         return;
-    if (!vt->elem->has_refs) {
+    if (vt->kind != MS_T_MAP && !vt->elem->has_refs) {
         msv_free(v);
         return;
     }
@@ -379,7 +407,8 @@ ms_vec *ms_vec_unique(const ms_type *vt, ms_vec **vp)
     ms_vec *v = *vp;
     if (!v || v->refcount == 1)
         return v;
-    ms_vec *n = vec_copy(vt, v, v->len);
+    ms_vec *n = vt->kind == MS_T_MAP ? (ms_vec *)msm_copy(vt, (ms_map *)v)
+                                     : vec_copy(vt, v, v->len);
     vec_unshare(v);
     *vp = n;
     return n;
@@ -518,6 +547,7 @@ static int may_hold_double(const ms_type *t, type_set *set)
     case MS_T_DOUBLE:
         return 1;
     case MS_T_VECTOR:
+    case MS_T_MAP:
         return may_hold_double(t->elem, set);
     case MS_T_STRUCT:
         for (uint32_t i = 0; i < t->nfields; i++)
@@ -538,9 +568,10 @@ static int may_hold_double(const ms_type *t, type_set *set)
  * structs on the way). Structs held by value are compared in place, by
  * recursion that their nesting (which the type bounds) limits. */
 typedef struct eq_frame {
-    const ms_type *et;          /* the element type */
-    const unsigned char *pa, *pb;
-    int64_t i, n;               /* next element, element count */
+    const ms_type *et;          /* the element type; a map's type */
+    const unsigned char *pa, *pb; /* elements; two maps */
+    int64_t i, n;               /* next element, element count; entry slot */
+    int is_map;
 } eq_frame;
 
 /* Frames kept in the C frame of ms_value_eq before the walk allocates. */
@@ -579,9 +610,30 @@ static int vec_eq(const ms_type *vt, const ms_vec *a, const ms_vec *b, msv_walk 
                 return 1;
         }
         eq_frame *f = msv_walk_push(w);
-        *f = (eq_frame){ et, pa, pb, 0, n };
+        *f = (eq_frame){ et, pa, pb, 0, n, 0 };
         return 1;
     }
+}
+
+/* Maps a and b (borrowed, may be NULL): 0 when their sizes differ, else 1
+ * with the comparison of their entries pushed onto w (each key of a looked
+ * up in b, whatever the order: SPEC 13). */
+static int map_eq(const ms_type *mt, const ms_vec *a, const ms_vec *b, msv_walk *w)
+{
+    int64_t n = a ? a->len : 0;
+    if (n != (b ? b->len : 0))
+        return 0;
+    if (n == 0)
+        return 1;
+    if (a == b) {
+        type_set set = { .n = 0 };
+        if (!may_hold_double(mt, &set))
+            return 1;
+    }
+    eq_frame *f = msv_walk_push(w);
+    *f = (eq_frame){ mt, (const unsigned char *)a, (const unsigned char *)b, 0,
+                     ((const ms_map *)a)->entries->len, 1 };
+    return 1;
 }
 
 /* t, a and b borrowed; vectors inside go onto w (see vec_eq). */
@@ -601,6 +653,8 @@ static int value_eq(const ms_type *t, const void *a, const void *b, msv_walk *w)
         return *(const ms_handle *)a == *(const ms_handle *)b;
     case MS_T_VECTOR:
         return vec_eq(t, *(ms_vec *const *)a, *(ms_vec *const *)b, w);
+    case MS_T_MAP:
+        return map_eq(t, *(ms_vec *const *)a, *(ms_vec *const *)b, w);
     case MS_T_STRUCT:
         for (uint32_t i = 0; i < t->nfields; i++)
             if (!value_eq(t->fields[i], (const unsigned char *)a + t->offsets[i],
@@ -623,6 +677,17 @@ int8_t ms_value_eq(const ms_type *t, const void *a, const void *b)
         eq_frame *f = msv_walk_top(&w);
         if (f->i == f->n) {
             w.n--;
+            continue;
+        }
+        if (f->is_map) {
+            const ms_type *mt = f->et;
+            const ms_map *ma = (const ms_map *)f->pa;
+            const unsigned char *e = msm_entry(ma, msm_esize(mt), f->i++);
+            if (!msm_live(e))
+                continue;
+            const void *vb = msm_find(mt, (const ms_map *)f->pb, e + MSM_KEY_OFF);
+            /* f may move when value_eq pushes: not used after. */
+            eq = vb != NULL && value_eq(MSM_VAL(mt), e + MSM_VAL_OFF, vb, &w);
             continue;
         }
         size_t off = (size_t)f->i++ * f->et->size;

@@ -111,4 +111,12 @@ static inline void msv_walk_free(msv_walk *w)
         msv_free(w->heap);
 }
 
+/* Writes `s` (borrowed) as an M/s string literal, at most
+ * MSV_QUOTE_SHOWN of its bytes then `...` after the closing quote, into
+ * out (at least MSV_QUOTE_BYTES), NUL-terminated: how runtime errors show
+ * a string (`cannot convert "12x" to int`, `key "apple" not in map`). */
+#define MSV_QUOTE_SHOWN 64
+#define MSV_QUOTE_BYTES (4 * MSV_QUOTE_SHOWN + 8)
+void msv_quote(const ms_vec *s, char *out);
+
 #endif

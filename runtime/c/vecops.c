@@ -33,14 +33,15 @@ static int eq_value(const ms_type *et, const void *a, const void *b)
     return ms_value_eq(et, a, b);
 }
 
-/* Doubles compare by IEEE ==, vectors and structs through ms_value_eq,
- * and the other kinds (ints, bools, chars, jobstates, handles), which have
- * one representation per value, by their bytes. */
+/* Doubles compare by IEEE ==, vectors, maps and structs through
+ * ms_value_eq, and the other kinds (ints, bools, chars, jobstates,
+ * handles), which have one representation per value, by their bytes. */
 static elem_eq_fn eq_for(const ms_type *et)
 {
     if (et->kind == MS_T_DOUBLE)
         return eq_double;
-    if (et->kind == MS_T_VECTOR || et->kind == MS_T_STRUCT)
+    if (et->kind == MS_T_VECTOR || et->kind == MS_T_STRUCT ||
+        et->kind == MS_T_MAP)
         return eq_value;
     return eq_bytes;
 }

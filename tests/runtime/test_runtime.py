@@ -4,7 +4,8 @@ program (FIXTURE_MODE picks what its master block does). Real master and
 slave processes talk over loopback; every process has a timeout and is
 killed afterwards, and runs check that no process outlives its master.
 
-Also: the signature validator's unit test (test_ser.c), plainly and under
+Also: the signature validator's and the map table's unit tests
+(test_ser.c, test_maps.c), plainly and under
 ASan/UBSan, and fake slaves and masters (tests/fakepeer.py) that send
 garbage.
 """
@@ -125,6 +126,18 @@ def test_ser_unit(bins, tmp_path):
     _run([CC, *CFLAGS, "-o", str(exe), str(HERE / "test_ser.c"),
           str(bins / "libmsslave.a"), *link])
     assert _run([str(exe)]).stdout == "ser tests passed\n"
+
+
+def test_maps_unit(bins, tmp_path):
+    """runtime/c/maps.c's table (tests/runtime/test_maps.c): SipHash's test
+    vectors, tombstones, growth, order after removals, 1M keys, and keys
+    crafted to collide under an unkeyed hash costing what random keys do."""
+    exe = tmp_path / "test_maps"
+    link = (bins / "ms-link-flags").read_text().split()
+    _run([CC, *CFLAGS, "-o", str(exe), str(HERE / "test_maps.c"),
+          str(bins / "libmsslave.a"), *link])
+    out = _run([str(exe)]).stdout
+    assert out.endswith("map tests passed\n"), out
 
 
 def test_results_and_formats(start, bins):

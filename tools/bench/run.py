@@ -2,6 +2,10 @@
 
     python -m tools.bench.run [--only NAME ...] [--repeat 3] [--window-jobs N]
 
+Map kernels (map_ints, map_words: SPEC 13) run as an M/s master block and
+against three baselines, a small open-addressing table written in C, C++'s
+std::unordered_map and Python's dict, with the M/s time over each.
+
 Value kernels (sieve, matmul, strings, structs, fib; text_split, text_join
 and text_find for SPEC 12.3's builtins on 100 MB of text) run the same algorithm
 as an M/s master block and as C compiled with gcc -O2; the table shows the
@@ -53,6 +57,10 @@ JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000,
 WINDOW = 1000  # wait_any: jobs kept in flight
 # The secret of the protected runs (slaves on TCP, started by hand).
 BENCH_TOKEN = "bench-secret"
+# SPEC 13: 10 million int keys inserted and looked up; the words of a
+# generated text of 10 million words (about 100 MB) counted. Against a small
+# open-addressing table in C, C++'s std::unordered_map and Python's dict.
+MAPS = {"map_ints": 10_000_000, "map_words": 10_000_000}
 
 
 class BenchError(Exception):
@@ -108,6 +116,41 @@ def timed_pair(build, template, workdir, repeat, args=(), **subs):
     t_work, out = best_time([str(work), *args], repeat)
     t_idle, _ = best_time([str(idle), *args], repeat)
     return max(t_work - t_idle, 1e-9), out.strip()
+
+
+def build_cpp(src: pathlib.Path) -> pathlib.Path:
+    exe = src.with_suffix("")
+    sh(["g++", "-O2", "-o", str(exe), str(src)], timeout=120)
+    return exe
+
+
+def build_py(src: pathlib.Path) -> pathlib.Path:
+    """A script run by this Python (an executable wrapper)."""
+    exe = src.with_suffix(".sh")
+    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {src}\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def run_maps(names, workdir, repeat):
+    """The map kernels, each against three baselines, as ratios."""
+    for name in names:
+        n = MAPS[name]
+        t_ms, out = timed_pair(build_ms, HERE / "ms" / f"{name}.ms", workdir,
+                               repeat, args=("--spawn", "0"), N=n)
+        line = f"{name:10} M/s {t_ms:8.3f} s"
+        for label, build, sub, ext in (("C table", build_c, "c", ".c"),
+                                       ("C++ unordered_map", build_cpp, "cpp", ".cpp"),
+                                       ("Python dict", build_py, "py", ".py")):
+            try:
+                t, other = timed_pair(build, HERE / sub / f"{name}{ext}", workdir,
+                                      repeat, N=n)
+            except BenchError as e:
+                line += f"   {label}: not measured ({str(e).splitlines()[0][:60]})"
+                continue
+            differs = "" if other.split() == out.split() else " OUTPUT DIFFERS"
+            line += f"   {label} {t:7.3f} s ratio {t_ms / t:5.2f}{differs}"
+        print(line, flush=True)
 
 
 def run_kernels(names, workdir, repeat):
@@ -259,18 +302,20 @@ def others(kind: str, n: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="M/s benchmarks against C and TCP baselines")
-    ap.add_argument("--only", nargs="*", choices=sorted(KERNELS) + sorted(JOBS))
+    ap.add_argument("--only", nargs="*",
+                    choices=sorted(KERNELS) + sorted(JOBS) + sorted(MAPS))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--window-jobs", type=int, metavar="N",
                     help=f"jobs of the wait_any benchmark (default {JOBS['wait_any']})")
     args = ap.parse_args(argv)
-    chosen = args.only or list(KERNELS) + list(JOBS)
+    chosen = args.only or list(KERNELS) + list(JOBS) + list(MAPS)
     with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp:
         workdir = pathlib.Path(tmp)
         try:
             run_kernels([k for k in chosen if k in KERNELS], workdir, args.repeat)
             run_jobs([k for k in chosen if k in JOBS], workdir, args.repeat,
                      args.window_jobs)
+            run_maps([k for k in chosen if k in MAPS], workdir, args.repeat)
         except (BenchError, subprocess.TimeoutExpired) as e:
             print(f"bench: {e}", file=sys.stderr)
             return 1

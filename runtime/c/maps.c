@@ -1,0 +1,349 @@
+/* maps.c — the hash maps of SPEC 13: the table (lookup,
+ * insertion, removal, growth and compaction), copy on write, and the
+ * calls compiled code makes (ms_abi.h part F). Layout in maps.h; the keyed
+ * hashes are hash.c's. */
+#include "maps.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "hash.h"
+
+/* The hash of the key at `key` (in memory) of type kt, top bit set. */
+static uint64_t key_hash(const ms_type *kt, const void *key)
+{
+    uint64_t h;
+    switch (kt->kind) {
+    case MS_T_INT:
+        h = msm_hash_u64((uint64_t)*(const int64_t *)key);
+        break;
+    case MS_T_CHAR:
+    case MS_T_BOOL:
+        h = msm_hash_u64(*(const uint8_t *)key);
+        break;
+    default: { /* string */
+        const ms_vec *s = *(ms_vec *const *)key;
+        h = s ? msm_hash_bytes(MSV_DATA(s), (size_t)s->len) : msm_hash_bytes("", 0);
+        break;
+    }
+    }
+    return h | (UINT64_C(1) << 63);
+}
+
+static int key_eq(const ms_type *kt, const void *a, const void *b)
+{
+    switch (kt->kind) {
+    case MS_T_INT:
+        return *(const int64_t *)a == *(const int64_t *)b;
+    case MS_T_CHAR:
+    case MS_T_BOOL:
+        return *(const uint8_t *)a == *(const uint8_t *)b;
+    default: {
+        const ms_vec *x = *(ms_vec *const *)a, *y = *(ms_vec *const *)b;
+        int64_t nx = x ? x->len : 0, ny = y ? y->len : 0;
+        return nx == ny && (nx == 0 || x == y ||
+                            memcmp(MSV_DATA(x), MSV_DATA(y), (size_t)nx) == 0);
+    }
+    }
+}
+
+/* ---------------------------------------------------------------- table */
+
+#define MIN_ENTRIES 4
+
+static inline uint32_t *index_of(const ms_map *m)
+{
+    return (uint32_t *)MSV_DATA(m->index);
+}
+
+ms_map *msm_new(const ms_type *mt, int64_t n)
+{
+    (void)mt;
+    ms_vec *h = msv_alloc(sizeof(ms_map) - sizeof(ms_vec), 1, 1);
+    ms_map *m = (ms_map *)h;
+    m->len = 0;
+    m->cap = 0;
+    m->entries = NULL;
+    m->index = NULL;
+    m->dead = 0;
+    if (n > 0) {
+        /* Room for n without growing: entry capacity n, index >= 2n. */
+        int64_t cap = n < MIN_ENTRIES ? MIN_ENTRIES : n;
+        if (cap > (int64_t)1 << 30)
+            msv_oom();
+        int64_t slots = 1;
+        while (slots < 2 * cap)
+            slots *= 2;
+        m->entries = msv_alloc(msm_esize(mt), 0, cap);
+        m->index = msv_alloc(4, slots, slots);
+        memset(MSV_DATA(m->index), 0, (size_t)slots * 4);
+    }
+    return m;
+}
+
+void msm_free(ms_map *m)
+{
+    if (m->entries)
+        msv_free(m->entries);
+    if (m->index)
+        msv_free(m->index);
+    msv_free((ms_vec *)m);
+}
+
+/* The index slot holding key (with hash h) in m, or the empty slot where
+ * it would go; *found says which. m has entries. */
+static int64_t probe(const ms_type *mt, const ms_map *m, const void *key,
+                     uint64_t h, int *found)
+{
+    const ms_type *kt = MSM_KEY(mt);
+    uint32_t esize = msm_esize(mt);
+    const uint32_t *ix = index_of(m);
+    uint64_t mask = (uint64_t)m->index->len - 1;
+    for (uint64_t s = h & mask;; s = (s + 1) & mask) {
+        uint32_t e = ix[s];
+        if (e == 0) {
+            *found = 0;
+            return (int64_t)s;
+        }
+        const unsigned char *ent = msm_entry(m, esize, e - 1);
+        if (*(const uint64_t *)ent == h && key_eq(kt, ent + MSM_KEY_OFF, key)) {
+            *found = 1;
+            return (int64_t)s;
+        }
+    }
+}
+
+void *msm_find(const ms_type *mt, const ms_map *m, const void *key)
+{
+    if (!m || m->len == 0)
+        return NULL;
+    int found;
+    int64_t s = probe(mt, m, key, key_hash(MSM_KEY(mt), key), &found);
+    if (!found)
+        return NULL;
+    return msm_entry(m, msm_esize(mt), index_of(m)[s] - 1) + MSM_VAL_OFF;
+}
+
+/* Rebuilds m's entries (live ones only, in order) and index with entry
+ * capacity cap >= m->len. */
+static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
+{
+    uint32_t esize = msm_esize(mt);
+    if (cap > (int64_t)1 << 30)
+        msv_oom();
+    int64_t slots = 1;
+    while (slots < 2 * cap)
+        slots *= 2;
+    ms_vec *entries = msv_alloc(esize, 0, cap);
+    ms_vec *index = msv_alloc(4, slots, slots);
+    uint32_t *ix = (uint32_t *)MSV_DATA(index);
+    memset(ix, 0, (size_t)slots * 4);
+    uint64_t mask = (uint64_t)slots - 1;
+    int64_t n = 0;
+    if (m->entries) {
+        for (int64_t i = 0; i < m->entries->len; i++) {
+            const unsigned char *old = msm_entry(m, esize, i);
+            if (!msm_live(old))
+                continue;
+            unsigned char *to = MSV_DATA(entries) + (size_t)n * esize;
+            memcpy(to, old, esize);
+            uint64_t s = *(const uint64_t *)old & mask;
+            while (ix[s] != 0)
+                s = (s + 1) & mask;
+            ix[s] = (uint32_t)(n + 1);
+            n++;
+        }
+        msv_free(m->entries);
+        msv_free(m->index);
+    }
+    entries->len = n;
+    m->entries = entries;
+    m->index = index;
+    m->dead = 0;
+}
+
+void *msm_insert(const ms_type *mt, ms_map *m, const void *key, int *inserted)
+{
+    const ms_type *kt = MSM_KEY(mt);
+    uint32_t esize = msm_esize(mt);
+    uint64_t h = key_hash(kt, key);
+    int found;
+    if (!m->entries)
+        rebuild(mt, m, MIN_ENTRIES);
+    int64_t s = probe(mt, m, key, h, &found);
+    if (found) {
+        *inserted = 0;
+        return msm_entry(m, esize, index_of(m)[s] - 1) + MSM_VAL_OFF;
+    }
+    if (m->entries->len == m->entries->cap) {
+        /* Full: compact in place when half of it is dead, else double. */
+        int64_t cap = m->entries->cap;
+        if (m->dead * 2 < cap) {
+            if (cap > INT64_MAX / 2)
+                msv_oom();
+            cap *= 2;
+        }
+        rebuild(mt, m, cap);
+        s = probe(mt, m, key, h, &found);
+    }
+    int64_t i = m->entries->len++;
+    unsigned char *ent = msm_entry(m, esize, i);
+    memset(ent, 0, esize);
+    *(uint64_t *)ent = h;
+    memcpy(ent + MSM_KEY_OFF, key, kt->size);
+    msv_retain_range(kt, ent + MSM_KEY_OFF, 1);
+    index_of(m)[s] = (uint32_t)(i + 1);
+    m->len++;
+    *inserted = 1;
+    return ent + MSM_VAL_OFF;
+}
+
+ms_map *msm_copy(const ms_type *mt, const ms_map *m)
+{
+    uint32_t esize = msm_esize(mt);
+    ms_map *c = msm_new(mt, 0);
+    c->len = m->len;
+    c->dead = m->dead;
+    if (!m->entries)
+        return c;
+    int64_t used = m->entries->len, slots = m->index->len;
+    c->entries = msv_alloc(esize, used, m->entries->cap);
+    memcpy(MSV_DATA(c->entries), MSV_DATA(m->entries), (size_t)used * esize);
+    c->index = msv_alloc(4, slots, slots);
+    memcpy(MSV_DATA(c->index), MSV_DATA(m->index), (size_t)slots * 4);
+    const ms_type *kt = MSM_KEY(mt), *vt = MSM_VAL(mt);
+    if (kt->has_refs || vt->has_refs) {
+        for (int64_t i = 0; i < used; i++) {
+            unsigned char *e = msm_entry(c, esize, i);
+            if (!msm_live(e))
+                continue;
+            msv_retain_range(kt, e + MSM_KEY_OFF, 1);
+            msv_retain_range(vt, e + MSM_VAL_OFF, 1);
+        }
+    }
+    return c;
+}
+
+/* ------------------------------------------------- calls of compiled code */
+
+/* *mp made unique (a new map when it was empty); returned, borrowed. */
+static ms_map *map_unique(const ms_type *mt, ms_vec **mp)
+{
+    ms_map *m = (ms_map *)*mp;
+    if (!m) {
+        m = msm_new(mt, 0);
+    } else if (m->refcount != 1) {
+        ms_map *c = msm_copy(mt, m);
+        if (m->refcount < MS_RC_IMMORTAL)
+            m->refcount--; /* shared: never the last reference */
+        m = c;
+    }
+    *mp = (ms_vec *)m;
+    return m;
+}
+
+/* The text of a key in an error message (SPEC 13): a string as
+ * msv_quote writes it, other keys as print writes them. out holds at least
+ * MSV_QUOTE_BYTES. */
+static void format_key(const ms_type *kt, const void *key, char *out)
+{
+    switch (kt->kind) {
+    case MS_T_INT:
+        snprintf(out, MSV_QUOTE_BYTES, "%lld", (long long)*(const int64_t *)key);
+        break;
+    case MS_T_BOOL:
+        snprintf(out, MSV_QUOTE_BYTES, "%s", *(const uint8_t *)key ? "true" : "false");
+        break;
+    case MS_T_CHAR:
+        out[0] = *(const char *)key;
+        out[1] = '\0';
+        break;
+    default:
+        msv_quote(*(ms_vec *const *)key, out);
+        break;
+    }
+}
+
+_Noreturn static void key_error(const ms_type *kt, const void *key,
+                                int32_t line, int32_t col)
+{
+    /* Thread-local: ms_runtime_error may unwind before the text is used. */
+    static _Thread_local char msg[MSV_QUOTE_BYTES + 32];
+    char text[MSV_QUOTE_BYTES];
+    format_key(kt, key, text);
+    snprintf(msg, sizeof msg, "key %s not in map", text);
+    ms_runtime_error(line, col, msg);
+}
+
+void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
+                 int32_t line, int32_t col)
+{
+    void *v = msm_find(mt, (const ms_map *)m, key);
+    if (!v)
+        key_error(MSM_KEY(mt), key, line, col);
+    return v;
+}
+
+void *ms_map_insert(const ms_type *mt, ms_vec **mp, const void *key)
+{
+    int inserted;
+    return msm_insert(mt, map_unique(mt, mp), key, &inserted);
+}
+
+int8_t ms_map_has(const ms_type *mt, const ms_vec *m, const void *key)
+{
+    return msm_find(mt, (const ms_map *)m, key) != NULL;
+}
+
+void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
+{
+    if (!msm_find(mt, (const ms_map *)*mp, key))
+        return; /* nothing to remove: no copy either */
+    ms_map *m = map_unique(mt, mp);
+    int found;
+    int64_t s = probe(mt, m, key, key_hash(MSM_KEY(mt), key), &found);
+    uint32_t esize = msm_esize(mt);
+    unsigned char *e = msm_entry(m, esize, index_of(m)[s] - 1);
+    /* The index slot keeps pointing at the tombstone, so that probes go on
+     * past it; rebuild drops both. */
+    *(uint64_t *)e = 0;
+    m->len--;
+    m->dead++;
+    ms_value_release(MSM_KEY(mt), e + MSM_KEY_OFF);
+    ms_value_release(MSM_VAL(mt), e + MSM_VAL_OFF);
+    if (m->len == 0) { /* empty again: start over at no cost */
+        m->entries->len = 0;
+        m->dead = 0;
+        memset(MSV_DATA(m->index), 0, (size_t)m->index->len * 4);
+    }
+}
+
+/* The keys (which 0) or values (1) of m, borrowed, in insertion order: a
+ * new vector owned by the caller. */
+static ms_vec *map_column(const ms_type *mt, const ms_vec *mv, int which)
+{
+    const ms_map *m = (const ms_map *)mv;
+    if (!m || m->len == 0)
+        return NULL;
+    const ms_type *t = which ? MSM_VAL(mt) : MSM_KEY(mt);
+    uint32_t off = which ? MSM_VAL_OFF : MSM_KEY_OFF, esize = msm_esize(mt);
+    ms_vec *r = msv_alloc(t->size, m->len, m->len);
+    unsigned char *out = MSV_DATA(r);
+    for (int64_t i = 0, n = 0; i < m->entries->len; i++) {
+        const unsigned char *e = msm_entry(m, esize, i);
+        if (msm_live(e))
+            memcpy(out + (size_t)n++ * t->size, e + off, t->size);
+    }
+    msv_retain_range(t, out, m->len);
+    return r;
+}
+
+ms_vec *ms_map_keys(const ms_type *mt, const ms_vec *m)
+{
+    return map_column(mt, m, 0);
+}
+
+ms_vec *ms_map_values(const ms_type *mt, const ms_vec *m)
+{
+    return map_column(mt, m, 1);
+}

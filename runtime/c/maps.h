@@ -1,0 +1,80 @@
+/* maps.h — the hash maps of SPEC 13, shared by maps.c, values.c (release,
+ * copy on write, equality) and codec.c (encoding and decoding).
+ *
+ * A map<K, V> value is a pointer to a map header, or NULL for the empty
+ * map. The header starts like an ms_vec — refcount, len (the number of
+ * live keys, so len(m) and retain/release of compiled code read it as they
+ * read a vector's), cap (unused; the dead list of values.c borrows it) —
+ * and continues with the map's own fields. Three allocations, all from
+ * msv_alloc so that a slave's tracking frees them with a job's vectors:
+ *   the header;
+ *   `entries`, an ms_vec of entry slots in insertion order, each
+ *     { u64 hash; key (8 bytes of room); value }, esize bytes, where a
+ *     removed entry keeps its slot with hash 0 (a tombstone) until the
+ *     array is compacted (when half of it is dead, and it must grow);
+ *   `index`, an ms_vec of u32 slots, a power of two at least twice the
+ *     entry capacity: 0 empty, else 1 + the index of an entry (live or
+ *     dead), found by linear probing from the hash's low bits.
+ * Iteration walks `entries`, so its order never depends on the hash.
+ * Hashes are keyed by a random 128-bit key per process (SipHash-1-3 for
+ * strings, a keyed mixer for the other keys) and have their top bit set,
+ * so that 0 marks a tombstone. */
+#ifndef MS_MAPS_H
+#define MS_MAPS_H
+
+#include "hash.h"
+#include "values.h"
+
+typedef struct ms_map {
+    int64_t refcount;
+    int64_t len;        /* live keys */
+    int64_t cap;        /* unused (values.c's dead list) */
+    ms_vec *entries;    /* NULL until the first insertion; len = slots used */
+    ms_vec *index;      /* NULL with entries */
+    int64_t dead;       /* tombstones in entries */
+} ms_map;
+
+/* The map type's key and value types (descriptor kind MS_T_MAP). */
+#define MSM_KEY(mt) ((mt)->fields[0])
+#define MSM_VAL(mt) ((mt)->fields[1])
+/* Bytes of one entry slot, and where its key and value are. */
+#define MSM_KEY_OFF 8u
+#define MSM_VAL_OFF 16u
+static inline uint32_t msm_esize(const ms_type *mt)
+{
+    return MSM_VAL_OFF + ((MSM_VAL(mt)->size + 7u) & ~7u);
+}
+
+/* Slot i of the entries (live or dead). */
+static inline unsigned char *msm_entry(const ms_map *m, uint32_t esize, int64_t i)
+{
+    return MSV_DATA(m->entries) + (size_t)i * esize;
+}
+
+static inline int msm_live(const unsigned char *e)
+{
+    return *(const uint64_t *)e != 0;
+}
+
+/* The value for the key at `key` (in memory, borrowed) in m (borrowed,
+ * may be NULL), or NULL when absent. */
+void *msm_find(const ms_type *mt, const ms_map *m, const void *key);
+
+/* A new, empty map able to hold n keys without growing; owned by the
+ * caller. */
+ms_map *msm_new(const ms_type *mt, int64_t n);
+
+/* The value slot for key in m (unique, owned by the caller), inserted with
+ * a zero value and the key retained when absent; *inserted says which.
+ * Never grows the table when m has room (msm_new's n). */
+void *msm_insert(const ms_type *mt, ms_map *m, const void *key, int *inserted);
+
+/* Frees m's three blocks without looking at keys or values (the caller has
+ * released them). */
+void msm_free(ms_map *m);
+
+/* A copy of m (borrowed, non-NULL) with its keys and values retained;
+ * the caller owns it. */
+ms_map *msm_copy(const ms_type *mt, const ms_map *m);
+
+#endif

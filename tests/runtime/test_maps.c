@@ -1,0 +1,271 @@
+/* test_maps.c — unit tests of the map table (runtime/c/maps.c) through the
+ * calls compiled code makes: SipHash against the paper's test vectors,
+ * insertion, lookup, removal, tombstones and compaction, growth, insertion
+ * order after removals, copy on write, 1M keys, and crafted keys: strings
+ * that all collide in the low bits of an unkeyed hash (FNV-1a) cost no more
+ * than random ones. Linked with libmsslave.a; defines the program symbols
+ * the library needs, and its own ms_runtime_error (none is expected). Prints "map tests passed". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "maps.h"
+
+const char ms_program_source[] = "t.ms";
+const uint32_t ms_job_count = 0;
+const ms_job_entry ms_job_table[1];
+void ms_master_main(void) {}
+
+/* Runtime errors end the test: none is expected. */
+_Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
+{
+    fprintf(stderr, "test:%d:%d: runtime error: %s\n", line, col, msg);
+    exit(1);
+}
+void ms_handle_retain(ms_handle h) { (void)h; }
+void ms_handle_release(ms_handle h) { (void)h; }
+
+static int failures;
+
+static void check(int cond, const char *what, int line)
+{
+    if (!cond) {
+        fprintf(stderr, "test_maps.c:%d: FAILED: %s\n", line, what);
+        failures++;
+    }
+}
+#define CHECK(c) check((c), #c, __LINE__)
+
+/* Descriptors as the compiler emits them. */
+static const ms_type T_INT = { MS_T_INT, 8, 0, 0, NULL, NULL, NULL, NULL };
+static const ms_type T_CHAR = { MS_T_CHAR, 1, 0, 0, NULL, NULL, NULL, NULL };
+static const ms_type T_STR = { MS_T_VECTOR, 8, 1, 0, &T_CHAR, NULL, NULL, NULL };
+static const ms_type T_VINT = { MS_T_VECTOR, 8, 0, 0, &T_INT, NULL, NULL, NULL };
+static const ms_type *const II_FIELDS[2] = { &T_INT, &T_INT };
+static const ms_type MAP_II = { MS_T_MAP, 8, 1, 2, &T_INT, II_FIELDS, NULL, NULL };
+static const ms_type *const SI_FIELDS[2] = { &T_STR, &T_INT };
+static const ms_type MAP_SI = { MS_T_MAP, 8, 1, 2, &T_INT, SI_FIELDS, NULL, NULL };
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void put_ii(ms_vec **m, int64_t k, int64_t v)
+{
+    *(int64_t *)ms_map_insert(&MAP_II, m, &k) = v;
+}
+
+static int64_t get_ii(ms_vec *m, int64_t k)
+{
+    return *(int64_t *)ms_map_get(&MAP_II, m, &k, 1, 1);
+}
+
+static int has_ii(ms_vec *m, int64_t k)
+{
+    return ms_map_has(&MAP_II, m, &k);
+}
+
+static void test_siphash(void)
+{
+    /* SipHash-2-4, key 00..0f (the paper's appendix A): the 15-byte
+     * message 00..0e, and the empty message. */
+    uint8_t k[16], msg[15];
+    for (int i = 0; i < 16; i++)
+        k[i] = (uint8_t)i;
+    for (int i = 0; i < 15; i++)
+        msg[i] = (uint8_t)i;
+    CHECK(msm_siphash(k, msg, 15, 2, 4) == 0xa129ca6149be45e5ULL);
+    CHECK(msm_siphash(k, msg, 0, 2, 4) == 0x726fdb47dd0e0e31ULL);
+    CHECK(msm_siphash(k, msg, 8, 2, 4) == 0x93f5f5799a932462ULL);
+    CHECK(msm_hash_bytes("abc", 3) == msm_hash_bytes("abc", 3));
+    CHECK(msm_hash_bytes("abc", 3) != msm_hash_bytes("abd", 3));
+}
+
+static void test_basic_and_order(void)
+{
+    ms_vec *m = NULL;
+    for (int64_t i = 0; i < 20; i++)
+        put_ii(&m, i, i * i);
+    CHECK(m->len == 20);
+    for (int64_t i = 0; i < 20; i += 2)
+        ms_map_remove(&MAP_II, &m, &i);
+    CHECK(m->len == 10 && !has_ii(m, 4) && has_ii(m, 5));
+    put_ii(&m, 4, -4);  /* re-inserted: at the end */
+    put_ii(&m, 1, 100); /* replaced: keeps its place */
+    ms_vec *ks = ms_map_keys(&MAP_II, m), *vs = ms_map_values(&MAP_II, m);
+    int64_t *kk = (int64_t *)MSV_DATA(ks), *vv = (int64_t *)MSV_DATA(vs);
+    CHECK(ks->len == 11 && kk[0] == 1 && vv[0] == 100 && kk[1] == 3);
+    CHECK(kk[10] == 4 && vv[10] == -4);
+    ms_vec_release(&T_VINT, ks);
+    ms_vec_release(&T_VINT, vs);
+    /* Tombstones are compacted when the table must grow: removing and
+     * inserting forever keeps the entry array bounded. */
+    for (int64_t i = 1000; i < 100000; i++) {
+        put_ii(&m, i, i);
+        int64_t old = i - 1;
+        if (old >= 1000)
+            ms_map_remove(&MAP_II, &m, &old);
+    }
+    ms_map *mm = (ms_map *)m;
+    CHECK(m->len == 12);
+    CHECK(mm->entries->cap <= 64);
+    CHECK(get_ii(m, 99999) == 99999 && get_ii(m, 1) == 100);
+    /* Removing everything empties the table for free. */
+    ks = ms_map_keys(&MAP_II, m);
+    for (int64_t i = 0; i < ks->len; i++)
+        ms_map_remove(&MAP_II, &m, (int64_t *)MSV_DATA(ks) + i);
+    CHECK(m->len == 0 && mm->entries->len == 0);
+    ms_vec_release(&T_VINT, ks);
+    ms_vec_release(&MAP_II, m);
+}
+
+static void test_copy_on_write(void)
+{
+    ms_vec *a = NULL;
+    put_ii(&a, 1, 1);
+    ms_vec *b = a;
+    a->refcount++; /* b = a */
+    put_ii(&b, 1, 2);
+    CHECK(b != a && get_ii(a, 1) == 1 && get_ii(b, 1) == 2);
+    int64_t one = 1;
+    ms_vec *c = a;
+    a->refcount++;
+    ms_map_remove(&MAP_II, &c, &one);
+    CHECK(c != a && a->len == 1 && c->len == 0);
+    int64_t absent = 7;
+    ms_vec *d = a;
+    a->refcount++;
+    ms_map_remove(&MAP_II, &d, &absent); /* nothing removed: no copy */
+    CHECK(d == a && a->refcount == 2);
+    ms_vec_release(&MAP_II, d);
+    ms_vec_release(&MAP_II, a);
+    ms_vec_release(&MAP_II, b);
+    ms_vec_release(&MAP_II, c);
+}
+
+static void test_million(void)
+{
+    ms_vec *m = NULL;
+    const int64_t n = 1000000;
+    for (int64_t i = 0; i < n; i++)
+        put_ii(&m, i * 2654435761LL, i);
+    CHECK(m->len == n);
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++)
+        ok &= get_ii(m, i * 2654435761LL) == i;
+    CHECK(ok);
+    for (int64_t i = 0; i < n; i += 2) {
+        int64_t k = i * 2654435761LL;
+        ms_map_remove(&MAP_II, &m, &k);
+    }
+    CHECK(m->len == n / 2 && !has_ii(m, 0) && has_ii(m, 2654435761LL));
+    ms_vec *ks = ms_map_keys(&MAP_II, m);
+    CHECK(((int64_t *)MSV_DATA(ks))[0] == 2654435761LL);
+    ms_vec_release(&T_VINT, ks);
+    ms_vec_release(&MAP_II, m);
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Seconds to insert then look up the n strings of keys (each 16 bytes,
+ * NUL-padded) as map<string, int> keys. */
+static double time_string_keys(const char *keys, int n)
+{
+    ms_vec **strs = malloc((size_t)n * sizeof *strs);
+    for (int i = 0; i < n; i++) {
+        const char *k = keys + (size_t)i * 16;
+        strs[i] = ms_string_from_bytes((const uint8_t *)k, (int64_t)strlen(k));
+    }
+    double t0 = now();
+    ms_vec *m = NULL;
+    for (int i = 0; i < n; i++)
+        *(int64_t *)ms_map_insert(&MAP_SI, &m, &strs[i]) = i;
+    int ok = m->len == n;
+    for (int i = 0; i < n; i++)
+        ok &= *(int64_t *)ms_map_get(&MAP_SI, m, &strs[i], 1, 1) == i;
+    double t = now() - t0;
+    CHECK(ok);
+    ms_vec_release(&MAP_SI, m);
+    for (int i = 0; i < n; i++)
+        ms_vec_release(&T_STR, strs[i]);
+    free(strs);
+    return t;
+}
+
+static void test_crafted_keys(void)
+{
+    /* 20,000 keys whose FNV-1a hashes agree in their low 12 bits: in a
+     * table indexed by those bits (any size up to 4096 slots) they would
+     * all probe one chain, making n insertions quadratic. */
+    const int n = 20000;
+    char *crafted = calloc((size_t)n, 16), *random = calloc((size_t)n, 16);
+    int found = 0;
+    for (uint64_t i = 0; found < n; i++) {
+        char buf[16];
+        int len = 0;
+        buf[len++] = 'k';
+        for (uint64_t x = i; x; x >>= 4) /* hex digits, lowest first */
+            buf[len++] = "0123456789abcdef"[x & 15];
+        if ((fnv1a(buf, (size_t)len) & 0xfff) == 0x123)
+            memcpy(crafted + (size_t)found++ * 16, buf, (size_t)len);
+    }
+    for (int i = 0; i < n; i++)
+        snprintf(random + (size_t)i * 16, 16, "r%d", i * 7919);
+    double best_crafted = 1e9, best_random = 1e9;
+    for (int round = 0; round < 5; round++) {
+        double c = time_string_keys(crafted, n), r = time_string_keys(random, n);
+        best_crafted = c < best_crafted ? c : best_crafted;
+        best_random = r < best_random ? r : best_random;
+    }
+    double ratio = best_crafted / best_random;
+    printf("crafted/random time ratio: %.2f (%.4fs, %.4fs)\n", ratio, best_crafted, best_random);
+    CHECK(ratio < 3.0);
+    free(crafted);
+    free(random);
+}
+
+static void test_string_keys(void)
+{
+    ms_vec *m = NULL;
+    ms_vec *a = ms_string_from_bytes((const uint8_t *)"apple", 5);
+    ms_vec *empty = NULL;
+    *(int64_t *)ms_map_insert(&MAP_SI, &m, &a) = 1;
+    *(int64_t *)ms_map_insert(&MAP_SI, &m, &empty) = 2;
+    CHECK(a->refcount == 2); /* the map holds the key */
+    CHECK(*(int64_t *)ms_map_get(&MAP_SI, m, &empty, 1, 1) == 2);
+    ms_vec *a2 = ms_string_from_bytes((const uint8_t *)"apple", 5);
+    CHECK(ms_map_has(&MAP_SI, m, &a2));
+    ms_map_remove(&MAP_SI, &m, &a2);
+    CHECK(a->refcount == 1 && m->len == 1);
+    ms_vec_release(&MAP_SI, m);
+    ms_vec_release(&T_STR, a);
+    ms_vec_release(&T_STR, a2);
+}
+
+int main(void)
+{
+    test_siphash();
+    test_basic_and_order();
+    test_copy_on_write();
+    test_string_keys();
+    test_million();
+    test_crafted_keys();
+    if (failures) {
+        fprintf(stderr, "%d map test(s) failed\n", failures);
+        return 1;
+    }
+    printf("map tests passed\n");
+    return 0;
+}
