@@ -1,6 +1,5 @@
-"""SPEC 13's maps beyond the golden programs of tests/golden/maps/: the
-reference interpreters agree with those programs' expected output (and
-the refcounted IR's leaks nothing, uses nothing freed), and
+"""SPEC 13's maps beyond the golden programs of tests/golden/maps/ (which
+tests/test_golden_interp.py also runs through both interpreters):
 garbage map payloads (a huge count, a repeated key, an entry cut off) sent
 by a fake slave (tests/fakepeer.py) to a master, and by a fake master to a
 slave, are refused with a logged reason."""
@@ -12,21 +11,10 @@ import struct
 import pytest
 
 import fakepeer as fp
-import golden_interp
 from harness import REPO, Proc, build_program, run_master, write_program
 
-MAPS = REPO / "tests" / "golden" / "maps"
-PROGRAMS = [p for p in sorted(MAPS.glob("*.ms")) if not p.stem.startswith("fail-")]
 
 
-@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
-def test_refcounted_ir_agrees_with_golden_and_leaks_nothing(path):
-    golden_interp.check_refcounted(path)
-
-
-@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
-def test_msi_agrees_with_golden(path):
-    golden_interp.check_msi(path)
 
 
 # ------------------------------------------------------------ garbage maps

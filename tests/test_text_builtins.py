@@ -1,7 +1,7 @@
 """SPEC 12.3's builtins (int(s), double(s), split, join, find, slice, sort,
-repeat) beyond the golden programs of tests/golden/text/: both reference
-interpreters agree with those programs' expected output, and the compiled
-builtins are linear (n log n for sort) on inputs where a quadratic
+repeat) beyond the golden programs of tests/golden/text/ (which
+tests/test_golden_interp.py also runs through both interpreters): the
+compiled builtins are linear (n log n for sort) on inputs where a quadratic
 algorithm would not finish."""
 from __future__ import annotations
 
@@ -10,23 +10,12 @@ import time
 
 import pytest
 
-import golden_interp
 from compiler.errors import Pos
 from harness import REPO, build_program, run_master, write_program
 from tools import msi
 
-TEXT = REPO / "tests" / "golden" / "text"
-PROGRAMS = [p for p in sorted(TEXT.glob("*.ms")) if not p.stem.startswith("fail-")]
 
 
-@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
-def test_msi_agrees_with_golden(path):
-    golden_interp.check_msi(path)
-
-
-@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.stem)
-def test_refcounted_ir_agrees_with_golden_and_leaks_nothing(path):
-    golden_interp.check_refcounted(path)
 
 
 POS = Pos("t.ms", 1, 1)
