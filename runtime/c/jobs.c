@@ -1,6 +1,7 @@
 /* jobs.c — job records, their reference counts and the pending queue. */
 #include "jobs.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,14 +9,33 @@
 
 struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args)
 {
-    struct ms_job *j = ms_xcalloc(1, sizeof *j);
+    int inl = args->len <= MS_ARGS_INLINE;
+    size_t tail = inl && args->len > sizeof(uint8_t *) ? (size_t)args->len
+                                                       : sizeof(uint8_t *);
+    struct ms_job *j = ms_xmalloc(offsetof(struct ms_job, inline_args) + tail);
+    memset(j, 0, offsetof(struct ms_job, inline_args));
     atomic_init(&j->refs, 1);
     j->jid = jid;
     j->ordinal = ordinal;
     j->state = MS_J_PENDING;
-    j->args = args->data;
     j->args_len = (uint32_t)args->len;
-    free(args);
+    j->args_inline = (uint8_t)inl;
+    if (inl) {
+        if (args->len)
+            memcpy(j->inline_args, args->data, (size_t)args->len);
+        args->len = 0; /* the buffer stays for the next job */
+    } else {
+        uint8_t *own = args->data;
+        /* A buffer grown by doubling may be half empty: give it back. */
+        if (args->cap - args->len > args->len / 8) {
+            uint8_t *fit = realloc(own, (size_t)args->len);
+            if (fit)
+                own = fit;
+        }
+        memcpy(j->inline_args, &own, sizeof own);
+        args->data = NULL;
+        args->len = args->cap = 0;
+    }
     return j;
 }
 
@@ -24,27 +44,45 @@ void ms_job_retain(struct ms_job *j)
     atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed);
 }
 
+static void free_end(struct ms_job *j)
+{
+    if (j->state == MS_J_FINISHED)
+        free(j->end.result);
+    else if (j->state == MS_J_FAILED)
+        free(j->end.error);
+    j->end.result = NULL;
+}
+
+static void free_args(struct ms_job *j)
+{
+    if (!j->args_inline) {
+        free((void *)ms_job_args(j));
+        uint8_t *none = NULL;
+        memcpy(j->inline_args, &none, sizeof none);
+    }
+}
+
 void ms_job_release(struct ms_job *j)
 {
     if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
         return;
-    free(j->args);
-    free(j->result);
-    free(j->error);
+    free_args(j);
+    free_end(j);
     free(j);
 }
 
 static void drop_args(struct ms_job *j)
 {
-    if (j->pins)
-        return; /* the last unpin frees them */
-    free(j->args);
-    j->args = NULL;
+    if (j->pins || j->args_inline)
+        return; /* the last unpin frees them; inline ones go with the job */
+    free_args(j);
     j->args_len = 0;
 }
 
 void ms_job_pin(struct ms_job *j)
 {
+    if (j->pins == UINT16_MAX)
+        ms_fatal("internal error: job %u pinned %u times", j->jid, j->pins);
     j->pins++;
     ms_job_retain(j);
 }
@@ -59,24 +97,47 @@ void ms_job_unpin(struct ms_job *j)
 
 void ms_job_finish(struct ms_job *j, uint8_t *result, uint64_t len)
 {
+    if (len > UINT32_MAX)
+        ms_fatal("internal error: a result of %llu bytes",
+                 (unsigned long long)len);
+    free_end(j);
     j->state = MS_J_FINISHED;
-    j->result = result;
-    j->result_len = len;
+    j->end.result = result;
+    j->result_len = (uint32_t)len;
     drop_args(j);
 }
 
 void ms_job_fail(struct ms_job *j, const char *error)
 {
+    free_end(j);
     j->state = MS_J_FAILED;
-    free(j->error);
-    j->error = ms_xstrdup(error);
+    j->end.error = ms_xstrdup(error);
     drop_args(j);
 }
 
 void ms_job_cancel_now(struct ms_job *j)
 {
+    free_end(j);
     j->state = MS_J_CANCELLED;
     drop_args(j);
+}
+
+/* lost_at is 1 + milliseconds since the epoch below (taken at the first
+ * loss, under the master lock), saturating: enough for the scheduler's
+ * "a slave that was there before" test over a run of 49 days. */
+static long long lost_epoch_ms;
+
+void ms_job_set_lost(struct ms_job *j, long long now_ms)
+{
+    if (!lost_epoch_ms)
+        lost_epoch_ms = now_ms - 1;
+    long long d = now_ms - lost_epoch_ms;
+    j->lost_at = d < 1 ? 1 : d >= UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+}
+
+long long ms_job_lost_ms(const struct ms_job *j)
+{
+    return j->lost_at ? lost_epoch_ms + j->lost_at : 0;
 }
 
 void ms_jobq_push(ms_jobq *q, struct ms_job *j)

@@ -4,6 +4,7 @@
 #define MS_JOBS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ms_abi.h"
@@ -17,6 +18,12 @@ enum ms_jstate {
     MS_J_CANCELLED, /* cancelled before it finished */
 };
 
+/* A job waiting for a slave costs one allocation of sizeof(struct ms_job)
+ * plus its argument bytes when they are few (MS_ARGS_INLINE): a million
+ * waiting tiny jobs are about 80 MB, not 200 (issue 13). Fields are packed
+ * by size for that reason. */
+#define MS_ARGS_INLINE 64
+
 struct ms_job {
     /* References: one per job<T> handle held by compiled code, plus one
      * while the job is in the pending queue, a slave's in-flight set or the
@@ -26,22 +33,42 @@ struct ms_job {
 
     /* Set at creation, never changed. */
     uint32_t jid, ordinal;
+    uint32_t args_len;
 
     /* Guarded by the master lock (M.lock, master.h): */
-    int state;            /* enum ms_jstate */
-    int attempts;         /* times sent to a slave */
+    uint32_t attempts;    /* times sent to a slave */
+    uint8_t state;        /* enum ms_jstate */
+    uint8_t args_inline;  /* the arguments are in inline[], not owned */
+    uint16_t pins;        /* connections sending args from this buffer */
+    uint32_t result_len;  /* valid once FINISHED (a message's length) */
+    uint32_t lost_at;     /* ms_job_lost_ms's encoding; 0: never lost */
     long long t_sent_us;  /* when it was last sent */
-    long long t_lost_ms;  /* when a slave was last lost with it; 0: never */
     void *where;          /* the connection it is in flight on, or NULL */
-    uint8_t *args;        /* owned; freed when the job ends and no
-                             connection is sending them (pins == 0) */
-    uint32_t args_len;
-    uint32_t pins;        /* connections sending args from this buffer */
-    uint8_t *result;      /* owned; valid once FINISHED */
-    uint64_t result_len;
-    char *error;          /* owned; the reason once FAILED */
     struct ms_job *next;  /* link in the pending queue */
+    union {
+        uint8_t *result;  /* owned; valid once FINISHED */
+        char *error;      /* owned; the reason once FAILED */
+    } end;
+    /* The arguments: ms_job_args(j). Inline when args_inline (then they
+     * live as long as the job), else a pointer stored here, owned, freed
+     * when the job ends and no connection is sending them (pins == 0). */
+    uint8_t inline_args[]; /* at least a pointer's size allocated */
 };
+
+static inline const uint8_t *ms_job_args(const struct ms_job *j)
+{
+    if (j->args_inline)
+        return j->inline_args;
+    const uint8_t *p;
+    __builtin_memcpy(&p, j->inline_args, sizeof p);
+    return p;
+}
+
+/* When a slave was last lost with the job (ms_now_ms's clock), 0 if never;
+ * stored in 32 bits as milliseconds since the first job (caller holds the
+ * master lock). */
+long long ms_job_lost_ms(const struct ms_job *j);
+void ms_job_set_lost(struct ms_job *j, long long now_ms);
 
 /* A FIFO of jobs; it holds one reference to each. */
 typedef struct ms_jobq {
@@ -49,8 +76,9 @@ typedef struct ms_jobq {
     uint64_t n;
 } ms_jobq;
 
-/* A new PENDING job with refs = 1 (the caller's). `args` is transferred:
- * its bytes move into the job and the ms_buf itself is freed. */
+/* A new PENDING job with refs = 1 (the caller's). The bytes of `args`
+ * (ms_args_new's buffer) are copied into the job when few, else taken
+ * over; either way `args` is left empty for the next job. */
 struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args);
 void ms_job_retain(struct ms_job *j);
 void ms_job_release(struct ms_job *j); /* frees at zero */

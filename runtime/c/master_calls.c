@@ -98,12 +98,12 @@ void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
     char msg[MS_MAX_TEXT + 512];
     switch (state) {
     case MS_J_FINISHED:
-        out->data = h->result;
+        out->data = h->end.result;
         out->len = h->result_len;
         out->off = 0;
         return;
     case MS_J_FAILED:
-        snprintf(msg, sizeof msg, "job '%s' failed: %s", name, h->error);
+        snprintf(msg, sizeof msg, "job '%s' failed: %s", name, h->end.error);
         ms_runtime_error(line, col, msg);
     default:
         snprintf(msg, sizeof msg, "job '%s' was cancelled", name);
@@ -268,8 +268,8 @@ ms_vec *ms_job_error(ms_handle h, int32_t line, int32_t col)
     pthread_mutex_unlock(&M.lock);
     /* An ended job never changes again: its error needs no lock now. */
     if (state == MS_J_FAILED)
-        return ms_string_from_bytes((const uint8_t *)h->error,
-                                    (int64_t)strlen(h->error));
+        return ms_string_from_bytes((const uint8_t *)h->end.error,
+                                    (int64_t)strlen(h->end.error));
     if (state == MS_J_CANCELLED)
         return ms_string_from_bytes((const uint8_t *)"cancelled", 9);
     return NULL;

@@ -59,7 +59,7 @@ static void conn_send_job(conn *c, struct ms_job *j)
 {
     if (j->args_len < SEG_MIN) {
         uint64_t at = c->out.len;
-        ms_msg_append(&c->out, j->ordinal, j->jid, j->args, j->args_len);
+        ms_msg_append(&c->out, j->ordinal, j->jid, ms_job_args(j), j->args_len);
         if (c->tx.on)
             ms_seal_last(&c->tx, &c->out, at);
         return;
@@ -308,7 +308,7 @@ static void seg_encrypt(conn *c, oseg *sg)
             c->segbuf = ms_xmalloc(SEG_PIECE);
     }
     uint64_t n = len - sg->sent < SEG_PIECE ? len - sg->sent : SEG_PIECE;
-    ms_stream_update(c->seg_ctx, c->segbuf, sg->job->args + sg->sent, n);
+    ms_stream_update(c->seg_ctx, c->segbuf, ms_job_args(sg->job) + sg->sent, n);
     c->seg_lo = sg->sent;
     c->seg_hi = sg->sent + n;
     if (c->seg_hi == len)
@@ -336,7 +336,7 @@ void conn_write(conn *c, long long now)
                 iov[k++] = (struct iovec){c->segbuf + (sg->sent - c->seg_lo),
                                           (size_t)(end - sg->sent)};
             } else {
-                iov[k++] = (struct iovec){sg->job->args + sg->sent,
+                iov[k++] = (struct iovec){(void *)(ms_job_args(sg->job) + sg->sent),
                                           (size_t)(len - sg->sent)};
             }
             uint64_t stop2 = c->seg_head + 1 < c->nsegs
@@ -675,7 +675,7 @@ void conn_destroy_locked(conn *c)
             ms_job_release(j);
         } else {
             j->state = MS_J_PENDING;
-            j->t_lost_ms = now;
+            ms_job_set_lost(j, now);
             M.st.rerun++;
             c->n_retried++;
             again++;
@@ -746,9 +746,9 @@ void dispatch_locked(void)
             continue;
         }
         long k = ms_sched_pick(M.sets, M.nconns, &M.sched_cursor,
-                               j->t_lost_ms);
+                               ms_job_lost_ms(j));
         if (k < 0) {
-            if (!j->t_lost_ms)
+            if (!j->lost_at)
                 return;
             prev = j; /* waits for a slave it prefers */
             continue;

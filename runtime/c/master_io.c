@@ -77,7 +77,7 @@ static int work_ready_locked(void)
         conn *c = M.conns[i];
         /* A job lost with a slave may wait for another (dispatch_locked). */
         if (c->phase == C_READY && c->load.n < c->load.limit &&
-            !M.pending.head->t_lost_ms)
+            !M.pending.head->lost_at)
             return 1;
     }
     /* Cancelled jobs at the head are dropped by dispatch_locked. */

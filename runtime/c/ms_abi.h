@@ -115,7 +115,8 @@ uint32_t ms_read_u32(ms_reader *r);
  *     ms_buf *args = ms_args_new();
  *     ms_buf_put_...(args, a); ms_buf_put_...(args, b);
  *     ms_handle h = ms_start_job(ORDINAL_OF_f, args);
- * ms_start_job takes ownership of `args` and returns a new reference.
+ * `args` is the calling thread's one argument buffer (ms_args_new empties
+ * it); ms_start_job takes its bytes and returns a new reference.
  * `get(h)` on a job<T> compiles to:
  *     ms_reader r;  ms_reap_job(h, &r, line, col);  then decode a T from &r
  * ms_reap_job waits for the job; if it failed or was cancelled, or h is

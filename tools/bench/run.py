@@ -19,7 +19,9 @@ with wait_any, start one) and prints its time over the plain fan-out's
 `protection` runs the tiny-job and round-trip programs once with local
 slaves (socket pairs, not sealed) and once with 2 slaves started by hand on
 loopback TCP with MS_TOKEN (authenticated, every message AES-256-GCM
-sealed): the cost of protocol version 2's protection.
+sealed): the cost of protocol version 2's protection. `waiting_jobs` is
+the master's resident memory per tiny job started while no slave is there
+to run it (tools/bench/waiting.py).
 
 Every time is the best of --repeat runs of a whole process, less the best
 time of the same program doing no work (N = 0), so process and slave
@@ -53,7 +55,7 @@ KERNELS = {
 }
 JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000,
         "wait_any": 1_000_000,
-        "protection": 0}
+        "protection": 0, "waiting_jobs": 1_000_000}
 WINDOW = 1000  # wait_any: jobs kept in flight
 # The secret of the protected runs (slaves on TCP, started by hand).
 BENCH_TOKEN = "bench-secret"
@@ -217,6 +219,16 @@ def run_jobs(names, workdir, repeat, window_jobs=None):
               flush=True)
     if "protection" in names:
         protection_cost(workdir, repeat)
+    if "waiting_jobs" in names:
+        from tools.bench.waiting import bytes_per_job
+        n = JOBS["waiting_jobs"]
+        template = HERE / "ms" / "waiting_jobs.ms"
+        many = build_ms(instantiate(template, workdir, "n", N=n))
+        one = build_ms(instantiate(template, workdir, "1", N=1))
+        per = bytes_per_job(str(many), str(one), n)
+        print(f"waiting     {per:6.1f} bytes per waiting tiny job, {n} jobs, "
+              f"no slave (goal: 100 or less; includes the program's vector "
+              f"of handles)", flush=True)
 
 
 def run_protected(exe: pathlib.Path, threads: int) -> float:
