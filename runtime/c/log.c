@@ -123,6 +123,14 @@ long long ms_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long ms_now_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        ms_fatal("clock_gettime: %s", strerror(errno));
+    return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 long long ms_now_us(void)
 {
     struct timespec ts;

@@ -39,5 +39,6 @@ char *ms_xstrdup(const char *s);
 /* Monotonic clock in milliseconds. */
 long long ms_now_ms(void);
 long long ms_now_us(void);
+long long ms_now_ns(void);
 
 #endif

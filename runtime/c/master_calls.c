@@ -54,8 +54,10 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
         ms_job_retain(j); /* the queue's reference */
         ms_jobq_push(&M.pending, j);
         dispatch_locked();
-        /* What the kernel does not take now, the I/O thread sends later. */
-        wake = flush_locked() && need_wake_locked();
+        /* Jobs started in a row share a write: the I/O thread sends them
+         * when it next runs (woken here if it sleeps), or this thread
+         * when it waits (ms_reap_job and the other waits flush). */
+        wake = send_soon_locked() && need_wake_locked();
     }
     pthread_mutex_unlock(&M.lock);
     if (wake)
@@ -79,6 +81,9 @@ void ms_reap_job(ms_handle h, ms_reader *out, int32_t line, int32_t col)
         pthread_mutex_unlock(&M.lock);
         ms_master_before_wait();
         pthread_mutex_lock(&M.lock);
+        /* Jobs started just before (a lone job's round trip) go now
+         * rather than when the I/O thread wakes. */
+        (void)flush_locked();
     }
     while (h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) {
         conn *c = h->state == MS_J_INFLIGHT ? h->where : NULL;

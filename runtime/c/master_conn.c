@@ -486,13 +486,12 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
                   h.jid, e->name, e->ret_sig, err);
         return;
     }
+    int busy = c->load.n >= c->load.threads;
     (void)ms_inflight_take(&c->load, h.jid);
     j->where = NULL;
     c->done++;
     c->n_finished++; /* a result, even for a job cancelled meanwhile */
-    long long took = ms_now_us() - j->t_sent_us;
-    ms_inflight_answered(&c->load);
-    ms_inflight_sample(&c->load, took > 0 ? (uint64_t)took : 0);
+    ms_inflight_answered(&c->load, ms_now_us(), busy);
     if (j->state == MS_J_INFLIGHT) {
         uint8_t *copy = NULL;
         if (h.length) {
@@ -516,6 +515,7 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
     if (kind == MS_HEARTBEAT && h.length == 1)
         return;
     if ((kind == MS_FAILURE) || (kind == MS_CANCELLED && h.length == 1)) {
+        int busy = c->load.n >= c->load.threads;
         struct ms_job *j = ms_inflight_take(&c->load, h.jid);
         if (!j) {
             violation(c, "%s for job %" PRIu32 ", which it was not running",
@@ -538,7 +538,7 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
                          "cancelled", h.jid);
             return;
         }
-        ms_inflight_answered(&c->load);
+        ms_inflight_answered(&c->load, ms_now_us(), busy);
         if (kind == MS_FAILURE)
             c->n_failed++;
         else
@@ -652,13 +652,15 @@ static void stats_slave_left_locked(const conn *c)
  * --max-attempts runs (caller holds M.lock). Frees c. */
 void conn_destroy_locked(conn *c)
 {
-    uint32_t n = c->load.n, again = 0, failed = 0;
+    uint32_t again = 0, failed = 0;
     /* Back to the front of the queue, in their original order; each goes
      * preferably to a slave that was there before this one was lost
      * (ms_sched_pick), not to a newcomer, which may be this one again. */
     long long now = ms_now_ms();
-    for (uint32_t i = n; i-- > 0;) {
-        struct ms_job *j = c->load.jobs[i];
+    for (uint32_t i = c->load.span; i-- > 0;) {
+        struct ms_job *j = ms_inflight_slot(&c->load, i);
+        if (!j)
+            continue;
         j->where = NULL;
         if (j->state != MS_J_INFLIGHT) {
             ms_job_release(j);
@@ -704,7 +706,7 @@ void conn_destroy_locked(conn *c)
         ms_logv("connection from %s closed during the handshake: %s", c->peer,
                 c->why);
     }
-    c->load.n = 0;
+    c->load.n = c->load.span = 0;
     M.st.connections++;
     M.st.bytes_in += c->bytes_in;
     M.st.bytes_out += c->bytes_out;
@@ -764,6 +766,30 @@ void dispatch_locked(void)
         conn_send_job(c, j);
         ms_inflight_add(&c->load, j); /* takes the queue's reference */
     }
+}
+
+/* A connection's queued bytes go out at once when there are this many:
+ * below that, jobs started one after another share a system call (the I/O
+ * thread, or the main thread when it waits, sends them). */
+#define SEND_NOW_BYTES (64 * 1024)
+
+int send_soon_locked(void)
+{
+    int left = 0;
+    long long now = 0;
+    for (size_t i = 0; i < M.nconns; i++) {
+        conn *c = M.conns[i];
+        if (c->phase == C_DEAD || !conn_pending(c))
+            continue;
+        if (c->out.len - c->out_off >= SEND_NOW_BYTES ||
+            c->seg_head < c->nsegs) {
+            if (!now)
+                now = ms_now_ms();
+            conn_write(c, now);
+        }
+        left |= conn_pending(c);
+    }
+    return left;
 }
 
 /* Send what the connections have queued, as far as the kernel takes it

@@ -11,6 +11,11 @@
 
 #define MS_PROTOCOL_VERSION 2u
 
+/* The most jobs a master keeps in flight on a slave, per thread of the
+ * slave (tiny jobs prefetched, schedule.h); a slave holding more than
+ * this many for its threads is talking to a broken or hostile master. */
+#define MS_PREFETCH_MAX 64u
+
 /* The first payload byte of a control message. */
 enum ms_ctrl_kind {
     MS_CHALLENGE = 1, /* master -> slave, first message on a connection */

@@ -1,50 +1,58 @@
-/* schedule.h — choosing a slave for the next pending job: each slave has at
- * most `limit` jobs in flight: its thread count from the handshake, or, while
- * its jobs are short, up to MS_PREFETCH times that, so that the round trip
- * does not leave its threads idle between tiny jobs (long jobs are never
- * queued behind each other on one slave while another has room). A new
- * connection starts with MS_SLOW_START jobs whatever it claims, and each
- * answer it returns allows one more (doubling per round trip), so a peer
- * that takes jobs and hangs up loses only the few it was given. The least
- * loaded slave (in flight / limit) with room gets the job, ties go
- * round-robin. A job lost with a slave goes preferably to a slave that
- * was there before the loss and has returned answers. Pending jobs leave
- * their queue in FIFO order, so none starves. */
+/* schedule.h — choosing a slave for the next pending job. Each slave has
+ * at most `limit` jobs in flight: its thread count, plus as many more as
+ * it runs in about MS_QUEUE_US (measured from the gaps between its
+ * answers while it is busy), so that the round trip never leaves its
+ * threads idle between tiny jobs and many requests and results share a
+ * system call, while long jobs are never queued behind each other on one
+ * slave when another has room. A new connection starts with MS_SLOW_START
+ * jobs whatever it claims, and each answer it returns allows one more
+ * (doubling per round trip), so a peer that takes jobs and hangs up loses
+ * only the few it was given. The least loaded slave (in flight / limit)
+ * with room gets the job, ties go round-robin. A job lost with a slave
+ * goes preferably to a slave that was there before the loss and has
+ * returned answers. Pending jobs leave their queue in FIFO order, so none
+ * starves. */
 #ifndef MS_SCHEDULE_H
 #define MS_SCHEDULE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto.h"
+
 struct ms_job;
 
-/* The jobs in flight on one slave. Owned by its connection; holds one
- * reference to each job. */
-#define MS_PREFETCH 4
-#define MS_SHORT_JOB_US 2000 /* jobs shorter than this may be prefetched */
-#define MS_SLOW_START 2      /* jobs a new connection may have in flight */
+#define MS_QUEUE_US 500   /* queued work per slave worth prefetching */
+#define MS_SLOW_START 2   /* jobs a new connection may have in flight */
 
+/* The jobs in flight on one slave, in the order they were sent: a ring
+ * [head, head + span) of `alloc` slots in which answered jobs leave holes
+ * (NULL) until the ring's head passes them; answers come mostly in order,
+ * so finding one is quick. Owned by its connection; holds one reference
+ * to each job. */
 typedef struct ms_inflight {
     uint32_t threads;   /* the slave's thread count */
-    uint32_t capacity;  /* MS_PREFETCH * threads: the most `limit` can be */
+    uint32_t capacity;  /* the most `limit` can be (MS_PREFETCH_MAX
+                           per thread, what the slave accepts) */
     uint32_t limit;     /* jobs it may have in flight now: the smaller of
-                           window and what its round trips allow */
+                           window and what its pace allows */
     uint32_t window;    /* slow start: MS_SLOW_START + answers, at most
                            capacity */
-    uint32_t n;
+    uint32_t n;         /* jobs in flight */
+    uint32_t head, span, alloc;
     uint64_t answers;   /* results, failures and cancels it returned */
     long long t_joined_ms; /* when it got through the handshake */
-    uint64_t ewma_us;   /* mean round trip of its recent jobs; 0: none yet */
-    struct ms_job **jobs; /* owned array of `capacity` slots; n used */
+    long long t_answer_us; /* when it last answered; 0: never */
+    uint64_t gap_ns;    /* mean time between its answers while busy
+                           (x16, an EWMA); 0: not measured yet */
+    struct ms_job **jobs; /* owned ring of `alloc` slots */
 } ms_inflight;
 
 void ms_inflight_init(ms_inflight *s, uint32_t threads, long long now_ms);
-/* The slave answered a job (a result, a failure, a cancel): one more
- * job may be in flight, up to its limit. */
-void ms_inflight_answered(ms_inflight *s);
-/* A job's result came `us` microseconds after it was sent: adjust the
- * limit. */
-void ms_inflight_sample(ms_inflight *s, uint64_t us);
+/* The slave answered a job (a result, a failure, a cancel) at now_us,
+ * with `busy` set when it had at least its thread count in flight before:
+ * one more job may be in flight, up to what its pace allows. */
+void ms_inflight_answered(ms_inflight *s, long long now_us, int busy);
 void ms_inflight_free(ms_inflight *s); /* the set must be empty */
 /* Add a job (the set takes over the caller's reference); needs room. */
 void ms_inflight_add(ms_inflight *s, struct ms_job *j);
@@ -52,6 +60,8 @@ void ms_inflight_add(ms_inflight *s, struct ms_job *j);
  * reference back to the caller). */
 struct ms_job *ms_inflight_find(const ms_inflight *s, uint32_t jid);
 struct ms_job *ms_inflight_take(ms_inflight *s, uint32_t jid);
+/* The k-th slot in sending order, k < span: a job, or NULL (answered). */
+struct ms_job *ms_inflight_slot(const ms_inflight *s, uint32_t k);
 
 /* Choose among `n` sets (borrowed; NULL entries are skipped) the least
  * loaded (in flight / limit) with room. Ties go to the first at or

@@ -20,7 +20,10 @@
  * reads until the socket is drained (under S.rlock), queues the jobs,
  * answers control messages, then runs a job itself: a job starts on the
  * thread that read it (no thread switch on the way in), and its result
- * goes out from that thread with one send. A worker that takes a job and sees
+ * goes out from that thread with one send — or, when the next job in the
+ * queue is of a kind that runs in microseconds here, with the next
+ * send, so that the results of a batch of tiny jobs share a write (a
+ * worker that finds no job sends what is held). A worker that takes a job and sees
  * more waiting kicks the eventfd, which wakes another idle one. At most
  * `threads` jobs run at once, so one worker is always left waiting to read.
  * Whoever has a message to send appends it to S.out; one sender at a time
@@ -131,7 +134,12 @@ void read_master(void);            /* a worker; takes S.rlock */
 void keep_alive(void);             /* a worker; takes S.slock, S.rlock */
 void send_ctrl(uint32_t jid, uint8_t kind);                 /* take S.slock */
 void send_text(uint32_t jid, uint8_t kind, const char *text); /* text borrowed */
-void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result); /* borrowed */
+/* `hold`: the worker runs a short job next, so the result may wait in
+ * S.out for the next send (at most HOLD_MAX_BYTES of them, and a worker
+ * that goes idle sends them: send_held). */
+void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result,
+                 int hold); /* result borrowed */
+void send_held(void);              /* takes S.slock */
 _Noreturn void violation(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 

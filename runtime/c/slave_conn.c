@@ -94,12 +94,33 @@ void send_text(uint32_t jid, uint8_t kind, const char *text)
     sealed_flush_and_unlock(at);
 }
 
-void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result)
+/* Results held back for a following short job go out at the latest when
+ * this many bytes wait. */
+#define HOLD_MAX_BYTES (64 * 1024)
+
+void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result,
+                 int hold)
 {
     pthread_mutex_lock(&S.slock);
     uint64_t at = S.out.len;
     ms_msg_append(&S.out, ordinal, jid, result->data, (uint32_t)result->len);
+    if (hold && !S.broken && S.out.len < HOLD_MAX_BYTES) {
+        if (S.tx.on)
+            ms_seal_last(&S.tx, &S.out, at);
+        pthread_mutex_unlock(&S.slock);
+        return;
+    }
     sealed_flush_and_unlock(at);
+}
+
+void send_held(void)
+{
+    pthread_mutex_lock(&S.slock);
+    if (S.out.len == 0 || S.flushing) {
+        pthread_mutex_unlock(&S.slock);
+        return;
+    }
+    flush_and_unlock();
 }
 
 /* ------------------------------------------------ messages from master */

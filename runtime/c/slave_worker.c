@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,9 +217,40 @@ static _Noreturn void job_out_of_memory(const char *msg)
     ms_runtime_error(0, 0, msg);
 }
 
+/* Mean run time of each kind of job on this slave (an EWMA, weight 1/8,
+ * in ns, saturating; 0: none ran yet), indexed by ordinal - 1. Written by
+ * the worker that ran one, read by any: relaxed atomics, as a hint. */
+static _Atomic uint32_t *run_ns;
+
+/* A job under this mean lets the result before it wait for its own. */
+#define SHORT_JOB_NS 20000
+
+static void note_run_time(uint32_t ordinal, long long ns)
+{
+    _Atomic uint32_t *m = &run_ns[ordinal - 1];
+    uint64_t old = atomic_load_explicit(m, memory_order_relaxed);
+    uint64_t v = ns < 1 ? 1 : ns > UINT32_MAX ? UINT32_MAX : (uint64_t)ns;
+    uint64_t mean = old ? old - old / 8 + v / 8 : v;
+    atomic_store_explicit(m, mean ? (uint32_t)mean : 1, memory_order_relaxed);
+}
+
+/* May the result just made wait for the next send? Only when the job at
+ * the head of the queue is of a kind known to be short here, so a result
+ * is held for microseconds, not for a long job. */
+static int next_is_short(void)
+{
+    pthread_mutex_lock(&S.qlock);
+    uint32_t mean = S.head ? atomic_load_explicit(&run_ns[S.head->ordinal - 1],
+                                                  memory_order_relaxed)
+                           : 0;
+    pthread_mutex_unlock(&S.qlock);
+    return mean && mean < SHORT_JOB_NS;
+}
+
 static void run_task(worker *w, task *t)
 {
     const ms_job_entry *e = &ms_job_table[t->ordinal - 1];
+    long long t0 = ms_now_ns();
     w->args = (ms_reader){t->args, t->len, 0};
     w->result.len = 0;
     w->in_job = 1;
@@ -229,6 +261,7 @@ static void run_task(worker *w, task *t)
         e->run(&w->args, &w->result);
         ms_buf_on_oom(NULL);
         w->in_job = 0;
+        note_run_time(t->ordinal, ms_now_ns() - t0);
         /* The job released everything it made: 0 unless refcounts are off. */
         int64_t left = ms_values_track_end(0);
         if (left)
@@ -245,7 +278,7 @@ static void run_task(worker *w, task *t)
                      w->result.len, S.max_message);
             send_text(t->jid, MS_FAILURE, msg);
         } else {
-            send_result(t->ordinal, t->jid, &w->result);
+            send_result(t->ordinal, t->jid, &w->result, next_is_short());
         }
     } else {
         /* Abandoned by a longjmp (its error text is in w->msg already):
@@ -308,7 +341,9 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&S.qlock);
             continue;
         }
-        /* Idle: wait for a message or a kick. */
+        /* Idle: send what was held for a next job, then wait for a
+         * message or a kick. */
+        send_held();
         struct epoll_event ev[2];
         int n = epoll_wait(S.epfd, ev, 2, (int)S.hb_interval_ms);
         if (n < 0 && errno != EINTR)
@@ -338,6 +373,7 @@ void start_workers(void)
         ms_fatal("pthread_attr_setstacksize: %s", strerror(rc));
     long n = S.threads + 1;
     S.workers = ms_xcalloc((size_t)n, sizeof *S.workers);
+    run_ns = ms_xcalloc(ms_job_count ? ms_job_count : 1, sizeof *run_ns);
     pthread_condattr_t monotonic;
     rc = pthread_condattr_init(&monotonic);
     if (rc == 0)
@@ -386,9 +422,9 @@ void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
     }
     t->next = NULL;
     pthread_mutex_lock(&S.qlock);
-    /* The master sends at most MS_PREFETCH (4) times `threads` jobs at a
-     * time; a queue much longer than that is a broken or hostile master. */
-    if (S.nqueued + S.running >= (size_t)S.threads * 8 + 16) {
+    /* The master sends at most MS_PREFETCH_MAX times `threads` jobs at a
+     * time; a queue longer than that is a broken or hostile master. */
+    if (S.nqueued + S.running >= (size_t)S.threads * MS_PREFETCH_MAX + 16) {
         pthread_mutex_unlock(&S.qlock);
         violation("%zu jobs queued on %ld threads", S.nqueued + S.running,
                   S.threads);
