@@ -5,7 +5,7 @@ slave processes talk over loopback; every process has a timeout and is
 killed afterwards, and runs check that no process outlives its master.
 
 Also: the signature validator's and the map table's unit tests
-(test_ser.c, test_maps.c), plainly and under
+(test_ser.c, test_maps.c, test_schedule.c), plainly and under
 ASan/UBSan, and fake slaves and masters (tests/fakepeer.py) that send
 garbage.
 """
@@ -138,6 +138,19 @@ def test_maps_unit(bins, tmp_path):
           str(bins / "libmsslave.a"), *link])
     out = _run([str(exe)]).stdout
     assert out.endswith("map tests passed\n"), out
+
+
+def test_schedule_unit(bins, tmp_path):
+    """runtime/c/schedule.c (tests/runtime/test_schedule.c): the ring of
+    jobs in flight keeps their order across answers out of order, growth
+    and compaction; the in-flight limit follows the slave's pace (deep for
+    tiny jobs, the thread count for long ones)."""
+    exe = tmp_path / "test_schedule"
+    link = (bins / "ms-link-flags").read_text().split()
+    _run([CC, *CFLAGS, "-o", str(exe), str(HERE / "test_schedule.c"),
+          str(bins / "libmsmaster.a"), *link])
+    out = _run([str(exe)]).stdout
+    assert out.endswith("schedule tests passed\n"), out
 
 
 def test_results_and_formats(start, bins):
