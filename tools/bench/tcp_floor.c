@@ -6,6 +6,9 @@
  *                          prints the mean round trip in microseconds
  *   tcp_floor pipeline N   N 20-byte requests streamed, each answered with a
  *                          20-byte reply: prints messages per second
+ *   tcp_floor batched N    the same, but the answering side reads what has
+ *                          come and answers it all with one write (what a
+ *                          batching runtime can reach): messages per second
  *   tcp_floor stream MB    MB mebibytes one way, then a 1-byte ack: prints
  *                          MiB per second
  */
@@ -86,7 +89,7 @@ static int loopback_pair(int *server) {
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: tcp_floor pingpong|pipeline|stream N\n");
+        fprintf(stderr, "usage: tcp_floor pingpong|pipeline|batched|stream N\n");
         return 2;
     }
     long n = atol(argv[2]);
@@ -111,6 +114,20 @@ int main(int argc, char **argv) {
                 left -= r;
             }
             write_full(server, "k", 1);
+        } else if (strcmp(argv[1], "batched") == 0) {
+            static char buf[1 << 16];
+            size_t have = 0;
+            for (long done = 0; done < n;) {
+                ssize_t r = read(server, buf + have, sizeof buf - have);
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) die("read");
+                have += (size_t)r;
+                size_t whole = have / MSG * MSG;
+                write_full(server, buf, whole);
+                done += (long)(whole / MSG);
+                memmove(buf, buf + whole, have - whole);
+                have -= whole;
+            }
         } else {
             for (long i = 0; i < n; i++) {
                 read_full(server, msg, MSG);
@@ -127,7 +144,8 @@ int main(int argc, char **argv) {
             read_full(client, msg, MSG);
         }
         printf("%.3f\n", (now() - start) / (double)n * 1e6);
-    } else if (strcmp(argv[1], "pipeline") == 0) {
+    } else if (strcmp(argv[1], "pipeline") == 0 ||
+               strcmp(argv[1], "batched") == 0) {
         /* Writes in batches of up to 256 messages while reading replies. */
         enum { BATCH = 256 };
         static char out[BATCH * MSG], in[BATCH * MSG];
