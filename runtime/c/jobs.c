@@ -9,7 +9,7 @@
 
 struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args)
 {
-    int inl = args->len <= MS_ARGS_INLINE;
+    int inl = args->len <= MS_ARGS_INLINE && args->len <= UINT32_MAX;
     size_t tail = inl && args->len > sizeof(uint8_t *) ? (size_t)args->len
                                                        : sizeof(uint8_t *);
     struct ms_job *j = ms_xmalloc(offsetof(struct ms_job, inline_args) + tail);
@@ -44,9 +44,18 @@ void ms_job_retain(struct ms_job *j)
     atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed);
 }
 
+/* Bytes of inline_args that may hold a result once the job has ended. */
+static uint32_t inline_room(const struct ms_job *j)
+{
+    if (!j->args_inline)
+        return 0;
+    return j->args_len > sizeof(uint8_t *) ? j->args_len
+                                           : (uint32_t)sizeof(uint8_t *);
+}
+
 static void free_end(struct ms_job *j)
 {
-    if (j->state == MS_J_FINISHED)
+    if (j->state == MS_J_FINISHED && !j->result_inline)
         free(j->end.result);
     else if (j->state == MS_J_FAILED)
         free(j->end.error);
@@ -81,7 +90,7 @@ static void drop_args(struct ms_job *j)
 
 void ms_job_pin(struct ms_job *j)
 {
-    if (j->pins == UINT16_MAX)
+    if (j->pins == UINT8_MAX)
         ms_fatal("internal error: job %u pinned %u times", j->jid, j->pins);
     j->pins++;
     ms_job_retain(j);
@@ -95,16 +104,22 @@ void ms_job_unpin(struct ms_job *j)
     ms_job_release(j);
 }
 
-void ms_job_finish(struct ms_job *j, uint8_t *result, uint64_t len)
+void ms_job_finish(struct ms_job *j, const uint8_t *result, uint32_t len)
 {
-    if (len > UINT32_MAX)
-        ms_fatal("internal error: a result of %llu bytes",
-                 (unsigned long long)len);
     free_end(j);
-    j->state = MS_J_FINISHED;
-    j->end.result = result;
-    j->result_len = (uint32_t)len;
     drop_args(j);
+    j->state = MS_J_FINISHED;
+    j->result_len = len;
+    if (len <= inline_room(j) && j->pins == 0) {
+        if (len)
+            memcpy(j->inline_args, result, len);
+        j->end.result = j->inline_args;
+        j->result_inline = 1;
+    } else {
+        j->end.result = len ? ms_xmalloc(len) : NULL;
+        if (len)
+            memcpy(j->end.result, result, len);
+    }
 }
 
 void ms_job_fail(struct ms_job *j, const char *error)

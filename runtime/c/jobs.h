@@ -38,8 +38,9 @@ struct ms_job {
     /* Guarded by the master lock (M.lock, master.h): */
     uint32_t attempts;    /* times sent to a slave */
     uint8_t state;        /* enum ms_jstate */
-    uint8_t args_inline;  /* the arguments are in inline[], not owned */
-    uint16_t pins;        /* connections sending args from this buffer */
+    uint8_t args_inline;  /* the arguments are in inline_args */
+    uint8_t result_inline; /* the result is in inline_args (see below) */
+    uint8_t pins;         /* connections sending args from this buffer */
     uint32_t result_len;  /* valid once FINISHED (a message's length) */
     uint32_t lost_at;     /* ms_job_lost_ms's encoding; 0: never lost */
     long long t_sent_us;  /* when it was last sent */
@@ -51,7 +52,11 @@ struct ms_job {
     } end;
     /* The arguments: ms_job_args(j). Inline when args_inline (then they
      * live as long as the job), else a pointer stored here, owned, freed
-     * when the job ends and no connection is sending them (pins == 0). */
+     * when the job ends and no connection is sending them (pins == 0).
+     * Inline arguments are never pinned (they are copied into the
+     * message), so once the job has ended their room may hold a result
+     * that fits (result_inline): a tiny job's answer costs no
+     * allocation. */
     uint8_t inline_args[]; /* at least a pointer's size allocated */
 };
 
@@ -83,9 +88,9 @@ struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args);
 void ms_job_retain(struct ms_job *j);
 void ms_job_release(struct ms_job *j); /* frees at zero */
 
-/* End a job (caller holds the master lock). `result` is transferred;
- * `error` is copied. The arguments are freed. */
-void ms_job_finish(struct ms_job *j, uint8_t *result, uint64_t len);
+/* End a job (caller holds the master lock) with a copy of the `len`
+ * bytes at `result`; `error` is copied. The arguments are freed. */
+void ms_job_finish(struct ms_job *j, const uint8_t *result, uint32_t len);
 void ms_job_fail(struct ms_job *j, const char *error);
 void ms_job_cancel_now(struct ms_job *j);
 

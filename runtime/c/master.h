@@ -297,10 +297,6 @@ void conn_write(conn *c, long long now);
 void conn_process(conn *c);
 void conn_destroy_locked(conn *c); /* frees c; I/O thread */
 void dispatch_locked(void);
-/* Queue-side half of flush_locked, for the main thread starting jobs:
- * sends only connections with much queued; returns 1 if some remains
- * (then the I/O thread must be awake to send it). */
-int send_soon_locked(void);
 int flush_locked(void);
 
 /* master_calls.c: before the main thread blocks (get, wait, wait_any,

@@ -54,10 +54,11 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
         ms_job_retain(j); /* the queue's reference */
         ms_jobq_push(&M.pending, j);
         dispatch_locked();
-        /* Jobs started in a row share a write: the I/O thread sends them
-         * when it next runs (woken here if it sleeps), or this thread
-         * when it waits (ms_reap_job and the other waits flush). */
-        wake = send_soon_locked() && need_wake_locked();
+        /* Sent now: a job started while the slaves have room is a lone
+         * one or the first of a fan-out, whose later jobs wait in the
+         * queue until answers make room; those the I/O thread sends in
+         * batches. What the kernel does not take now it sends later. */
+        wake = flush_locked() && need_wake_locked();
     }
     pthread_mutex_unlock(&M.lock);
     if (wake)

@@ -493,12 +493,7 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     c->n_finished++; /* a result, even for a job cancelled meanwhile */
     ms_inflight_answered(&c->load, ms_now_us(), busy);
     if (j->state == MS_J_INFLIGHT) {
-        uint8_t *copy = NULL;
-        if (h.length) {
-            copy = ms_xmalloc(h.length);
-            memcpy(copy, p, h.length);
-        }
-        ms_job_finish(j, copy, h.length);
+        ms_job_finish(j, p, h.length);
         M.st.finished++;
         notify_locked(j);
     }
@@ -766,30 +761,6 @@ void dispatch_locked(void)
         conn_send_job(c, j);
         ms_inflight_add(&c->load, j); /* takes the queue's reference */
     }
-}
-
-/* A connection's queued bytes go out at once when there are this many:
- * below that, jobs started one after another share a system call (the I/O
- * thread, or the main thread when it waits, sends them). */
-#define SEND_NOW_BYTES (64 * 1024)
-
-int send_soon_locked(void)
-{
-    int left = 0;
-    long long now = 0;
-    for (size_t i = 0; i < M.nconns; i++) {
-        conn *c = M.conns[i];
-        if (c->phase == C_DEAD || !conn_pending(c))
-            continue;
-        if (c->out.len - c->out_off >= SEND_NOW_BYTES ||
-            c->seg_head < c->nsegs) {
-            if (!now)
-                now = ms_now_ms();
-            conn_write(c, now);
-        }
-        left |= conn_pending(c);
-    }
-    return left;
 }
 
 /* Send what the connections have queued, as far as the kernel takes it

@@ -59,9 +59,10 @@
 
 typedef struct task {
     uint32_t jid, ordinal;
-    uint8_t *args; /* owned */
+    uint8_t *args; /* `inline_args`, or an owned buffer (a big message) */
     uint32_t len;
     struct task *next;
+    uint8_t inline_args[]; /* a small message's arguments: one allocation */
 } task;
 
 typedef struct worker {

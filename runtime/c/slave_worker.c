@@ -295,6 +295,13 @@ static void run_task(worker *w, task *t)
         ms_buf_free(&w->result);
 }
 
+static void free_task(task *t)
+{
+    if (t->args != t->inline_args)
+        free(t->args);
+    free(t);
+}
+
 /* Wake one idle worker (to run a queued job). */
 static void kick(void)
 {
@@ -333,8 +340,7 @@ static void *worker_main(void *arg)
             if (more)
                 kick();
             run_task(w, t);
-            free(t->args);
-            free(t);
+            free_task(t);
             pthread_mutex_lock(&S.qlock);
             w->jid = 0;
             S.running--;
@@ -411,14 +417,15 @@ void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
         violation("arguments of job %" PRIu32 " ('%s') do not match its "
                   "parameters \"%s\": %s",
                   h.jid, e->name, e->arg_sig, err);
-    task *t = ms_xmalloc(sizeof *t);
+    task *t = ms_xmalloc(sizeof *t + (own ? 0 : h.length));
     t->jid = h.jid;
     t->ordinal = h.ordinal;
     t->len = h.length;
     t->args = own;
-    if (h.length && !own) {
-        t->args = ms_xmalloc(h.length);
-        memcpy(t->args, p, h.length);
+    if (!own) {
+        t->args = t->inline_args;
+        if (h.length)
+            memcpy(t->args, p, h.length);
     }
     t->next = NULL;
     pthread_mutex_lock(&S.qlock);
@@ -465,8 +472,7 @@ void cancel_task(uint32_t jid)
     }
     pthread_mutex_unlock(&S.qlock);
     if (found) {
-        free(found->args);
-        free(found);
+        free_task(found);
         send_ctrl(jid, MS_CANCELLED);
     }
 }
