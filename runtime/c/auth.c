@@ -1,5 +1,6 @@
 /* auth.c — fingerprints, secrets and HMAC proofs (OpenSSL libcrypto). */
 #include "auth.h"
+#include "share.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,6 +74,14 @@ void ms_program_fingerprint(uint8_t out[MS_DIGEST_LEN])
     if (EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != MS_DIGEST_LEN)
         ms_fatal("cannot finish SHA-256 (EVP_DigestFinal_ex)");
     EVP_MD_CTX_free(ctx);
+}
+
+void ms_sha256(const uint8_t *p, size_t n, uint8_t out[MS_DIGEST_LEN])
+{
+    unsigned int len = 0;
+    if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 ||
+        len != MS_DIGEST_LEN)
+        ms_fatal("cannot compute SHA-256 (EVP_Digest)");
 }
 
 void ms_print_version(void)

@@ -13,6 +13,7 @@
  * the rest decodes as zeros; the validator rejects every such payload, and
  * accepts nothing this decoder would not build as it is (elements of zero
  * size, which take no bytes and no memory, have any count in both). */
+#include "share.h"
 #include "values.h"
 
 #include "maps.h"
@@ -197,8 +198,18 @@ static inline void encode_item(const ms_type *t, const void *p, ms_buf *b,
         encode_plain(t, p, b);
 }
 
-/* t, value borrowed; b borrowed, appended to. */
+int (*ms_share_hook)(const ms_type *t, const void *value, ms_buf *b);
+
+/* t, value borrowed; b borrowed, appended to. In the master, a job's
+ * argument may be shared instead (share.h). */
 void ms_value_encode(const ms_type *t, const void *value, ms_buf *b)
+{
+    if (ms_share_hook && ms_share_hook(t, value, b))
+        return;
+    ms_value_encode_plain(t, value, b);
+}
+
+void ms_value_encode_plain(const ms_type *t, const void *value, ms_buf *b)
 {
     codec_frame frames[CODEC_INLINE_FRAMES];
     msv_walk w;

@@ -6,10 +6,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "share.h"
 
 struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args)
 {
-    int inl = args->len <= MS_ARGS_INLINE && args->len <= UINT32_MAX;
+    uint64_t total = args->len + ms_share_pending_bytes();
+    ms_args_pieces *shared = ms_share_take(args);
+    int inl = !shared && args->len <= MS_ARGS_INLINE;
     size_t tail = inl && args->len > sizeof(uint8_t *) ? (size_t)args->len
                                                        : sizeof(uint8_t *);
     struct ms_job *j = ms_xmalloc(offsetof(struct ms_job, inline_args) + tail);
@@ -18,9 +21,13 @@ struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args)
     j->jid = jid;
     j->ordinal = ordinal;
     j->state = MS_J_PENDING;
-    j->args_len = (uint32_t)args->len;
-    j->args_inline = (uint8_t)inl;
-    if (inl) {
+    /* A total over the largest message fails the job (ms_start_job). */
+    j->args_len = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+    j->args_kind = shared ? MS_ARGS_SHARED
+                          : inl ? MS_ARGS_INLINE_BYTES : MS_ARGS_OWNED;
+    if (shared) {
+        memcpy(j->inline_args, &shared, sizeof shared);
+    } else if (inl) {
         if (args->len)
             memcpy(j->inline_args, args->data, (size_t)args->len);
         args->len = 0; /* the buffer stays for the next job */
@@ -47,7 +54,7 @@ void ms_job_retain(struct ms_job *j)
 /* Bytes of inline_args that may hold a result once the job has ended. */
 static uint32_t inline_room(const struct ms_job *j)
 {
-    if (!j->args_inline)
+    if (j->args_kind != MS_ARGS_INLINE_BYTES)
         return 0;
     return j->args_len > sizeof(uint8_t *) ? j->args_len
                                            : (uint32_t)sizeof(uint8_t *);
@@ -64,7 +71,11 @@ static void free_end(struct ms_job *j)
 
 static void free_args(struct ms_job *j)
 {
-    if (!j->args_inline) {
+    if (j->args_kind == MS_ARGS_SHARED) {
+        ms_args_pieces_free((ms_args_pieces *)ms_job_args(j));
+        uint8_t *none = NULL;
+        memcpy(j->inline_args, &none, sizeof none);
+    } else if (j->args_kind == MS_ARGS_OWNED) {
         free((void *)ms_job_args(j));
         uint8_t *none = NULL;
         memcpy(j->inline_args, &none, sizeof none);
@@ -82,7 +93,7 @@ void ms_job_release(struct ms_job *j)
 
 static void drop_args(struct ms_job *j)
 {
-    if (j->pins || j->args_inline)
+    if (j->pins || j->args_kind == MS_ARGS_INLINE_BYTES)
         return; /* the last unpin frees them; inline ones go with the job */
     free_args(j);
     j->args_len = 0;

@@ -24,6 +24,11 @@ enum ms_jstate {
  * by size for that reason. */
 #define MS_ARGS_INLINE 64
 
+/* Where a job's arguments are: a pointer in inline_args to an owned
+ * buffer, the bytes themselves in inline_args, or a pointer there to
+ * ms_args_pieces (share.h: literal bytes and shared blobs). */
+enum ms_args_kind { MS_ARGS_OWNED, MS_ARGS_INLINE_BYTES, MS_ARGS_SHARED };
+
 struct ms_job {
     /* References: one per job<T> handle held by compiled code, plus one
      * while the job is in the pending queue, a slave's in-flight set or the
@@ -38,7 +43,7 @@ struct ms_job {
     /* Guarded by the master lock (M.lock, master.h): */
     uint32_t attempts;    /* times sent to a slave */
     uint8_t state;        /* enum ms_jstate */
-    uint8_t args_inline;  /* the arguments are in inline_args */
+    uint8_t args_kind;    /* enum ms_args_kind: where the arguments are */
     uint8_t result_inline; /* the result is in inline_args (see below) */
     uint8_t pins;         /* connections sending args from this buffer */
     uint32_t result_len;  /* valid once FINISHED (a message's length) */
@@ -60,9 +65,11 @@ struct ms_job {
     uint8_t inline_args[]; /* at least a pointer's size allocated */
 };
 
+/* The argument bytes (MS_ARGS_OWNED and MS_ARGS_INLINE_BYTES), or the
+ * ms_args_pieces (MS_ARGS_SHARED), as stored. */
 static inline const uint8_t *ms_job_args(const struct ms_job *j)
 {
-    if (j->args_inline)
+    if (j->args_kind == MS_ARGS_INLINE_BYTES)
         return j->inline_args;
     const uint8_t *p;
     __builtin_memcpy(&p, j->inline_args, sizeof p);

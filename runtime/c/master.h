@@ -95,7 +95,10 @@ typedef struct options {
 #define SEG_MIN 65536
 typedef struct oseg {
     uint64_t at;         /* the bytes go on the wire just before out.data[at] */
-    struct ms_job *job;  /* pinned (ms_job_pin): job->args are the bytes */
+    const uint8_t *data; /* the payload's bytes, owned by one of: */
+    uint64_t len;
+    struct ms_job *job;  /* pinned (ms_job_pin): its argument bytes, or */
+    struct ms_blob *blob; /* retained: a BLOB message's payload */
     uint64_t sent;
     /* On a protected connection the bytes go out encrypted, a piece at a
      * time (conn.segbuf), and their tag is the MS_TAG_LEN bytes reserved
@@ -145,6 +148,11 @@ typedef struct conn {
     oseg *segs;          /* big arguments among them, in order of `at`; */
     size_t nsegs, seg_head, segs_cap; /* [seg_head, nsegs) unsent */
     long long t_open, t_recv, t_send, t_close;
+    /* Blobs (share.h) sent on this connection, the last SENT_BLOBS of
+     * them by id, M.lock: a shared job's blobs go before it unless sent
+     * already; a slave that lost one asks for it again (WANT). */
+    uint64_t sent_blobs[16];
+    uint32_t nsent_blobs;
     ms_inflight load;
     uint64_t done;       /* results and failures received */
     /* For --stats: answers by kind, jobs put back in the queue when the

@@ -22,6 +22,7 @@
 #include "master.h"
 #include "ms_abi.h"
 #include "proto.h"
+#include "share.h"
 #include "values.h"
 
 static int main_may_read_locked(const conn *c);
@@ -34,8 +35,9 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     if (ordinal == 0 || ordinal > ms_job_count)
         ms_fatal("internal error: ms_start_job with ordinal %u of %u", ordinal,
                  ms_job_count);
-    uint64_t len = args->len;
     struct ms_job *j = ms_job_new(0, ordinal, args);
+    uint64_t len = j->args_len;
+    ms_share_sweep(ms_now_ms());
     int wake = 0;
     pthread_mutex_lock(&M.lock);
     if (++M.next_jid == 0)

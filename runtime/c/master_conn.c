@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "jobs.h"
 #include "log.h"
+#include "share.h"
 #include "master.h"
 #include "ms_abi.h"
 #include "net.h"
@@ -41,11 +42,19 @@
 
 /* ------------------------------------------------------ connections */
 
+static void seg_release(oseg *sg)
+{
+    if (sg->job)
+        ms_job_unpin(sg->job);
+    else
+        ms_blob_release(sg->blob);
+}
+
 /* Forget the unsent segments (caller holds M.lock). */
 static void conn_drop_segs(conn *c)
 {
     for (size_t i = c->seg_head; i < c->nsegs; i++)
-        ms_job_unpin(c->segs[i].job);
+        seg_release(&c->segs[i]);
     c->nsegs = c->seg_head = 0;
 }
 
@@ -55,23 +64,20 @@ static void conn_drop_segs(conn *c)
  * sealed now (its counter taken in queue order) and its bytes are
  * encrypted as they are written (conn_write), from the job's buffer, which
  * stays as it is for a retry elsewhere. */
-static void conn_send_job(conn *c, struct ms_job *j)
+/* Queue a message of `len` payload bytes at `data` as a segment: its
+ * header now (sealed now on a protected connection, its counter taken in
+ * queue order), its bytes when written (conn_write; encrypted then, from
+ * `data`, which its owner keeps as it is). The caller pins or retains
+ * the owner (sg->job or sg->blob), which seg_release lets go. */
+static void queue_segment(conn *c, oseg sg, uint32_t ordinal, uint32_t jid)
 {
-    if (j->args_len < SEG_MIN) {
-        uint64_t at = c->out.len;
-        ms_msg_append(&c->out, j->ordinal, j->jid, ms_job_args(j), j->args_len);
-        if (c->tx.on)
-            ms_seal_last(&c->tx, &c->out, at);
-        return;
-    }
     ms_buf_reserve(&c->out, MS_HDR_LEN + MS_TAG_LEN);
-    oseg sg = {.job = j};
     if (c->tx.on) {
-        sg.seq = ms_seal_header(&c->tx, sg.head, j->ordinal, j->jid,
-                                j->args_len);
+        sg.seq = ms_seal_header(&c->tx, sg.head, ordinal, jid,
+                                (uint32_t)sg.len);
         memcpy(c->out.data + c->out.len, sg.head, MS_HDR_LEN);
     } else {
-        ms_header h = {j->ordinal, j->jid, j->args_len};
+        ms_header h = {ordinal, jid, (uint32_t)sg.len};
         ms_header_encode(c->out.data + c->out.len, h);
     }
     c->out.len += MS_HDR_LEN;
@@ -84,8 +90,91 @@ static void conn_send_job(conn *c, struct ms_job *j)
         c->segs_cap = c->segs_cap ? 2 * c->segs_cap : 4;
         c->segs = ms_xrealloc(c->segs, c->segs_cap * sizeof *c->segs);
     }
-    ms_job_pin(j);
     c->segs[c->nsegs++] = sg;
+}
+
+/* Queue a whole message of `len` payload bytes (copied), sealed on a
+ * protected connection (caller holds M.lock). */
+static void queue_copy(conn *c, uint32_t ordinal, uint32_t jid,
+                       const uint8_t *p, uint32_t len)
+{
+    uint64_t at = c->out.len;
+    ms_msg_append(&c->out, ordinal, jid, p, len);
+    if (c->tx.on)
+        ms_seal_last(&c->tx, &c->out, at);
+}
+
+static int blob_was_sent(const conn *c, const ms_blob *b)
+{
+    uint32_t n = c->nsent_blobs < 16 ? c->nsent_blobs : 16;
+    for (uint32_t i = 0; i < n; i++)
+        if (c->sent_blobs[i] == b->id)
+            return 1;
+    return 0;
+}
+
+static void send_blob(conn *c, ms_blob *b)
+{
+    uint32_t len = MS_BLOB_HEAD + b->len;
+    if (len < SEG_MIN) {
+        queue_copy(c, 0, 0, b->payload, len);
+    } else {
+        ms_blob_retain(b);
+        queue_segment(c, (oseg){.data = b->payload, .len = len, .blob = b},
+                      0, 0);
+    }
+    c->sent_blobs[c->nsent_blobs++ % 16] = b->id;
+}
+
+/* A job whose arguments use blobs: those the slave has not been sent,
+ * then a SHARED_JOB naming them (share.h, docs/protocol.md). */
+static void send_shared_job(conn *c, struct ms_job *j)
+{
+    const ms_args_pieces *p = (const ms_args_pieces *)ms_job_args(j);
+    for (uint32_t i = 0; i < p->n; i++)
+        if (!blob_was_sent(c, p->ref[i].blob))
+            send_blob(c, p->ref[i].blob);
+    uint64_t len = MS_SHARED_JOB_HEAD + (uint64_t)p->n * MS_SHARED_REF_LEN +
+                   p->lit_len;
+    uint64_t at = c->out.len;
+    ms_buf_reserve(&c->out, MS_HDR_LEN + len + MS_TAG_LEN);
+    ms_header h = {0, j->jid, (uint32_t)len};
+    ms_header_encode(c->out.data + c->out.len, h);
+    uint8_t *q = c->out.data + c->out.len + MS_HDR_LEN;
+    *q++ = MS_SHARED_JOB;
+    ms_put_u32le(q, j->ordinal);
+    ms_put_u32le(q + 4, p->lit_len);
+    ms_put_u32le(q + 8, p->n);
+    q += 12;
+    for (uint32_t i = 0; i < p->n; i++) {
+        ms_put_u32le(q, p->ref[i].at);
+        ms_put_u32le(q + 4, p->ref[i].blob->len);
+        memcpy(q + 8, ms_blob_digest(p->ref[i].blob), MS_DIGEST_LEN);
+        q += MS_SHARED_REF_LEN;
+    }
+    if (p->lit_len)
+        memcpy(q, p->lit, p->lit_len);
+    c->out.len += MS_HDR_LEN + len;
+    if (c->tx.on)
+        ms_seal_last(&c->tx, &c->out, at);
+}
+
+/* Queue one job message: its header, and its arguments copied or, when
+ * big, as a segment from the job's buffer, which stays as it is for a
+ * retry elsewhere; or, when they use shared blobs, a SHARED_JOB (caller
+ * holds M.lock). */
+static void conn_send_job(conn *c, struct ms_job *j)
+{
+    if (j->args_kind == MS_ARGS_SHARED) {
+        send_shared_job(c, j);
+    } else if (j->args_len < SEG_MIN) {
+        queue_copy(c, j->ordinal, j->jid, ms_job_args(j), j->args_len);
+    } else {
+        ms_job_pin(j);
+        queue_segment(c, (oseg){.data = ms_job_args(j), .len = j->args_len,
+                                .job = j},
+                      j->ordinal, j->jid);
+    }
 }
 
 /* Queue a control message without payload, sealed on a protected
@@ -299,7 +388,7 @@ int conn_read(conn *c)
  * it in `out` (before that part of `out` is sent). Caller holds M.lock. */
 static void seg_encrypt(conn *c, oseg *sg)
 {
-    uint64_t len = sg->job->args_len;
+    uint64_t len = sg->len;
     if (sg->sent < c->seg_hi || c->seg_hi == len)
         return;
     if (sg->sent == 0) {
@@ -308,7 +397,7 @@ static void seg_encrypt(conn *c, oseg *sg)
             c->segbuf = ms_xmalloc(SEG_PIECE);
     }
     uint64_t n = len - sg->sent < SEG_PIECE ? len - sg->sent : SEG_PIECE;
-    ms_stream_update(c->seg_ctx, c->segbuf, ms_job_args(sg->job) + sg->sent, n);
+    ms_stream_update(c->seg_ctx, c->segbuf, sg->data + sg->sent, n);
     c->seg_lo = sg->sent;
     c->seg_hi = sg->sent + n;
     if (c->seg_hi == len)
@@ -329,14 +418,14 @@ void conn_write(conn *c, long long now)
             iov[k++] = (struct iovec){c->out.data + c->out_off,
                                       (size_t)(stop - c->out_off)};
         if (sg) {
-            uint64_t len = sg->job->args_len, end = len;
+            uint64_t len = sg->len, end = len;
             if (c->tx.on) {
                 seg_encrypt(c, sg);
                 end = c->seg_hi;
                 iov[k++] = (struct iovec){c->segbuf + (sg->sent - c->seg_lo),
                                           (size_t)(end - sg->sent)};
             } else {
-                iov[k++] = (struct iovec){(void *)(ms_job_args(sg->job) + sg->sent),
+                iov[k++] = (struct iovec){(void *)(sg->data + sg->sent),
                                           (size_t)(len - sg->sent)};
             }
             uint64_t stop2 = c->seg_head + 1 < c->nsegs
@@ -362,12 +451,12 @@ void conn_write(conn *c, long long now)
         c->out_off += d;
         left -= d;
         if (sg && left) {
-            uint64_t rest = sg->job->args_len - sg->sent;
+            uint64_t rest = sg->len - sg->sent;
             d = rest < left ? rest : left;
             sg->sent += d;
             left -= d;
-            if (sg->sent == sg->job->args_len) {
-                ms_job_unpin(sg->job);
+            if (sg->sent == sg->len) {
+                seg_release(sg);
                 c->seg_head++;
                 c->seg_lo = c->seg_hi = 0;
             }
@@ -500,6 +589,25 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     ms_job_release(j);
 }
 
+/* The slave lacks a blob that job jid, in flight on it, uses (its cache
+ * let it go): send it again. */
+static void handle_want(conn *c, uint32_t jid, const uint8_t *digest)
+{
+    struct ms_job *j = ms_inflight_find(&c->load, jid);
+    if (j && j->args_kind == MS_ARGS_SHARED && !ms_job_args(j))
+        return; /* cancelled meanwhile: the slave has the CANCEL coming */
+    if (j && j->args_kind == MS_ARGS_SHARED) {
+        const ms_args_pieces *p = (const ms_args_pieces *)ms_job_args(j);
+        for (uint32_t i = 0; i < p->n; i++) {
+            if (ms_digest_equal(ms_blob_digest(p->ref[i].blob), digest)) {
+                send_blob(c, p->ref[i].blob);
+                return;
+            }
+        }
+    }
+    violation(c, "WANT for a value that job %" PRIu32 " does not use", jid);
+}
+
 static void handle_control(conn *c, ms_header h, const uint8_t *p)
 {
     if (h.length == 0) {
@@ -509,6 +617,10 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
     uint8_t kind = p[0];
     if (kind == MS_HEARTBEAT && h.length == 1)
         return;
+    if (kind == MS_WANT && h.length == MS_WANT_LEN) {
+        handle_want(c, h.jid, p + 1);
+        return;
+    }
     if ((kind == MS_FAILURE) || (kind == MS_CANCELLED && h.length == 1)) {
         int busy = c->load.n >= c->load.threads;
         struct ms_job *j = ms_inflight_take(&c->load, h.jid);

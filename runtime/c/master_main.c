@@ -18,6 +18,7 @@
 #include "files.h"
 #include "log.h"
 #include "master.h"
+#include "share.h"
 #include "ms_abi.h"
 #include "net.h"
 #include "proto.h"
@@ -207,6 +208,7 @@ int main(int argc, char **argv)
     M.t_start = ms_now_ms();
     check_job_table();
     ms_program_fingerprint(M.fingerprint);
+    ms_share_hook = ms_share_hook_master; /* arguments encoded once */
 
     /* Signals: SIGINT, SIGTERM and SIGCHLD arrive through a signalfd read
      * by the I/O thread; every thread blocks them, from before the secret

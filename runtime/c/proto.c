@@ -175,6 +175,9 @@ const char *ms_ctrl_name(uint8_t kind)
     case MS_CANCELLED: return "CANCELLED";
     case MS_HEARTBEAT: return "HEARTBEAT";
     case MS_GOODBYE: return "GOODBYE";
+    case MS_BLOB: return "BLOB";
+    case MS_SHARED_JOB: return "SHARED_JOB";
+    case MS_WANT: return "WANT";
     default: return "unknown";
     }
 }

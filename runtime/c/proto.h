@@ -27,6 +27,10 @@ enum ms_ctrl_kind {
     MS_CANCELLED = 7, /* slave -> master: job jid stopped, no result */
     MS_HEARTBEAT = 8, /* both ways, when nothing else was sent for a while */
     MS_GOODBYE = 9,   /* master -> slave: the run is over */
+    /* Arguments encoded once (share.h): */
+    MS_BLOB = 16,       /* master -> slave: a shared value, named by digest */
+    MS_SHARED_JOB = 17, /* master -> slave: a job request using blobs */
+    MS_WANT = 18,       /* slave -> master: send the blob of this digest */
 };
 
 /* CHALLENGE flags. */

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "hash.h"
+#include "share.h"
 #include "wire.h"
 
 /* ------------------------------------------------------------- buffers */
@@ -92,6 +93,11 @@ ms_buf *ms_args_new(void)
 {
     tl_args.len = 0;
     return &tl_args;
+}
+
+int ms_is_args_buf(const ms_buf *b)
+{
+    return b == &tl_args;
 }
 
 void ms_buf_put_i64(ms_buf *b, int64_t v)

@@ -57,8 +57,11 @@
 #include "stack.h"
 #include "wire.h"
 
+struct shared_args; /* slave_blobs.c */
+
 typedef struct task {
     uint32_t jid, ordinal;
+    struct shared_args *shared; /* owned: arguments that name blobs, or NULL */
     uint8_t *args; /* `inline_args`, or an owned buffer (a big message) */
     uint32_t len;
     struct task *next;
@@ -86,6 +89,7 @@ struct slave {
     char master[MS_ADDR_LEN];
     long threads;
     uint32_t max_message;
+    uint64_t share_cache_bytes; /* --share-cache: idle blobs kept */
     long long hb_timeout_ms, hb_interval_ms;
     worker *workers;
 
@@ -141,11 +145,24 @@ void send_text(uint32_t jid, uint8_t kind, const char *text); /* text borrowed *
 void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result,
                  int hold); /* result borrowed */
 void send_held(void);              /* takes S.slock */
+/* A control message whose payload (its kind first) is the len bytes at p. */
+void send_payload(uint32_t jid, const uint8_t *p, uint32_t len);
 _Noreturn void violation(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
+/* slave_blobs.c: arguments encoded once (share.h). The reader (S.rlock)
+ * receives BLOB and SHARED_JOB and cancels parked jobs; workers join a
+ * task's arguments and free them. */
+void blob_receive(const uint8_t *p, uint32_t len);
+void shared_job_receive(uint32_t jid, const uint8_t *p, uint32_t len);
+int parked_cancel(uint32_t jid);   /* 1: it was parked, and is gone */
+uint8_t *shared_args_join(const struct shared_args *sa, uint32_t *len);
+void shared_args_free(struct shared_args *sa);
+
 /* slave_worker.c: the job queue and the workers. */
 void queue_task(ms_header h, const uint8_t *p, uint8_t *own); /* takes S.qlock */
+void queue_shared_task(uint32_t jid, uint32_t ordinal,
+                       struct shared_args *sa); /* takes sa; S.qlock */
 void cancel_task(uint32_t jid);    /* takes S.qlock */
 void start_workers(void);          /* main(), once */
 void report_fault(int overflow);   /* the SIGSEGV handler's hook */

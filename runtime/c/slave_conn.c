@@ -98,6 +98,14 @@ void send_text(uint32_t jid, uint8_t kind, const char *text)
  * this many bytes wait. */
 #define HOLD_MAX_BYTES (64 * 1024)
 
+void send_payload(uint32_t jid, const uint8_t *p, uint32_t len)
+{
+    pthread_mutex_lock(&S.slock);
+    uint64_t at = S.out.len;
+    ms_msg_append(&S.out, 0, jid, p, len);
+    sealed_flush_and_unlock(at);
+}
+
 void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result,
                  int hold)
 {
@@ -145,6 +153,14 @@ static void handle_message(ms_header h, const uint8_t *p)
     if (h.length == 0)
         violation("empty control message");
     uint8_t kind = p[0];
+    if (kind == MS_BLOB) {
+        blob_receive(p, h.length);
+        return;
+    }
+    if (kind == MS_SHARED_JOB) {
+        shared_job_receive(h.jid, p, h.length);
+        return;
+    }
     if (h.length == 1) {
         switch (kind) {
         case MS_HEARTBEAT:
@@ -236,7 +252,12 @@ static int read_big(void)
     S.big_data = NULL;
     if (S.rx.on)
         open_or_die(S.big_head, data, &S.big);
-    queue_task(S.big, data, data);
+    if (S.big.ordinal == 0) { /* a BLOB: the cache copies what it keeps */
+        handle_message(S.big, data);
+        free(data);
+    } else {
+        queue_task(S.big, data, data);
+    }
     return 1;
 }
 
@@ -285,7 +306,7 @@ void read_master(void)
                           h.length - extra, S.max_message);
             uint64_t avail = S.in.len - S.in_off - MS_HDR_LEN;
             if (avail < h.length) {
-                if (h.ordinal != 0 && h.length >= BIG_MESSAGE) {
+                if (h.length >= BIG_MESSAGE) {
                     /* The length passed the limit check above, so this
                      * buffer is at most max_message bytes. */
                     S.big = h;

@@ -48,6 +48,8 @@ static const char usage_text[] =
     "  --token-file FILE  shared secret to prove to the master (else $MS_TOKEN)\n"
     "  --insecure         accept a master that does not authenticate itself\n"
     "  --fd N             (local slaves) the master's socket pair is fd N\n"
+    "  --share-cache MIB  keep at most MIB MiB of values shared by several\n"
+    "                     jobs that no job uses now (default 512)\n"
     "  --verbose          log the connection to stderr\n"
     "  --version          print the M/s and protocol versions and the\n"
     "                     program's fingerprint\n"
@@ -61,6 +63,7 @@ int main(int argc, char **argv)
     long fd = -1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     S.threads = cpus > 0 ? cpus : 1;
+    S.share_cache_bytes = (uint64_t)512 << 20;
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *val = NULL;
@@ -74,7 +77,8 @@ int main(int argc, char **argv)
             snprintf(name, sizeof name, "%s", argv[i]);
         }
         int takes = !strcmp(name, "--master") || !strcmp(name, "--threads") ||
-                    !strcmp(name, "--token-file") || !strcmp(name, "--fd");
+                    !strcmp(name, "--token-file") || !strcmp(name, "--fd") ||
+                    !strcmp(name, "--share-cache");
         if (takes && !val) {
             if (i + 1 >= argc)
                 ms_usage_error("%s needs a value", name);
@@ -101,6 +105,14 @@ int main(int argc, char **argv)
             if (errno || end == val || *end || fd < 3 || fd > 1000000)
                 ms_usage_error("--fd takes a descriptor from 3 up, "
                                "not '%s'", val);
+        } else if (!strcmp(name, "--share-cache")) {
+            char *end;
+            errno = 0;
+            long mib = strtol(val, &end, 10);
+            if (errno || end == val || *end || mib < 0 || mib > (1L << 30))
+                ms_usage_error("--share-cache takes mebibytes from 0 up, "
+                               "not '%s'", val);
+            S.share_cache_bytes = (uint64_t)mib << 20;
         } else if (!strcmp(name, "--insecure")) {
             insecure = 1;
         } else if (!strcmp(name, "--verbose")) {

@@ -247,9 +247,31 @@ static int next_is_short(void)
     return mean && mean < SHORT_JOB_NS;
 }
 
+/* A task whose arguments name blobs: put them together now (so only the
+ * jobs running hold a copy) and check them like any job's. */
+static void join_shared_args(task *t)
+{
+    const ms_job_entry *e = &ms_job_table[t->ordinal - 1];
+    uint32_t len;
+    uint8_t *args = shared_args_join(t->shared, &len);
+    shared_args_free(t->shared);
+    t->shared = NULL;
+    char err[256];
+    if (ms_sig_validate(e->arg_sig, args, len, err, sizeof err) != 0) {
+        free(args);
+        violation("arguments of job %" PRIu32 " ('%s') do not match its "
+                  "parameters \"%s\": %s",
+                  t->jid, e->name, e->arg_sig, err);
+    }
+    t->args = args;
+    t->len = len;
+}
+
 static void run_task(worker *w, task *t)
 {
     const ms_job_entry *e = &ms_job_table[t->ordinal - 1];
+    if (t->shared)
+        join_shared_args(t);
     long long t0 = ms_now_ns();
     w->args = (ms_reader){t->args, t->len, 0};
     w->result.len = 0;
@@ -299,6 +321,7 @@ static void free_task(task *t)
 {
     if (t->args != t->inline_args)
         free(t->args);
+    shared_args_free(t->shared);
     free(t);
 }
 
@@ -402,6 +425,26 @@ void start_workers(void)
 
 /* ------------------------------------------------------- the job queue */
 
+static void enqueue(task *t)
+{
+    t->next = NULL;
+    pthread_mutex_lock(&S.qlock);
+    /* The master sends at most MS_PREFETCH_MAX times `threads` jobs at a
+     * time; a queue longer than that is a broken or hostile master. */
+    if (S.nqueued + S.running >= (size_t)S.threads * MS_PREFETCH_MAX + 16) {
+        pthread_mutex_unlock(&S.qlock);
+        violation("%zu jobs queued on %ld threads", S.nqueued + S.running,
+                  S.threads);
+    }
+    if (S.tail)
+        S.tail->next = t;
+    else
+        S.head = t;
+    S.tail = t;
+    S.nqueued++;
+    pthread_mutex_unlock(&S.qlock);
+}
+
 /* h.length bytes at p (borrowed; or owned, when `own` is p, and then taken
  * over: a big message read straight into its own buffer). */
 void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
@@ -422,27 +465,20 @@ void queue_task(ms_header h, const uint8_t *p, uint8_t *own)
     t->ordinal = h.ordinal;
     t->len = h.length;
     t->args = own;
+    t->shared = NULL;
     if (!own) {
         t->args = t->inline_args;
         if (h.length)
             memcpy(t->args, p, h.length);
     }
-    t->next = NULL;
-    pthread_mutex_lock(&S.qlock);
-    /* The master sends at most MS_PREFETCH_MAX times `threads` jobs at a
-     * time; a queue longer than that is a broken or hostile master. */
-    if (S.nqueued + S.running >= (size_t)S.threads * MS_PREFETCH_MAX + 16) {
-        pthread_mutex_unlock(&S.qlock);
-        violation("%zu jobs queued on %ld threads", S.nqueued + S.running,
-                  S.threads);
-    }
-    if (S.tail)
-        S.tail->next = t;
-    else
-        S.head = t;
-    S.tail = t;
-    S.nqueued++;
-    pthread_mutex_unlock(&S.qlock);
+    enqueue(t);
+}
+
+void queue_shared_task(uint32_t jid, uint32_t ordinal, struct shared_args *sa)
+{
+    task *t = ms_xmalloc(sizeof *t);
+    *t = (task){.jid = jid, .ordinal = ordinal, .shared = sa};
+    enqueue(t);
 }
 
 void cancel_task(uint32_t jid)
@@ -473,6 +509,8 @@ void cancel_task(uint32_t jid)
     pthread_mutex_unlock(&S.qlock);
     if (found) {
         free_task(found);
+        send_ctrl(jid, MS_CANCELLED);
+    } else if (parked_cancel(jid)) {
         send_ctrl(jid, MS_CANCELLED);
     }
 }
