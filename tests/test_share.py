@@ -6,6 +6,7 @@ see plain value semantics throughout."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import struct
 import time
@@ -137,6 +138,8 @@ def _peak_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.skipif(bool(os.environ.get("MS_SANITIZE")),
+                    reason="ASan's shadow memory and quarantine change resident sizes")
 def test_a_broadcast_waiting_for_slaves_holds_the_value_about_twice(start, progs):
     """200 jobs given one 8 MB vector, no slave yet: the master holds the
     vector and its one encoding, not 200 encodings (it held 1.6 GB)."""

@@ -8,10 +8,35 @@
 #include "log.h"
 #include "share.h"
 
-struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args)
+/* Blobs (share.h) live here, beside the jobs that hold them, so that
+ * job records need nothing of master_share.c. */
+void ms_blob_retain(ms_blob *b)
 {
-    uint64_t total = args->len + ms_share_pending_bytes();
-    ms_args_pieces *shared = ms_share_take(args);
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
+
+void ms_blob_release(ms_blob *b)
+{
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(b->payload);
+    free(b);
+}
+
+void ms_args_pieces_free(ms_args_pieces *p)
+{
+    if (!p)
+        return;
+    for (uint32_t i = 0; i < p->n; i++)
+        ms_blob_release(p->ref[i].blob);
+    free(p->lit);
+    free(p);
+}
+
+struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args,
+                          ms_args_pieces *shared, uint64_t shared_bytes)
+{
+    uint64_t total = args->len + shared_bytes;
     int inl = !shared && args->len <= MS_ARGS_INLINE;
     size_t tail = inl && args->len > sizeof(uint8_t *) ? (size_t)args->len
                                                        : sizeof(uint8_t *);

@@ -9,6 +9,8 @@
 
 #include "ms_abi.h"
 
+struct ms_args_pieces;
+
 /* Where a job is in its life. PENDING and INFLIGHT both show as running. */
 enum ms_jstate {
     MS_J_PENDING,   /* in the pending queue, waiting for a slave */
@@ -90,8 +92,11 @@ typedef struct ms_jobq {
 
 /* A new PENDING job with refs = 1 (the caller's). The bytes of `args`
  * (ms_args_new's buffer) are copied into the job when few, else taken
- * over; either way `args` is left empty for the next job. */
-struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args);
+ * over; either way `args` is left empty for the next job. `shared`
+ * (taken over; NULL when none) holds the blobs its arguments use, of
+ * `shared_bytes` in all, with `args` as their literal bytes. */
+struct ms_job *ms_job_new(uint32_t jid, uint32_t ordinal, ms_buf *args,
+                          struct ms_args_pieces *shared, uint64_t shared_bytes);
 void ms_job_retain(struct ms_job *j);
 void ms_job_release(struct ms_job *j); /* frees at zero */
 

@@ -35,7 +35,9 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     if (ordinal == 0 || ordinal > ms_job_count)
         ms_fatal("internal error: ms_start_job with ordinal %u of %u", ordinal,
                  ms_job_count);
-    struct ms_job *j = ms_job_new(0, ordinal, args);
+    uint64_t shared_bytes = ms_share_pending_bytes();
+    ms_args_pieces *shared = ms_share_take(args);
+    struct ms_job *j = ms_job_new(0, ordinal, args, shared, shared_bytes);
     uint64_t len = j->args_len;
     ms_share_sweep(ms_now_ms());
     int wake = 0;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "maps.h"
 #include "proto.h"
 #include "ser.h"
 #include "share.h"
@@ -41,29 +42,6 @@ static long long now_hint_ms; /* the last sweep's clock */
 static struct ms_piece *pieces;
 static uint32_t npieces, pieces_cap;
 static uint64_t pieces_bytes;
-
-void ms_blob_retain(ms_blob *b)
-{
-    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
-}
-
-void ms_blob_release(ms_blob *b)
-{
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    free(b->payload);
-    free(b);
-}
-
-void ms_args_pieces_free(ms_args_pieces *p)
-{
-    if (!p)
-        return;
-    for (uint32_t i = 0; i < p->n; i++)
-        ms_blob_release(p->ref[i].blob);
-    free(p->lit);
-    free(p);
-}
 
 static void drop_entry(size_t i)
 {
@@ -105,24 +83,37 @@ static void add_piece(uint64_t at, ms_blob *b)
     pieces_bytes += b->len;
 }
 
-/* A blob of the n bytes at b->data + start (removed from b). When they
- * are all of b, its buffer is taken over rather than copied, so a big
- * value is not held three times. */
-static ms_blob *blob_from(ms_buf *b, uint64_t start)
+/* A blob whose payload is `enc` (taken over): MS_BLOB_HEAD bytes of room,
+ * then the encoded value. Encoding straight into the payload's buffer
+ * means a big value is held twice (itself and its blob), never three
+ * times. */
+static ms_blob *blob_from(ms_buf *enc)
 {
-    uint64_t n = b->len - start;
+    uint64_t n = enc->len - MS_BLOB_HEAD;
     ms_blob *bl = ms_xcalloc(1, sizeof *bl);
     atomic_init(&bl->refs, 1);
     bl->len = (uint32_t)n;
     bl->id = next_blob_id++;
-    bl->payload = ms_xmalloc(MS_BLOB_HEAD + n);
+    uint8_t *fit = realloc(enc->data, (size_t)enc->len); /* give back slack */
+    bl->payload = fit ? fit : enc->data;
     bl->payload[0] = MS_BLOB;
-    memcpy(bl->payload + MS_BLOB_HEAD, b->data + start, (size_t)n);
     ms_sha256(bl->payload + MS_BLOB_HEAD, (size_t)n, bl->payload + 1);
-    b->len = start;
-    if (b->cap > (1u << 20)) /* do not keep the value's size per thread */
-        ms_buf_free(b);
+    *enc = (ms_buf){0};
     return bl;
+}
+
+/* Too few elements to reach MS_SHARE_MIN: encoded plainly, with no
+ * second buffer (a vector of scalars is 4 + len * size bytes; other
+ * values are tried from 64 elements or entries on). */
+static int surely_small(const ms_type *t, const void *obj)
+{
+    if (t->kind == MS_T_MAP)
+        return ((const ms_map *)obj)->len < 64;
+    int64_t len = ((const ms_vec *)obj)->len;
+    const ms_type *e = t->elem;
+    if (e->kind <= MS_T_CHAR)
+        return 4 + (uint64_t)len * e->size < MS_SHARE_MIN;
+    return len < 64;
 }
 
 int ms_share_hook_master(const ms_type *t, const void *value, ms_buf *b)
@@ -130,7 +121,7 @@ int ms_share_hook_master(const ms_type *t, const void *value, ms_buf *b)
     if (!ms_is_args_buf(b) || (t->kind != MS_T_VECTOR && t->kind != MS_T_MAP))
         return 0;
     const void *obj = *(const void *const *)value;
-    if (!obj || npieces >= MS_SHARE_MAX_REFS)
+    if (!obj || npieces >= MS_SHARE_MAX_REFS || surely_small(t, obj))
         return 0;
     for (size_t i = 0; i < ncache; i++) {
         if (cache[i].obj == obj && cache[i].t == t) {
@@ -139,15 +130,21 @@ int ms_share_hook_master(const ms_type *t, const void *value, ms_buf *b)
             return 1;
         }
     }
-    uint64_t start = b->len;
-    ms_value_encode_plain(t, value, b);
-    uint64_t n = b->len - start;
-    if (n < MS_SHARE_MIN || n > UINT32_MAX - MS_BLOB_HEAD)
-        return 1; /* small (or too big for a message): stays literal */
+    ms_buf enc = {0};
+    ms_buf_reserve(&enc, MS_BLOB_HEAD);
+    enc.len = MS_BLOB_HEAD;
+    ms_value_encode_plain(t, value, &enc);
+    uint64_t n = enc.len - MS_BLOB_HEAD;
+    if (n < MS_SHARE_MIN || n > UINT32_MAX - MS_BLOB_HEAD) {
+        /* Small (or too big for any message): literal, as always. */
+        ms_buf_append(b, enc.data + MS_BLOB_HEAD, n);
+        ms_buf_free(&enc);
+        return 1;
+    }
     if (ncache == CACHE_ENTRIES || cache_bytes + n > CACHE_BYTES)
         drop_unused(now_hint_ms);
-    ms_blob *bl = blob_from(b, start);
-    add_piece(start, bl);
+    ms_blob *bl = blob_from(&enc);
+    add_piece(b->len, bl);
     if (ncache < CACHE_ENTRIES && cache_bytes + n <= CACHE_BYTES) {
         ms_value_retain(t, value);
         cache[ncache++] = (entry){obj, t, bl, now_hint_ms};

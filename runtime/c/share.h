@@ -47,7 +47,7 @@ static inline const uint8_t *ms_blob_digest(const ms_blob *b)
     return b->payload + 1;
 }
 
-void ms_blob_retain(ms_blob *b);
+void ms_blob_retain(ms_blob *b);  /* jobs.c */
 void ms_blob_release(ms_blob *b);
 
 /* The arguments of a job that uses blobs: its literal bytes, and where
@@ -62,7 +62,7 @@ typedef struct ms_args_pieces {
     } ref[];
 } ms_args_pieces;
 
-void ms_args_pieces_free(ms_args_pieces *p);
+void ms_args_pieces_free(ms_args_pieces *p); /* jobs.c */
 
 /* Master: the encoder's hook (codec.c calls it for every aggregate it
  * encodes into ms_args_new's buffer; 0: encode it plainly), the blobs the

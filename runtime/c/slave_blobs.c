@@ -197,11 +197,13 @@ void shared_job_receive(uint32_t jid, const uint8_t *p, uint32_t len)
         memcpy(r->digest, q + 8, MS_DIGEST_LEN);
         sa->total += r->len;
         if (r->at < last_at || r->at > lit_len || sa->total > S.max_message) {
+            uint32_t at = r->at;
+            uint64_t total = sa->total;
             shared_args_free(sa);
             violation("SHARED_JOB for job %" PRIu32 ": value %" PRIu32
                       " at %" PRIu32 " of %" PRIu32 " literal bytes, %"
                       PRIu64 " bytes in all (largest message %" PRIu32 ")",
-                      jid, i, r->at, lit_len, sa->total, S.max_message);
+                      jid, i, at, lit_len, total, S.max_message);
         }
         last_at = r->at;
     }

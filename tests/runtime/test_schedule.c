@@ -21,7 +21,7 @@ static int failures;
 static struct ms_job *job(uint32_t jid)
 {
     ms_buf none = {0};
-    return ms_job_new(jid, 1, &none);
+    return ms_job_new(jid, 1, &none, NULL, 0);
 }
 
 /* The jids in flight, in sending order, into out; returns how many. */

@@ -24,7 +24,8 @@ slaves (socket pairs, not sealed) and once with 2 slaves started by hand on
 loopback TCP with MS_TOKEN (authenticated, every message AES-256-GCM
 sealed): the cost of protocol version 2's protection. `waiting_jobs` is
 the master's resident memory per tiny job started while no slave is there
-to run it (tools/bench/waiting.py).
+to run it (tools/bench/waiting.py). `broadcast` passes one 8 MB vector
+to 200 jobs: bytes on the wire and the master's peak over the value's size.
 
 Every time is the best of --repeat runs of a whole process, less the best
 time of the same program doing no work (N = 0), so process and slave
@@ -58,7 +59,8 @@ KERNELS = {
 }
 JOBS = {"tiny_jobs": 20_000, "round_trip": 5_000, "large_arg": 10_000_000,
         "wait_any": 1_000_000,
-        "protection": 0, "waiting_jobs": 1_000_000}
+        "protection": 0, "waiting_jobs": 1_000_000, "broadcast": 1_000_000}
+BROADCAST_JOBS = 200
 TINY_JOBS_BIG = 200_000  # the second fan-out of tiny_jobs (a slope)
 WINDOW = 1000  # wait_any: jobs kept in flight
 # The secret of the protected runs (slaves on TCP, started by hand).
@@ -230,6 +232,8 @@ def run_jobs(names, workdir, repeat, window_jobs=None):
               flush=True)
     if "protection" in names:
         protection_cost(workdir, repeat)
+    if "broadcast" in names:
+        broadcast(workdir)
     if "waiting_jobs" in names:
         from tools.bench.waiting import bytes_per_job
         n = JOBS["waiting_jobs"]
@@ -240,6 +244,45 @@ def run_jobs(names, workdir, repeat, window_jobs=None):
         print(f"waiting     {per:6.1f} bytes per waiting tiny job, {n} jobs, "
               f"no slave (goal: 100 or less; includes the program's vector "
               f"of handles)", flush=True)
+
+
+def broadcast(workdir):
+    """One 8 MB vector to 200 jobs on 2 local slaves: bytes on the wire and
+    the master's peak over the value's size (arguments encoded once)."""
+    import resource
+    n, jobs = JOBS["broadcast"], BROADCAST_JOBS
+    exe = build_ms(instantiate(HERE / "ms" / "broadcast.ms", workdir, "b", N=n, J=jobs))
+    value = n * 8 + 4
+    # The master alone: slaves started by hand are not its children.
+    env = {**os.environ, "MS_TOKEN": BENCH_TOKEN}
+    m = subprocess.Popen([str(exe), "--spawn", "0", "--listen", "127.0.0.1:0",
+                          "--stats"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    slaves = []
+    try:
+        line = m.stderr.readline()
+        if "listening on " not in line:
+            raise BenchError(f"{exe}: {line}{m.stderr.read()}")
+        addr = line.split("listening on ")[1].strip()
+        slave = str(exe)[:-len("-master")] + "-slave"
+        slaves = [subprocess.Popen([slave, "--master", addr], env=env,
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL) for _ in range(2)]
+        start = time.perf_counter()
+        _, ru = os.wait4(m.pid, 0)[1:]
+        elapsed = time.perf_counter() - start
+        err = m.stderr.read()
+    finally:
+        for p in [m, *slaves]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    import re
+    sent = int(re.search(r"total over \d+ connections?: sent (\d+) bytes", err).group(1))
+    peak = ru.ru_maxrss * 1024
+    print(f"broadcast   {value / 1e6:.0f} MB to {jobs} jobs on 2 slaves: {sent / 1e6:8.1f} MB "
+          f"sent ({sent / value:5.2f} x the value; {jobs} without sharing), master peak "
+          f"{peak / value:5.2f} x the value (goal: 3 or less), {elapsed:.2f} s", flush=True)
 
 
 def run_protected(exe: pathlib.Path, threads: int) -> float:
