@@ -128,29 +128,29 @@ def test_ser_unit(bins, tmp_path):
     assert _run([str(exe)]).stdout == "ser tests passed\n"
 
 
-def test_maps_unit(bins, tmp_path):
-    """runtime/c/maps.c's table (tests/runtime/test_maps.c): SipHash's test
-    vectors, tombstones, growth, order after removals, 1M keys, and keys
-    crafted to collide under an unkeyed hash costing what random keys do."""
-    exe = tmp_path / "test_maps"
-    link = (bins / "ms-link-flags").read_text().split()
-    _run([CC, *CFLAGS, "-o", str(exe), str(HERE / "test_maps.c"),
-          str(bins / "libmsslave.a"), *link])
-    out = _run([str(exe)]).stdout
-    assert out.endswith("map tests passed\n"), out
+# name -> what it tests (each prints "<word> tests passed" last).
+UNIT_TESTS = {
+    # runtime/c/maps.c's table: SipHash's test vectors, tombstones, growth,
+    # order after removals, 1M keys, and keys crafted to collide under an
+    # unkeyed hash costing what random keys do.
+    "test_maps": ("libmsslave.a", "map tests passed\n"),
+    # runtime/c/schedule.c: the ring of jobs in flight keeps their order
+    # across answers out of order, growth and compaction; the in-flight
+    # limit follows the slave's pace (deep for tiny jobs, the thread count
+    # for long ones).
+    "test_schedule": ("libmsmaster.a", "schedule tests passed\n"),
+}
 
 
-def test_schedule_unit(bins, tmp_path):
-    """runtime/c/schedule.c (tests/runtime/test_schedule.c): the ring of
-    jobs in flight keeps their order across answers out of order, growth
-    and compaction; the in-flight limit follows the slave's pace (deep for
-    tiny jobs, the thread count for long ones)."""
-    exe = tmp_path / "test_schedule"
+@pytest.mark.parametrize("name", sorted(UNIT_TESTS))
+def test_unit(bins, tmp_path, name):
+    lib, last = UNIT_TESTS[name]
+    exe = tmp_path / name
     link = (bins / "ms-link-flags").read_text().split()
-    _run([CC, *CFLAGS, "-o", str(exe), str(HERE / "test_schedule.c"),
-          str(bins / "libmsmaster.a"), *link])
+    _run([CC, *CFLAGS, "-o", str(exe), str(HERE / f"{name}.c"),
+          str(bins / lib), *link])
     out = _run([str(exe)]).stdout
-    assert out.endswith("schedule tests passed\n"), out
+    assert out.endswith(last), out
 
 
 def test_results_and_formats(start, bins):

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -246,17 +247,15 @@ def run_jobs(names, workdir, repeat, window_jobs=None):
               f"of handles)", flush=True)
 
 
-def broadcast(workdir):
-    """One 8 MB vector to 200 jobs on 2 local slaves: bytes on the wire and
-    the master's peak over the value's size (arguments encoded once)."""
-    import resource
-    n, jobs = JOBS["broadcast"], BROADCAST_JOBS
-    exe = build_ms(instantiate(HERE / "ms" / "broadcast.ms", workdir, "b", N=n, J=jobs))
-    value = n * 8 + 4
-    # The master alone: slaves started by hand are not its children.
+def run_hand_started(exe: pathlib.Path, *master_args, slave_args=()):
+    """One run of `exe` (a NAME-master) with 2 slaves started by hand on
+    loopback TCP with MS_TOKEN (authenticated, every message sealed with
+    AES-256-GCM), so that the master is the only process it waits for:
+    (seconds from its start to its end, its stderr, its rusage)."""
     env = {**os.environ, "MS_TOKEN": BENCH_TOKEN}
+    start = time.perf_counter()
     m = subprocess.Popen([str(exe), "--spawn", "0", "--listen", "127.0.0.1:0",
-                          "--stats"], env=env, stdout=subprocess.PIPE,
+                          *master_args], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     slaves = []
     try:
@@ -265,57 +264,41 @@ def broadcast(workdir):
             raise BenchError(f"{exe}: {line}{m.stderr.read()}")
         addr = line.split("listening on ")[1].strip()
         slave = str(exe)[:-len("-master")] + "-slave"
-        slaves = [subprocess.Popen([slave, "--master", addr], env=env,
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL) for _ in range(2)]
-        start = time.perf_counter()
-        _, ru = os.wait4(m.pid, 0)[1:]
-        elapsed = time.perf_counter() - start
+        slaves = [subprocess.Popen([slave, "--master", addr, *slave_args],
+                                   env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+                  for _ in range(2)]
         err = m.stderr.read()
+        _, status, usage = os.wait4(m.pid, 0)
+        elapsed = time.perf_counter() - start
+        m.returncode = os.waitstatus_to_exitcode(status)
+        if m.returncode != 0:
+            raise BenchError(f"{exe} exited {m.returncode}:\n{err[-2000:]}")
+        return elapsed, err, usage
     finally:
         for p in [m, *slaves]:
             if p.poll() is None:
                 p.kill()
             p.wait()
-    import re
+
+
+def broadcast(workdir):
+    """One 8 MB vector to 200 jobs on 2 slaves: bytes on the wire and the
+    master's peak over the value's size (arguments encoded once)."""
+    n, jobs = JOBS["broadcast"], BROADCAST_JOBS
+    exe = build_ms(instantiate(HERE / "ms" / "broadcast.ms", workdir, "b", N=n, J=jobs))
+    value = n * 8 + 4
+    elapsed, err, usage = run_hand_started(exe, "--stats")
     sent = int(re.search(r"total over \d+ connections?: sent (\d+) bytes", err).group(1))
-    peak = ru.ru_maxrss * 1024
+    peak = usage.ru_maxrss * 1024
     print(f"broadcast   {value / 1e6:.0f} MB to {jobs} jobs on 2 slaves: {sent / 1e6:8.1f} MB "
           f"sent ({sent / value:5.2f} x the value; {jobs} without sharing), master peak "
           f"{peak / value:5.2f} x the value (goal: 3 or less), {elapsed:.2f} s", flush=True)
 
 
 def run_protected(exe: pathlib.Path, threads: int) -> float:
-    """Seconds of one run of `exe` (a NAME-master) with 2 slaves started by
-    hand on loopback TCP with MS_TOKEN: authenticated, every message
-    sealed (AES-256-GCM); from the master's start to its end."""
-    env = {**os.environ, "MS_TOKEN": BENCH_TOKEN}
-    start = time.perf_counter()
-    m = subprocess.Popen([str(exe), "--spawn", "0", "--listen", "127.0.0.1:0"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    slaves = []
-    try:
-        line = m.stderr.readline()
-        if "listening on " not in line:
-            raise BenchError(f"{exe}: {line}{m.stderr.read()}")
-        addr = line.split("listening on ")[1].strip()
-        slave = str(exe)[:-len("-master")] + "-slave"
-        slaves = [subprocess.Popen([slave, "--master", addr, "--threads",
-                                    str(threads)], env=env,
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-                  for _ in range(2)]
-        out, err = m.communicate(timeout=600)
-        elapsed = time.perf_counter() - start
-        if m.returncode != 0:
-            raise BenchError(f"{exe} exited {m.returncode}:\n{err[-2000:]}")
-        return elapsed
-    finally:
-        for p in [m, *slaves]:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+    """Seconds of one run of `exe` with 2 slaves on protected TCP."""
+    return run_hand_started(exe, slave_args=("--threads", str(threads)))[0]
 
 
 def protection_cost(workdir, repeat):
