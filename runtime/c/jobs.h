@@ -41,6 +41,10 @@ struct ms_job {
     uint64_t result_len;
     char *error;          /* owned; the reason once FAILED */
     struct ms_job *next;  /* link in the pending queue */
+    /* --trace only (master_trace.c): the lane of the attempt in flight and
+     * the size of its arguments when sent (they may be freed before the
+     * answer comes). */
+    uint32_t lane, sent_len;
 };
 
 /* A FIFO of jobs; it holds one reference to each. */
