@@ -217,6 +217,24 @@ def test_trace_is_complete_after_a_runtime_error(progs, tmp_path):
         [("twice", "ok")]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_trace_is_complete_when_a_signal_ends_the_run(progs, tmp_path, start,
+                                                      sig):
+    trace = tmp_path / "t.json"
+    m = start([f"{progs['one_long']}-master", "--spawn", "1", "--verbose",
+               "--trace", str(trace)])
+    m.wait_err(r"slave \d+ joined")
+    slave = int(m.wait_err(r"joined from \S+ \(pid (\d+)").group(1))
+    wait_busy([slave], seconds=0.2)  # the long job runs
+    os.kill(m.pid, sig)
+    assert m.finish() == 128 + sig, m.err
+    spans, meta, instants = load_trace(trace)
+    check_tracks(spans, meta, instants)
+    assert [(e["args"]["jid"], e["args"]["outcome"]) for e in spans] == \
+        [(1, "ok"), (2, "abandoned")]
+    assert [e["name"] for e in instants] == ["slave joined", "slave left"]
+
+
 def test_trace_file_that_cannot_be_written_is_an_error(progs, tmp_path):
     r = run_master(progs["then_error"], "--trace", tmp_path / "no" / "t.json",
                    timeout=60, env=clean_env())

@@ -100,7 +100,7 @@ static long long rel_us(long long t_us)
 
 void trace_open(const char *path)
 {
-    trace_f = fopen(path, "w");
+    trace_f = fopen(path, "we"); /* close-on-exec: not the slaves' */
     if (!trace_f) {
         ms_log("error: --trace %s: %s", path, strerror(errno));
         exit(1);
