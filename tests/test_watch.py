@@ -74,12 +74,27 @@ master {
     # A job's result, then a runtime error in the master block.
     "then_error": """
 job int twice(int x) {
+    sleep(0.5);
     return 2 * x;
 }
 master {
     print(get(remote twice(21)));
     vector<int> v;
     print(v[5]);
+}
+""",
+    # A job's result, then the master block overflows its stack.
+    "overflow": """
+job int twice(int x) {
+    sleep(0.5);
+    return 2 * x;
+}
+int down(int n) {
+    return down(n + 1) + 1;
+}
+master {
+    print(get(remote twice(21)));
+    print(down(0));
 }
 """,
     # About 1.2 s of jobs, with lines on stderr from the master meanwhile.
@@ -282,20 +297,19 @@ STATUS = re.compile(r"slow-master: jobs (\d+) finished, (\d+) running, "
                     r"threads?; \d+:\d\d\.\d$")
 
 
-def test_progress_on_a_terminal_is_updated_and_erased(progs):
+def run_on_terminal(cmd, timeout=60):
+    """Run `cmd` with stderr a pseudo-terminal of 200 columns (a new one
+    says 0, and the master then assumes 80 and cuts the line to fit) and
+    stdout a pipe; (exit status, stdout, what the terminal received)."""
     master_fd, slave_fd = os.openpty()
-    # 200 columns (a new pseudo-terminal says 0, and the master then
-    # assumes 80 and cuts the line to fit).
     fcntl.ioctl(slave_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    proc = subprocess.Popen([f"{progs['slow']}-master", "--spawn", "2",
-                             "--progress", "--stats"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=slave_fd, env=clean_env(),
-                            start_new_session=True)
+    proc = subprocess.Popen(list(map(str, cmd)), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave_fd,
+                            env=clean_env(), start_new_session=True)
     os.close(slave_fd)
     chunks = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready, _, _ = select.select([master_fd], [], [], 1.0)
             if not ready:
@@ -308,11 +322,17 @@ def test_progress_on_a_terminal_is_updated_and_erased(progs):
                 break
             chunks.append(data)
         out = proc.stdout.read()
-        assert proc.wait(timeout=30) == 0
+        rc = proc.wait(timeout=30)
     finally:
         os.close(master_fd)
         kill_group(proc)
-    stream = b"".join(chunks).decode()
+    return rc, out, b"".join(chunks).decode()
+
+
+def test_progress_on_a_terminal_is_updated_and_erased(progs):
+    rc, out, stream = run_on_terminal([f"{progs['slow']}-master", "--spawn",
+                                       2, "--progress", "--stats"])
+    assert rc == 0, stream
     assert out == str(sum(r + r + 10 for r in range(8))).encode() + b"\n"
     # The status line was drawn several times, with changing counts.
     drawn = [s.split("\r")[0].split("\x1b")[0]
@@ -332,6 +352,21 @@ def test_progress_on_a_terminal_is_updated_and_erased(progs):
     assert stats and all(line.startswith("slow-master: stats: ")
                          for line in stats), shown
     assert len(rounds) + len(stats) == len(shown), shown
+
+
+@pytest.mark.parametrize("name, last", [
+    ("then_error", "then_error.ms:9:12: runtime error: index 5 out of bounds "
+                   "for length 0"),
+    ("overflow", "overflow.ms:7:12: runtime error: stack overflow"),
+])
+def test_progress_is_erased_before_a_runtime_error(progs, name, last):
+    rc, out, stream = run_on_terminal([f"{progs[name]}-master", "--spawn", 1,
+                                       "--progress"])
+    assert rc == 1, stream
+    assert out == b"42\n"
+    assert ERASE + f"{name}-master: jobs" in stream, stream
+    shown = [line for line in screen(stream) if line]
+    assert shown == [last], shown
 
 
 def test_progress_with_stderr_a_pipe_writes_nothing_extra(progs):

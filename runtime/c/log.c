@@ -100,6 +100,14 @@ void ms_status_show(const char *line)
     pthread_mutex_unlock(&err_lock);
 }
 
+void ms_status_erase_now(void)
+{
+    if (atomic_load_explicit(&status_on, memory_order_acquire) &&
+        write(STDERR_FILENO, ERASE, sizeof ERASE - 1) < 0) {
+        /* nowhere to report it */
+    }
+}
+
 void ms_status_end(void)
 {
     pthread_mutex_lock(&err_lock);
@@ -155,6 +163,7 @@ void ms_log_set_fatal_hook(void (*hook)(void))
 
 _Noreturn void ms_fatal(const char *fmt, ...)
 {
+    ms_status_end(); /* the process ends: no status line left behind */
     va_list ap;
     va_start(ap, fmt);
     vlog("fatal: ", fmt, ap);

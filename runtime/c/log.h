@@ -23,6 +23,9 @@ void ms_logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ms_err_write(const char *s, size_t n);
 void ms_status_show(const char *line);
 void ms_status_end(void);
+/* Erase the status line, if one is on, with one write(2) and no lock:
+ * async-signal-safe, for a fatal signal's handler (the process ends). */
+void ms_status_erase_now(void);
 
 _Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Called by ms_fatal after its message, before _exit (main() sets it once,
