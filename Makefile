@@ -60,7 +60,7 @@ sanitize: venv
 	$(MAKE) -s -C runtime/c OUT=$(ASAN_OUT) SANITIZE=1
 	rm -rf $(ASAN_OUT)/logs && mkdir -p $(ASAN_OUT)/logs
 	@rc=0; \
-	$(SANITIZE_ENV) $(PY) -m pytest -q tests/runtime tests/faults tests/test_share.py || rc=1; \
+	$(SANITIZE_ENV) $(PY) -m pytest -q tests/runtime tests/faults tests/test_share.py tests/test_watch.py || rc=1; \
 	$(SANITIZE_ENV) $(PY) -m pytest -q tests/test_golden.py -k test_run || rc=1; \
 	if [ -n "$$(ls -A $(ASAN_OUT)/logs)" ]; then \
 		cat $(ASAN_OUT)/logs/*; \

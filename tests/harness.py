@@ -100,6 +100,30 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time `pid` has used (0 once it is gone)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wait_busy(pids, seconds=0.3, timeout=20.0) -> int:
+    """The first of `pids` to have used `seconds` of CPU (running a job)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in pids:
+            if cpu_seconds(pid) >= seconds:
+                return pid
+        time.sleep(0.02)
+    raise AssertionError(f"none of {pids} got busy within {timeout} s")
+
+
 class Orphans(Exception):
     """Processes of a run's process group outlived its leader; `result` is
     the leader's CompletedProcess."""

@@ -121,7 +121,7 @@ static void drop_args(struct ms_job *j)
     if (j->pins || j->args_kind == MS_ARGS_INLINE_BYTES)
         return; /* the last unpin frees them; inline ones go with the job */
     free_args(j);
-    j->args_len = 0;
+    /* args_len stays: what was sent (--stats, --trace). */
 }
 
 void ms_job_pin(struct ms_job *j)

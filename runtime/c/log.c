@@ -1,11 +1,15 @@
-/* log.c — messages to stderr, fatal errors, checked allocation, clock. */
+/* log.c — messages to stderr, the status line above them (--progress),
+ * fatal errors, checked allocation, clock. */
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +29,99 @@ void ms_log_init(const char *argv0, int verbose)
 int ms_log_verbose(void) { return log_verbose; }
 const char *ms_log_name(void) { return log_name; }
 
+/* ------------------------------------------------ the status line */
+
+/* While a status line is on (ms_status_show, the master's --progress),
+ * every line for stderr goes through ms_err_write, which erases the
+ * status line, writes the line and draws the status line again, in one
+ * writev under err_lock, so that lines never mix with it. status_on is set
+ * by the first ms_status_show and cleared by ms_status_end; while it is 0
+ * ms_err_write writes at once, without the lock (slaves never set it). */
+static atomic_int status_on;
+static pthread_mutex_t err_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Guarded by err_lock: */
+static char status_line[512];
+static size_t status_len;
+static int status_ended;
+
+#define ERASE "\r\033[K" /* to the start of the line, clear to its end */
+
+/* Write the pieces whole (retrying short writes); gives up silently: with
+ * stderr gone there is nowhere to report it. */
+static void write_all(struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(STDERR_FILENO, iov, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        size_t left = (size_t)w;
+        while (n > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+}
+
+void ms_err_write(const char *s, size_t n)
+{
+    if (!atomic_load_explicit(&status_on, memory_order_acquire)) {
+        struct iovec one = {(void *)s, n};
+        write_all(&one, 1);
+        return;
+    }
+    pthread_mutex_lock(&err_lock);
+    struct iovec iov[3] = {{ERASE, sizeof ERASE - 1}, {(void *)s, n},
+                           {status_line, status_len}};
+    /* The status line comes back only below a whole line. */
+    write_all(iov, !status_ended && n && s[n - 1] == '\n' ? 3 : 2);
+    pthread_mutex_unlock(&err_lock);
+}
+
+void ms_status_show(const char *line)
+{
+    pthread_mutex_lock(&err_lock);
+    if (!status_ended) {
+        size_t n = strlen(line);
+        if (n > sizeof status_line - 1)
+            n = sizeof status_line - 1;
+        memcpy(status_line, line, n);
+        status_len = n;
+        struct iovec iov[2] = {{ERASE, sizeof ERASE - 1}, {status_line, n}};
+        write_all(iov, 2);
+        atomic_store_explicit(&status_on, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&err_lock);
+}
+
+void ms_status_erase_now(void)
+{
+    if (atomic_load_explicit(&status_on, memory_order_acquire) &&
+        write(STDERR_FILENO, ERASE, sizeof ERASE - 1) < 0) {
+        /* nowhere to report it */
+    }
+}
+
+void ms_status_end(void)
+{
+    pthread_mutex_lock(&err_lock);
+    if (!status_ended && atomic_load(&status_on)) {
+        struct iovec iov = {ERASE, sizeof ERASE - 1};
+        write_all(&iov, 1);
+    }
+    status_ended = 1;
+    atomic_store_explicit(&status_on, 0, memory_order_release);
+    pthread_mutex_unlock(&err_lock);
+}
+
+/* ------------------------------------------------------- messages */
+
 static void vlog(const char *tag, const char *fmt, va_list ap)
 {
     char line[2048];
@@ -36,15 +133,7 @@ static void vlog(const char *tag, const char *fmt, va_list ap)
     if (len > sizeof line - 2)
         len = sizeof line - 2;
     line[len++] = '\n';
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(STDERR_FILENO, line + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* nowhere left to report it */
-        off += (size_t)w;
-    }
+    ms_err_write(line, len);
 }
 
 void ms_log(const char *fmt, ...)
@@ -74,6 +163,7 @@ void ms_log_set_fatal_hook(void (*hook)(void))
 
 _Noreturn void ms_fatal(const char *fmt, ...)
 {
+    ms_status_end(); /* the process ends: no status line left behind */
     va_list ap;
     va_start(ap, fmt);
     vlog("fatal: ", fmt, ap);

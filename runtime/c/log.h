@@ -14,6 +14,19 @@ const char *ms_log_name(void); /* static storage; e.g. "prog-master" */
  * or processes never interleave. */
 void ms_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ms_logv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Every line a process writes to stderr goes through ms_err_write (`s`
+ * borrowed, n bytes, a line or a piece of one), one write(2) when it can:
+ * while a status line is on, it is erased before the line and drawn again
+ * after it. ms_status_show puts up (or replaces) the status line, one
+ * line without a newline; ms_status_end erases it for good (later calls
+ * of ms_status_show do nothing). Any thread. */
+void ms_err_write(const char *s, size_t n);
+void ms_status_show(const char *line);
+void ms_status_end(void);
+/* Erase the status line, if one is on, with one write(2) and no lock:
+ * async-signal-safe, for a fatal signal's handler (the process ends). */
+void ms_status_erase_now(void);
+
 _Noreturn void ms_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Called by ms_fatal after its message, before _exit (main() sets it once,
  * before other threads start; it must not block). */

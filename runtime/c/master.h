@@ -21,6 +21,8 @@
  *                   path: the main thread reading a connection itself
  *   master_exit.c   ending the run: GOODBYE to the slaves, waiting for the
  *                   local ones, --stats, runtime errors of the master block
+ *   master_trace.c  --trace FILE: the run's timeline, Chrome trace events
+ *   master_progress.c --progress: the status line on a terminal's stderr
  *
  * Threads: the main thread runs ms_master_main (compiled code); the I/O
  * thread polls every socket, reads, accepts and manages child processes.
@@ -83,6 +85,8 @@ typedef struct options {
     long spawn;            /* local slaves; -1: the default */
     const char *listen;    /* HOST:PORT; NULL: loopback, free port */
     int verbose, insecure, stats;
+    int progress;          /* --progress, and stderr is a terminal */
+    const char *trace;     /* --trace FILE, or NULL */
     long max_attempts;     /* runs of a job whose slaves are lost, in all */
     double heartbeat_s;
     uint32_t max_message;
@@ -161,6 +165,10 @@ typedef struct conn {
     uint64_t n_finished, n_failed, n_cancelled, n_retried;
     uint64_t bytes_in, bytes_out;
     uint32_t ep_events;  /* what the I/O thread's epoll set waits for */
+    /* --trace (master_trace.c), M.lock: the jid of the job in flight in
+     * each lane (0: none), nlanes of them so far. */
+    uint32_t *lanes;
+    uint32_t nlanes;
     char why[600];       /* why it is closing, for the log */
 } conn;
 
@@ -320,6 +328,26 @@ void ep_add(int fd, uint64_t tag); /* main(), before the I/O thread starts */
 void ep_want_conn(conn *c);        /* caller holds M.lock */
 void drain_fd(int fd);            /* read an eventfd empty; any thread */
 void *io_main(void *arg);          /* the I/O thread's body; arg unused */
+
+/* master_trace.c: --trace. trace_open in main() before threads start;
+ * the rest with M.lock held, each only when trace_on. A job's attempt is
+ * traced from trace_sent (dispatch_locked) to trace_answered (its answer,
+ * or its slave's end); `outcome` is static text, "ok", "failed",
+ * "cancelled", "lost" or "abandoned". */
+extern int trace_on;               /* read-only once threads run */
+void trace_open(const char *path); /* exits with a message on failure */
+void trace_slave_joined(conn *c);
+void trace_slave_left(conn *c, int lost);
+void trace_sent(conn *c, struct ms_job *j);
+void trace_answered(conn *c, struct ms_job *j, const char *outcome,
+                    uint64_t bytes_from_slave);
+void trace_close(void);            /* completes the file; idempotent */
+
+/* master_progress.c: --progress (M.opt.progress). The I/O thread calls
+ * progress_tick each round without M.lock; it redraws the status line
+ * when due and returns when it is next due (`next` when off). */
+long long progress_tick(long long now, long long next);
+void progress_end(void);           /* erase the line for good; any thread */
 
 /* master_exit.c: ending the run. */
 void print_stats(void);            /* takes M.lock */

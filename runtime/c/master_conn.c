@@ -546,6 +546,8 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
     c->was_ready = 1;
     M.ready_slaves++;
     M.st.joined++;
+    if (trace_on)
+        trace_slave_joined(c);
     ms_logv("slave %" PRIu32 " joined from %s (pid %" PRIu32 ", %s, %" PRIu32
             " threads%s)",
             c->id, c->peer, h.pid, c->local ? "local" : "remote", h.threads,
@@ -581,6 +583,9 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
     c->done++;
     c->n_finished++; /* a result, even for a job cancelled meanwhile */
     ms_inflight_answered(&c->load, ms_now_us(), busy);
+    if (trace_on) /* a result for a job cancelled meanwhile is dropped */
+        trace_answered(c, j, j->state == MS_J_INFLIGHT ? "ok" : "cancelled",
+                       h.length);
     if (j->state == MS_J_INFLIGHT) {
         ms_job_finish(j, p, h.length);
         M.st.finished++;
@@ -631,6 +636,12 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
         }
         j->where = NULL;
         c->done++;
+        if (trace_on && !(kind == MS_CANCELLED && j->state == MS_J_INFLIGHT))
+            trace_answered(c, j,
+                           kind == MS_FAILURE && j->state == MS_J_INFLIGHT
+                               ? "failed"
+                               : "cancelled",
+                           h.length - 1);
         if (kind == MS_FAILURE && j->state == MS_J_INFLIGHT) {
             char text[MS_MAX_TEXT + 1];
             ms_text_decode(p + 1, h.length - 1, text, sizeof text);
@@ -769,6 +780,12 @@ void conn_destroy_locked(conn *c)
         if (!j)
             continue;
         j->where = NULL;
+        if (trace_on)
+            trace_answered(c, j,
+                           j->state != MS_J_INFLIGHT ? "cancelled"
+                           : M.shutting_down         ? "abandoned"
+                                                     : "lost",
+                           0);
         if (j->state != MS_J_INFLIGHT) {
             ms_job_release(j);
         } else if (j->attempts >= M.opt.max_attempts) {
@@ -793,6 +810,8 @@ void conn_destroy_locked(conn *c)
     }
     if (c->was_ready) {
         M.ready_slaves--;
+        if (trace_on)
+            trace_slave_left(c, !M.shutting_down);
         if (!M.shutting_down) {
             M.st.lost++;
             char what[160] = "";
@@ -834,6 +853,7 @@ void conn_destroy_locked(conn *c)
         ms_chan_free(&c->rx);
     ms_stream_free(&c->seg_ctx);
     free(c->segbuf);
+    free(c->lanes);
     free(c);
 }
 
@@ -870,6 +890,8 @@ void dispatch_locked(void)
         if (!now)
             now = ms_now_us();
         j->t_sent_us = now;
+        if (trace_on)
+            trace_sent(c, j);
         conn_send_job(c, j);
         ms_inflight_add(&c->load, j); /* takes the queue's reference */
     }

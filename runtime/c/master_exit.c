@@ -76,6 +76,7 @@ void print_stats(void)
 _Noreturn void master_exit(int code)
 {
     fflush(stdout);
+    progress_end();
     if (M.io_started) {
         pthread_mutex_lock(&M.lock);
         if (M.shutdown_code < 0)
@@ -85,6 +86,7 @@ _Noreturn void master_exit(int code)
         wake_io();
         pthread_join(M.io, NULL);
     }
+    trace_close(); /* the I/O thread has ended: no lock needed */
     if (M.opt.stats)
         print_stats();
     fflush(stdout);
@@ -94,9 +96,16 @@ _Noreturn void master_exit(int code)
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
 {
     fflush(stdout);
-    fprintf(stderr, "%s:%d:%d: runtime error: %s\n", ms_program_source,
-            (int)line, (int)col, msg);
-    fflush(stderr);
+    /* One piece, through the writer that keeps it apart from --progress. */
+    const char *fmt = "%s:%d:%d: runtime error: %s\n";
+    int n = snprintf(NULL, 0, fmt, ms_program_source, (int)line, (int)col, msg);
+    if (n > 0) {
+        char *text = ms_xmalloc((size_t)n + 1);
+        snprintf(text, (size_t)n + 1, fmt, ms_program_source, (int)line,
+                 (int)col, msg);
+        ms_err_write(text, (size_t)n);
+        free(text);
+    }
     master_exit(1);
 }
 

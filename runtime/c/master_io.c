@@ -328,11 +328,18 @@ void *io_main(void *arg)
         pthread_mutex_unlock(&M.lock);
         if (notify)
             pthread_cond_signal(&M.done_cv);
+        next = progress_tick(now, next);
     }
+    pthread_mutex_lock(&M.lock);
+    int ends = M.io_ends_process;
+    pthread_mutex_unlock(&M.lock);
+    if (ends)
+        progress_end();
     shutdown_io();
     pthread_mutex_lock(&M.lock);
     int sig = M.shutdown_signal, code = M.shutdown_code;
-    int ends = M.io_ends_process;
+    if (ends)
+        trace_close(); /* the main thread may still start jobs: M.lock */
     pthread_mutex_unlock(&M.lock);
     if (ends) {
         /* The main thread is still in compiled code: end the process here. */

@@ -50,6 +50,12 @@ static const char usage_text[] =
     "  --max-message BYTES     largest message accepted (default 1073741824)\n"
     "  --verbose               log connections and slaves to stderr\n"
     "  --stats                 print job and slave statistics at the end\n"
+    "  --progress              while stderr is a terminal, keep a status line\n"
+    "                          on it: jobs finished, running, waiting and\n"
+    "                          failed, slaves and threads, time elapsed\n"
+    "  --trace FILE            write the run's timeline to FILE as Chrome\n"
+    "                          trace events (Perfetto, chrome://tracing): a\n"
+    "                          span per job attempt, a track per slave lane\n"
     "  --version               print the M/s and protocol versions and the\n"
     "                          program's fingerprint\n"
     "  --help                  show this text\n";
@@ -158,6 +164,14 @@ static void parse_options(int argc, char **argv, options *o)
         } else if (!strcmp(name, "--stats")) {
             NO_VALUE();
             o->stats = 1;
+        } else if (!strcmp(name, "--progress")) {
+            NO_VALUE();
+            o->progress = 1;
+        } else if (!strcmp(name, "--trace")) {
+            TAKES_VALUE();
+            if (!*val)
+                ms_usage_error("--trace needs a file name");
+            o->trace = val;
         } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
             printf(usage_text, ms_log_name());
             exit(0);
@@ -207,6 +221,11 @@ int main(int argc, char **argv)
     ms_log_init(argv[0], M.opt.verbose);
     M.t_start = ms_now_ms();
     check_job_table();
+    /* --progress writes nothing unless someone watches stderr. */
+    if (M.opt.progress && !isatty(STDERR_FILENO))
+        M.opt.progress = 0;
+    if (M.opt.trace)
+        trace_open(M.opt.trace);
     ms_program_fingerprint(M.fingerprint);
     ms_share_hook = ms_share_hook_master; /* arguments encoded once */
 

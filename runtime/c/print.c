@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "ms_abi.h"
 
 int ms_format_double(double v, char *out)
@@ -48,12 +49,16 @@ const char *ms_jobstate_name(int32_t v)
 }
 
 /* One line, `n` bytes of `text` and its newline (text has room for it), to
- * f with one fwrite: on unbuffered stderr, one write(2), so a line is never
- * cut by the lines of other processes writing the same pipe. */
+ * f with one fwrite, or to stderr with one ms_err_write (which keeps it
+ * apart from a status line): one write(2), so a line is never cut by the
+ * lines of other processes writing the same pipe. */
 static void put_line(FILE *f, char *text, size_t n)
 {
     text[n] = '\n';
-    fwrite(text, 1, n + 1, f);
+    if (f == stderr)
+        ms_err_write(text, n + 1);
+    else
+        fwrite(text, 1, n + 1, f);
 }
 
 static void put_int(FILE *f, int64_t v)

@@ -71,6 +71,7 @@ static void on_segv(int sig, siginfo_t *info, void *ctx)
     uintptr_t a = (uintptr_t)info->si_addr;
     int overflow = stack_low != 0 && a + 1024 * 1024 >= stack_low &&
                    a < stack_limit;
+    ms_status_erase_now();
     put(ms_log_name());
     put(overflow ? ": fatal: stack overflow"
                  : sig == SIGBUS ? ": fatal: bus error"

@@ -11,7 +11,10 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "log.h"
 
 /* bytes: borrowed, n of them. Returns a new string owned by the caller
  * (NULL when n is 0). */
@@ -72,7 +75,18 @@ static void put_string_line(FILE *f, const ms_vec *s)
         if (n > 0)
             memcpy(line, MSV_DATA(s), n);
         line[n] = '\n';
-        fwrite(line, 1, n + 1, f);
+        if (f == stderr)
+            ms_err_write(line, n + 1);
+        else
+            fwrite(line, 1, n + 1, f);
+        return;
+    }
+    if (f == stderr) { /* one piece, to keep it apart from a status line */
+        char *big = ms_xmalloc(n + 1);
+        memcpy(big, MSV_DATA(s), n);
+        big[n] = '\n';
+        ms_err_write(big, n + 1);
+        free(big);
         return;
     }
     flockfile(f);

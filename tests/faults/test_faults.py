@@ -31,11 +31,10 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import build_program_dir, children_of
+from harness import build_program_dir, children_of, wait_busy
 
 HERE = pathlib.Path(__file__).resolve().parent
 TOKEN_ENV = fp.TOKEN_ENV  # the secret of a master and its hand-started slaves
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------ programs
@@ -96,26 +95,6 @@ def free_port() -> int:
 
 def listening(m) -> str:
     return m.wait_err(r"listening on (\S+)").group(1)
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def wait_busy(pids, seconds=0.3, timeout=20.0) -> int:
-    """The first of `pids` to have used `seconds` of CPU (running a job)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid in pids:
-            if cpu_seconds(pid) >= seconds:
-                return pid
-        time.sleep(0.02)
-    raise AssertionError(f"none of {pids} got busy within {timeout} s")
 
 
 # ------------------------------------------------------- lost slaves

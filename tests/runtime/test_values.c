@@ -117,6 +117,16 @@ _Noreturn void ms_fatal(const char *fmt, ...)
     fprintf(stderr, "fatal: %s\n", fmt);
     _exit(1);
 }
+/* log.c's, for strings.c's eprint (the writer that keeps lines apart
+ * from a status line) and its copy of a long line. */
+void ms_err_write(const char *s, size_t n) { fwrite(s, 1, n, stderr); }
+void *ms_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        ms_fatal("malloc");
+    return p;
+}
 void ms_buf_put_i64(ms_buf *b, int64_t v) { stub_put_le(b, (uint64_t)v, 8); }
 void ms_buf_put_f64(ms_buf *b, double v)
 {
