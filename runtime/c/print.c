@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "ms_abi.h"
+#include "output.h"
+
+int (*ms_output_hook)(int stream, const char *text, size_t n);
 
 int ms_format_double(double v, char *out)
 {
@@ -48,10 +51,12 @@ const char *ms_jobstate_name(int32_t v)
 }
 
 /* One line, `n` bytes of `text` and its newline (text has room for it), to
- * f with one fwrite: on unbuffered stderr, one write(2), so a line is never
+ * the master (a forwarding slave's job: output.h) or to f with one fwrite: on unbuffered stderr, one write(2), so a line is never
  * cut by the lines of other processes writing the same pipe. */
 static void put_line(FILE *f, char *text, size_t n)
 {
+    if (ms_output_hook && ms_output_hook(f == stderr ? 2 : 1, text, n))
+        return;
     text[n] = '\n';
     fwrite(text, 1, n + 1, f);
 }
