@@ -47,6 +47,8 @@ static pthread_cond_t ocv = PTHREAD_COND_INITIALIZER;
 static ms_buf pending;      /* olock */
 static int sender_idle;     /* olock: the sender waits on ocv */
 static ms_buf spare;        /* S.slock: an empty buffer to swap in */
+/* Both have room for OUTPUT_BOUND bytes, and only grow beyond it for
+ * the drop notices of output_job_end. */
 static uint64_t held;       /* atomic: output bytes accepted, not written */
 
 /* The job running on this thread. */
@@ -79,11 +81,14 @@ static void put_notice_locked(void)
 }
 
 /* One line of at most MS_MAX_LINE bytes (caller holds olock): queued, or
- * dropped when the bound is reached. */
+ * dropped when the bound is reached. `pending` never grows here (it has
+ * room for OUTPUT_BOUND bytes from the start): out of memory in a job
+ * longjmps out of it (its ms_buf_on_oom handler), olock held. */
 static void add_line_locked(uint8_t stream, const char *p, size_t n)
 {
     uint64_t cost = REC_COST(n) + (tl.dropped ? REC_COST(4) : 0);
-    if (__atomic_load_n(&held, __ATOMIC_RELAXED) + cost > OUTPUT_BOUND) {
+    if (__atomic_load_n(&held, __ATOMIC_RELAXED) + cost > OUTPUT_BOUND ||
+        pending.cap - pending.len < 2 * REC_HEAD + 4 + n) {
         tl.dropped++;
         tl.dropped_all++;
         return;
@@ -175,10 +180,7 @@ void output_move_locked(void)
         at += REC_HEAD + (uint64_t)n;
     }
     mine.len = 0;
-    if (mine.cap <= 2 * OUTPUT_BOUND)
-        spare = mine;
-    else
-        ms_buf_free(&mine);
+    spare = mine; /* room for OUTPUT_BOUND bytes, like every buffer here */
 }
 
 void output_written(uint64_t bytes)
@@ -206,6 +208,8 @@ static void *sender_main(void *arg)
 
 void start_output(void)
 {
+    ms_buf_reserve(&pending, OUTPUT_BOUND);
+    ms_buf_reserve(&spare, OUTPUT_BOUND);
     pthread_t th;
     int rc = pthread_create(&th, NULL, sender_main, NULL);
     if (rc != 0)

@@ -63,6 +63,9 @@ def check_shout(err: str, jobs: int, lines: int, long_len: int,
             if k == 0 and not to_err:
                 long = "".join(chr(97 + i % 26) for i in range(long_len))
                 want += [long[i:i + 3584] for i in range(0, long_len, 3584)]
+                # "a" then 3000 two-byte characters: the first piece ends
+                # before the character that byte 3584 is in.
+                want += ["a" + "\u00e9" * 1791, "\u00e9" * 1209]
                 want += ["two", "lines\tand a tab ?[2J"]
             assert seen.get((k + 1, to_err), []) == want, (k, to_err)
 
@@ -103,7 +106,8 @@ def test_no_forward_keeps_lines_on_the_slave(start, progs):
     assert m.out == "3\n"
     assert not [ln for ln in m.err.splitlines() if LINE.match(ln)], m.err
     out = [f"out {k} {i} {PAD[:k]}" for k in range(3) for i in range(2)]
-    out[2:2] = ["abcdefghij", "two", "lines\tand a tab \x1b[2J"]
+    out[2:2] = ["abcdefghij", "a" + "\u00e9" * 3000, "two",
+                "lines\tand a tab \x1b[2J"]
     assert s.out.splitlines() == out, s.out
     assert s.err.splitlines() == [f"err {k} {i} {PAD[:k]}" for k in range(3)
                                   for i in range(2)], s.err
