@@ -313,7 +313,8 @@ ENTRIES = (
     Builtin("print", _one("an int, double, bool, char, string or jobstate",
                           *_PRINTABLE),
             T.VOID, _by_type("ms_print", _PRINTABLE),
-            doc="writes the value and a newline to stdout"),
+            doc="writes the value and a newline to stdout (in a job: a "
+                "prefixed line on the master's stderr, SPEC 12.6)"),
     Builtin("len", _one("a vector, string or map",
                         kind=(T.VectorType, T.MapType)), T.INT,
             node("vec-len", "lower-vectors"),
@@ -408,7 +409,8 @@ ENTRIES = (
     Builtin("eprint", _one("an int, double, bool, char, string or jobstate",
                            *_PRINTABLE),
             T.VOID, _by_type("ms_eprint", _PRINTABLE),
-            doc="writes the value and a newline to stderr"),
+            doc="writes the value and a newline to stderr (in a job: a "
+                "prefixed line on the master's stderr, SPEC 12.6)"),
     # SPEC 12.5
     Builtin("wait_any", EachArg((Accepts("a vector of job handles",
                                          kind=T.VectorType,

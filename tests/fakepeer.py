@@ -30,7 +30,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 HEADER = struct.Struct("<III")
 VERSION = 2
 (CHALLENGE, HELLO, WELCOME, REFUSE, FAILURE, CANCEL, CANCELLED, HEARTBEAT,
- GOODBYE) = range(1, 10)
+ GOODBYE, OUTPUT) = range(1, 11)
+# OUTPUT's stream byte: print, eprint, a u32 count of lines dropped.
+STREAM_STDOUT, STREAM_STDERR, STREAM_DROPPED = 1, 2, 3
 # Payload sizes, the kind byte included.
 CHALLENGE_SIZE = 1 + 4 + 4 + 32 + 32
 HELLO_SIZE = 1 + 4 + 32 + 4 + 4 + 32 + 32

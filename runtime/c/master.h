@@ -14,6 +14,8 @@
  *                   HELLO, WELCOME or REFUSE), reading, acting on messages,
  *                   writing, closing; and sending pending jobs to slaves
  *                   with room (dispatch_locked, flush_locked)
+ *   master_output.c the lines jobs printed on slaves (OUTPUT), checked and
+ *                   written to the master's stderr with their prefix
  *   master_io.c     the I/O thread: its epoll loop, wake-ups, signals,
  *                   timers (handshake timeouts, heartbeats)
  *   master_calls.c  the job calls of ms_abi.h that compiled master code
@@ -80,6 +82,7 @@
 #include "net.h"
 #include "protect.h"
 #include "schedule.h"
+#include "wire.h"
 
 typedef struct options {
     long spawn;            /* local slaves; -1: the default */
@@ -314,6 +317,11 @@ void conn_process(conn *c);
 void conn_destroy_locked(conn *c); /* frees c; I/O thread */
 void dispatch_locked(void);
 int flush_locked(void);
+
+/* master_output.c: an OUTPUT message (p: its payload, kind byte first)
+ * from c, written to stderr; caller holds M.lock. -1 with the reason in
+ * `why` for a message to close the connection for. */
+int conn_output(conn *c, ms_header h, const uint8_t *p, char *why, size_t n);
 
 /* master_calls.c: before the main thread blocks (get, wait, wait_any,
  * sleep), what it must do first: flush the master's stdout (SPEC 12.6).

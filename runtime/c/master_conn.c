@@ -626,6 +626,12 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
         handle_want(c, h.jid, p + 1);
         return;
     }
+    if (kind == MS_OUTPUT) {
+        char why[256];
+        if (conn_output(c, h, p, why, sizeof why) != 0)
+            violation(c, "%s", why);
+        return;
+    }
     if ((kind == MS_FAILURE) || (kind == MS_CANCELLED && h.length == 1)) {
         int busy = c->load.n >= c->load.threads;
         struct ms_job *j = ms_inflight_take(&c->load, h.jid);

@@ -8,6 +8,9 @@
 
 #include "log.h"
 #include "ms_abi.h"
+#include "output.h"
+
+int (*ms_output_hook)(int stream, const char *text, size_t n);
 
 int ms_format_double(double v, char *out)
 {
@@ -49,11 +52,14 @@ const char *ms_jobstate_name(int32_t v)
 }
 
 /* One line, `n` bytes of `text` and its newline (text has room for it), to
- * f with one fwrite, or to stderr with one ms_err_write (which keeps it
- * apart from a status line): one write(2), so a line is never cut by the
- * lines of other processes writing the same pipe. */
+ * the master (a forwarding slave's job: output.h), or to f with one
+ * fwrite, or to stderr with one ms_err_write (which keeps it apart from a
+ * status line): one write(2), so a line is never cut by the lines of
+ * other processes writing the same pipe. */
 static void put_line(FILE *f, char *text, size_t n)
 {
+    if (ms_output_hook && ms_output_hook(f == stderr ? 2 : 1, text, n))
+        return;
     text[n] = '\n';
     if (f == stderr)
         ms_err_write(text, n + 1);

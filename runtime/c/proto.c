@@ -25,6 +25,18 @@ void ms_ctrl_append_text(ms_buf *out, uint32_t jid, uint8_t kind,
     ms_buf_append(out, text, n);
 }
 
+void ms_output_append(ms_buf *out, uint32_t jid, uint8_t stream,
+                      const void *bytes, uint32_t n)
+{
+    uint8_t head[MS_HDR_LEN + 2];
+    ms_header h = {0, jid, n + 2};
+    ms_header_encode(head, h);
+    head[MS_HDR_LEN] = MS_OUTPUT;
+    head[MS_HDR_LEN + 1] = stream;
+    ms_buf_append(out, head, sizeof head);
+    ms_buf_append(out, bytes, n);
+}
+
 void ms_challenge_append(ms_buf *out, const ms_challenge *c)
 {
     uint8_t p[MS_CHALLENGE_LEN];
@@ -136,7 +148,9 @@ static size_t utf8_seq(const uint8_t *p, size_t n, uint32_t *cp)
     return len;
 }
 
-void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen)
+/* ms_text_decode, keeping the code point `keep` (0x100: none). */
+static void decode(const uint8_t *p, uint32_t len, char *out, size_t outlen,
+                   uint32_t keep)
 {
     size_t n = len;
     if (n > MS_MAX_TEXT)
@@ -151,7 +165,8 @@ void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen)
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t m = utf8_seq(p + i, n - i, &cp);
-        if (m == 0 || cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
+        if (m == 0 || (cp < 0x20 && cp != keep) ||
+            (cp >= 0x7F && cp <= 0x9F)) {
             out[k++] = '?';
             i += m ? m : 1;
             continue;
@@ -161,6 +176,16 @@ void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen)
         i += m;
     }
     out[k] = '\0';
+}
+
+void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen)
+{
+    decode(p, len, out, outlen, 0x100); /* no control character kept */
+}
+
+void ms_line_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen)
+{
+    decode(p, len, out, outlen, '\t');
 }
 
 const char *ms_ctrl_name(uint8_t kind)
@@ -178,6 +203,7 @@ const char *ms_ctrl_name(uint8_t kind)
     case MS_BLOB: return "BLOB";
     case MS_SHARED_JOB: return "SHARED_JOB";
     case MS_WANT: return "WANT";
+    case MS_OUTPUT: return "OUTPUT";
     default: return "unknown";
     }
 }

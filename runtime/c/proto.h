@@ -31,7 +31,17 @@ enum ms_ctrl_kind {
     MS_BLOB = 16,       /* master -> slave: a shared value, named by digest */
     MS_SHARED_JOB = 17, /* master -> slave: a job request using blobs */
     MS_WANT = 18,       /* slave -> master: send the blob of this digest */
+    MS_OUTPUT = 10,   /* slave -> master: a line job jid printed */
 };
+
+/* OUTPUT: the kind byte, a stream byte, then the line (no newline) or,
+ * for MS_STREAM_DROPPED, a u32 count of lines dropped. */
+enum ms_output_stream {
+    MS_STREAM_STDOUT = 1,  /* print */
+    MS_STREAM_STDERR = 2,  /* eprint */
+    MS_STREAM_DROPPED = 3, /* the slave's output buffer was full */
+};
+#define MS_MAX_LINE 3584 /* longest line in an OUTPUT; longer ones are split */
 
 /* CHALLENGE flags. */
 #define MS_CHALLENGE_AUTH 1u /* mutual proofs of the secret, then protection */
@@ -68,6 +78,10 @@ typedef struct ms_welcome {
 void ms_ctrl_append(ms_buf *out, uint32_t jid, uint8_t kind);
 void ms_ctrl_append_text(ms_buf *out, uint32_t jid, uint8_t kind,
                          const char *text);
+/* An OUTPUT message: `n` (at most MS_MAX_LINE) bytes of a line, or the
+ * u32 count of MS_STREAM_DROPPED. */
+void ms_output_append(ms_buf *out, uint32_t jid, uint8_t stream,
+                      const void *bytes, uint32_t n);
 void ms_challenge_append(ms_buf *out, const ms_challenge *c);
 void ms_hello_append(ms_buf *out, const ms_hello *h);
 void ms_welcome_append(ms_buf *out, const ms_welcome *w);
@@ -83,6 +97,9 @@ int ms_welcome_decode(const uint8_t *p, uint32_t len, ms_welcome *w);
  * and C1, U+0080..U+009F) and bytes that are not valid UTF-8 with '?', so
  * a peer cannot write escape sequences to our terminal. */
 void ms_text_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen);
+
+/* The same for a line a job printed (OUTPUT), which keeps its tabs. */
+void ms_line_decode(const uint8_t *p, uint32_t len, char *out, size_t outlen);
 
 const char *ms_ctrl_name(uint8_t kind);
 

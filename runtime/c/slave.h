@@ -9,6 +9,8 @@
  *   slave_worker.c  the queue of jobs, the worker threads that run
  *                   ms_job_table[ordinal - 1].run, and the job calls of
  *                   ms_abi.h that job code makes (runtime errors, cancel)
+ *   slave_output.c  what jobs print, to the master (OUTPUT): the bounded
+ *                   buffer of lines and the thread that sends them
  *
  * The slave runs a fixed pool of worker threads that run
  * ms_job_table[ordinal - 1].run. A runtime error in a job longjmps back to
@@ -34,7 +36,9 @@
  * slave: S.qlock (the job queue, which worker runs which job), S.rlock
  * (held by whoever reads from the master), S.slock (what is to be
  * sent). S.qlock or S.slock may be taken while S.rlock is held, never
- * the other way round, and never S.qlock and S.slock together.
+ * the other way round, and never S.qlock and S.slock together. A fourth,
+ * slave_output.c's own, guards the lines printed and not yet queued; it
+ * may be taken while S.slock is held, never the other way round.
  *
  * Message batching is slave_conn.c's flush_and_unlock (one write for
  * everything queued). Message protection (protect.c, below the 12-byte
@@ -91,6 +95,7 @@ struct slave {
     uint32_t max_message;
     uint64_t share_cache_bytes; /* --share-cache: idle blobs kept */
     long long hb_timeout_ms, hb_interval_ms;
+    int forward;             /* jobs' lines go to the master (no --no-forward) */
     worker *workers;
 
     int epfd, kickfd;        /* set before the workers start */
@@ -122,6 +127,7 @@ struct slave {
     int flushing;   /* a thread is writing; others just append */
     int broken;     /* writing failed: the master is gone */
     long long t_send;
+    uint64_t out_output; /* bytes of OUTPUT messages in out (slave_output.c) */
     ms_chan tx;     /* seals what is appended to out (protected) */
 };
 
@@ -147,6 +153,12 @@ void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result,
 void send_held(void);              /* takes S.slock */
 /* A control message whose payload (its kind first) is the len bytes at p. */
 void send_payload(uint32_t jid, const uint8_t *p, uint32_t len);
+/* An OUTPUT message to S.out (caller holds S.slock; p borrowed). */
+void output_append_locked(uint32_t jid, uint8_t stream, const uint8_t *p,
+                          uint32_t n);
+/* Lines pending in slave_output.c to S.out (takes S.slock), and written
+ * when `flush` (else the answer sent next writes them). */
+void queue_output(int flush);
 _Noreturn void violation(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
@@ -166,5 +178,12 @@ void queue_shared_task(uint32_t jid, uint32_t ordinal,
 void cancel_task(uint32_t jid);    /* takes S.qlock */
 void start_workers(void);          /* main(), once */
 void report_fault(int overflow);   /* the SIGSEGV handler's hook */
+
+/* slave_output.c: what jobs print (SPEC 12.6), with S.forward. */
+void start_output(void);           /* main(), once, before the workers */
+void output_job_begin(uint32_t jid, const char *name); /* on the job's worker */
+void output_job_end(void);         /* the same, before the job's answer */
+void output_move_locked(void);     /* caller holds S.slock */
+void output_written(uint64_t bytes); /* any thread: they left the slave */
 
 #endif

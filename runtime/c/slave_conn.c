@@ -1,7 +1,8 @@
 /* slave_conn.c — the slave's connection to the master: connecting
  * (retrying until the master is up), the handshake, reading what the
  * master sends and acting on it (jobs to the queue, cancels, heartbeats,
- * GOODBYE), and sending results and control messages.
+ * GOODBYE), and sending results, control messages and the lines jobs
+ * printed (slave_output.c queues them).
  *
  * Locks: reading holds S.rlock (one reader at a time), and takes S.qlock
  * (queue_task, cancel_task) and S.slock (sending) inside it; sending holds
@@ -46,8 +47,10 @@ static void flush_and_unlock(void)
     S.flushing = 1;
     while (S.out.len > 0 && !S.broken) {
         ms_buf mine = S.out;
+        uint64_t output = S.out_output;
         S.out = S.spare;
         S.spare = (ms_buf){0};
+        S.out_output = 0;
         pthread_mutex_unlock(&S.slock);
         int rc = ms_write_full(S.fd, mine.data, (size_t)mine.len);
         pthread_mutex_lock(&S.slock);
@@ -61,9 +64,15 @@ static void flush_and_unlock(void)
             ms_logv("cannot write to master %s: %s", S.master, strerror(-rc));
         }
         S.t_send = ms_now_ms();
+        if (output)
+            output_written(output);
     }
-    if (S.broken)
+    if (S.broken) {
         S.out.len = 0;
+        if (S.out_output)
+            output_written(S.out_output);
+        S.out_output = 0;
+    }
     S.flushing = 0;
     pthread_mutex_unlock(&S.slock);
 }
@@ -129,6 +138,26 @@ void send_held(void)
         return;
     }
     flush_and_unlock();
+}
+
+void output_append_locked(uint32_t jid, uint8_t stream, const uint8_t *p,
+                          uint32_t n)
+{
+    uint64_t at = S.out.len;
+    ms_output_append(&S.out, jid, stream, p, n);
+    if (S.tx.on && !S.broken)
+        ms_seal_last(&S.tx, &S.out, at);
+    S.out_output += MS_HDR_LEN + 2 + (uint64_t)n;
+}
+
+void queue_output(int flush)
+{
+    pthread_mutex_lock(&S.slock);
+    output_move_locked();
+    if (flush)
+        flush_and_unlock();
+    else
+        pthread_mutex_unlock(&S.slock);
 }
 
 /* ------------------------------------------------ messages from master */

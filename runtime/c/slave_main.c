@@ -31,7 +31,8 @@ struct slave S = {.fd = -1,
        .kickfd = -1,
        .qlock = PTHREAD_MUTEX_INITIALIZER,
        .rlock = PTHREAD_MUTEX_INITIALIZER,
-       .slock = PTHREAD_MUTEX_INITIALIZER};
+       .slock = PTHREAD_MUTEX_INITIALIZER,
+       .forward = 1};
 
 _Noreturn void slave_exit(int code)
 {
@@ -47,6 +48,8 @@ static const char usage_text[] =
     "  --threads N        run at most N jobs at a time (default: CPUs)\n"
     "  --token-file FILE  shared secret to prove to the master (else $MS_TOKEN)\n"
     "  --insecure         accept a master that does not authenticate itself\n"
+    "  --no-forward       jobs print to this slave's stdout and stderr, not\n"
+    "                     to the master's stderr\n"
     "  --fd N             (local slaves) the master's socket pair is fd N\n"
     "  --share-cache MIB  keep at most MIB MiB of values shared by several\n"
     "                     jobs that no job uses now (default 512)\n"
@@ -115,6 +118,8 @@ int main(int argc, char **argv)
             S.share_cache_bytes = (uint64_t)mib << 20;
         } else if (!strcmp(name, "--insecure")) {
             insecure = 1;
+        } else if (!strcmp(name, "--no-forward")) {
+            S.forward = 0;
         } else if (!strcmp(name, "--verbose")) {
             verbose = 1;
         } else if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
@@ -198,6 +203,8 @@ int main(int argc, char **argv)
         if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fds[i], &ev) != 0)
             ms_fatal("epoll_ctl: %s", strerror(errno));
     }
+    if (S.forward)
+        start_output();
     start_workers();
     /* The workers do everything from here on. */
     for (;;)

@@ -85,7 +85,10 @@ void report_fault(int overflow)
     worker *w = tl_worker;
     if (!w || !w->in_job || pthread_mutex_trylock(&S.slock) != 0)
         return;
-    if (S.flushing || S.broken) /* S.out is empty unless someone flushes */
+    /* Unless someone flushes, S.out holds only whole messages (lines a
+     * job printed, queued just before its answer): they are lost with the
+     * slave, and this one goes out whole. */
+    if (S.flushing || S.broken)
         return;
     static uint8_t msg[MS_HDR_LEN + 1 + 256];
     const char *what = overflow ? ": stack overflow (the slave crashed)"
@@ -276,6 +279,7 @@ static void run_task(worker *w, task *t)
     w->args = (ms_reader){t->args, t->len, 0};
     w->result.len = 0;
     w->in_job = 1;
+    output_job_begin(t->jid, e->name);
     ms_values_track_begin();
     int how = setjmp(w->jb);
     if (how == 0) {
@@ -291,6 +295,7 @@ static void run_task(worker *w, task *t)
                     e->name, left);
         /* What the job printed goes out before its answer: once the master
          * has the answer, the slave may be lost at any moment. */
+        output_job_end();
         fflush(stdout);
         if (w->result.len > S.max_message) {
             char msg[256];
@@ -307,6 +312,7 @@ static void run_task(worker *w, task *t)
          * free the vectors its frames owned. */
         ms_buf_on_oom(NULL);
         ms_values_track_end(1);
+        output_job_end();
         fflush(stdout);
         if (how == 2)
             send_ctrl(t->jid, MS_CANCELLED);

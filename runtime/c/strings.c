@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "output.h"
 
 /* bytes: borrowed, n of them. Returns a new string owned by the caller
  * (NULL when n is 0). */
@@ -64,12 +65,16 @@ ms_vec *ms_str_jobstate(int32_t v)
     return ms_string_from_bytes((const uint8_t *)names[v], (int64_t)strlen(names[v]));
 }
 
-/* s: borrowed; its bytes and a newline to f, with one fwrite when the line
+/* s: borrowed; its bytes as one line to the master (a forwarding slave's
+ * job: output.h), or its bytes and a newline to f, with one fwrite when the line
  * fits a pipe's atomic write (so that on unbuffered stderr other
  * processes' lines cannot cut it), else under the stream's lock. */
 static void put_string_line(FILE *f, const ms_vec *s)
 {
     size_t n = s ? (size_t)s->len : 0;
+    if (ms_output_hook &&
+        ms_output_hook(f == stderr ? 2 : 1, n ? (const char *)MSV_DATA(s) : "", n))
+        return;
     char line[4096];
     if (n < sizeof line) {
         if (n > 0)

@@ -94,11 +94,12 @@ def test_local_slaves_killed_every_half_second_do_not_slow_the_run(start,
 
 # ------------------------------------------------ smaller things
 
-def _fake_master_slave(fm, progs, name, **popen):
+def _fake_master_slave(fm, progs, name, *args, **popen):
     """A slave of `name` joined to the fake master (which learns the
     program's fingerprint from a first slave at another fake master; that
     one would connect again): (Popen, socket). The fake masters do not
-    authenticate, so the slave runs with --insecure and no secret."""
+    authenticate, so the slave runs with --insecure and no secret; `args`
+    are more of its options."""
     with fp.FakeMaster() as learner:
         first = subprocess.Popen(slave_cmd(progs, name, learner.addr, "--insecure"),
                                  env=clean_env(), stdout=subprocess.DEVNULL,
@@ -110,7 +111,8 @@ def _fake_master_slave(fm, progs, name, **popen):
             kill_group(first)
             first.wait(10)
     fm.fingerprint = learner.fingerprint
-    p = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1, "--insecure"),
+    p = subprocess.Popen(slave_cmd(progs, name, fm.addr, "--threads", 1,
+                                   "--insecure", *args),
                          env=clean_env(), start_new_session=True, **popen)
     c = fm.accept()
     fm.handshake(c)
@@ -118,8 +120,27 @@ def _fake_master_slave(fm, progs, name, **popen):
 
 
 def test_what_a_job_printed_is_out_before_its_result(progs):
-    """The slave's stdout is a pipe kept full: the job's line cannot be
-    written. If its result still arrives, a kill -9 now loses the line."""
+    """Forwarded (the default), the job's line is an OUTPUT message on the
+    connection, before its result."""
+    with fp.FakeMaster() as fm:
+        p, c = _fake_master_slave(fm, progs, "chatty",
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            c.sendall(fp.frame(1, 5, struct.pack("<q", 14)))
+            c.settimeout(10)
+            assert fp.next_message(c) == \
+                (0, 5, bytes([fp.OUTPUT, fp.STREAM_STDOUT]) + b"42")
+            assert fp.next_message(c) == (1, 5, struct.pack("<q", 15))
+        finally:
+            kill_group(p)
+            c.close()
+
+
+def test_what_a_no_forward_job_printed_is_out_before_its_result(progs):
+    """With --no-forward the slave's stdout is a pipe kept full: the job's
+    line cannot be written. If its result still arrives, a kill -9 now
+    loses the line."""
     r, w = os.pipe()
     os.set_blocking(w, False)
     filler = 0
@@ -130,8 +151,8 @@ def test_what_a_job_printed_is_out_before_its_result(progs):
         pass
     os.set_blocking(w, True)
     with fp.FakeMaster() as fm:
-        p, c = _fake_master_slave(fm, progs, "chatty", stdout=w,
-                                  stderr=subprocess.DEVNULL)
+        p, c = _fake_master_slave(fm, progs, "chatty", "--no-forward",
+                                  stdout=w, stderr=subprocess.DEVNULL)
         os.close(w)
         got = bytearray()
         drain = threading.Thread(target=lambda: None)
