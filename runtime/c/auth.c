@@ -120,6 +120,36 @@ void ms_handshake_proof(const ms_secret *secret, const char *label,
         ms_fatal("HMAC-SHA256 failed");
 }
 
+void ms_refusal_proof(const ms_secret *secret,
+                      const uint8_t nonce_m[MS_NONCE_LEN],
+                      const uint8_t nonce_s[MS_NONCE_LEN],
+                      const uint8_t fingerprint[MS_DIGEST_LEN],
+                      const uint8_t *text, size_t len,
+                      uint8_t out[MS_DIGEST_LEN])
+{
+    uint8_t msg[sizeof MS_REFUSE_LABEL + 2 * MS_NONCE_LEN + MS_DIGEST_LEN +
+                MS_MAX_TEXT];
+    if (len > MS_MAX_TEXT)
+        len = MS_MAX_TEXT;
+    size_t n = strlen(MS_REFUSE_LABEL);
+    memcpy(msg, MS_REFUSE_LABEL, n);
+    memcpy(msg + n, nonce_m, MS_NONCE_LEN);
+    n += MS_NONCE_LEN;
+    memcpy(msg + n, nonce_s, MS_NONCE_LEN);
+    n += MS_NONCE_LEN;
+    memcpy(msg + n, fingerprint, MS_DIGEST_LEN);
+    n += MS_DIGEST_LEN;
+    if (len)
+        memcpy(msg + n, text, len);
+    n += len;
+    unsigned int got = 0;
+    static const uint8_t empty[1];
+    const uint8_t *key = secret->data ? secret->data : empty;
+    if (!HMAC(EVP_sha256(), key, (int)secret->len, msg, n, out, &got) ||
+        got != MS_DIGEST_LEN)
+        ms_fatal("HMAC-SHA256 failed");
+}
+
 int ms_digest_equal(const uint8_t *a, const uint8_t *b)
 {
     return CRYPTO_memcmp(a, b, MS_DIGEST_LEN) == 0;

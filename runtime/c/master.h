@@ -122,6 +122,7 @@ typedef struct conn {
     int phase;
     int was_ready;
     uint8_t nonce[MS_NONCE_LEN];   /* the master's nonce in its CHALLENGE */
+    uint8_t snonce[MS_NONCE_LEN];  /* the slave's, from its HELLO */
     uint32_t threads;
     uint32_t pid;
     int local;           /* a local slave on its inherited socket pair */

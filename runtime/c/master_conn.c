@@ -135,7 +135,14 @@ static void refuse(conn *c, const char *fmt, ...)
     va_end(ap);
     ms_log("refused slave %s (pid %" PRIu32 "): %s", c->peer, c->pid, why);
     M.st.refused++;
-    ms_ctrl_append_text(&c->out, 0, MS_REFUSE, why);
+    /* Proven under AUTH, so that a slave tries again after a REFUSE it
+     * cannot check (it may come from anyone on the master's port) but
+     * believes this one. */
+    uint8_t proof[MS_DIGEST_LEN];
+    if (c->auth)
+        ms_refusal_proof(&M.secret, c->nonce, c->snonce, M.fingerprint,
+                         (const uint8_t *)why, strlen(why), proof);
+    ms_refuse_append(&c->out, why, c->auth ? proof : NULL);
     c->phase = C_CLOSING;
     c->t_close = ms_now_ms();
 }
@@ -397,6 +404,7 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
         return;
     }
     c->pid = h.pid;
+    memcpy(c->snonce, h.nonce, MS_NONCE_LEN);
     if (h.version != MS_PROTOCOL_VERSION) {
         refuse(c, "the slave speaks protocol version %" PRIu32
                   " but the master speaks version %u",
