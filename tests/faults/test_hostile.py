@@ -395,3 +395,130 @@ def test_a_result_too_big_to_encode_fails_its_job_alone(start, progs):
                      r"bigresult\.ms:\d+:\d+: out of memory", m.err, re.M), m.err
     assert "lost slave" not in m.err, m.err
     assert s.finish() == 0, s.err      # it went on, and left at the end
+
+
+# ------------------------------------------------ partial input in all
+
+def _vm_hwm(pid: int) -> int:
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)[1]) * 1024
+
+
+def _vm_rss(pid: int) -> int:
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)[1]) * 1024
+
+
+MiB = 1 << 20
+BUDGET_OUT = "".join(f"{i * i}\n" for i in range(8))
+
+
+def _announce_huge_result(s: fp.FakeSlave, size: int, done: list,
+                          pace: float = 0.0) -> None:
+    """Take one job and answer it with a message announcing a result of
+    `size` bytes, then send them (zeros: it fails to open once whole), in
+    1 MiB pieces `pace` seconds apart. Ends when the master closes it."""
+    try:
+        ordinal, jid, _ = s.next_message()
+        s.sock.settimeout(120)
+        s.sock.sendall(fp.header(ordinal, jid, size + fp.TAG))
+        piece = bytes(MiB)
+        left = size + fp.TAG
+        while left > 0:
+            n = min(left, len(piece))
+            s.sock.sendall(piece[:n])
+            left -= n
+            if pace:
+                time.sleep(pace)
+        done.append(ordinal)
+    except OSError:
+        done.append(None)
+
+
+def test_four_connections_of_300_mb_each_stay_within_the_budget(start, progs):
+    """SPEC 10: partial input is bounded across connections, not only per
+    connection. Four authenticated peers each announce a 300 MB result and
+    send it; the master holds at most its budget (here 320 MiB, the
+    --max-message) of them at once: the others wait, unread, until it frees.
+    Each fails to open once whole, so its job runs again on a real slave."""
+    limit = 320 * MiB
+    m = start(master_cmd(progs, "budget", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--max-message", limit, "--verbose"))
+    addr = listening(m)
+    time.sleep(0.2)
+    base = _vm_rss(m.pid)
+    fakes = [fp.FakeSlave(addr) for _ in range(4)]
+    done: list = []
+    threads = [threading.Thread(target=_announce_huge_result,
+                                args=(f, 300 * MiB, done), daemon=True)
+               for f in fakes]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join(120)
+        assert len(done) == 4, done
+        m.wait_err(r"fails authentication", count=4, timeout=30)
+        peak = _vm_hwm(m.pid) - base
+        s = start(slave_cmd(progs, "budget", addr, "--threads", 2))
+        assert m.finish(timeout=60) == 0, m.err
+    finally:
+        for f in fakes:
+            f.close()
+    assert m.out == BUDGET_OUT, m.err
+    assert s.finish() == 0, s.err
+    print(f"peak RSS growth of the master: {peak // MiB} MiB")
+    # Without a budget all four are held at once: 1.2 GB and more.
+    assert peak < limit + 96 * MiB, (peak // MiB, m.err)
+
+
+def _answer_squares(s: fp.FakeSlave, answered: list) -> None:
+    """Answer every `budget` job at once, as the real job would, until the
+    end; `answered` gets each job's argument."""
+    try:
+        while True:
+            ordinal, jid, payload = s.next_message()
+            if ordinal == 0:
+                return                      # GOODBYE
+            (x,) = struct.unpack("<q", payload)
+            s.answer_int(ordinal, jid, x * x)
+            answered.append(x)
+    except (ConnectionError, OSError):
+        return
+
+
+def test_a_huge_result_sent_slowly_does_not_hold_up_the_others(start, progs):
+    """A peer announcing a 900 MB result and sending it a MiB at a time
+    holds most of the budget for as long as it likes; another slave's
+    results still come through meanwhile (it is sent every other job),
+    and when the slow one gives up its job runs there too."""
+    m = start(master_cmd(progs, "budget", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--verbose"))
+    addr = listening(m)
+    slow = fp.FakeSlave(addr)
+    done: list = []
+    t = threading.Thread(target=_announce_huge_result,
+                         args=(slow, 900 * MiB, done, 0.02), daemon=True)
+    t.start()
+    fast, answered = None, []
+    try:
+        time.sleep(0.5)                 # its first piece is in
+        fast = fp.FakeSlave(addr, threads=2)
+        a = threading.Thread(target=_answer_squares, args=(fast, answered),
+                             daemon=True)
+        a.start()
+        deadline = time.monotonic() + 20
+        while len(answered) < 7 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not done, "the slow peer was not slow"
+        assert len(answered) == 7, (answered, m.err)
+        slow.close()            # it gives up: its job runs on the other
+        assert m.finish(timeout=60) == 0, m.err
+        a.join(10)
+    finally:
+        slow.close()
+        if fast:
+            fast.close()
+        t.join(10)
+    assert m.out == BUDGET_OUT, m.err
+    assert sorted(answered) == list(range(8)), answered
