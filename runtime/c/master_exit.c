@@ -94,8 +94,13 @@ _Noreturn void master_exit(int code)
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
 {
     fflush(stdout);
-    fprintf(stderr, "%s:%d:%d: runtime error: %s\n", ms_program_source,
-            (int)line, (int)col, msg);
+    /* Line 0: the runtime call knows no position (an allocation deep in
+     * the runtime, the encoder): none is made up. */
+    if (line > 0)
+        fprintf(stderr, "%s:%d:%d: runtime error: %s\n", ms_program_source,
+                (int)line, (int)col, msg);
+    else
+        fprintf(stderr, "%s: runtime error: %s\n", ms_program_source, msg);
     fflush(stderr);
     master_exit(1);
 }

@@ -391,10 +391,31 @@ def test_a_result_too_big_to_encode_fails_its_job_alone(start, progs):
                *slave_cmd(progs, "bigresult", addr, "--threads", 1)])
     assert m.finish(timeout=60) == 1, m.err
     assert m.out == "2\n3\n", m.err
+    # The encoder knows no position in the source: none is made up.
     assert re.search(r"^bigresult\.ms:18:21: runtime error: job 'big' failed: "
-                     r"bigresult\.ms:\d+:\d+: out of memory", m.err, re.M), m.err
+                     r"bigresult\.ms: out of memory: a buffer of \d+ bytes "
+                     r"\(for the job's result\)$", m.err, re.M), m.err
+    assert ":0:0" not in m.err, m.err
     assert "lost slave" not in m.err, m.err
     assert s.finish() == 0, s.err      # it went on, and left at the end
+
+
+@pytest.mark.skipif(os.environ.get("MS_SANITIZE") == "1",
+                    reason="an address-space limit (prlimit --as) cannot hold "
+                           "AddressSanitizer's shadow memory")
+def test_out_of_memory_without_a_known_position_shows_none(start, progs):
+    """Out of memory in a runtime call that is given no position (here the
+    concatenation `v + v`) is reported without one, not at a made-up 0:0."""
+    m = start(master_cmd(progs, "masteroom", "--spawn", 0))
+    m.wait_err(r"start slaves with|listening on", timeout=10)
+    base = _vm_size(m.pid)
+    m.kill()
+    m = start(["prlimit", f"--as={base + (256 << 20)}", "--",
+               *master_cmd(progs, "masteroom", "--spawn", 0)])
+    assert m.finish(timeout=60) == 1, m.err
+    assert re.search(r"^masteroom\.ms: runtime error: out of memory$", m.err,
+                     re.M), m.err
+    assert ":0:0" not in m.err, m.err
 
 
 # ------------------------------------------------ partial input in all
