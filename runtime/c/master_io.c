@@ -102,15 +102,17 @@ static long long timers(long long now)
             }
             break;
         case C_READY:
-            if (c->in_paused) {
-                /* Not read while it waits for the budget: its silence is
-                 * ours (the clock starts again when it resumes). */
-            } else if (now - c->t_recv >= M.hb_timeout_ms) {
-                conn_close(c, "nothing received for %.1f s (heartbeat timeout)",
-                           (double)(now - c->t_recv) / 1000.0);
-                break;
+            /* Not read while it waits for the budget, its silence is
+             * ours: its clock starts again when it resumes. */
+            if (!c->in_paused) {
+                if (now - c->t_recv >= M.hb_timeout_ms) {
+                    conn_close(c, "nothing received for %.1f s (heartbeat "
+                                  "timeout)",
+                               (double)(now - c->t_recv) / 1000.0);
+                    break;
+                }
+                min_deadline(&next, c->t_recv + M.hb_timeout_ms);
             }
-            min_deadline(&next, c->t_recv + M.hb_timeout_ms);
             if (now - c->t_send >= M.hb_interval_ms && !conn_pending(c)) {
                 conn_send_ctrl(c, 0, MS_HEARTBEAT);
                 c->t_send = now; /* counts as sent; the write follows */

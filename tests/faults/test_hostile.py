@@ -26,7 +26,7 @@ import pytest
 
 import fakepeer as fp
 from harness import build_program_dir, clean_env, kill_group
-from test_faults import (c_rem, children_of, lcg, listening, master_cmd,
+from test_faults import (c_rem, children_of, cpu_seconds, lcg, listening, master_cmd,
                          slave_cmd)
 
 HERE = pathlib.Path(__file__).resolve().parent / "hostile"
@@ -543,3 +543,59 @@ def test_a_huge_result_sent_slowly_does_not_hold_up_the_others(start, progs):
         t.join(10)
     assert m.out == BUDGET_OUT, m.err
     assert sorted(answered) == list(range(8)), answered
+
+
+def test_big_results_of_honest_slaves_all_arrive_through_a_small_budget(
+        start, progs):
+    """Four slaves send results of 144 MB each at once; the budget (256
+    MiB) holds one at a time, so the others wait, some while `get` reads
+    their connection itself: none is left waiting for good."""
+    m = start(master_cmd(progs, "bigfour", "--spawn", 4, "--verbose",
+                         "--max-message", 150 * MiB))
+    assert m.finish(timeout=120) == 0, m.err
+    assert m.out == "".join(f"{18_000_000 + k}\n" for k in range(1, 5)), m.err
+    assert "waits to read its message" in m.err, m.err
+    assert "goes on with its message" in m.err, m.err
+
+
+def test_a_connection_waiting_for_the_budget_is_neither_timed_out_nor_spun_on(
+        start, progs):
+    """While one peer sends a big result slowly, another's waits for the
+    budget longer than the heartbeat timeout: it is not read, so its
+    silence is the master's, not a lost slave; and the master does not
+    spin on its timer meanwhile."""
+    m = start(master_cmd(progs, "budget", "--listen", "127.0.0.1:0",
+                         "--spawn", 0, "--verbose", "--heartbeat-timeout", 1,
+                         "--max-message", 200 * MiB))
+    addr = listening(m)
+    a, b = fp.FakeSlave(addr), fp.FakeSlave(addr)
+    done: list = []
+    ta = threading.Thread(target=_announce_huge_result,
+                          args=(a, 200 * MiB, done, 0.02), daemon=True)
+    ta.start()
+    time.sleep(0.3)
+    tb = threading.Thread(target=_announce_huge_result,
+                          args=(b, 140 * MiB, done), daemon=True)
+    tb.start()
+    try:
+        m.wait_err(r"waits to read its message of \d+ bytes", timeout=10)
+        time.sleep(1.2)                 # past the heartbeat timeout
+        cpu0 = cpu_seconds(m.pid)
+        time.sleep(1.5)
+        spent = cpu_seconds(m.pid) - cpu0
+        ta.join(60)
+        tb.join(60)
+        m.wait_err(r"goes on with its message", timeout=10)
+        m.wait_err(r"fails authentication", count=2, timeout=30)
+        s = start(slave_cmd(progs, "budget", addr, "--threads", 2))
+        assert m.finish(timeout=60) == 0, m.err
+    finally:
+        a.close()
+        b.close()
+    assert m.out == BUDGET_OUT, m.err
+    assert s.finish() == 0, s.err
+    assert "heartbeat timeout" not in m.err, m.err
+    # Reading the slow one costs a little; spinning on the paused one's
+    # expired heartbeat deadline cost 0.36 s of these 1.5 s (0.06 s now).
+    if os.environ.get("MS_SANITIZE") != "1":
+        assert spent < 0.2, (spent, m.err)
