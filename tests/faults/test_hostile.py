@@ -211,15 +211,20 @@ def test_control_bytes_in_a_refusal_do_not_reach_the_terminal(progs):
     _no_control(err)
 
 
-def _answer_chatty(s: fp.FakeSlave) -> None:
-    """Answer every `chatty` job as the real job would, until the end."""
+def _answer_ints(s: fp.FakeSlave, job=lambda n: n + 1,
+                 answered: list | None = None) -> None:
+    """Answer every job of one int argument with job(argument), as the real
+    job would (`chatty`'s by default), until the end; `answered`, if given,
+    gets each argument."""
     try:
         while True:
             ordinal, jid, payload = s.next_message()
             if ordinal == 0:
                 return                      # GOODBYE
             (n,) = struct.unpack("<q", payload)
-            s.answer_int(ordinal, jid, n + 1)
+            s.answer_int(ordinal, jid, job(n))
+            if answered is not None:
+                answered.append(n)
     except (ConnectionError, OSError):
         return
 
@@ -229,7 +234,7 @@ def test_stats_keep_lines_for_the_most_recent_slaves_only(start, progs):
                          "--spawn", 0, "--stats"))
     addr = listening(m)
     fakes = [fp.FakeSlave(addr) for _ in range(40)]
-    threads = [threading.Thread(target=_answer_chatty, args=(f,), daemon=True)
+    threads = [threading.Thread(target=_answer_ints, args=(f,), daemon=True)
                for f in fakes]
     for t in threads:
         t.start()
@@ -493,21 +498,6 @@ def test_four_connections_of_300_mb_each_stay_within_the_budget(start, progs):
     assert peak < limit + 96 * MiB, (peak // MiB, m.err)
 
 
-def _answer_squares(s: fp.FakeSlave, answered: list) -> None:
-    """Answer every `budget` job at once, as the real job would, until the
-    end; `answered` gets each job's argument."""
-    try:
-        while True:
-            ordinal, jid, payload = s.next_message()
-            if ordinal == 0:
-                return                      # GOODBYE
-            (x,) = struct.unpack("<q", payload)
-            s.answer_int(ordinal, jid, x * x)
-            answered.append(x)
-    except (ConnectionError, OSError):
-        return
-
-
 def test_a_huge_result_sent_slowly_does_not_hold_up_the_others(start, progs):
     """A peer announcing a 900 MB result and sending it a MiB at a time
     holds most of the budget for as long as it likes; another slave's
@@ -525,7 +515,8 @@ def test_a_huge_result_sent_slowly_does_not_hold_up_the_others(start, progs):
     try:
         time.sleep(0.5)                 # its first piece is in
         fast = fp.FakeSlave(addr, threads=2)
-        a = threading.Thread(target=_answer_squares, args=(fast, answered),
+        a = threading.Thread(target=_answer_ints,
+                             args=(fast, lambda x: x * x, answered),
                              daemon=True)
         a.start()
         deadline = time.monotonic() + 20
