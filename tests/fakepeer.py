@@ -215,8 +215,19 @@ def welcome(heartbeat_ms: int = 3000, max_message: int = 1 << 20,
                                         slave_id) + proof)
 
 
-def refuse(reason: str) -> bytes:
-    return control(REFUSE, reason.encode())
+def refusal_proof(secret: str | bytes, nonce_m: bytes, nonce_s: bytes,
+                  fingerprint: bytes, reason: bytes) -> bytes:
+    """HMAC-SHA256(secret, "M/s refuse v2" || nonce_m || nonce_s ||
+    fingerprint || reason): what ends a REFUSE under AUTH."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, b"M/s refuse v2" + nonce_m + nonce_s + fingerprint +
+                    reason, hashlib.sha256).digest()
+
+
+def refuse(reason: str, proof: bytes = b"") -> bytes:
+    """A framed REFUSE; under AUTH a real master ends it with its proof
+    (refusal_proof)."""
+    return control(REFUSE, reason.encode() + proof)
 
 
 class Link:
@@ -353,15 +364,24 @@ class FakeMaster:
 
     def learn_fingerprint(self, conn) -> None:
         """The program's fingerprint from the HELLO on `conn`, which is then
-        refused and closed (the slave exits; closed without a REFUSE, it
-        would connect again, as to a master whose handshake slots are
-        full)."""
+        refused and closed (the slave exits; closed without a REFUSE, or
+        refused without the proof of a secret it expects, it would connect
+        again)."""
         self.fingerprint = self.challenge(conn)
         try:
-            conn.sendall(refuse("the fake master only learns fingerprints"))
+            self.refuse(conn, "the fake master only learns fingerprints")
         except OSError:
             pass
         conn.close()
+
+    def refuse(self, conn, reason: str) -> None:
+        """REFUSE the slave whose HELLO `challenge` read, with the proof of
+        the secret when the fake master has one."""
+        proof = b""
+        if self.secret is not None:
+            proof = refusal_proof(self.secret, self.nonce_m, self.hello[4],
+                                  self.claimed, reason.encode())
+        conn.sendall(refuse(reason, proof))
 
     def welcome(self, conn, heartbeat_ms: int = 3000,
                 max_message: int = 1 << 20) -> Link:

@@ -98,6 +98,38 @@ void ms_print_version(void)
            MS_PROTOCOL_VERSION, hex);
 }
 
+/* HMAC-SHA256 keyed with the secret over label || nonce_m || nonce_s ||
+ * fingerprint || tail: every proof of the handshake. */
+static void proof_over(const ms_secret *secret, const char *label,
+                       const uint8_t nonce_m[MS_NONCE_LEN],
+                       const uint8_t nonce_s[MS_NONCE_LEN],
+                       const uint8_t fingerprint[MS_DIGEST_LEN],
+                       const uint8_t *tail, size_t tail_len,
+                       uint8_t out[MS_DIGEST_LEN])
+{
+    enum { MAX_LABEL = 32, MAX_TAIL = MS_MAX_TEXT };
+    uint8_t msg[MAX_LABEL + 2 * MS_NONCE_LEN + MS_DIGEST_LEN + MAX_TAIL];
+    size_t n = strlen(label);
+    if (n > MAX_LABEL || tail_len > MAX_TAIL)
+        ms_fatal("internal error: proof label or text too long");
+    memcpy(msg, label, n);
+    memcpy(msg + n, nonce_m, MS_NONCE_LEN);
+    n += MS_NONCE_LEN;
+    memcpy(msg + n, nonce_s, MS_NONCE_LEN);
+    n += MS_NONCE_LEN;
+    memcpy(msg + n, fingerprint, MS_DIGEST_LEN);
+    n += MS_DIGEST_LEN;
+    if (tail_len)
+        memcpy(msg + n, tail, tail_len);
+    n += tail_len;
+    unsigned int got = 0;
+    static const uint8_t empty[1];
+    const uint8_t *key = secret->data ? secret->data : empty;
+    if (!HMAC(EVP_sha256(), key, (int)secret->len, msg, n, out, &got) ||
+        got != MS_DIGEST_LEN)
+        ms_fatal("HMAC-SHA256 failed");
+}
+
 void ms_handshake_proof(const ms_secret *secret, const char *label,
                         const uint8_t nonce_m[MS_NONCE_LEN],
                         const uint8_t nonce_s[MS_NONCE_LEN],
@@ -108,25 +140,22 @@ void ms_handshake_proof(const ms_secret *secret, const char *label,
     enum { MAX_FIELDS = 8 };
     if (nfields > MAX_FIELDS)
         ms_fatal("internal error: %zu proof fields", nfields);
-    uint8_t msg[32 + 2 * MS_NONCE_LEN + MS_DIGEST_LEN + 4 * MAX_FIELDS];
-    size_t n = strlen(label);
-    if (n > 32)
-        ms_fatal("internal error: proof label too long");
-    memcpy(msg, label, n);
-    memcpy(msg + n, nonce_m, MS_NONCE_LEN);
-    n += MS_NONCE_LEN;
-    memcpy(msg + n, nonce_s, MS_NONCE_LEN);
-    n += MS_NONCE_LEN;
-    memcpy(msg + n, fingerprint, MS_DIGEST_LEN);
-    n += MS_DIGEST_LEN;
-    for (size_t i = 0; i < nfields; i++, n += 4)
-        ms_put_u32le(msg + n, fields[i]);
-    unsigned int got = 0;
-    static const uint8_t empty[1];
-    const uint8_t *key = secret->data ? secret->data : empty;
-    if (!HMAC(EVP_sha256(), key, (int)secret->len, msg, n, out, &got) ||
-        got != MS_DIGEST_LEN)
-        ms_fatal("HMAC-SHA256 failed");
+    uint8_t tail[4 * MAX_FIELDS];
+    for (size_t i = 0; i < nfields; i++)
+        ms_put_u32le(tail + 4 * i, fields[i]);
+    proof_over(secret, label, nonce_m, nonce_s, fingerprint, tail,
+               4 * nfields, out);
+}
+
+void ms_refusal_proof(const ms_secret *secret,
+                      const uint8_t nonce_m[MS_NONCE_LEN],
+                      const uint8_t nonce_s[MS_NONCE_LEN],
+                      const uint8_t fingerprint[MS_DIGEST_LEN],
+                      const uint8_t *text, size_t len,
+                      uint8_t out[MS_DIGEST_LEN])
+{
+    proof_over(secret, MS_REFUSE_LABEL, nonce_m, nonce_s, fingerprint, text,
+               len > MS_MAX_TEXT ? MS_MAX_TEXT : len, out);
 }
 
 int ms_digest_equal(const uint8_t *a, const uint8_t *b)

@@ -46,6 +46,19 @@ void ms_handshake_proof(const ms_secret *secret, const char *label,
 #define MS_SLAVE_LABEL "M/s slave v2"
 #define MS_MASTER_LABEL "M/s master v2"
 
+/* The proof that ends a REFUSE under AUTH: HMAC-SHA256 keyed with the
+ * secret over "M/s refuse v2", both nonces, the master's fingerprint and
+ * the reason's bytes. Only a slave that holds the secret can check it; a
+ * REFUSE without it (or failing it) may come from anyone who answers at
+ * the master's address, and the slave tries again instead of exiting. */
+void ms_refusal_proof(const ms_secret *secret,
+                      const uint8_t nonce_m[MS_NONCE_LEN],
+                      const uint8_t nonce_s[MS_NONCE_LEN],
+                      const uint8_t fingerprint[MS_DIGEST_LEN],
+                      const uint8_t *text, size_t len,
+                      uint8_t out[MS_DIGEST_LEN]);
+#define MS_REFUSE_LABEL "M/s refuse v2"
+
 /* Constant-time comparison of two digests: 1 if equal. */
 int ms_digest_equal(const uint8_t *a, const uint8_t *b);
 

@@ -16,6 +16,8 @@
  *                   with room (dispatch_locked, flush_locked)
  *   master_output.c the lines jobs printed on slaves (OUTPUT), checked and
  *                   written to the master's stderr with their prefix
+ *   master_budget.c the memory budget for partial input across
+ *                   connections: reserving, pausing, resuming
  *   master_io.c     the I/O thread: its epoll loop, wake-ups, signals,
  *                   timers (handshake timeouts, heartbeats)
  *   master_calls.c  the job calls of ms_abi.h that compiled master code
@@ -132,6 +134,7 @@ typedef struct conn {
     int phase;
     int was_ready;
     uint8_t nonce[MS_NONCE_LEN];   /* the master's nonce in its CHALLENGE */
+    uint8_t snonce[MS_NONCE_LEN];  /* the slave's, from its HELLO */
     uint32_t threads;
     uint32_t pid;
     int local;           /* a local slave on its inherited socket pair */
@@ -167,6 +170,12 @@ typedef struct conn {
      * the rest is guarded by M.lock). */
     uint64_t n_finished, n_failed, n_cancelled, n_retried;
     uint64_t bytes_in, bytes_out;
+    /* The budget for partial input (master_budget.c), M.lock: bytes
+     * reserved for the message coming in; paused: waiting to reserve
+     * in_need bytes (nobody reads it meanwhile), served in in_ticket
+     * order. */
+    uint64_t in_grant, in_need, in_ticket;
+    int in_paused;
     uint32_t ep_events;  /* what the I/O thread's epoll set waits for */
     /* --trace (master_trace.c), M.lock: the jid of the job in flight in
      * each lane (0: none), nlanes of them so far. */
@@ -260,6 +269,13 @@ struct master {
     slave_line slave_lines[STATS_RECENT_SLAVES];
     uint64_t slaves_left;
     slave_tally older;
+    /* Partial input across connections (master_budget.c): the budget,
+     * what connections have reserved of it, how many wait for it, the
+     * last waiter's ticket; in_resumed: a waiter was resumed (the I/O
+     * thread must wait for its input again). */
+    uint64_t in_budget, in_granted, in_tickets;
+    uint32_t in_waiting;
+    int in_resumed;
     conn **conns;
     size_t nconns, conns_cap;
     ms_inflight **sets;      /* scratch for ms_sched_pick, conns_cap long */
@@ -322,6 +338,18 @@ int flush_locked(void);
  * from c, written to stderr; caller holds M.lock. -1 with the reason in
  * `why` for a message to close the connection for. */
 int conn_output(conn *c, ms_header h, const uint8_t *p, char *why, size_t n);
+/* master_budget.c: the memory budget for partial input across
+ * connections. in_budget_init: main(), once the options are known; the
+ * rest: caller holds M.lock. in_settle_locked: c's next message, still
+ * partial, needs `need` bytes (header included; 0: none begun), after
+ * conn_process parsed what came: reserves them, pauses c, or gives back
+ * what c held (and serves waiters). in_forget_locked: c is going (it
+ * serves nobody: M.conns may hold freed connections meanwhile);
+ * in_resume_locked: serve waiters, once M.conns is whole again. */
+void in_budget_init(void);
+void in_settle_locked(conn *c, uint64_t need);
+void in_forget_locked(conn *c);
+void in_resume_locked(void);
 
 /* master_calls.c: before the main thread blocks (get, wait, wait_any,
  * sleep), what it must do first: flush the master's stdout (SPEC 12.6).

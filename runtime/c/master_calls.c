@@ -314,12 +314,13 @@ void ms_sleep(double seconds)
 }
 
 /* May the main thread read c, to wait for a job in flight on it (caller
- * holds M.lock)? Not while the I/O thread reads it, nor once it is
- * closing or the run is ending. */
+ * holds M.lock)? Not while the I/O thread reads it, nor while it waits
+ * for the budget for partial input (the I/O thread resumes it), nor once
+ * it is closing or the run is ending. */
 static int main_may_read_locked(const conn *c)
 {
     return c->phase == C_READY && c->reader == R_NONE && !c->rd_failed &&
-           M.shutdown_code < 0 && !M.shutting_down;
+           !c->in_paused && M.shutdown_code < 0 && !M.shutting_down;
 }
 
 /* `get` of h, in flight on c: read c until h ends, c is closing, or the run
@@ -354,10 +355,20 @@ static void main_read_locked(const struct ms_job *h, conn *c)
         /* A result may have made room on c: send it pending jobs now. */
         dispatch_locked();
         int wake = flush_locked() && need_wake_locked();
+        /* Budget given back here may have resumed connections that the
+         * I/O thread must wait for again. */
+        if (M.in_resumed) {
+            M.in_resumed = 0;
+            M.io_idle = 0;
+            wake = 1;
+        }
         if (wake)
             wake_io();
+        /* Paused for the budget, c is the I/O thread's to resume: this
+         * thread waits for the job like any other `get`. */
         if (!(h->state == MS_J_PENDING || h->state == MS_J_INFLIGHT) ||
-            c->phase != C_READY || M.shutdown_code >= 0 || M.shutting_down)
+            c->phase != C_READY || c->in_paused || M.shutdown_code >= 0 ||
+            M.shutting_down)
             break;
     }
     c->reader = R_NONE;

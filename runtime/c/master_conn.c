@@ -224,7 +224,14 @@ static void refuse(conn *c, const char *fmt, ...)
     va_end(ap);
     ms_log("refused slave %s (pid %" PRIu32 "): %s", c->peer, c->pid, why);
     M.st.refused++;
-    ms_ctrl_append_text(&c->out, 0, MS_REFUSE, why);
+    /* Proven under AUTH, so that a slave tries again after a REFUSE it
+     * cannot check (it may come from anyone on the master's port) but
+     * believes this one. */
+    uint8_t proof[MS_DIGEST_LEN];
+    if (c->auth)
+        ms_refusal_proof(&M.secret, c->nonce, c->snonce, M.fingerprint,
+                         (const uint8_t *)why, strlen(why), proof);
+    ms_refuse_append(&c->out, why, c->auth ? proof : NULL);
     c->phase = C_CLOSING;
     c->t_close = ms_now_ms();
 }
@@ -486,6 +493,7 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
         return;
     }
     c->pid = h.pid;
+    memcpy(c->snonce, h.nonce, MS_NONCE_LEN);
     if (h.version != MS_PROTOCOL_VERSION) {
         refuse(c, "the slave speaks protocol version %" PRIu32
                   " but the master speaks version %u",
@@ -674,17 +682,15 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
               kind, ms_ctrl_name(kind), h.length, ms_plural(h.length));
 }
 
-/* Parse and act on every complete message received (caller holds M.lock). */
-void conn_process(conn *c)
+/* Parse and act on every complete message received (caller holds
+ * M.lock). Returns the bytes (header included) of the partial message
+ * left at the front, 0 when none has begun or the connection ends. */
+static uint64_t conn_parse(conn *c)
 {
-    if (c->phase == C_CLOSING) {
-        c->in_off = c->in.len; /* not listening any more */
-        return;
-    }
     while (c->phase == C_HANDSHAKE || c->phase == C_READY) {
         uint64_t avail = c->in.len - c->in_off;
         if (avail < MS_HDR_LEN)
-            return;
+            return 0;
         uint8_t *head = c->in.data + c->in_off;
         ms_header h = ms_header_decode(head);
         uint32_t limit =
@@ -694,16 +700,16 @@ void conn_process(conn *c)
         if (h.length < extra) {
             violation(c, "sealed message of %" PRIu32 " bytes, shorter than "
                          "its tag", h.length);
-            return;
+            return 0;
         }
         if (h.length - extra > limit) {
             violation(c, "message of %" PRIu32 " bytes is over the limit of %"
                          PRIu32 " bytes",
                       h.length - extra, limit);
-            return;
+            return 0;
         }
         if (avail - MS_HDR_LEN < h.length)
-            return;
+            return MS_HDR_LEN + (uint64_t)h.length;
         uint8_t *p = head + MS_HDR_LEN;
         c->in_off += MS_HDR_LEN + (uint64_t)h.length;
         if (c->rx.on) {
@@ -712,14 +718,14 @@ void conn_process(conn *c)
                              "authentication (forged, altered, replayed or "
                              "out of order)",
                           c->rx.seq - 1);
-                return;
+                return 0;
             }
             h.length -= MS_TAG_LEN;
         }
         if (c->phase == C_HANDSHAKE) {
             if (h.ordinal != 0 || h.length == 0 || p[0] != MS_HELLO) {
                 violation(c, "expected a HELLO message to start the handshake");
-                return;
+                return 0;
             }
             handle_hello(c, p, h.length);
         } else if (h.ordinal == 0) {
@@ -732,6 +738,22 @@ void conn_process(conn *c)
             handle_result(c, h, p);
         }
     }
+    return 0;
+}
+
+/* Parse what came, then reserve from the budget for the partial message
+ * left, or pause c until it can (caller holds M.lock). */
+void conn_process(conn *c)
+{
+    if (c->phase == C_CLOSING) {
+        c->in_off = c->in.len; /* not listening any more */
+        return;
+    }
+    if (c->in_paused) /* nothing new was read */
+        return;
+    uint64_t need = conn_parse(c);
+    if (c->phase == C_READY)
+        in_settle_locked(c, need);
 }
 
 static void tally_add(slave_tally *sum, const slave_tally *t)
@@ -839,6 +861,7 @@ void conn_destroy_locked(conn *c)
                 c->why);
     }
     c->load.n = c->load.span = 0;
+    in_forget_locked(c);
     M.st.connections++;
     M.st.bytes_in += c->bytes_in;
     M.st.bytes_out += c->bytes_out;

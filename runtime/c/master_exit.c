@@ -96,13 +96,17 @@ _Noreturn void master_exit(int code)
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
 {
     fflush(stdout);
-    /* One piece, through the writer that keeps it apart from --progress. */
-    const char *fmt = "%s:%d:%d: runtime error: %s\n";
-    int n = snprintf(NULL, 0, fmt, ms_program_source, (int)line, (int)col, msg);
+    /* One piece, through the writer that keeps it apart from --progress.
+     * Line 0: the runtime call knows no position (an allocation deep in
+     * the runtime, the encoder): none is made up. */
+    char where[32] = "";
+    if (line > 0)
+        snprintf(where, sizeof where, ":%d:%d", (int)line, (int)col);
+    const char *fmt = "%s%s: runtime error: %s\n";
+    int n = snprintf(NULL, 0, fmt, ms_program_source, where, msg);
     if (n > 0) {
         char *text = ms_xmalloc((size_t)n + 1);
-        snprintf(text, (size_t)n + 1, fmt, ms_program_source, (int)line,
-                 (int)col, msg);
+        snprintf(text, (size_t)n + 1, fmt, ms_program_source, where, msg);
         ms_err_write(text, (size_t)n);
         free(text);
     }

@@ -102,12 +102,17 @@ static long long timers(long long now)
             }
             break;
         case C_READY:
-            if (now - c->t_recv >= M.hb_timeout_ms) {
-                conn_close(c, "nothing received for %.1f s (heartbeat timeout)",
-                           (double)(now - c->t_recv) / 1000.0);
-                break;
+            /* Not read while it waits for the budget, its silence is
+             * ours: its clock starts again when it resumes. */
+            if (!c->in_paused) {
+                if (now - c->t_recv >= M.hb_timeout_ms) {
+                    conn_close(c, "nothing received for %.1f s (heartbeat "
+                                  "timeout)",
+                               (double)(now - c->t_recv) / 1000.0);
+                    break;
+                }
+                min_deadline(&next, c->t_recv + M.hb_timeout_ms);
             }
-            min_deadline(&next, c->t_recv + M.hb_timeout_ms);
             if (now - c->t_send >= M.hb_interval_ms && !conn_pending(c)) {
                 conn_send_ctrl(c, 0, MS_HEARTBEAT);
                 c->t_send = now; /* counts as sent; the write follows */
@@ -185,10 +190,12 @@ static void ep_want(int fd, uint32_t *have, uint32_t want, epoll_data_t data)
 
 /* What the I/O thread's epoll set waits for on a connection (caller holds
  * M.lock): nothing once it is dead, its input unless the main thread reads
- * it, and room to send while output is queued. */
+ * it or it waits for the budget (master_budget.c), and room to send while
+ * output is queued. */
 void ep_want_conn(conn *c)
 {
-    uint32_t want = c->phase == C_DEAD || c->reader == R_MAIN ? 0 : EPOLLIN;
+    uint32_t want =
+        c->phase == C_DEAD || c->reader == R_MAIN || c->in_paused ? 0 : EPOLLIN;
     if (conn_pending(c))
         want |= EPOLLOUT;
     ep_want(c->fd, &c->ep_events, want, (epoll_data_t){.ptr = c});
@@ -240,6 +247,7 @@ void *io_main(void *arg)
         int accepting = 0;
         /* Only this thread frees connections, so the pointers are good. */
         conn *rd[MAX_EVENTS];
+        uint32_t rd_ev[MAX_EVENTS];
         int nrd = 0;
         for (int k = 0; k < r; k++) {
             uint64_t tag = evs[k].data.u64;
@@ -251,6 +259,7 @@ void *io_main(void *arg)
             } else if (tag == TAG_LISTEN) {
                 accepting = 1;
             } else if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                rd_ev[nrd] = evs[k].events;
                 rd[nrd++] = evs[k].data.ptr;
             }
         }
@@ -261,10 +270,18 @@ void *io_main(void *arg)
              * (the main thread may have taken one since epoll_wait). */
             pthread_mutex_lock(&M.lock);
             for (int k = 0; k < nrd; k++) {
-                if (rd[k]->reader == R_NONE)
-                    rd[k]->reader = R_IO;
-                else
+                if (rd[k]->in_paused) {
+                    /* Not read; a hang-up (reported whatever the set waits
+                     * for) would wake this thread again and again. */
+                    if (rd_ev[k] & (EPOLLHUP | EPOLLERR))
+                        conn_close(rd[k], "the connection failed while its "
+                                          "message waited for memory");
                     rd[k] = NULL;
+                } else if (rd[k]->reader == R_NONE) {
+                    rd[k]->reader = R_IO;
+                } else {
+                    rd[k] = NULL;
+                }
             }
             pthread_mutex_unlock(&M.lock);
             for (int k = 0; k < nrd; k++)
@@ -309,6 +326,10 @@ void *io_main(void *arg)
             }
         }
         M.nconns = kept;
+        /* The budget that closed connections gave back goes to those that
+         * wait for it (now that M.conns holds live connections only). */
+        in_resume_locked();
+        M.in_resumed = 0; /* ep_want_conn runs for every one next round */
         if (M.shutdown_code >= 0) {
             pthread_mutex_unlock(&M.lock);
             break;

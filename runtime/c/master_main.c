@@ -218,6 +218,7 @@ int main(int argc, char **argv)
 {
     ms_log_init(argv[0], 0);
     parse_options(argc, argv, &M.opt);
+    in_budget_init();
     ms_log_init(argv[0], M.opt.verbose);
     M.t_start = ms_now_ms();
     check_job_table();

@@ -77,7 +77,8 @@ void ms_master_main(void);               /* the master block */
 /* ---------------------------------------------- B. called by compiled code */
 
 /* Runtime errors. Never return. In the master: prints
- * "SOURCE:LINE:COL: runtime error: MSG" to stderr, tells the slaves, exits 1.
+ * "SOURCE:LINE:COL: runtime error: MSG" to stderr, tells the slaves, exits 1
+ * (line 0: the runtime knows no position, "SOURCE: runtime error: MSG").
  * In a slave: fails the current job with that text (the slave goes on). */
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg);
 /* A shift whose count is outside 0..63 (SPEC 12.4): the runtime error

@@ -37,6 +37,22 @@ void ms_output_append(ms_buf *out, uint32_t jid, uint8_t stream,
     ms_buf_append(out, bytes, n);
 }
 
+void ms_refuse_append(ms_buf *out, const char *text,
+                      const uint8_t proof[MS_DIGEST_LEN])
+{
+    size_t n = strlen(text);
+    if (n > MS_MAX_TEXT)
+        n = MS_MAX_TEXT;
+    uint8_t head[MS_HDR_LEN + 1];
+    ms_header h = {0, 0, (uint32_t)(n + 1 + (proof ? MS_DIGEST_LEN : 0))};
+    ms_header_encode(head, h);
+    head[MS_HDR_LEN] = MS_REFUSE;
+    ms_buf_append(out, head, sizeof head);
+    ms_buf_append(out, text, n);
+    if (proof)
+        ms_buf_append(out, proof, MS_DIGEST_LEN);
+}
+
 void ms_challenge_append(ms_buf *out, const ms_challenge *c)
 {
     uint8_t p[MS_CHALLENGE_LEN];

@@ -82,6 +82,10 @@ void ms_ctrl_append_text(ms_buf *out, uint32_t jid, uint8_t kind,
  * u32 count of MS_STREAM_DROPPED. */
 void ms_output_append(ms_buf *out, uint32_t jid, uint8_t stream,
                       const void *bytes, uint32_t n);
+/* A REFUSE: the reason (at most MS_MAX_TEXT bytes of it), then, under
+ * AUTH, the proof of ms_refusal_proof over those bytes (NULL: none). */
+void ms_refuse_append(ms_buf *out, const char *text,
+                      const uint8_t proof[MS_DIGEST_LEN]);
 void ms_challenge_append(ms_buf *out, const ms_challenge *c);
 void ms_hello_append(ms_buf *out, const ms_hello *h);
 void ms_welcome_append(ms_buf *out, const ms_welcome *w);

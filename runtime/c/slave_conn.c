@@ -406,7 +406,8 @@ enum { JOINED, RETRY, CLOSED };
 
 /* Take S.fd through the handshake. Returns JOINED; RETRY when the
  * peer is no master of ours (it does not prove the secret, or does not
- * authenticate at all while we want it to): the real master may come;
+ * authenticate at all while we want it to, or refuses us without proving
+ * the secret): the real master may come;
  * CLOSED when the master closed the connection before it said yes or no
  * (its handshake slots were full: try again soon).
  * Anything else that goes wrong ends the slave with a message. */
@@ -466,10 +467,33 @@ static int handshake(const ms_secret *secret, int insecure)
     if (closed)
         return CLOSED;
     if (buf[0] == MS_REFUSE) {
+        /* Under AUTH the reason ends with the master's proof: without it
+         * (or when it does not check, as with a wrong secret) the refusal
+         * may come from anyone on the master's port, so it is reported
+         * and tried again like a connection refused. A slave without a
+         * secret can join no master that asks for one: it stops. */
+        uint32_t tlen = h.length - 1;
+        int proven = !auth || !secret->data;
+        if (auth && tlen >= MS_DIGEST_LEN) {
+            tlen -= MS_DIGEST_LEN;
+            if (secret->data) {
+                uint8_t want[MS_DIGEST_LEN];
+                ms_refusal_proof(secret, ch.nonce, hello.nonce,
+                                 ch.fingerprint, buf + 1, tlen, want);
+                proven = ms_digest_equal(want, buf + 1 + tlen);
+            }
+        }
         char reason[MS_MAX_TEXT + 1];
-        ms_text_decode(buf + 1, h.length - 1, reason, sizeof reason);
-        ms_log("refused by master %s: %s", S.master, reason);
-        slave_exit(1);
+        ms_text_decode(buf + 1, tlen, reason, sizeof reason);
+        if (proven) {
+            ms_log("refused by master %s: %s", S.master, reason);
+            slave_exit(1);
+        }
+        ms_log("refused by master %s: %s (the refusal does not prove the "
+               "shared secret: this slave's secret is not the master's, or "
+               "another process answers at that address)",
+               S.master, reason);
+        return RETRY;
     }
     ms_welcome w;
     if (ms_welcome_decode(buf, h.length, &w) != 0) {

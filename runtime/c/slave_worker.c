@@ -41,15 +41,19 @@ static _Thread_local worker *tl_worker;
 _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
 {
     worker *w = tl_worker;
+    /* Line 0: the runtime call knows no position (an allocation deep in
+     * the runtime, the encoder of the result): none is made up. */
+    char at[32] = "";
+    if (line > 0)
+        snprintf(at, sizeof at, ":%d:%d", (int)line, (int)col);
     if (w && w->in_job) {
-        snprintf(w->msg, sizeof w->msg, "%s:%d:%d: %s", ms_program_source,
-                 (int)line, (int)col, msg);
+        snprintf(w->msg, sizeof w->msg, "%s%s: %s", ms_program_source, at,
+                 msg);
         w->in_job = 0;
         longjmp(w->jb, 1);
     }
     fflush(stdout);
-    fprintf(stderr, "%s:%d:%d: runtime error: %s\n", ms_program_source,
-            (int)line, (int)col, msg);
+    fprintf(stderr, "%s%s: runtime error: %s\n", ms_program_source, at, msg);
     slave_exit(1);
 }
 

@@ -371,6 +371,32 @@ def _slave_of(fm, start, progs):
     return p, fm.accept()
 
 
+def test_a_refusal_that_does_not_prove_the_secret_is_tried_again(start,
+                                                                  progs):
+    """Anyone who answers at the master's address can send a REFUSE before
+    the keys exist: a slave believes only one that proves the secret, and
+    treats any other as "not my master" (it connects again)."""
+    with fp.FakeMaster(secret=fp.TOKEN) as fm:
+        p, c = _slave_of(fm, start, progs)
+        fm.fingerprint = fm.challenge(c)
+        c.sendall(fp.refuse("go away"))                       # no proof
+        c.close()
+        c = fm.accept()                                       # it came back
+        fm.challenge(c)
+        c.sendall(fp.refuse("go away", proof=os.urandom(32)))  # a wrong one
+        c.close()
+        c = fm.accept()
+        fm.challenge(c)
+        fm.refuse(c, "no thanks")                             # proven
+        assert p.finish(10) == 1
+        c.close()
+    unproven = re.findall(rf"refused by master {re.escape(fm.addr)}: go away "
+                          r"\(the refusal does not prove the shared secret",
+                          p.err)
+    assert len(unproven) == 2, p.err
+    assert f"refused by master {fm.addr}: no thanks\n" in p.err, p.err
+
+
 def _random(n, seed):
     rng = random.Random(seed)
     return bytes(rng.randrange(256) for _ in range(n))
@@ -398,7 +424,7 @@ def test_garbage_at_a_slave(start, progs):
         # Learn the program's fingerprint from a HELLO, then refuse it.
         p, c = _slave_of(fm, start, progs)
         fm.fingerprint = fm.challenge(c)
-        c.sendall(fp.refuse("no thanks"))
+        fm.refuse(c, "no thanks")               # proven: the slave gives up
         assert p.finish(10) == 1
         assert f"refused by master {fm.addr}: no thanks" in p.err, p.err
         c.close()
