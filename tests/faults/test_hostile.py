@@ -25,8 +25,8 @@ import time
 import pytest
 
 import fakepeer as fp
-from harness import build_program_dir, clean_env, kill_group
-from test_faults import (c_rem, children_of, cpu_seconds, lcg, listening, master_cmd,
+from harness import build_program_dir, clean_env, cpu_seconds, kill_group
+from test_faults import (c_rem, children_of, lcg, listening, master_cmd,
                          slave_cmd)
 
 HERE = pathlib.Path(__file__).resolve().parent / "hostile"
