@@ -1,0 +1,268 @@
+"""eliminate-bounds-checks: vector-lowered IR -> the same IR, where element
+accesses that a counted loop's range proves in bounds carry `in-bounds@L:C`
+instead of `bounds-check@L:C` (compiler/ir/vectors.py: InBounds).
+
+A candidate loop is a `for` whose init declares an int induction variable
+`j = S`, whose step is `j += 1` (or `j = j + 1`), whose condition is
+`j < E` or `j <= E`, and in whose body (and condition and step) nothing but
+that step assigns j. A candidate access in its body is an elem-addr of a
+vector variable v, read (`(name v)`) or written through (`(load (var-addr
+v))`), at index `j`, `A + j` or `j + A`, where:
+
+- S, E and A are invariant and pure: int literals, int variables that the
+  loop does not assign, `+ - *` and unary `-` of those, and `len(w)` of a
+  vector variable w whose length the loop does not change (no division:
+  it may fail; int arithmetic wraps, the same in the guard as in the loop);
+- the loop does not change v's length: no store, `+=` or `::` on the
+  variable v itself (stores to its elements are fine) and no declaration of
+  v, j or any variable of S, E or A inside it;
+- S is not a negative literal (a non-literal S is tested `S >= 0`).
+
+When every candidate access is `v[j]` under `j < len(v)` with S a
+non-negative literal, the range proves the accesses outright and they
+become in-bounds in place. Otherwise the loop is versioned:
+
+    if (E < S (or <=) || (S >= 0 && lo >= 0 && lo < len(v) && E - S <= len(v) - lo ...))
+        the loop with its candidate accesses in-bounds
+    else
+        the loop as it was
+
+with lo = A + S per access (A absent: S) and the count `E - S` (`E - S + 1`
+for `<=`, compared with `<`) exact because 0 <= S < E. The guard has no side
+effects and cannot fail, so a program that indexes out of bounds takes the
+original loop and fails exactly where and how it did. Loops are handled
+innermost first; a loop is versioned only while its body is small
+(MAX_VERSIONED_NODES) so nesting cannot blow the code up. Everything else,
+`while` loops, other steps, an index that is not an induction variable
+plus an invariant, a vector of vectors' rows (`m[i][j]`, each row its own
+length), keeps its bounds-check.
+"""
+from __future__ import annotations
+
+import attrs
+
+from compiler.ir import types as T
+from compiler.ir import vectors as V
+from compiler.ir.printer import format_expr
+from compiler.ir.surface import (Assign, Binary, Block, For, If, IntLit, Name,
+                                 Node, Program, Unary, VarDecl)
+from compiler.ir.walk import map_children, walk
+
+# A loop whose body has more nodes than this is not duplicated.
+MAX_VERSIONED_NODES = 4000
+
+
+def _int(value: int, pos) -> IntLit:
+    return IntLit(value=value, type=T.INT, pos=pos)
+
+
+def _bin(op: str, left, right, pos) -> Binary:
+    t = T.BOOL if op in ("<", "<=", ">=", "&&", "||") else T.INT
+    return Binary(op=op, left=left, right=right, type=t, pos=pos)
+
+
+def _all(terms, pos):
+    out = None
+    for t in terms:
+        out = t if out is None else _bin("&&", out, t, pos)
+    return out
+
+
+@attrs.frozen
+class _Access:
+    node: V.ElemAddr
+    vec: str            # the vector variable
+    offset: object      # A, or None for a bare `j`
+
+
+class _Loop:
+    """What a candidate loop's parts change: the variables assigned,
+    declared, and the vectors whose length changes."""
+
+    def __init__(self, loop: For, var: str):
+        self.var = var
+        self.assigned: set = set()
+        self.declared: set = set()
+        self.resized: set = set()
+        for part in (loop.cond, loop.body, loop.step):
+            for n in walk(part):
+                if isinstance(n, Assign) and isinstance(n.target, Name):
+                    if n is not loop.step:
+                        self.assigned.add(n.target.name)
+                elif isinstance(n, VarDecl):
+                    self.declared.add(n.name)
+                elif isinstance(n, (V.Store, V.StoreOp, V.VecPush)) \
+                        and isinstance(n.place, V.VarAddr):
+                    self.resized.add(n.place.name)
+
+    def invariant(self, e) -> bool:
+        """Whether e is pure, cannot fail, and has one value in the loop."""
+        if isinstance(e, IntLit):
+            return True
+        if isinstance(e, Name):
+            return (e.type == T.INT and e.name != self.var
+                    and e.name not in self.assigned
+                    and e.name not in self.declared)
+        if isinstance(e, Binary) and e.op in ("+", "-", "*"):
+            return self.invariant(e.left) and self.invariant(e.right)
+        if isinstance(e, Unary) and e.op == "-":
+            return self.invariant(e.operand)
+        if isinstance(e, V.VecLen):
+            return (isinstance(e.vec, Name)
+                    and isinstance(e.vec.type, T.VectorType)
+                    and self.steady(e.vec.name))
+        return False
+
+    def steady(self, vec: str) -> bool:
+        """Whether the loop keeps vector variable vec and its length."""
+        return (vec not in self.resized and vec not in self.declared
+                and vec not in self.assigned)
+
+    def access(self, n) -> _Access | None:
+        if not isinstance(n, V.ElemAddr) or not isinstance(n.check,
+                                                           V.BoundsCheck):
+            return None
+        vec = n.vec
+        if isinstance(vec, V.Load) and isinstance(vec.place, V.VarAddr):
+            name = vec.place.name
+        elif isinstance(vec, Name):
+            name = vec.name
+        else:
+            return None
+        if not self.steady(name):
+            return None
+        index = n.index
+        if self._is_var(index):
+            return _Access(n, name, None)
+        if isinstance(index, Binary) and index.op == "+":
+            for mine, other in ((index.right, index.left),
+                                (index.left, index.right)):
+                if self._is_var(mine) and self.invariant(other):
+                    return _Access(n, name, other)
+        return None
+
+    def _is_var(self, e) -> bool:
+        return isinstance(e, Name) and e.name == self.var
+
+
+def _induction(loop: For):
+    """(var, start, op, end) of a candidate loop, else None."""
+    init, step, cond = loop.init, loop.step, loop.cond
+    if not (isinstance(init, VarDecl) and init.type == T.INT
+            and init.init is not None):
+        return None
+    var = init.name
+    if not (isinstance(step, Assign) and isinstance(step.target, Name)
+            and step.target.name == var):
+        return None
+    one = (step.op == "+=" and _is_lit(step.value, 1)) or (
+        step.op == "=" and isinstance(step.value, Binary)
+        and step.value.op == "+" and _is_name(step.value.left, var)
+        and _is_lit(step.value.right, 1))
+    if not one:
+        return None
+    if not (isinstance(cond, Binary) and cond.op in ("<", "<=")
+            and _is_name(cond.left, var)):
+        return None
+    start = init.init
+    if isinstance(start, IntLit) and start.value < 0:
+        return None
+    return var, start, cond.op, cond.right
+
+
+def _is_lit(e, value) -> bool:
+    return isinstance(e, IntLit) and e.value == value
+
+
+def _is_name(e, name) -> bool:
+    return isinstance(e, Name) and e.name == name
+
+
+def _prove(node: Node, proven: set) -> Node:
+    """node with the elem-addrs whose ids are in `proven` in-bounds (ids
+    of the input's nodes: each is matched before its parent is rebuilt)."""
+    def visit(n):
+        if isinstance(n, V.ElemAddr) and id(n) in proven:
+            inner = map_children(n, visit)
+            return attrs.evolve(inner, check=V.InBounds(pos=n.check.pos))
+        return map_children(n, visit)
+    return visit(node)
+
+
+def _len(vec: str, t, pos) -> V.VecLen:
+    return V.VecLen(vec=Name(name=vec, type=t, pos=pos), type=T.INT, pos=pos)
+
+
+def _vec_type(a: _Access):
+    return a.node.vec.type
+
+
+def _optimize_loop(loop: For):
+    """The loop, rewritten (a statement: the loop or a versioning If)."""
+    ind = _induction(loop)
+    if ind is None:
+        return loop
+    var, start, op, end = ind
+    info = _Loop(loop, var)
+    if not (info.invariant(end) and (isinstance(start, IntLit)
+                                     or info.invariant(start))):
+        return loop
+    if var in info.assigned or var in info.declared:
+        return loop
+    accesses = [a for n in walk(loop.body)
+                if (a := info.access(n)) is not None]
+    if not accesses:
+        return loop
+    proven = {id(a.node) for a in accesses}
+    fast = attrs.evolve(loop, body=_prove(loop.body, proven))
+    statically = (op == "<" and isinstance(start, IntLit)
+                  and isinstance(end, V.VecLen)
+                  and all(a.offset is None and end.vec.name == a.vec
+                          for a in accesses))
+    if statically:
+        return fast
+    # `j <= len(v)` indexing v[j] fails whenever the loop runs: no version.
+    if op == "<=" and any(a.offset is None and isinstance(end, V.VecLen)
+                          and end.vec.name == a.vec for a in accesses):
+        return loop
+    if sum(1 for _ in walk(loop.body)) > MAX_VERSIONED_NODES:
+        return loop
+    return If(cond=_guard(start, op, end, accesses, loop.pos), then=fast,
+              else_=loop, pos=loop.pos)
+
+
+def _guard(start, op, end, accesses, pos):
+    empty = _bin("<" if op == "<=" else "<=", end, start, pos)
+    count = end if _is_lit(start, 0) else _bin("-", end, start, pos)
+    terms = [] if isinstance(start, IntLit) else [
+        _bin(">=", start, _int(0, pos), pos)]
+    within = "<=" if op == "<" else "<"
+    seen = set()
+    for a in accesses:
+        key = (a.vec, format_expr(a.offset))
+        if key in seen:
+            continue
+        seen.add(key)
+        if a.offset is None:
+            lo = start
+        elif _is_lit(start, 0):
+            lo = a.offset
+        else:
+            lo = _bin("+", a.offset, start, pos)
+        n = _len(a.vec, _vec_type(a), pos)
+        if a.offset is not None:     # else lo is S, tested above
+            terms.append(_bin(">=", lo, _int(0, pos), pos))
+        left = n if _is_lit(lo, 0) else _bin("-", n, lo, pos)
+        terms += [_bin("<", lo, n, pos), _bin(within, count, left, pos)]
+    return _bin("||", empty, _all(terms, pos), pos)
+
+
+def _rewrite(n: Node) -> Node:
+    n = map_children(n, _rewrite)
+    if isinstance(n, For):
+        return _optimize_loop(n)
+    return n
+
+
+def run(prog: Program) -> Program:
+    return _rewrite(prog)
