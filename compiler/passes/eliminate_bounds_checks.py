@@ -7,7 +7,7 @@ A candidate loop is a `for` whose init declares an int induction variable
 `j < E` or `j <= E`, and in whose body (and condition and step) nothing but
 that step assigns j. A candidate access in its body is an elem-addr of a
 vector variable v, read (`(name v)`) or written through (`(load (var-addr
-v))`), at index `j`, `A + j` or `j + A`, where:
+v))`), at index `j`, `A + j`, `j + A` or `j - A`, where:
 
 - S, E and A are invariant and pure: int literals, int variables that the
   loop does not assign, `+ - *` and unary `-` of those, and `len(w)` of a
@@ -16,7 +16,8 @@ v))`), at index `j`, `A + j` or `j + A`, where:
 - the loop does not change v's length: no store, `+=` or `::` on the
   variable v itself (stores to its elements are fine) and no declaration of
   v, j or any variable of S, E or A inside it;
-- S is not a negative literal (a non-literal S is tested `S >= 0`).
+- S is not a negative literal such as `-1` (any other S that is not a
+  literal is tested `S >= 0` by the guard below).
 
 When every candidate access is `v[j]` under `j < len(v)` with S a
 non-negative literal, the range proves the accesses outright and they
@@ -27,7 +28,7 @@ become in-bounds in place. Otherwise the loop is versioned:
     else
         the loop as it was
 
-with lo = A + S per access (A absent: S) and the count `E - S` (`E - S + 1`
+with lo = A + S per access (S - A for `j - A`, S for a bare `j`) and the count `E - S` (`E - S + 1`
 for `<=`, compared with `<`) exact because 0 <= S < E. The guard has no side
 effects and cannot fail, so a program that indexes out of bounds takes the
 original loop and fails exactly where and how it did. Loops are handled
@@ -73,6 +74,7 @@ class _Access:
     node: V.ElemAddr
     vec: str            # the vector variable
     offset: object      # A, or None for a bare `j`
+    minus: bool = False  # the index is `j - A`
 
 
 class _Loop:
@@ -139,6 +141,9 @@ class _Loop:
                                 (index.left, index.right)):
                 if self._is_var(mine) and self.invariant(other):
                     return _Access(n, name, other)
+        if isinstance(index, Binary) and index.op == "-" \
+                and self._is_var(index.left) and self.invariant(index.right):
+            return _Access(n, name, index.right, minus=True)
         return None
 
     def _is_var(self, e) -> bool:
@@ -165,9 +170,17 @@ def _induction(loop: For):
             and _is_name(cond.left, var)):
         return None
     start = init.init
-    if isinstance(start, IntLit) and start.value < 0:
+    if _negative_literal(start):
         return None
     return var, start, cond.op, cond.right
+
+
+def _negative_literal(e) -> bool:
+    """Whether e is a negative int literal (`-1` is a unary minus)."""
+    if isinstance(e, IntLit):
+        return e.value < 0
+    return (isinstance(e, Unary) and e.op == "-"
+            and isinstance(e.operand, IntLit) and e.operand.value > 0)
 
 
 def _is_lit(e, value) -> bool:
@@ -239,12 +252,14 @@ def _guard(start, op, end, accesses, pos):
     within = "<=" if op == "<" else "<"
     seen = set()
     for a in accesses:
-        key = (a.vec, format_expr(a.offset))
+        key = (a.vec, a.minus, format_expr(a.offset))
         if key in seen:
             continue
         seen.add(key)
         if a.offset is None:
             lo = start
+        elif a.minus:
+            lo = _bin("-", start, a.offset, pos)
         elif _is_lit(start, 0):
             lo = a.offset
         else:
