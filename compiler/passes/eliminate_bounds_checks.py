@@ -44,9 +44,10 @@ import attrs
 
 from compiler.ir import types as T
 from compiler.ir import vectors as V
+from compiler.ir.loops import LoopEffects, counted, is_lit
 from compiler.ir.printer import format_expr
-from compiler.ir.surface import (Assign, Binary, Block, For, If, IntLit, Name,
-                                 Node, Program, Unary, VarDecl)
+from compiler.ir.surface import (Binary, For, If, IntLit, Name, Node, Program,
+                                 Unary)
 from compiler.ir.walk import map_children, walk
 
 # A loop whose body has more nodes than this is not duplicated.
@@ -77,102 +78,34 @@ class _Access:
     minus: bool = False  # the index is `j - A`
 
 
-class _Loop:
-    """What a candidate loop's parts change: the variables assigned,
-    declared, and the vectors whose length changes."""
-
-    def __init__(self, loop: For, var: str):
-        self.var = var
-        self.assigned: set = set()
-        self.declared: set = set()
-        self.resized: set = set()
-        for part in (loop.cond, loop.body, loop.step):
-            for n in walk(part):
-                if isinstance(n, Assign) and isinstance(n.target, Name):
-                    if n is not loop.step:
-                        self.assigned.add(n.target.name)
-                elif isinstance(n, VarDecl):
-                    self.declared.add(n.name)
-                elif isinstance(n, (V.Store, V.StoreOp, V.VecPush)) \
-                        and isinstance(n.place, V.VarAddr):
-                    self.resized.add(n.place.name)
-
-    def invariant(self, e) -> bool:
-        """Whether e is pure, cannot fail, and has one value in the loop."""
-        if isinstance(e, IntLit):
-            return True
-        if isinstance(e, Name):
-            return (e.type == T.INT and e.name != self.var
-                    and e.name not in self.assigned
-                    and e.name not in self.declared)
-        if isinstance(e, Binary) and e.op in ("+", "-", "*"):
-            return self.invariant(e.left) and self.invariant(e.right)
-        if isinstance(e, Unary) and e.op == "-":
-            return self.invariant(e.operand)
-        if isinstance(e, V.VecLen):
-            return (isinstance(e.vec, Name)
-                    and isinstance(e.vec.type, T.VectorType)
-                    and self.steady(e.vec.name))
-        return False
-
-    def steady(self, vec: str) -> bool:
-        """Whether the loop keeps vector variable vec and its length."""
-        return (vec not in self.resized and vec not in self.declared
-                and vec not in self.assigned)
-
-    def access(self, n) -> _Access | None:
-        if not isinstance(n, V.ElemAddr) or not isinstance(n.check,
-                                                           V.BoundsCheck):
-            return None
-        vec = n.vec
-        if isinstance(vec, V.Load) and isinstance(vec.place, V.VarAddr):
-            name = vec.place.name
-        elif isinstance(vec, Name):
-            name = vec.name
-        else:
-            return None
-        if not self.steady(name):
-            return None
-        index = n.index
-        if self._is_var(index):
-            return _Access(n, name, None)
-        if isinstance(index, Binary) and index.op == "+":
-            for mine, other in ((index.right, index.left),
-                                (index.left, index.right)):
-                if self._is_var(mine) and self.invariant(other):
-                    return _Access(n, name, other)
-        if isinstance(index, Binary) and index.op == "-" \
-                and self._is_var(index.left) and self.invariant(index.right):
-            return _Access(n, name, index.right, minus=True)
+def _access(info: LoopEffects, n) -> _Access | None:
+    if not isinstance(n, V.ElemAddr) or not isinstance(n.check,
+                                                       V.BoundsCheck):
         return None
+    vec = n.vec
+    if isinstance(vec, V.Load) and isinstance(vec.place, V.VarAddr):
+        name = vec.place.name
+    elif isinstance(vec, Name):
+        name = vec.name
+    else:
+        return None
+    if not info.steady(name):
+        return None
+    index = n.index
+    if _is_var(info, index):
+        return _Access(n, name, None)
+    if isinstance(index, Binary) and index.op == "+":
+        for mine, other in ((index.right, index.left),
+                            (index.left, index.right)):
+            if _is_var(info, mine) and info.invariant(other):
+                return _Access(n, name, other)
+    if isinstance(index, Binary) and index.op == "-" \
+            and _is_var(info, index.left) and info.invariant(index.right):
+        return _Access(n, name, index.right, minus=True)
+    return None
 
-    def _is_var(self, e) -> bool:
-        return isinstance(e, Name) and e.name == self.var
-
-
-def _induction(loop: For):
-    """(var, start, op, end) of a candidate loop, else None."""
-    init, step, cond = loop.init, loop.step, loop.cond
-    if not (isinstance(init, VarDecl) and init.type == T.INT
-            and init.init is not None):
-        return None
-    var = init.name
-    if not (isinstance(step, Assign) and isinstance(step.target, Name)
-            and step.target.name == var):
-        return None
-    one = (step.op == "+=" and _is_lit(step.value, 1)) or (
-        step.op == "=" and isinstance(step.value, Binary)
-        and step.value.op == "+" and _is_name(step.value.left, var)
-        and _is_lit(step.value.right, 1))
-    if not one:
-        return None
-    if not (isinstance(cond, Binary) and cond.op in ("<", "<=")
-            and _is_name(cond.left, var)):
-        return None
-    start = init.init
-    if _negative_literal(start):
-        return None
-    return var, start, cond.op, cond.right
+def _is_var(info: LoopEffects, e) -> bool:
+    return isinstance(e, Name) and e.name == info.var
 
 
 def _negative_literal(e) -> bool:
@@ -181,14 +114,6 @@ def _negative_literal(e) -> bool:
         return e.value < 0
     return (isinstance(e, Unary) and e.op == "-"
             and isinstance(e.operand, IntLit) and e.operand.value > 0)
-
-
-def _is_lit(e, value) -> bool:
-    return isinstance(e, IntLit) and e.value == value
-
-
-def _is_name(e, name) -> bool:
-    return isinstance(e, Name) and e.name == name
 
 
 def _prove(node: Node, proven: set) -> Node:
@@ -212,18 +137,14 @@ def _vec_type(a: _Access):
 
 def _optimize_loop(loop: For):
     """The loop, rewritten (a statement: the loop or a versioning If)."""
-    ind = _induction(loop)
-    if ind is None:
+    ind = counted(loop)
+    if ind is None or _negative_literal(ind.start):
         return loop
-    var, start, op, end = ind
-    info = _Loop(loop, var)
-    if not (info.invariant(end) and (isinstance(start, IntLit)
-                                     or info.invariant(start))):
-        return loop
-    if var in info.assigned or var in info.declared:
+    start, op, end, info = ind.start, ind.op, ind.end, ind.effects
+    if not (isinstance(start, IntLit) or info.invariant(start)):
         return loop
     accesses = [a for n in walk(loop.body)
-                if (a := info.access(n)) is not None]
+                if (a := _access(info, n)) is not None]
     if not accesses:
         return loop
     proven = {id(a.node) for a in accesses}
@@ -246,7 +167,7 @@ def _optimize_loop(loop: For):
 
 def _guard(start, op, end, accesses, pos):
     empty = _bin("<" if op == "<=" else "<=", end, start, pos)
-    count = end if _is_lit(start, 0) else _bin("-", end, start, pos)
+    count = end if is_lit(start, 0) else _bin("-", end, start, pos)
     terms = [] if isinstance(start, IntLit) else [
         _bin(">=", start, _int(0, pos), pos)]
     within = "<=" if op == "<" else "<"
@@ -260,14 +181,14 @@ def _guard(start, op, end, accesses, pos):
             lo = start
         elif a.minus:
             lo = _bin("-", start, a.offset, pos)
-        elif _is_lit(start, 0):
+        elif is_lit(start, 0):
             lo = a.offset
         else:
             lo = _bin("+", a.offset, start, pos)
         n = _len(a.vec, _vec_type(a), pos)
         if a.offset is not None:     # else lo is S, tested above
             terms.append(_bin(">=", lo, _int(0, pos), pos))
-        left = n if _is_lit(lo, 0) else _bin("-", n, lo, pos)
+        left = n if is_lit(lo, 0) else _bin("-", n, lo, pos)
         terms += [_bin("<", lo, n, pos), _bin(within, count, left, pos)]
     return _bin("||", empty, _all(terms, pos), pos)
 
