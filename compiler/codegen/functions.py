@@ -19,6 +19,7 @@ Conventions inside a function:
 """
 from __future__ import annotations
 
+import attrs
 from llvmlite import ir
 
 from compiler.builtins import TABLE as BUILTINS
@@ -27,6 +28,11 @@ from compiler.codegen.vectors import VectorEmitter
 from compiler.ir import lowered as L
 from compiler.ir import surface as S
 from compiler.ir import types as T
+from compiler.ir.loops import counted
+
+# A counted loop polls for cancel once per this many iterations
+# (FunctionEmitter._chunked_for).
+POLL_CHUNK = 4096
 
 _INT_CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 # IEEE comparisons: ordered, except != which is true when either is NaN.
@@ -274,6 +280,16 @@ class FunctionEmitter(VectorEmitter):
         self.scopes.append({})               # the loop's scope (init's vars)
         if s.init is not None:
             self.stmt(s.init)
+        counted = _polled_counted_loop(s)
+        if counted is not None:
+            self._chunked_for(s, counted)
+        else:
+            self._plain_for(s)
+        # The release-vars of the loop's own variables follow the loop.
+        closed = self.scopes.pop()
+        self._closed_scope = closed
+
+    def _plain_for(self, s: S.For) -> None:
         cond_bb = self.fn.append_basic_block("for.cond")
         body_bb = self.fn.append_basic_block("for.body")
         step_bb = self.fn.append_basic_block("for.step")
@@ -296,9 +312,56 @@ class FunctionEmitter(VectorEmitter):
         self._branch(cond_bb)
         self.b.position_at_end(end_bb)
         self.leave_loop(uniques)
-        # The release-vars of the loop's own variables follow the loop.
-        closed = self.scopes.pop()
-        self._closed_scope = closed
+
+    def _chunked_for(self, s: S.For, counted) -> None:
+        """A counted loop whose body starts with a cancel-check
+        (compiler/ir/loops.py:counted): the check runs once per chunk of
+        at most POLL_CHUNK iterations, not once per iteration. Whenever
+        `j OP E` holds: poll, then run the body for j up to a limit, where
+        count = min(E - j, CHUNK) (`<`; `<=`: min(E - j, CHUNK - 1) + 1,
+        the subtraction unsigned: exact, as j OP E), lim = j + count; the
+        chunk loops `body; step` while j < lim, then E is tested again.
+        E is invariant, so the iterations are the original ones; an inner
+        loop of plain `body; j += 1; j < lim` is what LLVM vectorizes. At
+        the top of the int range lim may wrap (only for `<=` with E near
+        MAX): the chunk then ends after one iteration, which polls every
+        iteration there, as before."""
+        cond_bb = self.fn.append_basic_block("for.cond")
+        chunk_bb = self.fn.append_basic_block("for.chunk")
+        body_bb = self.fn.append_basic_block("for.body")
+        step_bb = self.fn.append_basic_block("for.step")
+        next_bb = self.fn.append_basic_block("for.next")
+        end_bb = self.fn.append_basic_block("for.end")
+        uniques = self.enter_loop((s.cond, s.body, s.step))
+        self.b.branch(cond_bb)
+        self.b.position_at_end(cond_bb)
+        self.b.cbranch(self.expr(s.cond), chunk_bb, end_bb)
+        self.b.position_at_end(chunk_bb)
+        self.stmt_CancelCheck(s.body.stmts[0])
+        slot = self.lookup_name(counted.var)
+        j = self.b.load(slot)
+        left = self.b.sub(self.expr(counted.end), j)
+        cap = POLL_CHUNK if counted.op == "<" else POLL_CHUNK - 1
+        cap_v = ir.Constant(CT.I64, cap)
+        count = self.b.select(self.b.icmp_unsigned("<", left, cap_v),
+                              left, cap_v)
+        if counted.op == "<=":
+            count = self.b.add(count, ir.Constant(CT.I64, 1))
+        limit = self.b.add(j, count, name="chunk.limit")
+        self.b.branch(body_bb)
+        self.b.position_at_end(body_bb)
+        self.loops.append((step_bb, end_bb))
+        self.scoped_stmt(attrs.evolve(s.body, stmts=s.body.stmts[1:]))
+        self.loops.pop()
+        self._branch(step_bb)
+        self.b.position_at_end(step_bb)
+        self.stmt(s.step)
+        self._branch(next_bb)
+        self.b.position_at_end(next_bb)
+        more = self.b.icmp_signed("<", self.b.load(slot), limit)
+        self.b.cbranch(more, body_bb, cond_bb)
+        self.b.position_at_end(end_bb)
+        self.leave_loop(uniques)
 
     def stmt_CancelCheck(self, s: L.CancelCheck) -> None:
         """Poll the cancel flag: a volatile load (LLVM may neither hoist it
@@ -637,6 +700,16 @@ class FunctionEmitter(VectorEmitter):
         self.b.call(self.rt.fn("ms_job_cancel"),
                     [handle] + self._position(e.pos))
         return None
+
+
+def _polled_counted_loop(s: S.For):
+    """The Counted form of a `for` whose body polls for cancel first
+    (lower-remote's cancel-check), else None."""
+    body = s.body
+    if not (isinstance(body, S.Block) and body.stmts
+            and isinstance(body.stmts[0], L.CancelCheck)):
+        return None
+    return counted(s)
 
 
 class _VolatileLoad(ir.LoadInstr):
