@@ -61,6 +61,32 @@ master {{
     for (int j = s; j <= {MAX} - 1; j += 1) print(v[j - s]);
     for (int j = s; j <= {MAX}; j += 1) print(v[j - s]);
 }}""", True),
+    # j <= MAX wraps to MIN after MAX, and the loop goes on: the guard
+    # must not let that run unchecked (j - s then counts on past len(v)).
+    "inclusive-max-wraps": (f"""
+master {{
+    vector<int> v;
+    for (int i = 0; i < 10; i += 1) v :: i;
+    int s = {MAX} - 5;
+    for (int j = s; j <= {MAX}; j += 1) print(v[j - s]);
+}}""", True),
+    # A step of 7 wraps j past MAX to MIN + 3, and j < MAX goes on.
+    "step-wraps": (f"""
+master {{
+    vector<int> v;
+    for (int i = 0; i < 20; i += 1) v :: i;
+    int s = {MAX} - 10;
+    for (int j = s; j < {MAX}; j += 7) print(v[j - s]);
+}}""", True),
+    "step-variable": ("""
+master {
+    vector<int> v;
+    for (int i = 0; i < 20; i += 1) v :: i;
+    int k = 3;
+    for (int j = 2; j <= 19; j += k) print(v[j]);
+    k = -1;
+    for (int j = 2; j <= 19; j += k) print(v[j]);
+}""", True),
     "empty-and-break": ("""
 master {
     vector<int> v;

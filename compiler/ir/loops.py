@@ -64,18 +64,22 @@ class LoopEffects:
 
 @attrs.frozen
 class Counted:
-    """`for (int var = start; var OP end; var += 1)` (OP `<` or `<=`),
-    where nothing in the loop but its step assigns var and `end` is
-    invariant (LoopEffects.invariant)."""
+    """`for (int var = start; var OP end; var += step)` (OP `<` or `<=`),
+    where nothing in the loop but its step assigns var, and `end` and
+    `step` are invariant (LoopEffects.invariant); `step` is the int literal
+    1 unless counted() was asked for any step. Nothing says step > 0 or
+    that var cannot wrap past MAX: users test what they need."""
     var: str
     start: object
     op: str
     end: object
+    step: object
     effects: LoopEffects
 
 
-def counted(loop: For) -> Counted | None:
-    """The loop's Counted form, or None when it is not a counted loop."""
+def counted(loop: For, any_step: bool = False) -> Counted | None:
+    """The loop's Counted form, or None when it is not a counted loop (by
+    one, or by any invariant step when `any_step`)."""
     init, step, cond = loop.init, loop.step, loop.cond
     if not (isinstance(init, VarDecl) and init.type == T.INT
             and init.init is not None):
@@ -84,20 +88,23 @@ def counted(loop: For) -> Counted | None:
     if not (isinstance(step, Assign) and isinstance(step.target, Name)
             and step.target.name == var):
         return None
-    one = (step.op == "+=" and is_lit(step.value, 1)) or (
-        step.op == "=" and isinstance(step.value, Binary)
-        and step.value.op == "+" and is_name(step.value.left, var)
-        and is_lit(step.value.right, 1))
-    if not one:
+    if step.op == "+=":
+        by = step.value
+    elif (step.op == "=" and isinstance(step.value, Binary)
+          and step.value.op == "+" and is_name(step.value.left, var)):
+        by = step.value.right
+    else:
+        return None
+    if not (is_lit(by, 1) or any_step):
         return None
     if not (isinstance(cond, Binary) and cond.op in ("<", "<=")
             and is_name(cond.left, var)):
         return None
     effects = LoopEffects(loop, var)
     if var in effects.assigned or var in effects.declared \
-            or not effects.invariant(cond.right):
+            or not effects.invariant(cond.right) or not effects.invariant(by):
         return None
-    return Counted(var, init.init, cond.op, cond.right, effects)
+    return Counted(var, init.init, cond.op, cond.right, by, effects)
 
 
 def is_lit(e, value) -> bool:

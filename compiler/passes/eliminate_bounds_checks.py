@@ -2,41 +2,46 @@
 accesses that a counted loop's range proves in bounds carry `in-bounds@L:C`
 instead of `bounds-check@L:C` (compiler/ir/vectors.py: InBounds).
 
-A candidate loop is a `for` whose init declares an int induction variable
-`j = S`, whose step is `j += 1` (or `j = j + 1`), whose condition is
-`j < E` or `j <= E`, and in whose body (and condition and step) nothing but
-that step assigns j. A candidate access in its body is an elem-addr of a
-vector variable v, read (`(name v)`) or written through (`(load (var-addr
-v))`), at index `j`, `A + j`, `j + A` or `j - A`, where:
+A candidate loop is a counted `for` (compiler/ir/loops.py:counted): its
+init declares an int induction variable `j = S`, its step is `j += K` (or
+`j = j + K`), its condition `j < E` or `j <= E`, nothing else in the loop
+assigns j, and E and K are invariant. A candidate access in its body is an
+elem-addr of a vector variable v, read (`(name v)`) or written through
+(`(load (var-addr v))`), at index `j`, `A + j`, `j + A` or `j - A`, where:
 
-- S, E and A are invariant and pure: int literals, int variables that the
-  loop does not assign, `+ - *` and unary `-` of those, and `len(w)` of a
-  vector variable w whose length the loop does not change (no division:
+- S, E, K and A are invariant and pure: int literals, int variables that
+  the loop does not assign, `+ - *` and unary `-` of those, and `len(w)` of
+  a vector variable w whose length the loop does not change (no division:
   it may fail; int arithmetic wraps, the same in the guard as in the loop);
 - the loop does not change v's length: no store, `+=` or `::` on the
   variable v itself (stores to its elements are fine) and no declaration of
-  v, j or any variable of S, E or A inside it;
-- S is not a negative literal such as `-1` (any other S that is not a
-  literal is tested `S >= 0` by the guard below).
+  v, j or any variable of S, E, K or A inside it;
+- S and K are not negative literals such as `-1`, K not 0.
 
 When every candidate access is `v[j]` under `j < len(v)` with S a
-non-negative literal, the range proves the accesses outright and they
-become in-bounds in place. Otherwise the loop is versioned:
+non-negative literal and K = 1, the range proves the accesses outright and
+they become in-bounds in place. Otherwise the loop is versioned:
 
-    if (E < S (or <=) || (S >= 0 && lo >= 0 && lo < len(v) && E - S <= len(v) - lo ...))
+    if (E < S (`<=`; `<`: E <= S)
+        || (S >= 0 && K >= 1 && LAST <= MAX - K
+            && lo >= 0 && lo < len(v) && E - S <= len(v) - lo ...))
         the loop with its candidate accesses in-bounds
     else
         the loop as it was
 
-with lo = A + S per access (S - A for `j - A`, S for a bare `j`) and the count `E - S` (`E - S + 1`
-for `<=`, compared with `<`) exact because 0 <= S < E. The guard has no side
-effects and cannot fail, so a program that indexes out of bounds takes the
-original loop and fails exactly where and how it did. Loops are handled
-innermost first; a loop is versioned only while its body is small
-(MAX_VERSIONED_NODES) so nesting cannot blow the code up. Everything else,
-`while` loops, other steps, an index that is not an induction variable
-plus an invariant, a vector of vectors' rows (`m[i][j]`, each row its own
-length), keeps its bounds-check.
+with lo = A + S per access (S - A for `j - A`, S for a bare `j`), the
+count `E - S` compared with `<` for `<=`, LAST = E for `<=` and E - 1 for
+`<` (so j + K never wraps past MAX, which would go on from MIN), the terms
+known true left out (S >= 0 for a literal S, K >= 1 for a literal K, the
+wrap term for `<` by 1). Every j the loop reaches lies in [S, LAST], so
+every index in [lo, len(v)); E - S is exact because 0 <= S < E. The guard
+has no side effects and cannot fail, so a program that indexes out of
+bounds takes the original loop and fails exactly where and how it did.
+Loops are handled innermost first; a loop is versioned only while its body
+is small (MAX_VERSIONED_NODES) so nesting cannot blow the code up.
+Everything else, `while` loops, steps that vary, an index that is not an
+induction variable plus an invariant, a vector of vectors' rows
+(`m[i][j]`, each row its own length), keeps its bounds-check.
 """
 from __future__ import annotations
 
@@ -49,6 +54,8 @@ from compiler.ir.printer import format_expr
 from compiler.ir.surface import (Binary, For, If, IntLit, Name, Node, Program,
                                  Unary)
 from compiler.ir.walk import map_children, walk
+
+MAX_INT = (1 << 63) - 1
 
 # A loop whose body has more nodes than this is not duplicated.
 MAX_VERSIONED_NODES = 4000
@@ -137,8 +144,9 @@ def _vec_type(a: _Access):
 
 def _optimize_loop(loop: For):
     """The loop, rewritten (a statement: the loop or a versioning If)."""
-    ind = counted(loop)
-    if ind is None or _negative_literal(ind.start):
+    ind = counted(loop, any_step=True)
+    if ind is None or _negative_literal(ind.start) \
+            or _negative_literal(ind.step) or is_lit(ind.step, 0):
         return loop
     start, op, end, info = ind.start, ind.op, ind.end, ind.effects
     if not (isinstance(start, IntLit) or info.invariant(start)):
@@ -150,6 +158,7 @@ def _optimize_loop(loop: For):
     proven = {id(a.node) for a in accesses}
     fast = attrs.evolve(loop, body=_prove(loop.body, proven))
     statically = (op == "<" and isinstance(start, IntLit)
+                  and is_lit(ind.step, 1)
                   and isinstance(end, V.VecLen)
                   and all(a.offset is None and end.vec.name == a.vec
                           for a in accesses))
@@ -161,15 +170,24 @@ def _optimize_loop(loop: For):
         return loop
     if sum(1 for _ in walk(loop.body)) > MAX_VERSIONED_NODES:
         return loop
-    return If(cond=_guard(start, op, end, accesses, loop.pos), then=fast,
+    return If(cond=_guard(start, op, end, ind.step, accesses, loop.pos),
+              then=fast,
               else_=loop, pos=loop.pos)
 
 
-def _guard(start, op, end, accesses, pos):
+def _guard(start, op, end, step, accesses, pos):
     empty = _bin("<" if op == "<=" else "<=", end, start, pos)
     count = end if is_lit(start, 0) else _bin("-", end, start, pos)
     terms = [] if isinstance(start, IntLit) else [
         _bin(">=", start, _int(0, pos), pos)]
+    # The step is positive, and j never wraps past MAX (it would go on from
+    # MIN): the last j is at most E (`<=`) or E - 1, and j + step <= MAX.
+    if not isinstance(step, IntLit):
+        terms.append(_bin(">=", step, _int(1, pos), pos))
+    last = end if op == "<=" else _bin("-", end, _int(1, pos), pos)
+    if not (op == "<" and is_lit(step, 1)):
+        terms.append(_bin("<=", last, _bin("-", _int(MAX_INT, pos), step,
+                                            pos), pos))
     within = "<=" if op == "<" else "<"
     seen = set()
     for a in accesses:
