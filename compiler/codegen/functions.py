@@ -48,8 +48,12 @@ class FunctionEmitter(VectorEmitter):
     FuncDecl)) and `recursive` ((caller, callee) pairs that may recurse).
     """
 
-    def __init__(self, mod, fn: ir.Function, name: str | None):
+    def __init__(self, mod, fn: ir.Function, name: str | None,
+                 self_call: ir.Function | None = None):
         self.mod = mod
+        # What a call of NAME itself calls: NAME's next twin, or NAME
+        # (compiler/passes/codegen.py: twins).
+        self.self_call = self_call
         self.rt = mod.rt
         self.types = mod.types
         self.values = mod.values
@@ -533,6 +537,8 @@ class FunctionEmitter(VectorEmitter):
         if target is None:
             return self.builtin(e)
         fn, decl = target
+        if e.name == self.name and self.self_call is not None:
+            fn = self.self_call
         args = [self.expr(a) for a in e.args]
         if e.name in self.mod.takes_limit:
             args.append(self.stack_limit())
