@@ -51,7 +51,7 @@ ENDLESS = {
         int fib(int n) { if (n < 2) return n; return fib(n - 1) + fib(n - 2); }
         job int busy(int x) { print("busy started"); return fib(90 + x); }""",
     # Counted loops poll once per chunk of iterations (codegen's
-    # _chunked_for), here one indexing a vector...
+    # stmt_For), here one indexing a vector...
     "counted": """
         job int busy(int x) {
             print("busy started");
