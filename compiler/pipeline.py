@@ -41,6 +41,8 @@ PASSES = (
     PassSpec("resolve-structs", "resolve_structs", format_program, check.check_desugared),
     PassSpec("typecheck", "typecheck", format_program, check.check_typed),
     PassSpec("lower-vectors", "lower_vectors", format_program, check.check_lowered_vectors),
+    PassSpec("eliminate-bounds-checks", "eliminate_bounds_checks", format_program,
+             check.check_bounds_eliminated),
     PassSpec("insert-refcounts", "insert_refcounts", format_program, check.check_refcounted),
     PassSpec("lower-remote", "lower_remote", format_program, check.check_lowered),
     PassSpec("codegen", "codegen", _llvm_text, check.check_llvm),

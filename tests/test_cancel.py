@@ -50,6 +50,27 @@ ENDLESS = {
     "recursion": """
         int fib(int n) { if (n < 2) return n; return fib(n - 1) + fib(n - 2); }
         job int busy(int x) { print("busy started"); return fib(90 + x); }""",
+    # Counted loops poll once per chunk of iterations (codegen's
+    # stmt_For), here one indexing a vector...
+    "counted": """
+        job int busy(int x) {
+            print("busy started");
+            vector<int> v;
+            for (int i = 0; i < 100; i += 1) v :: i;
+            int acc = x;
+            for (int r = 0; r < 1000000000000; r += 1) acc += v[r % 100];
+            return acc;
+        }""",
+    # ... and one up to the top of the int range, always true: i wraps, its
+    # last chunks before the wrap are single iterations.
+    "top": """
+        job int busy(int x) {
+            print("busy started");
+            int acc = x;
+            for (int i = 9223372036854775000; i <= 9223372036854775807; i += 1)
+                acc = acc * 6364136223846793005 + i;
+            return acc;
+        }""",
     # Nested loops through a helper; the inner one continues every other time.
     "nested": """
         int inner(int x) {

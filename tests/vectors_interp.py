@@ -342,6 +342,9 @@ class Interpreter:
                     v = read_vec
                 n = 0 if v is None else len(v.live().elems)
                 if not 0 <= index < n:
+                    # eliminate-bounds-checks proved this access in bounds.
+                    assert not isinstance(p.check, V.InBounds), \
+                        f"in-bounds access {index} of length {n}: {p}"
                     raise RuntimeErr(p.check.pos, f"index {index} out of bounds for length {n}")
                 return (lambda: v.live().elems[index],
                         lambda x: v.live().elems.__setitem__(index, x))

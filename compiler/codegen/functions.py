@@ -19,6 +19,7 @@ Conventions inside a function:
 """
 from __future__ import annotations
 
+import attrs
 from llvmlite import ir
 
 from compiler.builtins import TABLE as BUILTINS
@@ -27,6 +28,11 @@ from compiler.codegen.vectors import VectorEmitter
 from compiler.ir import lowered as L
 from compiler.ir import surface as S
 from compiler.ir import types as T
+from compiler.ir.loops import counted
+
+# A counted loop polls for cancel once per this many iterations
+# (FunctionEmitter.stmt_For).
+POLL_CHUNK = 4096
 
 _INT_CMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 # IEEE comparisons: ordered, except != which is true when either is NaN.
@@ -42,8 +48,12 @@ class FunctionEmitter(VectorEmitter):
     FuncDecl)) and `recursive` ((caller, callee) pairs that may recurse).
     """
 
-    def __init__(self, mod, fn: ir.Function, name: str | None):
+    def __init__(self, mod, fn: ir.Function, name: str | None,
+                 self_call: ir.Function | None = None):
         self.mod = mod
+        # What a call of NAME itself calls: NAME's next twin, or NAME
+        # (compiler/passes/codegen.py: twins).
+        self.self_call = self_call
         self.rt = mod.rt
         self.types = mod.types
         self.values = mod.values
@@ -271,34 +281,75 @@ class FunctionEmitter(VectorEmitter):
         self.leave_loop(uniques)
 
     def stmt_For(self, s: S.For) -> None:
+        """A `for`; a counted one whose body starts with a cancel-check
+        (compiler/ir/loops.py:counted) polls once per chunk of at most
+        POLL_CHUNK iterations, not once per iteration: whenever `j OP E`
+        holds it polls, takes lim = j + count (_chunk_limit), and runs
+        `body; step` while j < lim, then tests `j OP E` again. E is
+        invariant, so the iterations are the original ones, and the chunk
+        is a plain inner loop `body; j += 1; j < lim`, which LLVM
+        vectorizes."""
         self.scopes.append({})               # the loop's scope (init's vars)
         if s.init is not None:
             self.stmt(s.init)
+        counted = _polled_counted_loop(s)
         cond_bb = self.fn.append_basic_block("for.cond")
+        chunk_bb = self.fn.append_basic_block("for.chunk") if counted else None
         body_bb = self.fn.append_basic_block("for.body")
         step_bb = self.fn.append_basic_block("for.step")
+        next_bb = self.fn.append_basic_block("for.next") if counted else None
         end_bb = self.fn.append_basic_block("for.end")
         uniques = self.enter_loop((s.cond, s.body, s.step))
         self.b.branch(cond_bb)
         self.b.position_at_end(cond_bb)
         if s.cond is not None:
-            self.b.cbranch(self.expr(s.cond), body_bb, end_bb)
+            self.b.cbranch(self.expr(s.cond), chunk_bb or body_bb, end_bb)
         else:
             self.b.branch(body_bb)
+        body = s.body
+        if counted:
+            self.b.position_at_end(chunk_bb)
+            self.stmt_CancelCheck(body.stmts[0])
+            slot = self.lookup_name(counted.var)
+            limit = self._chunk_limit(counted, self.b.load(slot))
+            self.b.branch(body_bb)
+            body = attrs.evolve(body, stmts=body.stmts[1:])
         self.b.position_at_end(body_bb)
         self.loops.append((step_bb, end_bb))
-        self.scoped_stmt(s.body)
+        self.scoped_stmt(body)
         self.loops.pop()
         self._branch(step_bb)
         self.b.position_at_end(step_bb)
         if s.step is not None:
             self.stmt(s.step)
-        self._branch(cond_bb)
+        if counted:
+            self._branch(next_bb)
+            self.b.position_at_end(next_bb)
+            more = self.b.icmp_signed("<", self.b.load(slot), limit)
+            self.b.cbranch(more, body_bb, cond_bb)
+        else:
+            self._branch(cond_bb)
         self.b.position_at_end(end_bb)
         self.leave_loop(uniques)
         # The release-vars of the loop's own variables follow the loop.
         closed = self.scopes.pop()
         self._closed_scope = closed
+
+    def _chunk_limit(self, counted, j: ir.Value) -> ir.Value:
+        """Where a chunk of a counted loop starting at j (with j OP E)
+        ends: j + count, count = min(E - j, CHUNK) for `<` and
+        min(E - j, CHUNK - 1) + 1 for `<=`, the subtraction and the min
+        unsigned (exact: j OP E). Only for `<=` with E near MAX can the sum
+        wrap; that chunk then ends after one iteration, so there the loop
+        polls every iteration, as a plain loop does."""
+        left = self.b.sub(self.expr(counted.end), j)
+        cap = POLL_CHUNK if counted.op == "<" else POLL_CHUNK - 1
+        cap_v = ir.Constant(CT.I64, cap)
+        count = self.b.select(self.b.icmp_unsigned("<", left, cap_v),
+                              left, cap_v)
+        if counted.op == "<=":
+            count = self.b.add(count, ir.Constant(CT.I64, 1))
+        return self.b.add(j, count, name="chunk.limit")
 
     def stmt_CancelCheck(self, s: L.CancelCheck) -> None:
         """Poll the cancel flag: a volatile load (LLVM may neither hoist it
@@ -470,6 +521,8 @@ class FunctionEmitter(VectorEmitter):
         if target is None:
             return self.builtin(e)
         fn, decl = target
+        if e.name == self.name and self.self_call is not None:
+            fn = self.self_call
         args = [self.expr(a) for a in e.args]
         if e.name in self.mod.takes_limit:
             args.append(self.stack_limit())
@@ -637,6 +690,16 @@ class FunctionEmitter(VectorEmitter):
         self.b.call(self.rt.fn("ms_job_cancel"),
                     [handle] + self._position(e.pos))
         return None
+
+
+def _polled_counted_loop(s: S.For):
+    """The Counted form of a `for` whose body polls for cancel first
+    (lower-remote's cancel-check), else None."""
+    body = s.body
+    if not (isinstance(body, S.Block) and body.stmts
+            and isinstance(body.stmts[0], L.CancelCheck)):
+        return None
+    return counted(s)
 
 
 class _VolatileLoad(ir.LoadInstr):

@@ -221,7 +221,8 @@ class VectorEmitter:
 
         def elem():
             v = container()
-            self.bounds_check(v, index, p.check.pos)
+            if isinstance(p.check, V.BoundsCheck):  # InBounds: proven
+                self.bounds_check(v, index, p.check.pos)
             return self.elem_ptr(v, index, p.type), True
         return elem
 

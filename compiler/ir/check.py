@@ -59,6 +59,12 @@ def check_lowered_vectors(prog) -> None:
     vectors.check_lowered_vectors(prog)
 
 
+def check_bounds_eliminated(prog) -> None:
+    from compiler.ir import vectors
+    check_typed(prog)
+    vectors.check_lowered_vectors(prog, proven_ok=True)
+
+
 def check_refcounted(prog) -> None:
     from compiler.ir import vectors
     check_typed(prog)

@@ -19,7 +19,9 @@ make-unique (and as the base of another place):
     var-addr NAME                 the slot of a local variable or parameter
     elem-addr VEC INDEX CHECK     element INDEX of the vector value VEC,
                                   after CHECK (a bounds-check holding the
-                                  `[`'s position) has verified 0 <= INDEX < len
+                                  `[`'s position) has verified 0 <= INDEX < len;
+                                  CHECK is `in-bounds@L:C` where
+                                  eliminate-bounds-checks proved that already
     field-addr PLACE K NAME       field number K (NAME) of the struct at PLACE
     vec-push PLACE VALUE          (also an operation, below) the vector at
                                   PLACE, after VALUE has been appended to it
@@ -147,8 +149,19 @@ class BoundsCheck(Node):
 
 
 @node
+class InBounds(Node):
+    """In place of an elem-addr's bounds-check: the access is proven in
+    bounds (eliminate-bounds-checks: a counted loop's range, or its
+    versioning guard, shows 0 <= index < len), so no check is emitted.
+    `pos` is still the `[`. Printed `in-bounds@LINE:COL`."""
+    print_pos = True
+    pos: Pos = pos_field()
+
+
+@node
 class ElemAddr(Place):
-    """Element `index` of vector value `vec`, bounds-checked by `check`."""
+    """Element `index` of vector value `vec`, bounds-checked by `check`
+    (a BoundsCheck, or InBounds after eliminate-bounds-checks)."""
     vec: Expr
     index: Expr
     check: BoundsCheck
@@ -402,7 +415,7 @@ def holds_refs(t: T.Type, structs: dict, handles: bool = True) -> bool:
 
 # ---------------------------------------------------------------- checks
 
-def _check_places(prog, structs: dict) -> None:
+def _check_places(prog, structs: dict, proven_ok: bool = True) -> None:
     place_parents = (Load, Store, StoreOp, MakeUnique, FieldAddr, VecPush,
                      MapInsertAddr, MapRemove)
     for n in walk(prog):
@@ -413,7 +426,9 @@ def _check_places(prog, structs: dict) -> None:
         if isinstance(n, Expr):
             assert n.type is not None, f"untyped expression {n}"
         if isinstance(n, ElemAddr):
-            assert isinstance(n.check, BoundsCheck)
+            assert isinstance(n.check, (BoundsCheck, InBounds)
+                              if proven_ok else BoundsCheck), \
+                f"elem-addr check {n.check}"
             assert isinstance(n.vec.type, T.VectorType)
             assert n.type == n.vec.type.elem
         if isinstance(n, MapAddr):
@@ -437,10 +452,11 @@ def _check_places(prog, structs: dict) -> None:
             assert isinstance(place, Place), f"{n} needs a place"
 
 
-def check_lowered_vectors(prog) -> None:
-    """Invariants after lower-vectors."""
+def check_lowered_vectors(prog, proven_ok: bool = False) -> None:
+    """Invariants after lower-vectors (every elem-addr bounds-checked
+    unless `proven_ok`: after eliminate-bounds-checks)."""
     structs = struct_table(prog)
-    _check_places(prog, structs)
+    _check_places(prog, structs, proven_ok)
     for n in walk(prog):
         assert not isinstance(n, (MakeUnique, Retain, Release, Temp,
                                   ReleaseAfter, ReleaseVar, RetainParam,

@@ -53,6 +53,17 @@ from compiler.ir.vectors import struct_table
 _RUN_TYPE = ir.FunctionType(CT.VOID, [CT.READER_PTR, CT.PTR])
 _ENTRY_TYPE = ir.LiteralStructType([CT.PTR, CT.PTR, CT.PTR,
                                     _RUN_TYPE.as_pointer()])
+# Twins. A small function that calls itself is emitted twice, as ms.fn.NAME
+# and ms.fn.NAME.twin, each calling the other where the source calls NAME:
+# LLVM's inliner, which never inlines a function into itself, then inlines
+# the twin into NAME, one level of recursion unrolled (what gcc -O2 does for
+# self-recursion), and drops the twin. Every call left is a real call with
+# its stack check (SPEC section 11's stack overflow is unchanged; only a
+# frame is bigger). Bodies of at most this many IR nodes are twinned.
+TWIN_MAX_NODES = 120
+TWIN_COPIES = 2
+
+
 @attrs.define
 class _Module:
     """Module-level state shared by the function emitters."""
@@ -70,6 +81,8 @@ class _Module:
     # reach): they take the address of the thread's cancel flag as a hidden
     # parameter after the limit, so that a call costs no runtime call.
     takes_flag: set = attrs.field(factory=set)
+    # name -> the twin of a small self-recursive function (_twins).
+    twins: dict = attrs.field(factory=dict)
 
 
 def _source_path(prog: Program) -> str:
@@ -127,10 +140,24 @@ def run(prog: Program) -> ir.Module:
         mod.functions[name] = (fn, decl)
 
     for name, (fn, decl) in mod.functions.items():
-        em = FunctionEmitter(mod, fn, name)
-        em.bind_params(decl.params, fn.args)
-        em.block(decl.body)
-        em.finish(decl.ret)
+        if (name, name) in mod.recursive and \
+                sum(1 for _ in walk(decl.body)) <= TWIN_MAX_NODES:
+            chain = []
+            for k in range(1, TWIN_COPIES + 1):
+                twin = ir.Function(module, fn.function_type,
+                                   name=f"ms.fn.{name}.twin{k}")
+                twin.linkage = "internal"
+                chain.append(twin)
+            mod.twins[name] = chain
+
+    for name, (fn, decl) in mod.functions.items():
+        chain = [fn] + mod.twins.get(name, [])
+        for k, target in enumerate(chain):
+            em = FunctionEmitter(mod, target, name,
+                                 self_call=chain[(k + 1) % len(chain)])
+            em.bind_params(decl.params, target.args)
+            em.block(decl.body)
+            em.finish(decl.ret)
 
     master = ir.Function(module, ir.FunctionType(CT.VOID, []),
                          name="ms_master_main")
