@@ -1,7 +1,8 @@
 /* master_exit.c — ending the run: from the main thread (the master block
  * returned, or a runtime error in it) through master_exit, which hands the
  * end to the I/O thread; the I/O thread's shutdown_io (GOODBYE to every
- * slave, waiting for local slaves, killing those that linger); --stats.
+ * slave, waiting for local slaves, killing those that linger, then the
+ * same for launched ones, end_launched); --stats.
  *
  * Locks: master_exit and ms_runtime_error run without M.lock; shutdown_io
  * takes it and drops it while it waits in poll(); print_stats takes it to
@@ -195,4 +196,5 @@ void shutdown_io(void)
             }
         }
     }
+    end_launched();
 }

@@ -9,8 +9,8 @@
  * slave's connection; local_joined runs with it held (from the
  * handshake).
  *
- * Launchers for slaves on other hosts (ssh, srun) go beside this file, one
- * each (master.h). */
+ * Launchers for slaves on other hosts (ssh, srun) are beside this file
+ * (master_launch*.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -104,17 +104,6 @@ static void spawn_child(child *ch, long long now)
     ms_logv("started local slave pid %d", (int)pid);
 }
 
-static void describe_status(int st, char *out, size_t n)
-{
-    if (WIFEXITED(st))
-        snprintf(out, n, "exited with status %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st))
-        snprintf(out, n, "was killed by signal %d (%s)", WTERMSIG(st),
-                 strsignal(WTERMSIG(st)));
-    else
-        snprintf(out, n, "stopped (status %d)", st);
-}
-
 /* Collect local slaves that ended; while running, schedule replacements
  * (sooner for slaves that lived long, later for ones that die at once). */
 void reap_children(long long now)
@@ -133,7 +122,7 @@ void reap_children(long long now)
         if (r < 0)
             snprintf(how, sizeof how, "vanished (waitpid: %s)", strerror(errno));
         else
-            describe_status(st, how, sizeof how);
+            describe_exit(st, how, sizeof how);
         if (M.shutting_down) {
             ms_logv("local slave pid %d %s", (int)ch->pid, how);
             ch->pid = -1;
@@ -154,7 +143,7 @@ void reap_children(long long now)
         ch->pid = 0;
         ch->restart_at = now + ch->backoff_ms;
     }
-    if (M.shutting_down || M.opt.listen || !M.nchildren)
+    if (M.shutting_down || M.opt.listen || !M.nchildren || M.nlaunched)
         return;
     for (size_t i = 0; i < M.nchildren; i++)
         if (M.children[i].failed_starts < MAX_FAILED_STARTS)
@@ -248,7 +237,7 @@ char *find_slave_path(void)
 
 /* The program named by `word`: itself if it holds a '/', else the first
  * executable of that name on $PATH. Caller frees; NULL if none. */
-static char *find_program(const char *word)
+char *find_program(const char *word)
 {
     if (strchr(word, '/'))
         return access(word, X_OK) == 0 ? strdup(word) : NULL;
@@ -294,21 +283,9 @@ void share_cpus(long cpus)
 void slave_command_line(void)
 {
     const char *wrap = getenv("MS_SLAVE_WRAPPER");
-    size_t nwords = 0;
-    char *copy = strdup(wrap ? wrap : "");
-    if (!copy)
-        ms_fatal("out of memory");
-    for (char *p = copy; *p;) {
-        p += strspn(p, " \t\n");
-        if (*p)
-            nwords++;
-        p += strcspn(p, " \t\n");
-    }
-    M.slave_argv = ms_xcalloc(nwords + 7, sizeof *M.slave_argv);
-    size_t k = 0;
-    for (char *save = NULL, *w = strtok_r(copy, " \t\n", &save); w;
-         w = strtok_r(NULL, " \t\n", &save))
-        M.slave_argv[k++] = w; /* `copy` lives as long as the process */
+    size_t nwords;
+    M.slave_argv = split_words(wrap, 6, &nwords);
+    size_t k = nwords;
     M.exec_path = M.slave_path;
     if (nwords) {
         M.exec_path = find_program(M.slave_argv[0]);
@@ -318,8 +295,6 @@ void slave_command_line(void)
             exit(2);
         }
         ms_logv("local slaves run under: %s", wrap);
-    } else {
-        free(copy);
     }
     M.slave_argv[k++] = M.slave_path;
     M.slave_argv[k++] = "--fd";

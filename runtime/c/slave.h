@@ -6,6 +6,9 @@
  *   slave_main.c    main(): the command line and start-up
  *   slave_conn.c    the connection to the master: connecting, the
  *                   handshake, reading and acting on messages, sending
+ *   slave_launched.c the secret on standard input (--token-stdin) and
+ *                   watching it (its end means the master is gone); the
+ *                   WHERE message
  *   slave_worker.c  the queue of jobs, the worker threads that run
  *                   ms_job_table[ordinal - 1].run, and the job calls of
  *                   ms_abi.h that job code makes (runtime errors, cancel)
@@ -51,6 +54,7 @@
 #include "ms_abi.h"
 #include "net.h"
 #include "protect.h"
+#include "proto.h"
 #include "stack.h"
 #include "wire.h"
 
@@ -132,8 +136,13 @@ void keep_alive(void);             /* a worker; takes S.slock, S.rlock */
 void send_ctrl(uint32_t jid, uint8_t kind);                 /* take S.slock */
 void send_text(uint32_t jid, uint8_t kind, const char *text); /* text borrowed */
 void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result); /* borrowed */
+void send_where_msg(const ms_where *w);                      /* borrowed */
 _Noreturn void violation(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+
+/* slave_launched.c: main(), before the workers start. */
+void token_from_stdin(ms_secret *out); /* caller frees out->data */
+void send_where(uint32_t tag);
 
 /* slave_worker.c: the job queue and the workers. */
 void queue_task(ms_header h, const uint8_t *p, uint8_t *own); /* takes S.qlock */

@@ -102,6 +102,14 @@ void send_result(uint32_t ordinal, uint32_t jid, const ms_buf *result)
     sealed_flush_and_unlock(at);
 }
 
+void send_where_msg(const ms_where *w)
+{
+    pthread_mutex_lock(&S.slock);
+    uint64_t at = S.out.len;
+    ms_where_append(&S.out, w);
+    sealed_flush_and_unlock(at);
+}
+
 /* ------------------------------------------------ messages from master */
 
 _Noreturn void violation(const char *fmt, ...)
