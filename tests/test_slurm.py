@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import secrets
 import subprocess
 import time
@@ -132,33 +133,29 @@ def test_a_wrong_secret_through_srun_is_refused(slurm_cluster, squares):
     assert_none_left(pathlib.Path(f"{squares}-slave"))
 
 
-def has_srun_option(prefix: pathlib.Path) -> bool:
-    shown = subprocess.run([f"{prefix}-master", "--help"], capture_output=True,
-                           text=True, timeout=10)
-    return "--srun" in shown.stdout
-
-
 def test_the_example_sbatch_script_runs_a_program_on_3_tasks(
         slurm_cluster, tmp_path, runtime_built):
-    """examples/slurm/ms.sbatch, submitted as the docs say: the job ends
-    COMPLETED, its output file is exactly what the master printed, and no
-    slave process remains."""
+    """examples/slurm/ms.sbatch, submitted as the docs say (with --stats for
+    the master): the job ends COMPLETED, its output file is exactly what the
+    master printed, the 3 slaves were started by srun, and no slave process
+    remains."""
     prog = tmp_path / "demo"
     built = subprocess.run([str(REPO / ".venv" / "bin" / "msc"),
                             str(REPO / "examples" / "demo.ms"), "-o", str(prog)],
                            capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
-    if not has_srun_option(prog):
-        pytest.skip("the master has no --srun option yet (issue 12 item 2)")
     out = tmp_path / "demo.out"
     submitted = slurm_cluster.run(
         ["sbatch", "--parsable", *overcommit(slurm_cluster),
          f"--chdir={tmp_path}", f"--output={tmp_path}/slurm-%j.log",
-         SBATCH_SCRIPT, prog, out])
+         SBATCH_SCRIPT, prog, out, "--stats"])
     job_id = submitted.stdout.strip().split(";")[0]
     state = slurm_cluster.wait_job(job_id, timeout=180)
     log = slurm_cluster.read(tmp_path / f"slurm-{job_id}.log")
     assert state == "COMPLETED", f"job {job_id} {state}:\n{log}"
     assert out.read_text() == ("40 jobs on the slaves found 148933 primes "
                                "below 2000000\nfinished\n"), log
+    assert f"stats: {TASKS} slaves joined, 0 lost" in log, log
+    assert len(re.findall(r"^\S+: stats: slave \d+ .*\bsrun\b", log, re.M)) == TASKS, log
     assert_none_left(pathlib.Path(f"{prog}-slave"))
+    assert_none_left(pathlib.Path(f"{prog}-master"))
