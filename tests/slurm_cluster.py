@@ -196,6 +196,8 @@ class SlurmCluster:
         hw = node_hardware()
         self.cpus = int(hw["CPUs"])
         node = " ".join(f"{k}={v}" for k, v in hw.items())
+        # CR_CPU: tasks are counted in CPUs (hardware threads), not cores,
+        # so that a node of N CPUs runs N one-CPU tasks.
         plugstack = self.root / "plugstack.conf"
         plugstack.write_text("")
         r = self.root
@@ -220,7 +222,7 @@ PlugStackConfig={plugstack}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
 MpiDefault=none
 SwitchType=switch/none
