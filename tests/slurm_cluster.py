@@ -35,6 +35,8 @@ import time
 
 import pytest
 
+from harness import clean_env
+
 # Executable -> the Debian package that has it.
 NEEDED = {"munged": "munge", "mungekey": "munge", "slurmctld": "slurm-wlm",
           "slurmd": "slurm-wlm", "srun": "slurm-wlm", "sbatch": "slurm-wlm",
@@ -142,7 +144,7 @@ class SlurmCluster:
         self.conf = root / "slurm.conf"
         self.spool = root / "slurmd"
         self.munge_socket = root / "munge" / "munge.socket"
-        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        self.env = clean_env({"SLURM_CONF": str(self.conf)})
         for var in [k for k in self.env if k.startswith(("SLURM_", "SBATCH_",
                                                          "SRUN_", "SALLOC_"))]:
             if var != "SLURM_CONF":

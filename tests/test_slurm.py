@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import REPO, Proc, build_programs
+from harness import REPO, Proc, build_program, build_programs
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
 SBATCH_SCRIPT = REPO / "examples" / "slurm" / "ms.sbatch"
@@ -139,11 +139,7 @@ def test_the_example_sbatch_script_runs_a_program_on_3_tasks(
     the master): the job ends COMPLETED, its output file is exactly what the
     master printed, the 3 slaves were started by srun, and no slave process
     remains."""
-    prog = tmp_path / "demo"
-    built = subprocess.run([str(REPO / ".venv" / "bin" / "msc"),
-                            str(REPO / "examples" / "demo.ms"), "-o", str(prog)],
-                           capture_output=True, text=True, timeout=120)
-    assert built.returncode == 0, built.stderr
+    prog = build_program(REPO / "examples" / "demo.ms", tmp_path / "demo")
     out = tmp_path / "demo.out"
     submitted = slurm_cluster.run(
         ["sbatch", "--parsable", *overcommit(slurm_cluster),
