@@ -22,6 +22,35 @@ import pytest
 
 SSHD = "/usr/sbin/sshd"
 
+# Squares of 0..N-1 (N: the first argument, else 40), summed; each job
+# sleeps a little, so that a run with N = 2000 lasts long enough to be
+# interrupted.
+SQUARES = """\
+job int sq(int x) {
+    sleep(0.05);
+    return x * x;
+}
+
+master {
+    int n = 40;
+    if (len(args()) > 0) n = int(args()[0]);
+    vector<job<int>> js;
+    for (int i = 0; i < n; i += 1) {
+        js :: remote sq(i);
+    }
+    int total = 0;
+    for (int i = 0; i < n; i += 1) {
+        total += get(js[i]);
+    }
+    print("total " + str(total));
+}
+"""
+
+
+def total(n: int) -> str:
+    """What SQUARES prints for N = n."""
+    return f"total {sum(i * i for i in range(n))}\n"
+
 
 def free_port() -> int:
     with socket.socket() as s:

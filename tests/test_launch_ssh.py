@@ -14,34 +14,13 @@ import subprocess
 import pytest
 
 from harness import build_programs, clean_env, run_master
-from launchers import (PsSampler, Sshd, assert_none_left, ensure_openssh,
-                       wait_for_lines)
+from launchers import (SQUARES, PsSampler, Sshd, assert_none_left,
+                       ensure_openssh, total, wait_for_lines)
 
 RUN_TIMEOUT = 60
 
 PROGRAMS = {
-    # Squares of 0..N-1 (N: the first argument, else 40), summed; each job
-    # sleeps a little, so that a run with N = 400 lasts a few seconds.
-    "squares": """\
-job int sq(int x) {
-    sleep(0.05);
-    return x * x;
-}
-
-master {
-    int n = 40;
-    if (len(args()) > 0) n = int(args()[0]);
-    vector<job<int>> js;
-    for (int i = 0; i < n; i += 1) {
-        js :: remote sq(i);
-    }
-    int total = 0;
-    for (int i = 0; i < n; i += 1) {
-        total += get(js[i]);
-    }
-    print("total " + str(total));
-}
-""",
+    "squares": SQUARES,
     # A job prints; its slave is on the far side of ssh.
     "hello": """\
 job int greet(int x) {
@@ -71,10 +50,6 @@ master {
 }
 """,
 }
-
-
-def total(n):
-    return f"total {sum(i * i for i in range(n))}\n"
 
 
 @pytest.fixture(scope="module")
