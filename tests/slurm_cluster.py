@@ -36,6 +36,7 @@ import time
 import pytest
 
 from harness import clean_env
+from launchers import free_port
 
 # Executable -> the Debian package that has it.
 NEEDED = {"munged": "munge", "mungekey": "munge", "slurmctld": "slurm-wlm",
@@ -91,12 +92,6 @@ def install_packages() -> None:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         skip(f"apt-get could not install {', '.join(still or missing)}: "
              + " / ".join(tail))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_hardware() -> dict[str, str]:

@@ -5,16 +5,14 @@ cluster is tests/slurm_cluster.py's, started for this module and torn down
 after it; nothing of a run may be left behind."""
 from __future__ import annotations
 
-import os
-import pathlib
 import re
 import secrets
 import subprocess
-import time
 
 import pytest
 
 from harness import REPO, Proc, build_program, build_programs
+from launchers import assert_none_left
 from slurm_cluster import slurm_cluster  # noqa: F401  (the fixture)
 
 SBATCH_SCRIPT = REPO / "examples" / "slurm" / "ms.sbatch"
@@ -57,26 +55,6 @@ def squares(tmp_path_factory, runtime_built):
                           {"squares": SQUARES})["squares"]
 
 
-def running_from(path: pathlib.Path) -> list[int]:
-    """The pids of processes running the executable at `path`."""
-    pids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.readlink(f"/proc/{entry}/exe") == str(path):
-                pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
-
-
-def assert_none_left(path: pathlib.Path, grace: float = 10.0) -> None:
-    deadline = time.monotonic() + grace
-    while running_from(path) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = running_from(path)
-    assert not left, f"{path.name} processes left after the run: {left}"
-
-
 def overcommit(cluster) -> list[str]:
     """More tasks than the node has CPUs need --overcommit (a 2-CPU
     machine runs the 3 tasks all the same)."""
@@ -102,7 +80,7 @@ def test_slaves_started_by_srun_join_a_master(slurm_cluster, squares):
     assert srun.returncode == 0, srun.stdout + srun.stderr
     assert master.out == SQUARES_OUT
     assert f"stats: {TASKS} slaves joined, 0 lost" in master.err
-    assert_none_left(pathlib.Path(f"{squares}-slave"))
+    assert_none_left(f"{squares}-slave", "the slaves srun started")
 
 
 def test_a_wrong_secret_through_srun_is_refused(slurm_cluster, squares):
@@ -130,7 +108,7 @@ def test_a_wrong_secret_through_srun_is_refused(slurm_cluster, squares):
                 srun.kill()
                 srun.wait()
         master.kill()
-    assert_none_left(pathlib.Path(f"{squares}-slave"))
+    assert_none_left(f"{squares}-slave", "the slaves srun started")
 
 
 def test_the_example_sbatch_script_runs_a_program_on_3_tasks(
@@ -153,5 +131,5 @@ def test_the_example_sbatch_script_runs_a_program_on_3_tasks(
                                "below 2000000\nfinished\n"), log
     assert f"stats: {TASKS} slaves joined, 0 lost" in log, log
     assert len(re.findall(r"^\S+: stats: slave \d+ .*\bsrun\b", log, re.M)) == TASKS, log
-    assert_none_left(pathlib.Path(f"{prog}-slave"))
-    assert_none_left(pathlib.Path(f"{prog}-master"))
+    assert_none_left(f"{prog}-slave", "the slaves of the sbatch job")
+    assert_none_left(f"{prog}-master", "the master of the sbatch job")
