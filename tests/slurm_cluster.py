@@ -17,8 +17,9 @@ Every Slurm command of a test must run with `cluster.env` (SLURM_CONF
 names the generated slurm.conf). The finalizer cancels every job, stops the
 daemons and munged and kills any slurmstepd they left, even when the set-up
 or a test failed. What cannot be had (not root, no apt-get, a package that
-will not install, a daemon that does not come up) skips the tests with the
-reason printed, never silently. Every wait is bounded.
+will not install) skips the tests with the reason printed, never silently;
+a daemon that does not come up once installed is an error, with its log.
+Every wait is bounded.
 """
 from __future__ import annotations
 
@@ -171,20 +172,21 @@ class SlurmCluster:
         made = subprocess.run([which("mungekey"), "--create", "--keyfile", str(key)],
                               capture_output=True, text=True, timeout=30)
         if made.returncode != 0:
-            skip(f"mungekey could not make a key: {made.stderr.strip()}")
+            raise AssertionError(f"mungekey could not make a key: {made.stderr.strip()}")
         key.chmod(0o600)
         cmd = [which("munged"), "--foreground", "--force",
                "--socket", str(self.munge_socket), "--key-file", str(key),
                "--pid-file", str(d / "munged.pid"), "--seed-file", str(d / "munged.seed"),
                "--log-file", str(d / "munged.log"), "--num-threads", "2"]
-        self.daemons["munged"] = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(d / "munged.err", "wb"), start_new_session=True)
+        with open(d / "munged.err", "wb") as err:
+            self.daemons["munged"] = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=err, start_new_session=True)
         deadline = time.monotonic() + 15
         while not self.munge_socket.exists():
             if self.daemons["munged"].poll() is not None or time.monotonic() > deadline:
-                skip("munged did not start: "
-                     + self.read(d / "munged.err") + self.read(d / "munged.log"))
+                raise AssertionError("munged did not start: " + self.read(d / "munged.err")
+                                     + self.read(d / "munged.log"))
             time.sleep(0.05)
 
     def write_conf(self) -> None:
@@ -239,22 +241,23 @@ PartitionName=test Nodes={self.node} Default=YES MaxTime=INFINITE State=UP OverS
 """)
 
     def wait_idle(self) -> None:
-        """Until `sinfo` shows our node idle; skip with the logs if it never
-        does."""
+        """Until `sinfo` shows our node idle; fails with the logs if it
+        never does."""
         deadline = time.monotonic() + UP_TIMEOUT
         state = ""
         while time.monotonic() < deadline:
             for name, p in self.daemons.items():
                 if p.poll() is not None:
-                    skip(f"{name} exited with status {p.returncode}:\n" + self.logs())
+                    raise AssertionError(f"{name} exited with status {p.returncode}:\n"
+                                         + self.logs())
             got = self.run(["sinfo", "-h", "-N", "-n", self.node, "-o", "%T"],
                            check=False, timeout=10)
             state = got.stdout.strip()
             if got.returncode == 0 and state == "idle":
                 return
             time.sleep(0.25)
-        skip(f"node {self.node} not idle within {UP_TIMEOUT} s "
-             f"(sinfo: {state!r}):\n" + self.logs())
+        raise AssertionError(f"node {self.node} not idle within {UP_TIMEOUT} s "
+                             f"(sinfo: {state!r}):\n" + self.logs())
 
     # ------------------------------------------------------------ use
 
