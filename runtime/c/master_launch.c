@@ -79,11 +79,18 @@ char **split_words(const char *s, size_t extra, size_t *n)
 
 /* The child's side of a launcher, between fork and execve: only
  * async-signal-safe calls. `in` becomes its stdin (-1: /dev/null), our
- * stderr its stdout and stderr; it dies with the master. */
+ * stderr its stdout and stderr; it dies with the master, in a process
+ * group of its own. */
 static _Noreturn void launcher_child(const char *path, char **argv,
                                      char **envp, int in, pid_t parent)
 {
     child_start(parent);
+    /* A process group of its own: a Ctrl-C at the terminal reaches the
+     * master alone, which then ends the run in order (GOODBYE, stdin
+     * closed, a grace period) instead of srun printing its "one more
+     * within 1 sec" or ssh dying before the GOODBYE is through. */
+    if (setpgid(0, 0) != 0)
+        _exit(127);
     if (in < 0)
         in = open("/dev/null", O_RDONLY);
     if (in < 0 || dup2(in, STDIN_FILENO) < 0 ||
