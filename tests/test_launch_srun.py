@@ -8,6 +8,7 @@ on the command line, --stats naming each task, and nothing left when the
 master is killed."""
 import os
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -103,3 +104,20 @@ def test_nothing_outlives_a_master_killed_with_sigkill(progs, srun):
         if master.poll() is None:
             master.kill()
             master.wait()
+
+
+def test_a_launched_slave_whose_master_is_gone_before_it_connects_exits(progs):
+    """A master listens before it launches: a slave it launched (with
+    --launch-tag) that finds nobody listening does not wait for ever, as a
+    slave started by hand does; its master was killed before it got
+    there."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [f"{progs['squares']}-slave", "--master", f"127.0.0.1:{port}",
+           "--launch-tag", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=20,
+                          env=clean_env({"MS_TOKEN": "x"}))
+    assert done.returncode == 1
+    assert ("refuses connections: the master that started this slave is "
+            "gone; exiting") in done.stderr

@@ -105,6 +105,14 @@ def test_a_host_listed_twice_gets_two_slaves(sshd, progs):
     assert r.stderr.count("started by ssh h1,") == 2, r.stderr
 
 
+def test_user_at_host(sshd, progs):
+    r = run_master(progs["squares"], "--ssh", "root@h2", "--stats",
+                   timeout=RUN_TIMEOUT, env=ssh_env(sshd))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == total(40)
+    assert "started by ssh root@h2, ran on" in r.stderr, r.stderr
+
+
 def test_what_the_remote_slave_writes_comes_back_on_stderr(sshd, progs):
     r = run_master(progs["hello"], "--ssh", "h2", timeout=RUN_TIMEOUT,
                    env=ssh_env(sshd))
@@ -155,7 +163,7 @@ def test_a_remote_slave_that_exits_early_is_reported(sshd, progs, tmp_path):
 
 
 @pytest.mark.parametrize("end", ["normal", "runtime-error", "SIGINT",
-                                 "SIGTERM", "SIGKILL"])
+                                 "SIGTERM", "SIGKILL", "Ctrl-C"])
 def test_nothing_outlives_the_master(sshd, progs, end):
     name = "fails" if end == "runtime-error" else "squares"
     slave = f"{progs[name]}-slave"
@@ -171,10 +179,17 @@ def test_nothing_outlives_the_master(sshd, progs, end):
         wait_for_lines(master, slave, 4)
         if end.startswith("SIG"):
             master.send_signal(getattr(signal, end))
+        elif end == "Ctrl-C":
+            # A terminal's SIGINT goes to the master's whole process group;
+            # ssh is in a group of its own, so the master ends the run in
+            # order rather than seeing its ssh die first.
+            os.killpg(master.pid, signal.SIGINT)
         out, err = master.communicate(timeout=RUN_TIMEOUT)
         want = {"normal": 0, "runtime-error": 1, "SIGINT": 130,
-                "SIGTERM": 143, "SIGKILL": -9}[end]
+                "SIGTERM": 143, "SIGKILL": -9, "Ctrl-C": 130}[end]
         assert master.returncode == want, err
+        if end == "Ctrl-C":
+            assert b"ended early" not in err, err
         if end == "normal":
             assert out == total(40).encode()
         assert_none_left(slave, f"after the master's {end} end")

@@ -304,6 +304,7 @@ void reap_children(long long now);            /* I/O thread, without M.lock */
 long long restart_children(long long now, long long next); /* the same */
 void local_joined(pid_t pid);      /* caller holds M.lock; I/O thread */
 char *find_program(const char *word); /* caller frees; NULL: none on $PATH */
+void child_start(pid_t parent);    /* a child of ours before execve */
 
 /* master_launch.c, master_launch_ssh.c, master_launch_srun.c: launchers.
  * main() makes M.launched and starts them before the I/O thread; the
@@ -311,9 +312,13 @@ char *find_program(const char *word); /* caller frees; NULL: none on $PATH */
  * said. */
 char **split_words(const char *s, size_t extra, size_t *n); /* never freed */
 int launch_process(launched *l, char **argv, char **envp, const char *line);
+void bound_hostport(ms_hostport *out);
+int is_wildcard(const char *host);
 int route_source(const char *host, int v4_only, char *out, size_t n);
 void join_hostport(const char *host, const char *port, char *out, size_t n);
-void describe_exit(int st, char *out, size_t n);
+int child_ended(pid_t pid, int *st, char *how, size_t n);
+char **command_words(const char *var, const char *dflt, size_t extra,
+                     size_t *n);         /* never freed */
 void reap_launched(void);          /* I/O thread, without M.lock */
 void launch_check_locked(void);    /* caller holds M.lock; I/O thread */
 void end_launched(void);           /* shutdown_io, without M.lock */
@@ -360,5 +365,6 @@ void *io_main(void *arg);          /* the I/O thread's body; arg unused */
 void print_stats(void);            /* takes M.lock */
 _Noreturn void master_exit(int code); /* main thread, without M.lock */
 void shutdown_io(void);            /* I/O thread, without M.lock */
+void nap_on_signals(long long left); /* the same */
 
 #endif

@@ -101,6 +101,19 @@ _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
     master_exit(1);
 }
 
+/* While the run ends (I/O thread): wait at most 50 ms (and at most
+ * `left`) for a signal, SIGCHLD above all, and drop what came; the caller
+ * then reaps and looks again. */
+void nap_on_signals(long long left)
+{
+    struct pollfd pfd = {.fd = M.sig_fd, .events = POLLIN};
+    if (poll(&pfd, 1, left > 50 ? 50 : left < 0 ? 0 : (int)left) > 0) {
+        struct signalfd_siginfo si;
+        while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        }
+    }
+}
+
 /* Say GOODBYE, deliver it for a moment, then wait for local slaves and
  * kill those that linger. */
 void shutdown_io(void)
@@ -188,13 +201,7 @@ void shutdown_io(void)
             }
             break;
         }
-        struct pollfd pfd = {.fd = M.sig_fd, .events = POLLIN};
-        long long wait = deadline - now;
-        if (poll(&pfd, 1, wait > 50 ? 50 : (int)wait) > 0) {
-            struct signalfd_siginfo si;
-            while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-            }
-        }
+        nap_on_signals(deadline - now);
     }
     end_launched();
 }

@@ -39,6 +39,19 @@
 #define LAUNCH_GRACE_MS 3000 /* for ssh/srun to end after GOODBYE */
 #define LAUNCH_TERM_MS 1000  /* after SIGTERM, before SIGKILL */
 
+/* The words of $VAR (else of `dflt`): a launcher's command, with room
+ * for `extra` more words; as split_words. A $VAR of no words is a usage
+ * error. */
+char **command_words(const char *var, const char *dflt, size_t extra,
+                     size_t *n)
+{
+    const char *cmd = getenv(var);
+    char **w = split_words(cmd && *cmd ? cmd : dflt, extra, n);
+    if (!*n)
+        ms_usage_error("%s has no words", var);
+    return w;
+}
+
 /* The words of `s` split at white space (no quoting), as a NULL-ended
  * array with room for `extra` more words (and the NULL) after them; *n
  * gets their count. For main()'s start-up: the array and the words live
@@ -66,19 +79,18 @@ char **split_words(const char *s, size_t extra, size_t *n)
 
 /* The child's side of a launcher, between fork and execve: only
  * async-signal-safe calls. `in` becomes its stdin (-1: /dev/null), our
- * stderr its stdout and stderr; it dies with the master. */
+ * stderr its stdout and stderr; it dies with the master, in a process
+ * group of its own. */
 static _Noreturn void launcher_child(const char *path, char **argv,
                                      char **envp, int in, pid_t parent)
 {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigaction(SIGPIPE, &dfl, NULL);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-        _exit(127); /* the master is already gone */
+    child_start(parent);
+    /* A process group of its own: a Ctrl-C at the terminal reaches the
+     * master alone, which then ends the run in order (GOODBYE, stdin
+     * closed, a grace period) instead of srun printing its "one more
+     * within 1 sec" or ssh dying before the GOODBYE is through. */
+    if (setpgid(0, 0) != 0)
+        _exit(127);
     if (in < 0)
         in = open("/dev/null", O_RDONLY);
     if (in < 0 || dup2(in, STDIN_FILENO) < 0 ||
@@ -166,6 +178,20 @@ int route_source(const char *host, int v4_only, char *out, size_t n)
     return rc;
 }
 
+/* The listening socket's host and port (main(), after ms_listen). */
+void bound_hostport(ms_hostport *out)
+{
+    char err[256];
+    if (ms_parse_hostport(M.bound, out, err, sizeof err) != 0)
+        ms_fatal("internal error: the bound address %s: %s", M.bound, err);
+}
+
+/* Is the --listen host (or the default) a wildcard: any local address? */
+int is_wildcard(const char *host)
+{
+    return !strcmp(host, "0.0.0.0") || !strcmp(host, "::");
+}
+
 /* "HOST:PORT" (brackets around an IPv6 address) into out. */
 void join_hostport(const char *host, const char *port, char *out, size_t n)
 {
@@ -187,7 +213,7 @@ static int slaves_may_come(void)
     return 0;
 }
 
-void describe_exit(int st, char *out, size_t n)
+static void describe_exit(int st, char *out, size_t n)
 {
     if (WIFEXITED(st))
         snprintf(out, n, "exited with status %d", WEXITSTATUS(st));
@@ -196,6 +222,26 @@ void describe_exit(int st, char *out, size_t n)
                  strsignal(WTERMSIG(st)));
     else
         snprintf(out, n, "stopped (status %d)", st);
+}
+
+/* Has child `pid` ended? 0: not yet; 1: reaped, *st (if st is not NULL)
+ * its wait status (-1 when waitpid failed), `how` what became of it
+ * ("exited with status 255", "was killed by signal 9 (Killed)"). */
+int child_ended(pid_t pid, int *st, char *how, size_t n)
+{
+    int status;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR))
+        return 0;
+    if (r < 0) {
+        snprintf(how, n, "vanished (waitpid: %s)", strerror(errno));
+        status = -1;
+    } else {
+        describe_exit(status, how, n);
+    }
+    if (st)
+        *st = status;
+    return 1;
 }
 
 /* Collect launchers that ended (I/O thread, without M.lock). While the
@@ -207,16 +253,11 @@ void reap_launched(void)
         if (l->pid <= 0)
             continue;
         int st;
-        pid_t r = waitpid(l->pid, &st, WNOHANG);
-        if (r == 0 || (r < 0 && errno == EINTR))
-            continue;
         char how[160];
-        if (r < 0)
-            snprintf(how, sizeof how, "vanished (waitpid: %s)", strerror(errno));
-        else
-            describe_exit(st, how, sizeof how);
+        if (!child_ended(l->pid, &st, how, sizeof how))
+            continue;
         l->pid = 0;
-        l->status = r < 0 ? -1 : st;
+        l->status = st;
         if (l->in_fd >= 0 && close(l->in_fd) != 0)
             ms_log("close: %s", strerror(errno));
         l->in_fd = -1;
@@ -224,7 +265,7 @@ void reap_launched(void)
             ms_logv("%s %s", l->what, how);
             continue;
         }
-        int unreachable = l->kind == L_SSH && r > 0 && WIFEXITED(st) &&
+        int unreachable = l->kind == L_SSH && st != -1 && WIFEXITED(st) &&
                           WEXITSTATUS(st) == 255;
         ms_log("%s ended early: %s %s%s; the run goes on with the other "
                "slaves", l->what, l->kind == L_SSH ? "ssh" : "srun", how,
@@ -266,13 +307,7 @@ static void wait_launched(long long until)
         long long now = ms_now_ms();
         if (!launched_alive() || now >= until)
             return;
-        struct pollfd pfd = {.fd = M.sig_fd, .events = POLLIN};
-        long long wait = until - now;
-        if (poll(&pfd, 1, wait > 50 ? 50 : (int)wait) > 0) {
-            struct signalfd_siginfo si;
-            while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-            }
-        }
+        nap_on_signals(until - now);
     }
 }
 

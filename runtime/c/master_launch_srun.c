@@ -21,8 +21,6 @@
 #include "log.h"
 #include "master.h"
 
-extern char **environ;
-
 /* The usage check of main(): --srun outside an allocation is an error
  * (status 2). */
 void check_srun_usage(void)
@@ -55,7 +53,7 @@ static void advertise(const ms_hostport *bound, char *out, size_t n)
 {
     if (M.opt.advertise)
         snprintf(out, n, "%s", M.opt.advertise);
-    else if (strcmp(bound->host, "0.0.0.0") && strcmp(bound->host, "::"))
+    else if (!is_wildcard(bound->host))
         snprintf(out, n, "%s", bound->host);
     else if (gethostname(out, n) != 0)
         snprintf(out, n, "localhost");
@@ -67,17 +65,10 @@ static void advertise(const ms_hostport *bound, char *out, size_t n)
 void start_srun_slaves(size_t at)
 {
     launched *l = &M.launched[at];
-    const char *cmd = getenv("MS_SRUN_COMMAND");
-    if (!cmd || !*cmd)
-        cmd = "srun";
     size_t nw;
-    char **argv = split_words(cmd, 16, &nw);
-    if (!nw)
-        ms_usage_error("MS_SRUN_COMMAND has no words");
+    char **argv = command_words("MS_SRUN_COMMAND", "srun", 16, &nw);
     ms_hostport bound;
-    char err[256];
-    if (ms_parse_hostport(M.bound, &bound, err, sizeof err) != 0)
-        ms_fatal("internal error: the bound address %s: %s", M.bound, err);
+    bound_hostport(&bound);
     char host[256], addr[MS_ADDR_LEN], threads[24], tag[24];
     advertise(&bound, host, sizeof host);
     join_hostport(host, bound.port, addr, sizeof addr);
@@ -97,15 +88,13 @@ void start_srun_slaves(size_t at)
         argv[k++] = "--verbose";
     argv[k] = NULL;
 
-    /* Our environment without MS_TOKEN, then the secret as MS_TOKEN. */
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **envp = ms_xcalloc(n + 2, sizeof *envp);
+    /* The slaves' environment (ours without MS_TOKEN), then the secret as
+     * MS_TOKEN. */
     size_t e = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "MS_TOKEN=", 9) != 0)
-            envp[e++] = environ[i];
+    while (M.slave_envp[e])
+        e++;
+    char **envp = ms_xcalloc(e + 2, sizeof *envp);
+    memcpy(envp, M.slave_envp, e * sizeof *envp);
     char *token = NULL;
     if (M.auth_required) {
         /* The secret holds no NUL byte (ms_secret_load); an environment
@@ -128,5 +117,4 @@ void start_srun_slaves(size_t at)
         free(token);
     }
     free(envp);
-    free(argv);
 }

@@ -70,12 +70,10 @@ static int ssh_hostname(char **ssh, size_t nssh, const char *dest, char *out,
         free(argv);
         return -1;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        child_start(parent);
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
             dup2(p[1], STDOUT_FILENO) < 0 || dup2(null, STDERR_FILENO) < 0)
@@ -130,7 +128,7 @@ static void advertise_for(char **ssh, size_t nssh, const char *dest,
         snprintf(out, n, "%s", M.opt.advertise);
         return;
     }
-    if (strcmp(bound->host, "0.0.0.0") && strcmp(bound->host, "::")) {
+    if (!is_wildcard(bound->host)) {
         snprintf(out, n, "%s", bound->host);
         return;
     }
@@ -150,17 +148,10 @@ static void advertise_for(char **ssh, size_t nssh, const char *dest,
  * cannot start is reported; the run goes on with the others. */
 void start_ssh_slaves(size_t first)
 {
-    const char *cmd = getenv("MS_SSH_COMMAND");
-    if (!cmd || !*cmd)
-        cmd = "ssh";
     size_t nssh;
-    char **ssh = split_words(cmd, 0, &nssh);
-    if (!nssh)
-        ms_usage_error("MS_SSH_COMMAND has no words");
+    char **ssh = command_words("MS_SSH_COMMAND", "ssh", 0, &nssh);
     ms_hostport bound;
-    char err[256];
-    if (ms_parse_hostport(M.bound, &bound, err, sizeof err) != 0)
-        ms_fatal("internal error: the bound address %s: %s", M.bound, err);
+    bound_hostport(&bound);
     char line[2 * 65536 + 2] = "";
     if (M.auth_required)
         ms_hex(M.secret.data, M.secret.len, line);

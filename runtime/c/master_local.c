@@ -40,6 +40,22 @@ extern char **environ;
 #define LOCAL_FD 3
 #define LOCAL_FD_ARG "3"
 
+/* In a child of ours between fork and execve (async-signal-safe): no
+ * signal blocked, SIGPIPE back to its default, and killed when the master
+ * (`parent`) dies, even by SIGKILL; if it already has, the child ends. */
+void child_start(pid_t parent)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(127);
+}
+
 /* Start a local slave connected to us through a socket pair: its end
  * becomes its descriptor LOCAL_FD (the only one it inherits besides the
  * standard ones: every other descriptor of ours is close-on-exec), ours a
@@ -57,6 +73,7 @@ static void spawn_child(child *ch, long long now)
     int fl = fcntl(sv[0], F_GETFL);
     if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) != 0)
         ms_fatal("fcntl(O_NONBLOCK): %s", strerror(errno));
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         ms_log("cannot start a local slave: fork: %s", strerror(errno));
@@ -68,14 +85,7 @@ static void spawn_child(child *ch, long long now)
     }
     if (pid == 0) {
         /* The child: only async-signal-safe calls until execve. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigaction(SIGPIPE, &dfl, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        child_start(parent);
         /* Its stdout is the master's stderr: the master's stdout holds only
          * what the master block prints. */
         if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
@@ -112,17 +122,9 @@ void reap_children(long long now)
         child *ch = &M.children[i];
         if (ch->pid <= 0)
             continue;
-        int st;
-        pid_t r = waitpid(ch->pid, &st, WNOHANG);
-        if (r == 0)
+        char how[160];
+        if (!child_ended(ch->pid, NULL, how, sizeof how))
             continue;
-        if (r < 0 && errno == EINTR)
-            continue;
-        char how[128];
-        if (r < 0)
-            snprintf(how, sizeof how, "vanished (waitpid: %s)", strerror(errno));
-        else
-            describe_exit(st, how, sizeof how);
         if (M.shutting_down) {
             ms_logv("local slave pid %d %s", (int)ch->pid, how);
             ch->pid = -1;

@@ -231,8 +231,12 @@ static int make_launched(void)
             n += *p == ',';
         n++;
     }
-    if (!n)
+    if (!n) {
+        if (M.opt.slave_path || M.opt.advertise)
+            ms_usage_error("%s goes with --ssh or --srun",
+                           M.opt.slave_path ? "--slave-path" : "--advertise");
         return 0;
+    }
     M.launched = ms_xcalloc(n, sizeof *M.launched);
     size_t k = 0;
     for (char *save = NULL, *h = M.opt.ssh ? strtok_r(M.opt.ssh, ",", &save)

@@ -83,6 +83,7 @@ struct slave {
     /* Set before the workers start; read-only afterwards. */
     int fd;
     int local;               /* fd is a socket pair from the master (--fd) */
+    uint32_t launch_tag;     /* --launch-tag: a master's launcher started us */
     char master[MS_ADDR_LEN];
     long threads;
     uint32_t max_message;

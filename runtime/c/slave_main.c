@@ -63,7 +63,6 @@ int main(int argc, char **argv)
     const char *master = NULL, *token_file = NULL;
     int verbose = 0, insecure = 0, token_stdin = 0;
     long fd = -1;
-    uint32_t launch_tag = 0;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     S.threads = cpus > 0 ? cpus : 1;
     for (int i = 1; i < argc; i++) {
@@ -114,7 +113,7 @@ int main(int argc, char **argv)
             if (errno || end == val || *end || val[0] == '-' || n > UINT32_MAX)
                 ms_usage_error("--launch-tag takes an integer from 0 to %u, "
                                "not '%s'", UINT32_MAX, val);
-            launch_tag = (uint32_t)n;
+            S.launch_tag = (uint32_t)n;
         } else if (!strcmp(name, "--token-stdin")) {
             token_stdin = 1;
         } else if (!strcmp(name, "--insecure")) {
@@ -186,7 +185,7 @@ int main(int argc, char **argv)
     if (secret.data)
         OPENSSL_cleanse(secret.data, secret.len);
     free(secret.data);
-    send_where(launch_tag);
+    send_where(S.launch_tag);
     S.t_send = S.t_recv = ms_now_ms();
     S.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (S.epfd < 0)
