@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 HEADER = struct.Struct("<III")
 VERSION = 2
 (CHALLENGE, HELLO, WELCOME, REFUSE, FAILURE, CANCEL, CANCELLED, HEARTBEAT,
- GOODBYE, OUTPUT) = range(1, 11)
+ GOODBYE, OUTPUT, WHERE) = range(1, 12)
 # OUTPUT's stream byte: print, eprint, a u32 count of lines dropped.
 STREAM_STDOUT, STREAM_STDERR, STREAM_DROPPED = 1, 2, 3
 # Payload sizes, the kind byte included.
@@ -145,11 +145,18 @@ def recv_msg(sock) -> tuple[int, int, bytes]:
     return ordinal, jid, recv_exact(sock, length)
 
 
+def chatter(ordinal: int, payload: bytes) -> bool:
+    """A HEARTBEAT, or the WHERE a slave sends once after WELCOME: what
+    next_message skips."""
+    return ordinal == 0 and (payload == bytes([HEARTBEAT])
+                             or payload[:1] == bytes([WHERE]))
+
+
 def next_message(sock) -> tuple[int, int, bytes]:
-    """The next message that is not a HEARTBEAT."""
+    """The next message that is not a HEARTBEAT or a WHERE."""
     while True:
         ordinal, jid, payload = recv_msg(sock)
-        if not (ordinal == 0 and payload == bytes([HEARTBEAT])):
+        if not chatter(ordinal, payload):
             return ordinal, jid, payload
 
 
@@ -235,6 +242,8 @@ class Link:
     `rx` (Channels) are given. `sock` is the raw socket, for bytes that are
     to go out exactly as they are."""
 
+    where = b""  # the WHERE payload FakeMaster.handshake read
+
     def __init__(self, sock, tx: Channel | None = None,
                  rx: Channel | None = None):
         self.sock, self.tx, self.rx = sock, tx, rx
@@ -267,10 +276,10 @@ class Link:
             raise AssertionError(f"message {self.rx.seq - 1} fails to open")
 
     def next_message(self) -> tuple[int, int, bytes]:
-        """The next message that is not a HEARTBEAT."""
+        """The next message that is not a HEARTBEAT or a WHERE."""
         while True:
             ordinal, jid, payload = self.recv_msg()
-            if not (ordinal == 0 and payload == bytes([HEARTBEAT])):
+            if not chatter(ordinal, payload):
                 return ordinal, jid, payload
 
     def close(self) -> None:
@@ -401,9 +410,14 @@ class FakeMaster:
 
     def handshake(self, conn, heartbeat_ms: int = 3000,
                   max_message: int = 1 << 20) -> Link:
-        """CHALLENGE, HELLO and WELCOME: the slave on `conn` has joined."""
+        """CHALLENGE, HELLO and WELCOME: the slave on `conn` has joined;
+        the WHERE it sends first is read (link.where, its payload)."""
         self.challenge(conn)
-        return self.welcome(conn, heartbeat_ms, max_message)
+        link = self.welcome(conn, heartbeat_ms, max_message)
+        ordinal, jid, link.where = link.recv_msg()
+        assert (ordinal, jid, link.where[:1]) == (0, 0, bytes([WHERE])), \
+            f"expected a WHERE, got {(ordinal, jid, link.where[:1])}"
+        return link
 
     def close(self) -> None:
         self.sock.close()

@@ -8,6 +8,11 @@
  *                   socket, the secret, signals, the I/O thread)
  *   master_local.c  local slave processes: their command line and
  *                   environment, fork/exec, reaping, restarts
+ *   master_launch.c what the launchers share: starting ssh or srun so
+ *                   that it dies with the master, reaping and reporting
+ *                   them, ending them with the run, --stats origins
+ *   master_launch_ssh.c   --ssh: a slave per host through OpenSSH
+ *   master_launch_srun.c  --srun: a slave per task of a Slurm allocation
  *   master_secret.c the secret file (and the slave command line using it)
  *                   of a master whose slaves are started by hand
  *   master_conn.c   one connection: accepting it, the handshake (CHALLENGE,
@@ -55,10 +60,6 @@
  * comments say which fields it guards and which belong to one thread.
  *
  * Homes for work to come:
- *   - launchers (ssh, srun) that start slaves on other hosts: a file each
- *     beside master_local.c (master_launch_ssh.c, master_launch_srun.c),
- *     reusing its slave command line and environment; the table of
- *     processes the master started (M.children) is the I/O thread's.
  *   - message batching: what a connection sends is queued in conn.out
  *     (conn_send_job, ms_ctrl_append) and written by conn_write, both in
  *     master_conn.c; the slave's side is slave_conn.c's flush_and_unlock.
@@ -83,6 +84,7 @@
 #include "ms_abi.h"
 #include "net.h"
 #include "protect.h"
+#include "proto.h"
 #include "schedule.h"
 #include "wire.h"
 
@@ -96,6 +98,10 @@ typedef struct options {
     double heartbeat_s;
     uint32_t max_message;
     const char *token_file;
+    char *ssh;             /* --ssh hosts, comma-separated (owned); NULL */
+    int srun;              /* --srun */
+    const char *slave_path; /* --slave-path: the launched slaves' program */
+    const char *advertise; /* --advertise HOST: launched slaves connect there */
 } options;
 
 /* Arguments of at least SEG_MIN bytes are sent from the job's own buffer
@@ -182,6 +188,11 @@ typedef struct conn {
     uint32_t *lanes;
     uint32_t nlanes;
     char why[600];       /* why it is closing, for the log */
+    /* From the slave's WHERE (M.lock): the launcher's tag (an index + 1
+     * into M.launched; 0: none), its Slurm task + 1 (0: none), its host
+     * name ("" until told). */
+    uint32_t tag, task;
+    char host[MS_WHERE_HOST_MAX + 1];
 } conn;
 
 /* Is there output not yet sent? */
@@ -199,6 +210,17 @@ typedef struct child {
     int failed_starts;   /* exits before joining since it last joined */
     char threads[24];    /* its --threads: its share of the CPUs */
 } child;
+
+/* A launcher process (ssh to one host, or the srun of all tasks). */
+enum { L_SSH = 1, L_SRUN = 2 };
+typedef struct launched {
+    int kind;            /* L_SSH or L_SRUN */
+    char *host;          /* ssh: the destination as given (owned); NULL */
+    char *what;          /* "ssh slave on HOST", "srun slaves" (owned) */
+    pid_t pid;           /* 0 once it ended (or never started) */
+    int in_fd;           /* our end of its stdin, open until the end; -1 */
+    int status;          /* its wait status once reaped; -1: unknown */
+} launched;
 
 /* --stats of one slave that left, or the sum over several. */
 typedef struct slave_tally {
@@ -286,6 +308,9 @@ struct master {
     uint32_t next_conn_id;
     child *children;
     size_t nchildren;
+    launched *launched;      /* made by main(); see master_launch.c */
+    size_t nlaunched;
+    int launch_exhausted;    /* every launcher ended and no slave can come */
     long long t_waiting_since, t_last_notice;
     long long accept_paused_until, t_accept_log;
     uint32_t listen_events;
@@ -313,6 +338,29 @@ char **slave_environment(void);    /* caller owns the array (M.slave_envp) */
 void reap_children(long long now);            /* I/O thread, without M.lock */
 long long restart_children(long long now, long long next); /* the same */
 void local_joined(pid_t pid);      /* caller holds M.lock; I/O thread */
+char *find_program(const char *word); /* caller frees; NULL: none on $PATH */
+void child_start(pid_t parent);    /* a child of ours before execve */
+
+/* master_launch.c, master_launch_ssh.c, master_launch_srun.c: launchers.
+ * main() makes M.launched and starts them before the I/O thread; the
+ * rest is the I/O thread's. Strings and arrays are borrowed except where
+ * said. */
+char **split_words(const char *s, size_t extra, size_t *n); /* never freed */
+int launch_process(launched *l, char **argv, char **envp, const char *line);
+void bound_hostport(ms_hostport *out);
+int is_wildcard(const char *host);
+int route_source(const char *host, int v4_only, char *out, size_t n);
+void join_hostport(const char *host, const char *port, char *out, size_t n);
+int child_ended(pid_t pid, int *st, char *how, size_t n);
+char **command_words(const char *var, const char *dflt, size_t extra,
+                     size_t *n);         /* never freed */
+void reap_launched(void);          /* I/O thread, without M.lock */
+void launch_check_locked(void);    /* caller holds M.lock; I/O thread */
+void end_launched(void);           /* shutdown_io, without M.lock */
+void describe_origin_locked(const conn *c, char *out, size_t n);
+void start_ssh_slaves(size_t first);
+void check_srun_usage(void);
+void start_srun_slaves(size_t at);
 
 /* master_secret.c: the secret file for slaves started by hand (main());
  * the path returned is static storage; NULL with a reason in err. Its
@@ -389,5 +437,6 @@ void progress_end(void);           /* erase the line for good; any thread */
 void print_stats(void);            /* takes M.lock */
 _Noreturn void master_exit(int code); /* main thread, without M.lock */
 void shutdown_io(void);            /* I/O thread, without M.lock */
+void nap_on_signals(long long left); /* the same */
 
 #endif

@@ -640,6 +640,22 @@ static void handle_control(conn *c, ms_header h, const uint8_t *p)
             violation(c, "%s", why);
         return;
     }
+    if (kind == MS_WHERE) {
+        ms_where w;
+        if (c->host[0] || h.jid != 0 || ms_where_decode(p, h.length, &w) != 0) {
+            violation(c, "%s WHERE of %" PRIu32 " byte%s",
+                      c->host[0] ? "a second" : "a malformed", h.length,
+                      ms_plural(h.length));
+            return;
+        }
+        c->tag = w.tag;
+        c->task = w.task;
+        snprintf(c->host, sizeof c->host, "%s", w.host);
+        char origin[600];
+        describe_origin_locked(c, origin, sizeof origin);
+        ms_logv("slave %" PRIu32 ": %s", c->id, origin);
+        return;
+    }
     if ((kind == MS_FAILURE) || (kind == MS_CANCELLED && h.length == 1)) {
         int busy = c->load.n >= c->load.threads;
         struct ms_job *j = ms_inflight_take(&c->load, h.jid);
@@ -780,17 +796,20 @@ static void stats_slave_left_locked(const conn *c)
     sl->t = (slave_tally){1, c->done, c->n_finished, c->n_failed,
                           c->n_cancelled, c->n_retried, c->bytes_out,
                           c->bytes_in};
-    char line[MS_ADDR_LEN + 400];
+    char origin[600];
+    describe_origin_locked(c, origin, sizeof origin);
+    char line[MS_ADDR_LEN + 1100];
     snprintf(line, sizeof line,
              "stats: slave %" PRIu32 " at %s (pid %" PRIu32 ", %s, %" PRIu32
              " thread%s): ran %" PRIu64 " job%s (%" PRIu64 " finished, %" PRIu64
              " failed, %" PRIu64 " cancelled), %" PRIu64 " retried elsewhere "
              "after it was lost; sent %" PRIu64 " byte%s, received %" PRIu64
-             " byte%s",
+             " byte%s; %s",
              c->id, c->peer, c->pid, c->local ? "local" : "remote", c->threads,
              ms_plural(c->threads), c->done, ms_plural(c->done), c->n_finished,
              c->n_failed, c->n_cancelled, c->n_retried, c->bytes_out,
-             ms_plural(c->bytes_out), c->bytes_in, ms_plural(c->bytes_in));
+             ms_plural(c->bytes_out), c->bytes_in, ms_plural(c->bytes_in),
+             origin);
     sl->text = ms_xstrdup(line);
 }
 

@@ -1,7 +1,8 @@
 /* master_exit.c — ending the run: from the main thread (the master block
  * returned, or a runtime error in it) through master_exit, which hands the
  * end to the I/O thread; the I/O thread's shutdown_io (GOODBYE to every
- * slave, waiting for local slaves, killing those that linger); --stats.
+ * slave, waiting for local slaves, killing those that linger, then the
+ * same for launched ones, end_launched); --stats.
  *
  * Locks: master_exit and ms_runtime_error run without M.lock; shutdown_io
  * takes it and drops it while it waits in poll(); print_stats takes it to
@@ -113,6 +114,19 @@ _Noreturn void ms_runtime_error(int32_t line, int32_t col, const char *msg)
     master_exit(1);
 }
 
+/* While the run ends (I/O thread): wait at most 50 ms (and at most
+ * `left`) for a signal, SIGCHLD above all, and drop what came; the caller
+ * then reaps and looks again. */
+void nap_on_signals(long long left)
+{
+    struct pollfd pfd = {.fd = M.sig_fd, .events = POLLIN};
+    if (poll(&pfd, 1, left > 50 ? 50 : left < 0 ? 0 : (int)left) > 0) {
+        struct signalfd_siginfo si;
+        while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        }
+    }
+}
+
 /* Say GOODBYE, deliver it for a moment, then wait for local slaves and
  * kill those that linger. */
 void shutdown_io(void)
@@ -200,12 +214,7 @@ void shutdown_io(void)
             }
             break;
         }
-        struct pollfd pfd = {.fd = M.sig_fd, .events = POLLIN};
-        long long wait = deadline - now;
-        if (poll(&pfd, 1, wait > 50 ? 50 : (int)wait) > 0) {
-            struct signalfd_siginfo si;
-            while (read(M.sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-            }
-        }
+        nap_on_signals(deadline - now);
     }
+    end_launched();
 }

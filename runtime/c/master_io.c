@@ -256,6 +256,7 @@ void *io_main(void *arg)
             } else if (tag == TAG_SIGNAL) {
                 read_signals();
                 reap_children(now);
+                reap_launched();
             } else if (tag == TAG_LISTEN) {
                 accepting = 1;
             } else if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -265,6 +266,8 @@ void *io_main(void *arg)
         }
         if (r == 0 && M.nchildren)
             reap_children(now); /* in case a SIGCHLD was merged away */
+        if (r == 0 && M.nlaunched)
+            reap_launched();
         if (nrd) {
             /* Read, without the lock, the connections no one else reads
              * (the main thread may have taken one since epoll_wait). */
@@ -337,6 +340,7 @@ void *io_main(void *arg)
         dispatch_locked();
         flush_locked();
         waiting_notice_locked(now);
+        launch_check_locked(); /* may end the run: work_ready_locked */
         for (size_t i = 0; i < M.nconns; i++)
             again |= M.conns[i]->phase == C_DEAD &&
                      M.conns[i]->reader != R_MAIN;

@@ -9,8 +9,8 @@
  * slave's connection; local_joined runs with it held (from the
  * handshake).
  *
- * Launchers for slaves on other hosts (ssh, srun) go beside this file, one
- * each (master.h). */
+ * Launchers for slaves on other hosts (ssh, srun) are beside this file
+ * (master_launch*.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -40,6 +40,22 @@ extern char **environ;
 #define LOCAL_FD 3
 #define LOCAL_FD_ARG "3"
 
+/* In a child of ours between fork and execve (async-signal-safe): no
+ * signal blocked, SIGPIPE back to its default, and killed when the master
+ * (`parent`) dies, even by SIGKILL; if it already has, the child ends. */
+void child_start(pid_t parent)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(127);
+}
+
 /* Start a local slave connected to us through a socket pair: its end
  * becomes its descriptor LOCAL_FD (the only one it inherits besides the
  * standard ones: every other descriptor of ours is close-on-exec), ours a
@@ -57,6 +73,7 @@ static void spawn_child(child *ch, long long now)
     int fl = fcntl(sv[0], F_GETFL);
     if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) != 0)
         ms_fatal("fcntl(O_NONBLOCK): %s", strerror(errno));
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         ms_log("cannot start a local slave: fork: %s", strerror(errno));
@@ -68,14 +85,7 @@ static void spawn_child(child *ch, long long now)
     }
     if (pid == 0) {
         /* The child: only async-signal-safe calls until execve. */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigaction(SIGPIPE, &dfl, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        child_start(parent);
         /* Its stdout is the master's stderr: the master's stdout holds only
          * what the master block prints. */
         if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
@@ -104,17 +114,6 @@ static void spawn_child(child *ch, long long now)
     ms_logv("started local slave pid %d", (int)pid);
 }
 
-static void describe_status(int st, char *out, size_t n)
-{
-    if (WIFEXITED(st))
-        snprintf(out, n, "exited with status %d", WEXITSTATUS(st));
-    else if (WIFSIGNALED(st))
-        snprintf(out, n, "was killed by signal %d (%s)", WTERMSIG(st),
-                 strsignal(WTERMSIG(st)));
-    else
-        snprintf(out, n, "stopped (status %d)", st);
-}
-
 /* Collect local slaves that ended; while running, schedule replacements
  * (sooner for slaves that lived long, later for ones that die at once). */
 void reap_children(long long now)
@@ -123,17 +122,9 @@ void reap_children(long long now)
         child *ch = &M.children[i];
         if (ch->pid <= 0)
             continue;
-        int st;
-        pid_t r = waitpid(ch->pid, &st, WNOHANG);
-        if (r == 0)
+        char how[160];
+        if (!child_ended(ch->pid, NULL, how, sizeof how))
             continue;
-        if (r < 0 && errno == EINTR)
-            continue;
-        char how[128];
-        if (r < 0)
-            snprintf(how, sizeof how, "vanished (waitpid: %s)", strerror(errno));
-        else
-            describe_status(st, how, sizeof how);
         if (M.shutting_down) {
             ms_logv("local slave pid %d %s", (int)ch->pid, how);
             ch->pid = -1;
@@ -154,7 +145,7 @@ void reap_children(long long now)
         ch->pid = 0;
         ch->restart_at = now + ch->backoff_ms;
     }
-    if (M.shutting_down || M.opt.listen || !M.nchildren)
+    if (M.shutting_down || M.opt.listen || !M.nchildren || M.nlaunched)
         return;
     for (size_t i = 0; i < M.nchildren; i++)
         if (M.children[i].failed_starts < MAX_FAILED_STARTS)
@@ -248,7 +239,7 @@ char *find_slave_path(void)
 
 /* The program named by `word`: itself if it holds a '/', else the first
  * executable of that name on $PATH. Caller frees; NULL if none. */
-static char *find_program(const char *word)
+char *find_program(const char *word)
 {
     if (strchr(word, '/'))
         return access(word, X_OK) == 0 ? strdup(word) : NULL;
@@ -294,21 +285,9 @@ void share_cpus(long cpus)
 void slave_command_line(void)
 {
     const char *wrap = getenv("MS_SLAVE_WRAPPER");
-    size_t nwords = 0;
-    char *copy = strdup(wrap ? wrap : "");
-    if (!copy)
-        ms_fatal("out of memory");
-    for (char *p = copy; *p;) {
-        p += strspn(p, " \t\n");
-        if (*p)
-            nwords++;
-        p += strcspn(p, " \t\n");
-    }
-    M.slave_argv = ms_xcalloc(nwords + 7, sizeof *M.slave_argv);
-    size_t k = 0;
-    for (char *save = NULL, *w = strtok_r(copy, " \t\n", &save); w;
-         w = strtok_r(NULL, " \t\n", &save))
-        M.slave_argv[k++] = w; /* `copy` lives as long as the process */
+    size_t nwords;
+    M.slave_argv = split_words(wrap, 6, &nwords);
+    size_t k = nwords;
     M.exec_path = M.slave_path;
     if (nwords) {
         M.exec_path = find_program(M.slave_argv[0]);
@@ -318,8 +297,6 @@ void slave_command_line(void)
             exit(2);
         }
         ms_logv("local slaves run under: %s", wrap);
-    } else {
-        free(copy);
     }
     M.slave_argv[k++] = M.slave_path;
     M.slave_argv[k++] = "--fd";

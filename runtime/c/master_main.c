@@ -37,6 +37,20 @@ static const char usage_text[] =
     "                          --threads add up to the CPUs, 1 at least each\n"
     "  --listen HOST:PORT      listen there for slaves started by hand\n"
     "                          (default 127.0.0.1:0, a free loopback port)\n"
+    "  --ssh HOST[,HOST...]    start a slave on each host (twice: two) with\n"
+    "                          ssh ($MS_SSH_COMMAND, default ssh: the user's\n"
+    "                          config and keys; HOST may be user@host)\n"
+    "  --srun                  inside a Slurm allocation: a slave per task,\n"
+    "                          started with srun ($MS_SRUN_COMMAND)\n"
+    "  --slave-path PATH       the slave program on the hosts (default: the\n"
+    "                          same absolute path as this one's NAME-slave)\n"
+    "  --advertise HOST        the host launched slaves connect back to\n"
+    "                          (default: the address the route to each host\n"
+    "                          leaves from; with --srun, this host's name)\n"
+    "                          With --ssh or --srun the master listens on\n"
+    "                          0.0.0.0:0 (or --listen), makes a fresh secret\n"
+    "                          unless given one, and starts no local slaves\n"
+    "                          unless --spawn says so\n"
     "  --token-file FILE       shared secret slaves must prove (else $MS_TOKEN;\n"
     "                          with neither, slaves started by hand get a\n"
     "                          secret file the master prints)\n"
@@ -128,6 +142,31 @@ static void parse_options(int argc, char **argv, options *o)
         } else if (!strcmp(name, "--token-file")) {
             TAKES_VALUE();
             o->token_file = val;
+        } else if (!strcmp(name, "--ssh")) {
+            /* Repeating it adds hosts. */
+            TAKES_VALUE();
+            if (!*val)
+                ms_usage_error("--ssh needs at least one host");
+            size_t had = o->ssh ? strlen(o->ssh) : 0;
+            o->ssh = ms_xrealloc(o->ssh, had + strlen(val) + 2);
+            if (had)
+                o->ssh[had++] = ',';
+            strcpy(o->ssh + had, val);
+        } else if (!strcmp(name, "--srun")) {
+            NO_VALUE();
+            o->srun = 1;
+        } else if (!strcmp(name, "--slave-path")) {
+            TAKES_VALUE();
+            if (val[0] != '/')
+                ms_usage_error("--slave-path takes an absolute path, not '%s'",
+                               val);
+            o->slave_path = val;
+        } else if (!strcmp(name, "--advertise")) {
+            TAKES_VALUE();
+            if (!*val || strchr(val, '/') || strchr(val, ' '))
+                ms_usage_error("--advertise takes a host name or address, "
+                               "not '%s'", val);
+            o->advertise = val;
         } else if (!strcmp(name, "--max-attempts")) {
             TAKES_VALUE();
             o->max_attempts = parse_long(name, val, 1, 1000000);
@@ -195,6 +234,51 @@ struct master M = {.listen_fd = -1, .wake_fd = -1, .sig_fd = -1, .ep_fd = -1,
 
 /* ------------------------------------------------------------- main */
 
+/* The table of launchers from --ssh and --srun (M.launched): one ssh per
+ * listed host, then one srun. Returns whether there are any. */
+static int make_launched(void)
+{
+    if (M.opt.srun)
+        check_srun_usage();
+    size_t n = M.opt.srun ? 1 : 0;
+    if (M.opt.ssh) {
+        for (const char *p = M.opt.ssh; *p; p++)
+            n += *p == ',';
+        n++;
+    }
+    if (!n) {
+        if (M.opt.slave_path || M.opt.advertise)
+            ms_usage_error("%s goes with --ssh or --srun",
+                           M.opt.slave_path ? "--slave-path" : "--advertise");
+        return 0;
+    }
+    M.launched = ms_xcalloc(n, sizeof *M.launched);
+    size_t k = 0;
+    for (char *save = NULL, *h = M.opt.ssh ? strtok_r(M.opt.ssh, ",", &save)
+                                           : NULL;
+         h; h = strtok_r(NULL, ",", &save)) {
+        if (h[0] == '-')
+            ms_usage_error("--ssh: '%s' is not a host", h);
+        launched *l = &M.launched[k++];
+        l->kind = L_SSH;
+        l->host = ms_xstrdup(h);
+        size_t len = strlen(h) + 32;
+        l->what = ms_xmalloc(len);
+        snprintf(l->what, len, "ssh slave on %s", h);
+        l->in_fd = -1;
+    }
+    if (M.opt.ssh && k == 0)
+        ms_usage_error("--ssh needs at least one host");
+    if (M.opt.srun) {
+        launched *l = &M.launched[k++];
+        l->kind = L_SRUN;
+        l->what = ms_xstrdup("srun slaves");
+        l->in_fd = -1;
+    }
+    M.nlaunched = k;
+    return 1;
+}
+
 static long cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -251,21 +335,25 @@ int main(int argc, char **argv)
     if (M.sig_fd < 0)
         ms_fatal("signalfd: %s", strerror(errno));
     char err[512];
+    int launching = make_launched();
     int have = ms_secret_load(M.opt.token_file, &M.secret, err, sizeof err);
     if (have < 0)
         ms_usage_error("%s", err);
     long spawn = M.opt.spawn;
     if (spawn < 0)
-        spawn = M.opt.listen ? 0 : (cpu_count() > 2 ? cpu_count() : 2);
+        spawn = M.opt.listen || launching ? 0
+                                          : (cpu_count() > 2 ? cpu_count() : 2);
     /* Local slaves come through socket pairs: only slaves started by hand
-     * (--listen, or --spawn 0 on a loopback port of its own) need a TCP
-     * port. */
-    int by_hand = M.opt.listen || spawn == 0;
+     * (--listen, or --spawn 0 on a loopback port of its own) or by a
+     * launcher (SPEC 14: off loopback) need a TCP port. */
+    int by_hand = M.opt.listen || spawn == 0 || launching;
     ms_hostport hp;
     int loopback = 1;
     if (by_hand) {
-        if (ms_parse_hostport(M.opt.listen ? M.opt.listen : "127.0.0.1:0", &hp,
-                              err, sizeof err) != 0)
+        const char *where = M.opt.listen ? M.opt.listen
+                            : launching  ? "0.0.0.0:0"
+                                         : "127.0.0.1:0";
+        if (ms_parse_hostport(where, &hp, err, sizeof err) != 0)
             ms_usage_error("--listen: %s", err);
         /* Check first, bind second: a master that may not listen there
          * says so before its port is open even for a moment. */
@@ -273,7 +361,7 @@ int main(int argc, char **argv)
         if (loopback < 0)
             ms_usage_error("--listen: %s", err);
     }
-    if (!have && !M.opt.insecure && !loopback && spawn == 0) {
+    if (!have && !M.opt.insecure && !loopback && spawn == 0 && !launching) {
         ms_log("error: refusing to listen on %s:%s without a shared secret: "
                "set MS_TOKEN (in the environment of the master and of its "
                "slaves) or pass --token-file FILE to both (or --insecure)",
@@ -285,11 +373,12 @@ int main(int argc, char **argv)
     if (fresh) {
         /* A fresh secret for the slaves of this run started by hand, in a
          * private file (local slaves need none: their socket pairs are
-         * theirs alone). */
+         * theirs alone), or for the launched ones, which get it from the
+         * master (SPEC 14). */
         if (ms_secret_random(&M.secret, err, sizeof err) != 0)
             ms_fatal("%s", err);
         have = 1;
-        if (loopback) {
+        if (loopback && !launching) {
             secret_file = secret_file_write(&M.secret, err, sizeof err);
             if (!secret_file) {
                 ms_log("error: %s", err);
@@ -326,18 +415,36 @@ int main(int argc, char **argv)
                    why);
         free(slave);
     } else if (fresh) {
-        ms_log("note: no secret was given, so only the local slaves can "
-               "join; set MS_TOKEN or --token-file for slaves started by "
-               "hand");
+        ms_log("note: no secret was given, so only the slaves this master "
+               "starts can join; set MS_TOKEN or --token-file for slaves "
+               "started by hand");
     }
 
     if (spawn > 0) {
         M.slave_path = find_slave_path();
         slave_command_line();
-        M.slave_envp = slave_environment();
         M.children = ms_xcalloc((size_t)spawn, sizeof *M.children);
         M.nchildren = (size_t)spawn;
         share_cpus(cpu_count());
+    }
+    M.slave_envp = slave_environment();
+    if (launching) {
+        /* The slaves on other hosts run --slave-path, else the program at
+         * the same absolute path as ours beside us (M.slave_path while
+         * they start; the local slaves' program afterwards). */
+        char *local = M.slave_path, why[512];
+        M.slave_path = M.opt.slave_path ? ms_xstrdup(M.opt.slave_path)
+                                        : slave_beside(why, sizeof why);
+        if (!M.slave_path)
+            ms_usage_error("cannot find the slave program: %s; name it with "
+                           "--slave-path PATH", why);
+        size_t nssh = M.nlaunched - (M.opt.srun ? 1 : 0);
+        if (nssh)
+            start_ssh_slaves(0);
+        if (M.opt.srun)
+            start_srun_slaves(nssh);
+        free(M.slave_path);
+        M.slave_path = local;
     }
     M.hb_timeout_ms = (long long)(M.opt.heartbeat_s * 1000.0);
     M.hb_interval_ms = M.hb_timeout_ms / 3 > 0 ? M.hb_timeout_ms / 3 : 1;

@@ -247,6 +247,7 @@ int ms_connect(const ms_hostport *hp, char *err, size_t errlen)
         snprintf(err, errlen, "%s", strerror(last));
         if (err[0] >= 'A' && err[0] <= 'Z' && err[1] >= 'a' && err[1] <= 'z')
             err[0] = (char)(err[0] - 'A' + 'a');
+        errno = last;
         return -1;
     }
     set_nodelay(fd);

@@ -35,7 +35,8 @@ int ms_accept(int lfd, char *peer, size_t peerlen);
 
 /* Connect to hp (blocking, close-on-exec, TCP_NODELAY). Returns the fd;
  * -1 when it may work later (nobody listens yet, the name service is
- * down for now), with the reason in err ("connection refused"); or
+ * down for now), with the reason in err ("connection refused") and, when
+ * connect failed, in errno (ECONNREFUSED); or
  * MS_CONNECT_NO_HOST when hp's host name does not exist, with err saying
  * "cannot resolve HOST: ...". */
 #define MS_CONNECT_NO_HOST (-2)

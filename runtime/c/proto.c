@@ -130,6 +130,29 @@ int ms_welcome_decode(const uint8_t *p, uint32_t len, ms_welcome *w)
     return 0;
 }
 
+void ms_where_append(ms_buf *out, const ms_where *w)
+{
+    size_t n = strlen(w->host);
+    if (n > MS_WHERE_HOST_MAX)
+        n = MS_WHERE_HOST_MAX;
+    uint8_t p[1 + 4 + 4 + MS_WHERE_HOST_MAX];
+    p[0] = MS_WHERE;
+    ms_put_u32le(p + 1, w->tag);
+    ms_put_u32le(p + 5, w->task);
+    memcpy(p + 9, w->host, n);
+    ms_msg_append(out, 0, 0, p, (uint32_t)(9 + n));
+}
+
+int ms_where_decode(const uint8_t *p, uint32_t len, ms_where *w)
+{
+    if (len < MS_WHERE_MIN || len > 9 + MS_WHERE_HOST_MAX || p[0] != MS_WHERE)
+        return -1;
+    w->tag = ms_get_u32le(p + 1);
+    w->task = ms_get_u32le(p + 5);
+    ms_text_decode(p + 9, len - 9, w->host, sizeof w->host);
+    return 0;
+}
+
 /* The length of the valid UTF-8 sequence at p (at most n bytes), or 0
  * when the bytes there are not one (a lone continuation byte, an overlong
  * form, a surrogate, past U+10FFFF, or cut short); *cp gets its code
@@ -220,6 +243,7 @@ const char *ms_ctrl_name(uint8_t kind)
     case MS_SHARED_JOB: return "SHARED_JOB";
     case MS_WANT: return "WANT";
     case MS_OUTPUT: return "OUTPUT";
+    case MS_WHERE: return "WHERE";
     default: return "unknown";
     }
 }

@@ -27,11 +27,13 @@ enum ms_ctrl_kind {
     MS_CANCELLED = 7, /* slave -> master: job jid stopped, no result */
     MS_HEARTBEAT = 8, /* both ways, when nothing else was sent for a while */
     MS_GOODBYE = 9,   /* master -> slave: the run is over */
+    MS_OUTPUT = 10,   /* slave -> master: a line job jid printed */
+    MS_WHERE = 11,    /* slave -> master, right after WELCOME: how it was
+                         started and on which host it runs (--stats) */
     /* Arguments encoded once (share.h): */
     MS_BLOB = 16,       /* master -> slave: a shared value, named by digest */
     MS_SHARED_JOB = 17, /* master -> slave: a job request using blobs */
     MS_WANT = 18,       /* slave -> master: send the blob of this digest */
-    MS_OUTPUT = 10,   /* slave -> master: a line job jid printed */
 };
 
 /* OUTPUT: the kind byte, a stream byte, then the line (no newline) or,
@@ -49,6 +51,8 @@ enum ms_output_stream {
 #define MS_CHALLENGE_LEN (1 + 4 + 4 + MS_DIGEST_LEN + MS_NONCE_LEN)
 #define MS_HELLO_LEN (1 + 4 + MS_DIGEST_LEN + 4 + 4 + MS_NONCE_LEN + MS_DIGEST_LEN)
 #define MS_WELCOME_LEN (1 + 4 + 4 + 4 + MS_DIGEST_LEN)
+#define MS_WHERE_MIN (1 + 4 + 4 + 1)
+#define MS_WHERE_HOST_MAX 255 /* longest host name in a WHERE */
 #define MS_MAX_TEXT 4096   /* longest REFUSE reason or FAILURE text */
 #define MS_HANDSHAKE_MAX 4096 /* longest message before the handshake ends */
 #define MS_MAX_THREADS 1024
@@ -74,6 +78,13 @@ typedef struct ms_welcome {
     uint8_t proof[MS_DIGEST_LEN]; /* ms_master_proof; zeros unless AUTH */
 } ms_welcome;
 
+typedef struct ms_where {
+    uint32_t tag;   /* the --launch-tag its launcher gave it, 0: none */
+    uint32_t task;  /* its Slurm task (SLURM_PROCID) + 1, 0: none */
+    char host[MS_WHERE_HOST_MAX + 1]; /* its host name (decoded: no
+                                         control characters) */
+} ms_where;
+
 /* Append whole messages (header included) to `out` (borrowed). */
 void ms_ctrl_append(ms_buf *out, uint32_t jid, uint8_t kind);
 void ms_ctrl_append_text(ms_buf *out, uint32_t jid, uint8_t kind,
@@ -89,12 +100,15 @@ void ms_refuse_append(ms_buf *out, const char *text,
 void ms_challenge_append(ms_buf *out, const ms_challenge *c);
 void ms_hello_append(ms_buf *out, const ms_hello *h);
 void ms_welcome_append(ms_buf *out, const ms_welcome *w);
+void ms_where_append(ms_buf *out, const ms_where *w);
 
 /* Decode a control payload (kind byte included) of exactly the right
  * length; 0, or -1 if the length is wrong. */
 int ms_challenge_decode(const uint8_t *p, uint32_t len, ms_challenge *c);
 int ms_hello_decode(const uint8_t *p, uint32_t len, ms_hello *h);
 int ms_welcome_decode(const uint8_t *p, uint32_t len, ms_welcome *w);
+/* WHERE: a host name of 1 to MS_WHERE_HOST_MAX bytes. */
+int ms_where_decode(const uint8_t *p, uint32_t len, ms_where *w);
 
 /* Copy the text of a REFUSE or FAILURE payload (after the kind byte) into
  * `out`, at most MS_MAX_TEXT bytes, replacing control characters (C0, DEL

@@ -6,6 +6,9 @@
  *   slave_main.c    main(): the command line and start-up
  *   slave_conn.c    the connection to the master: connecting, the
  *                   handshake, reading and acting on messages, sending
+ *   slave_launched.c the secret on standard input (--token-stdin) and
+ *                   watching it (its end means the master is gone); the
+ *                   WHERE message
  *   slave_worker.c  the queue of jobs, the worker threads that run
  *                   ms_job_table[ordinal - 1].run, and the job calls of
  *                   ms_abi.h that job code makes (runtime errors, cancel)
@@ -58,6 +61,7 @@
 #include "ms_abi.h"
 #include "net.h"
 #include "protect.h"
+#include "proto.h"
 #include "stack.h"
 #include "wire.h"
 
@@ -90,6 +94,7 @@ struct slave {
     /* Set before the workers start; read-only afterwards. */
     int fd;
     int local;               /* fd is a socket pair from the master (--fd) */
+    uint32_t launch_tag;     /* --launch-tag: a master's launcher started us */
     char master[MS_ADDR_LEN];
     long threads;
     uint32_t max_message;
@@ -159,6 +164,7 @@ void output_append_locked(uint32_t jid, uint8_t stream, const uint8_t *p,
 /* Lines pending in slave_output.c to S.out (takes S.slock), and written
  * when `flush` (else the answer sent next writes them). */
 void queue_output(int flush);
+void send_where_msg(const ms_where *w);                      /* borrowed */
 _Noreturn void violation(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 
@@ -170,6 +176,10 @@ void shared_job_receive(uint32_t jid, const uint8_t *p, uint32_t len);
 int parked_cancel(uint32_t jid);   /* 1: it was parked, and is gone */
 uint8_t *shared_args_join(const struct shared_args *sa, uint32_t *len);
 void shared_args_free(struct shared_args *sa);
+
+/* slave_launched.c: main(), before the workers start. */
+void token_from_stdin(ms_secret *out); /* caller frees out->data */
+void send_where(uint32_t tag);
 
 /* slave_worker.c: the job queue and the workers. */
 void queue_task(ms_header h, const uint8_t *p, uint8_t *own); /* takes S.qlock */

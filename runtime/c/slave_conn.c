@@ -160,6 +160,14 @@ void queue_output(int flush)
         pthread_mutex_unlock(&S.slock);
 }
 
+void send_where_msg(const ms_where *w)
+{
+    pthread_mutex_lock(&S.slock);
+    uint64_t at = S.out.len;
+    ms_where_append(&S.out, w);
+    sealed_flush_and_unlock(at);
+}
+
 /* ------------------------------------------------ messages from master */
 
 _Noreturn void violation(const char *fmt, ...)
@@ -557,6 +565,7 @@ static void connect_master(const ms_hostport *hp)
     long long t_said = 0;
     for (;;) {
         char err[512];
+        errno = 0;
         S.fd = ms_connect(hp, err, sizeof err);
         if (S.fd >= 0) {
             if (t_said)
@@ -566,6 +575,14 @@ static void connect_master(const ms_hostport *hp)
         if (S.fd == MS_CONNECT_NO_HOST) {
             ms_log("error: %s", err);
             slave_exit(2);
+        }
+        /* A master listens before it launches its slaves: refused, a
+         * launched slave's master is gone (killed before this slave got
+         * to it), and nothing outlives the run. */
+        if (S.launch_tag && errno == ECONNREFUSED) {
+            ms_log("master %s refuses connections: the master that started "
+                   "this slave is gone; exiting", S.master);
+            slave_exit(1);
         }
         long long now = ms_now_ms();
         if (!t_said || now - t_said >= WAIT_NOTICE_MS) {

@@ -50,9 +50,13 @@ static const char usage_text[] =
     "  --insecure         accept a master that does not authenticate itself\n"
     "  --no-forward       jobs print to this slave's stdout and stderr, not\n"
     "                     to the master's stderr\n"
-    "  --fd N             (local slaves) the master's socket pair is fd N\n"
     "  --share-cache MIB  keep at most MIB MiB of values shared by several\n"
     "                     jobs that no job uses now (default 512)\n"
+    "  --token-stdin      read the secret (hex) from the first line of stdin,\n"
+    "                     then exit when stdin closes (the master's --ssh)\n"
+    "  --fd N             (local slaves) the master's socket pair is fd N\n"
+    "  --launch-tag N     (set by the master's launchers) which one started\n"
+    "                     this slave, for the master's --stats\n"
     "  --verbose          log the connection to stderr\n"
     "  --version          print the M/s and protocol versions and the\n"
     "                     program's fingerprint\n"
@@ -62,7 +66,7 @@ int main(int argc, char **argv)
 {
     ms_log_init(argv[0], 0);
     const char *master = NULL, *token_file = NULL;
-    int verbose = 0, insecure = 0;
+    int verbose = 0, insecure = 0, token_stdin = 0;
     long fd = -1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     S.threads = cpus > 0 ? cpus : 1;
@@ -81,7 +85,8 @@ int main(int argc, char **argv)
         }
         int takes = !strcmp(name, "--master") || !strcmp(name, "--threads") ||
                     !strcmp(name, "--token-file") || !strcmp(name, "--fd") ||
-                    !strcmp(name, "--share-cache");
+                    !strcmp(name, "--share-cache") ||
+                    !strcmp(name, "--launch-tag");
         if (takes && !val) {
             if (i + 1 >= argc)
                 ms_usage_error("%s needs a value", name);
@@ -116,6 +121,16 @@ int main(int argc, char **argv)
                 ms_usage_error("--share-cache takes mebibytes from 0 up, "
                                "not '%s'", val);
             S.share_cache_bytes = (uint64_t)mib << 20;
+        } else if (!strcmp(name, "--launch-tag")) {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(val, &end, 10);
+            if (errno || end == val || *end || val[0] == '-' || n > UINT32_MAX)
+                ms_usage_error("--launch-tag takes an integer from 0 to %u, "
+                               "not '%s'", UINT32_MAX, val);
+            S.launch_tag = (uint32_t)n;
+        } else if (!strcmp(name, "--token-stdin")) {
+            token_stdin = 1;
         } else if (!strcmp(name, "--insecure")) {
             insecure = 1;
         } else if (!strcmp(name, "--no-forward")) {
@@ -136,6 +151,8 @@ int main(int argc, char **argv)
         ms_usage_error("--master HOST:PORT is required");
     if (master && fd >= 0)
         ms_usage_error("--master and --fd exclude each other");
+    if (token_stdin && token_file)
+        ms_usage_error("--token-stdin and --token-file exclude each other");
     if (S.threads > MS_MAX_THREADS)
         S.threads = MS_MAX_THREADS;
     ms_log_init(argv[0], verbose);
@@ -159,7 +176,9 @@ int main(int argc, char **argv)
         snprintf(S.master, sizeof S.master, "on fd %ld", fd);
     }
     ms_secret secret;
-    if (ms_secret_load(token_file, &secret, err, sizeof err) < 0)
+    if (token_stdin)
+        token_from_stdin(&secret);
+    else if (ms_secret_load(token_file, &secret, err, sizeof err) < 0)
         ms_usage_error("%s", err);
     /* Jobs have no business reading the secret. */
     unsetenv("MS_TOKEN");
@@ -183,6 +202,7 @@ int main(int argc, char **argv)
     if (secret.data)
         OPENSSL_cleanse(secret.data, secret.len);
     free(secret.data);
+    send_where(S.launch_tag);
     S.t_send = S.t_recv = ms_now_ms();
     S.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (S.epfd < 0)

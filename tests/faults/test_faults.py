@@ -117,7 +117,7 @@ STATS_SLAVE = re.compile(
     r"stats: slave \d+ at \S+ \(pid (\d+), (local|remote), \d+ threads?\): "
     r"ran (\d+) jobs? \((\d+) finished, (\d+) failed, (\d+) cancelled\), "
     r"(\d+) retried elsewhere after it was lost; sent (\d+) bytes, received "
-    r"(\d+) bytes$", re.M)
+    r"(\d+) bytes; started (?:locally|by hand), ran on \S+$", re.M)
 STATS_TOTAL = re.compile(r"stats: total over (\d+) connections: sent (\d+) "
                          r"bytes, received (\d+) bytes$", re.M)
 

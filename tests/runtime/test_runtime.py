@@ -427,6 +427,13 @@ BAD_REPLIES = {
                                                        jid=j + 5),
     "cancelled though not cancelled": lambda o, j: fp.control(fp.CANCELLED,
                                                               jid=j),
+    "WHERE without a host": lambda o, j: fp.control(fp.WHERE, bytes(8)),
+    "WHERE with a jid": lambda o, j: fp.control(fp.WHERE, bytes(8) + b"h",
+                                                jid=j),
+    "WHERE twice": lambda o, j: (fp.control(fp.WHERE, bytes(8) + b"h") +
+                                 fp.control(fp.WHERE, bytes(8) + b"h")),
+    "WHERE of 256-byte host": lambda o, j: fp.control(fp.WHERE,
+                                                      bytes(8) + b"h" * 256),
 }
 
 
@@ -459,6 +466,27 @@ def test_bad_bool_in_result(start, bins):
     slave(start, bins, addr)
     assert m.finish() == 0, m.err
     assert m.out == "true\n"
+
+
+def test_slave_says_where_it_runs_right_after_welcome(bins):
+    """WHERE (docs/protocol.md) is the slave's first message after WELCOME:
+    its --launch-tag, its Slurm task + 1 and its host name."""
+    with fp.FakeMaster(timeout=5, secret=fp.TOKEN) as fm:
+        first = Proc([bins / "prog-slave", "--master", fm.addr],
+                     env=fp.TOKEN_ENV)
+        fm.learn_fingerprint(fm.accept())
+        first.finish()
+        p = Proc([bins / "prog-slave", "--master", fm.addr, "--launch-tag",
+                  "7"], env={**fp.TOKEN_ENV, "SLURM_PROCID": "4"})
+        try:
+            conn = fm.handshake(fm.accept(), heartbeat_ms=10000)
+            host = socket.gethostname().encode()
+            assert conn.where == (bytes([fp.WHERE]) + struct.pack("<II", 7, 5)
+                                  + host)
+            conn.sendall(fp.control(fp.GOODBYE))
+            assert p.finish(timeout=5) == 0, p.err
+        finally:
+            p.kill()
 
 
 def test_slave_rejects_bad_job_arguments(bins):
