@@ -30,7 +30,7 @@ from test_faults import c_rem, lcg
 
 HERE = pathlib.Path(__file__).resolve().parent / "netns"
 NET = "10.77.%d.0/24"           # a /24 of its own per run (third byte random)
-SPREAD_OUT = f"{sum(c_rem(lcg(k, 30_000_000), 1000) for k in range(90))}\n"
+SPREAD_OUT = f"{sum(c_rem(lcg(k, 1000), 1000) for k in range(300))}\n"
 HEARTBEAT_S = 1.0
 
 
