@@ -88,6 +88,7 @@ import attrs
 
 from compiler.ir import types as T
 from compiler.ir import vectors as V
+from compiler.ir.liveness import last_uses
 from compiler.ir.surface import (Assign, Block, Break, Call,
                                  CharVectorLit, Continue, Expr, ExprStmt, For,
                                  FuncDecl, If, MasterDecl, Name,
@@ -153,9 +154,15 @@ def _written_variables(body) -> set:
 class _Body:
     """Reference counting for one function or master block."""
 
-    def __init__(self, structs: dict, ret: T.Type):
+    def __init__(self, structs: dict, ret: T.Type, consumes: dict):
         self.structs = structs
         self.ret = ret
+        # function name -> per parameter, whether it takes its argument
+        # owned (the function writes that parameter: see the docstring).
+        self.consumes = consumes
+        # ids of the `(name x)` reads that are last uses of an owned
+        # variable x (compiler/ir/liveness.py), where a sink moves x.
+        self.last_uses: set = set()
         self.scopes: list[list[tuple[str, T.Type]]] = []
         self.loops: list[int] = []   # len(self.scopes) at each loop's body
         self.counter = 0
@@ -180,21 +187,38 @@ class _Body:
         return V.ReleaseAfter(temps=tuple(temps), body=e, type=e.type,
                               pos=e.pos)
 
+    def movable(self, v: _Val) -> bool:
+        """Whether `v` is the last use of an owned variable."""
+        return (v.own == BORROWED and isinstance(v.expr, Name)
+                and id(v.expr) in self.last_uses)
+
+    def move(self, name: Name) -> V.Move:
+        return V.Move(name=name.name, type=name.type, pos=name.pos)
+
     def owned(self, v: _Val) -> Expr:
-        """`v` as an owned value, for an owning sink."""
+        """`v` as an owned value, for an owning sink: moved out of its
+        variable at that variable's last use, else retained when borrowed."""
+        if self.movable(v):
+            return self.move(v.expr)
         if v.own == BORROWED:
             retained = V.Retain(value=v.expr, type=v.expr.type,
                                 pos=v.expr.pos)
             return self.release_after(v.temps, retained)
         return self.release_after(v.temps, v.expr)
 
-    def operands(self, vals: list) -> tuple[list, tuple]:
+    def operands(self, vals: list, sinks=(), moves=False) -> tuple[list, tuple]:
         """Borrowed forms of a consumer's operands, and the temporaries to
-        release once the consumer is done."""
+        release once the consumer is done. Operand i is taken owned instead
+        when sinks[i] (an argument that a function takes owned); with
+        `moves`, a last use of a variable is moved into a temporary (a
+        remote argument: released as soon as it is encoded)."""
         exprs, temps = [], []
         for i, v in enumerate(vals):
             later_push = any(_contains_push(w.expr) for w in vals[i + 1:])
-            if v.own == OWNED or (v.own == BORROWED and later_push):
+            if i < len(sinks) and sinks[i]:
+                exprs.append(self.owned(v))
+            elif (v.own == OWNED or (v.own == BORROWED and later_push)
+                    or (moves and self.movable(v))):
                 t = self.new_temp(self.owned(v))
                 exprs.append(t)
                 temps.append(t.id)
@@ -238,7 +262,10 @@ class _Body:
                                            attrs.evolve(e, place=place, key=key)),
                         NONE)
         if isinstance(e, (Call, Remote)):
-            (args), temps = self.operands([self.expr(a) for a in e.args])
+            sinks = self.consumes.get(e.name, ()) if isinstance(e, Call) else ()
+            args, temps = self.operands([self.expr(a) for a in e.args],
+                                        sinks=sinks,
+                                        moves=isinstance(e, Remote))
             return self.result(attrs.evolve(e, args=tuple(args)), temps)
         if isinstance(e, V.Place):
             raise AssertionError(f"place {e} used as a value")
@@ -439,7 +466,7 @@ class _Body:
             if (v.own == BORROWED and isinstance(v.expr, Name)
                     and any(v.expr.name == n for sc in self.scopes for n, _ in sc)):
                 moved = v.expr.name          # last use: move it out
-                value = v.expr
+                value = self.move(v.expr)
             else:
                 value = self.owned(v)
         releases = self.owned_vars()
@@ -452,15 +479,21 @@ class _Body:
 
     # ------------------------------------------------------------ bodies
 
+    def owned_locals(self, body) -> set:
+        return {n.name for n in walk(body)
+                if isinstance(n, VarDecl) and self.refs(n.type)}
+
     def function(self, fn: FuncDecl) -> FuncDecl:
-        written = _written_variables(fn.body)
         self.scopes.append([])
         prologue = []
-        for p in fn.params:
-            if self.refs(p.type) and p.name in written:
-                prologue.append(V.RetainParam(name=p.name, type=p.type,
-                                              pos=p.pos))
+        for p, owned in zip(fn.params, self.consumes[fn.name]):
+            if owned:
+                prologue.append(V.OwnedParam(name=p.name, type=p.type,
+                                             pos=p.pos))
                 self.declare(p.name, p.type)
+        self.last_uses = last_uses(
+            fn.body, self.owned_locals(fn.body)
+            | {p.name for p in prologue})
         body = prologue + self.stmts(fn.body.stmts)
         if can_complete(fn.body):
             body.extend(self.release_vars(0, fn.body.pos))
@@ -468,6 +501,7 @@ class _Body:
         return attrs.evolve(fn, body=attrs.evolve(fn.body, stmts=tuple(body)))
 
     def master(self, m: MasterDecl) -> MasterDecl:
+        self.last_uses = last_uses(m.body, self.owned_locals(m.body))
         return attrs.evolve(m, body=self.scoped(m.body))
 
 
@@ -476,13 +510,28 @@ def _expr_children(e: Expr) -> list:
     return [c for c in children(e) if isinstance(c, Expr)]
 
 
+def consumed_params(prog: Program, structs: dict) -> dict:
+    """function name -> per parameter, whether the function takes it owned:
+    it holds references and the function writes it."""
+    out = {}
+    for d in prog.decls:
+        if isinstance(d, FuncDecl):
+            written = _written_variables(d.body)
+            out[d.name] = tuple(
+                p.name in written
+                and V.holds_refs(p.type, structs, COUNT_HANDLES)
+                for p in d.params)
+    return out
+
+
 def run(prog: Program) -> Program:
     structs = V.struct_table(prog)
+    consumes = consumed_params(prog, structs)
     decls = []
     for d in prog.decls:
         if isinstance(d, FuncDecl):
-            d = _Body(structs, d.ret).function(d)
+            d = _Body(structs, d.ret, consumes).function(d)
         elif isinstance(d, MasterDecl):
-            d = _Body(structs, T.VOID).master(d)
+            d = _Body(structs, T.VOID, consumes).master(d)
         decls.append(d)
     return attrs.evolve(prog, decls=tuple(decls))
