@@ -1,6 +1,6 @@
 """insert-refcounts: vector-lowered IR -> the same IR with explicit reference
-counting (the retain, release, make-unique, temp, release-after,
-release-var, retain-param and return-releasing nodes of
+counting (the retain, release, make-unique, temp, release-after, move,
+release-var, owned-param and return-releasing nodes of
 compiler/ir/vectors.py).
 
 It makes SPEC section 3's value semantics explicit. Vectors are shared by
@@ -18,8 +18,10 @@ field-get of something borrowed), or a STATIC one (a string literal: an
 immortal constant that needs neither retain nor release).
 
 - Owning sinks take an owned value: var-decl's initializer, assign, store,
-  vec-push's value, return's value. A borrowed value is retained on its
-  way in (`(retain (name v))`); an owned one moves in with no operation.
+  vec-push's value, return's value, and an argument that its function
+  takes owned (below). A borrowed value is retained on its way in
+  (`(retain (name v))`); an owned one moves in with no operation; a
+  variable read at its last use moves in too, `(move v)` (below).
 - Borrowing consumers take a borrowed value: call and remote arguments,
   print, vec-len, vec-concat's operands, value-eq, string-cmp, comparisons
   of handles, get/state/cancel's handle, elem-addr's vector, field-get's
@@ -32,9 +34,27 @@ immortal constant that needs neither retain nor release).
 - Function arguments are borrowed: the caller keeps ownership and the
   callee neither retains nor releases a parameter, unless the function
   writes to it (assigns, stores through it, appends to it): then it starts
-  with `retain-param p` and owns p like a local. Results are owned. (A
-  job run remotely is called by its wrapper with the decoded arguments,
-  which the wrapper releases after the call.)
+  with `owned-param p`, owns p like a local, and its callers pass that
+  argument owned (an owning sink: retained, moved, or a result handed
+  over). So a write to p finds it unique unless the caller still holds it.
+  Results are owned. (A job run remotely is called by its wrapper with the
+  decoded arguments, fresh with count 1; the wrapper hands over those the
+  job owns and releases the others after the call.)
+- Moves at last uses. A variable that the body owns (a local, an
+  owned-param) read by an owning sink where that read is its last use
+  (compiler/ir/liveness.py: the only occurrence of the variable in its
+  statement, and no path reads it again before it is replaced) is moved:
+  `(move v)` hands v's reference over and leaves v empty (the zero value,
+  whose release at the end of v's scope does nothing). So
+  `v = push(v, i)` gives push the only reference and push appends in
+  place: linear, where retaining made it copy v on every call. A remote
+  argument at its last use is moved into a temporary released right after
+  the remote (which encodes its arguments before it returns): v is freed
+  there instead of at the end of its scope. Not moved: a variable read
+  again later (also in a later iteration of a loop), one that occurs twice
+  in the statement (`f(v, v)`: the other argument would see the callee's
+  in-place writes; `f(len(v), v)` too, conservatively), fields and
+  elements (`f(s->xs)` retains), and parameters the function does not own.
 - Variables own their values: a store or assign releases the value it
   replaces; `release-var x` drops x's value where x's scope ends: at the
   end of its block, before a `break` or `continue` that leaves the block,
@@ -69,7 +89,8 @@ Elided (provably unneeded) reference counting:
 - temporaries moved into place: an owned value flowing into an owning sink
   (`x = f(y)`, `v :: str(i)`, `return a + b`) costs no operation;
 - last uses on return: `return x;` for a local x moves x out (no retain,
-  and x is left out of the releases);
+  and x is left out of the releases); every other last use at an owning
+  sink moves too (above);
 - values that never escape: reading a variable, element or field for a
   borrowing consumer (`print(s)`, `len(v)`, `f(v)`, `v[i][j]`) takes no
   reference, and parameters that are only read are never retained;
