@@ -294,3 +294,39 @@ def test_passes_do_not_mutate_their_input():
     copy = attrs.evolve(prog)
     insert_refcounts.run(prog)
     assert prog == copy
+
+
+def test_checker_rejects_a_move_of_a_borrowed_parameter():
+    prog = counted("vector<int> f(vector<int> v) { return v; }\nmaster { }")
+    V.check_refcounted(prog)
+    fn = next(d for d in prog.decls if isinstance(d, FuncDecl))
+    ret = fn.body.stmts[-1]
+    assert isinstance(ret.value, V.Retain)      # borrowed: retained
+    moved = attrs.evolve(ret, value=V.Move(name="v", type=ret.value.type,
+                                            pos=ret.pos))
+    bad = attrs.evolve(prog, decls=tuple(
+        attrs.evolve(d, body=attrs.evolve(d.body, stmts=(moved,)))
+        if d is fn else d for d in prog.decls))
+    with pytest.raises(AssertionError, match="not owned"):
+        V.check_refcounted(bad)
+
+
+def test_no_move_when_a_continue_leads_back_to_a_read():
+    text = dump("vector<int> push(vector<int> v, int x) { v :: x; return v; }\n"
+                "master { vector<int> v; vector<int> w; int k = 0;\n"
+                "  for (int i = 0; i < len(v) + 2; i += 1) {\n"
+                "    if (i == 0) { w = push(v, i); continue; } k += 1; }\n"
+                "  while (k < 3) { k += 1; w = push(v, k); if (k > 1) { continue; } }\n"
+                "  print(len(w)); }")
+    master = text.split("\nmaster\n")[1]
+    assert "(move v)" not in master
+    assert master.count("(call push [(retain (name v)") == 2
+
+
+def test_move_on_the_last_iteration_path_only_when_the_loop_ends_there():
+    # v is replaced before every later read: moved inside the loop.
+    text = dump("vector<int> push(vector<int> v, int x) { v :: x; return v; }\n"
+                "master { vector<int> v;\n"
+                "  for (int i = 0; i < 3; i += 1) { v = push(v, i); }\n"
+                "  print(len(v)); }")
+    assert "(call push [(move v)" in text

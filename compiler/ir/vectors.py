@@ -500,6 +500,7 @@ def check_refcounted(prog) -> None:
     """Invariants after insert-refcounts."""
     structs = struct_table(prog)
     _check_places(prog, structs)
+    _check_moves(prog)
     released: dict[str, int] = {}
     made: dict[str, int] = {}
     # Each release-after's temps must be made inside its body. Checked
@@ -536,6 +537,21 @@ def check_refcounted(prog) -> None:
             assert i < len(at) and at[i] < end, \
                 f"release-after of unknown temps {n}"
     assert made == released, f"temporaries made {made} != released {released}"
+
+
+def _check_moves(prog) -> None:
+    """A move takes a variable that its body owns: a local, or a parameter
+    the function takes owned (never one borrowed from the caller)."""
+    from compiler.ir.surface import FuncDecl, MasterDecl, VarDecl
+    for d in prog.decls:
+        if not isinstance(d, (FuncDecl, MasterDecl)):
+            continue
+        owned = owned_params(d) if isinstance(d, FuncDecl) else set()
+        nodes = list(walk(d.body))
+        owned |= {n.name for n in nodes if isinstance(n, VarDecl)}
+        for n in nodes:
+            if isinstance(n, Move):
+                assert n.name in owned, f"move of {n.name}, which is not owned"
 
 
 def _walk_numbered(node) -> list:
