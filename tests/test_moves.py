@@ -62,7 +62,7 @@ def copies(text: str) -> tuple[int, str]:
     interp = Interpreter(prog, text)
     interp.run()
     assert interp.leaks() == 0
-    return interp.copied, "".join(interp.out)
+    return interp.cow_copies, "".join(interp.out)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

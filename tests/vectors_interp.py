@@ -117,7 +117,7 @@ class Interpreter:
         self.allocated: list[Vec] = []
         # Elements (and map entries) copied because a write found its
         # vector or map shared: what moves at last uses save.
-        self.copied = 0
+        self.cow_copies = 0
         self.out: list[str] = []
         self.err: list[str] = []             # what the master eprints
         self.clock = 0.0     # clock(): seconds slept so far
@@ -199,10 +199,10 @@ class Interpreter:
                 self.retain(k, t.key)
                 self.retain(x, t.value)
             self.release(v, t)
-            self.copied += len(entries)
+            self.cow_copies += len(entries)
             return self.new_map(entries)
         elems = [copy_bits(x) for x in v.elems]
-        self.copied += len(elems)
+        self.cow_copies += len(elems)
         for x in elems:
             self.retain(x, t.elem)
         self.release(v, t)
@@ -552,7 +552,7 @@ class Interpreter:
             a.elems.extend(added)
             return a
         kept = [copy_bits(x) for x in a.elems]
-        self.copied += len(kept)
+        self.cow_copies += len(kept)
         for x in kept:
             self.retain(x, t.elem)
         if a.rc < IMMORTAL:
