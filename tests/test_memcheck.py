@@ -22,20 +22,26 @@ import pytest
 import fakepeer as fp
 from harness import REPO, build_program, clean_env, kill_group
 
-GOLDEN = REPO / "tests" / "golden" / "vectors"
+GOLDEN = REPO / "tests" / "golden"
 VALGRIND = shutil.which("valgrind")
 TIMEOUT = 120
 
 pytestmark = pytest.mark.skipif(VALGRIND is None, reason="valgrind not installed")
 
-# A representative subset: strings, copies, nested writes, temporaries,
-# scope exits, and jobs with vectors, strings and structs both ways.
-MASTER_ONLY = ["strings", "temporaries", "scope-exits", "append-self",
-               "struct-loop", "string-build", "index-append-old-value"]
-WITH_JOBS = ["remote-values", "remote-nested", "handles-dropped"]
+# A representative subset (golden programs, AREA/NAME): strings, copies,
+# nested writes, temporaries, scope exits, moves at last uses (vectors,
+# strings, structs, maps; branches), and jobs with vectors, strings and
+# structs both ways, and jobs that own their arguments.
+MASTER_ONLY = ["vectors/" + name for name in (
+    "strings", "temporaries", "scope-exits", "append-self", "struct-loop",
+    "string-build", "index-append-old-value")] + [
+    "moves/append-helpers", "moves/branches", "moves/read-later",
+    "moves/struct-fields"]
+WITH_JOBS = ["vectors/remote-values", "vectors/remote-nested",
+             "vectors/handles-dropped", "moves/remote-args"]
 # Jobs abandoned by a longjmp (a runtime error, a cancel) while their frames
 # own vectors: the slave frees those (values.c tracks each job's vectors).
-ABANDONED_JOBS = ["job-fail-frees", "job-cancel-frees"]
+ABANDONED_JOBS = ["vectors/job-fail-frees", "vectors/job-cancel-frees"]
 
 
 def _valgrind(log):
@@ -46,7 +52,8 @@ def _valgrind(log):
 
 
 def _build(name, tmp_path):
-    return build_program(GOLDEN / f"{name}.ms", tmp_path / name)
+    return build_program(GOLDEN / f"{name}.ms",
+                         tmp_path / name.replace("/", "-"))
 
 
 def _report(log) -> str:

@@ -6,7 +6,7 @@ runtime's memory model exactly as compiler/ir/vectors.py describes it:
 vectors are shared objects with a reference count, empty vectors are None,
 string literals are immortal, structs are inline values (copied bit for
 bit by a load), and only the explicit retain/release/make-unique/temp/
-release-after/release-var/retain-param/return-releasing nodes (plus the
+release-after/release-var/move/return-releasing nodes (plus the
 documented implicit ones: a store releases what it replaces, vec-push and
 vec-concat and str() and decoded values make new references) touch counts.
 
@@ -115,6 +115,9 @@ class Interpreter:
         self.master = next(d for d in prog.decls if isinstance(d, MasterDecl))
         self.structs = V.struct_table(prog)
         self.allocated: list[Vec] = []
+        # Elements (and map entries) copied because a write found its
+        # vector or map shared: what moves at last uses save.
+        self.cow_copies = 0
         self.out: list[str] = []
         self.err: list[str] = []             # what the master eprints
         self.clock = 0.0     # clock(): seconds slept so far
@@ -196,8 +199,10 @@ class Interpreter:
                 self.retain(k, t.key)
                 self.retain(x, t.value)
             self.release(v, t)
+            self.cow_copies += len(entries)
             return self.new_map(entries)
         elems = [copy_bits(x) for x in v.elems]
+        self.cow_copies += len(elems)
         for x in elems:
             self.retain(x, t.elem)
         self.release(v, t)
@@ -296,8 +301,8 @@ class Interpreter:
             raise _Return(value)
         elif isinstance(s, V.ReleaseVar):
             self.release(env[s.name], s.type)
-        elif isinstance(s, V.RetainParam):
-            self.retain(env[s.name], s.type)
+        elif isinstance(s, V.OwnedParam):
+            pass            # passed owned by the caller
         elif isinstance(s, Break):
             raise _Break()
         elif isinstance(s, Continue):
@@ -500,6 +505,10 @@ class Interpreter:
         if isinstance(e, V.Release):
             self.release(self.expr(e.value, env), e.value.type)
             return None
+        if isinstance(e, V.Move):
+            v = env[e.name]
+            env[e.name] = self.zero(e.type)
+            return v
         if isinstance(e, V.Temp):
             v = self.expr(e.value, env)
             env[e.id] = (v, e.type)
@@ -546,6 +555,7 @@ class Interpreter:
             a.elems.extend(added)
             return a
         kept = [copy_bits(x) for x in a.elems]
+        self.cow_copies += len(kept)
         for x in kept:
             self.retain(x, t.elem)
         if a.rc < IMMORTAL:
@@ -841,8 +851,10 @@ class Interpreter:
             return job
         finally:
             self.out = saved
+        owned = V.owned_params(fn)          # the job released those
         for a, p in zip(decoded, fn.params):
-            self.release(a, p.type)
+            if p.name not in owned:
+                self.release(a, p.type)
         return job
 
     def _freeze(self, v, t):

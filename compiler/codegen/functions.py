@@ -28,6 +28,7 @@ from compiler.codegen.vectors import VectorEmitter
 from compiler.ir import lowered as L
 from compiler.ir import surface as S
 from compiler.ir import types as T
+from compiler.ir import vectors as V
 from compiler.ir.loops import counted
 
 # A counted loop polls for cancel once per this many iterations
@@ -198,13 +199,13 @@ class FunctionEmitter(VectorEmitter):
     def return_slots(self, s) -> list:
         """(slot, type) of each variable a return-releasing names. Its
         names list the variables that hold references innermost first,
-        latest declared first, minus a local returned by name (moved out,
-        always the innermost of its name)."""
+        latest declared first, minus a local returned by a move (always
+        the innermost of its name)."""
         candidates = [(name, slot) for scope in reversed(self.scopes)
                       for name, slot in reversed(scope.items())
                       if self.types.has_refs(self.slot_types[slot])]
         used = set()
-        if isinstance(s.value, S.Name):
+        if isinstance(s.value, V.Move):
             listed = sum(1 for n in s.releases if n == s.value.name)
             present = sum(1 for n, _ in candidates if n == s.value.name)
             if listed < present:

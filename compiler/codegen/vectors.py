@@ -49,7 +49,8 @@ def _names_in(node) -> set:
 def loop_unique_vars(parts, functions) -> set:
     """Names of the variables bound outside a loop (whose cond, body and
     step are `parts`) that the loop writes through and cannot share: no
-    retain of anything read from them, no store replacing them, no `+=`
+    retain of anything read from them, no move out of them, no store
+    replacing them, no `+=`
     that reads them (it may share its operand), no call of a user
     function given them (it may return them), no declaration shadowing
     them."""
@@ -62,6 +63,8 @@ def loop_unique_vars(parts, functions) -> set:
                 written.add(n.place.name)
             elif isinstance(n, V.Retain):
                 excluded |= _names_in(n.value)
+            elif isinstance(n, V.Move):
+                excluded.add(n.name)
             elif isinstance(n, (V.Store, V.StoreOp)):
                 if isinstance(n.place, V.VarAddr):
                     excluded.add(n.place.name)
@@ -397,9 +400,14 @@ class VectorEmitter:
         slot = self.release_slot(s.name, s.type)
         self.values.release(self.b, self.b.load(slot), s.type)
 
-    def stmt_RetainParam(self, s: V.RetainParam) -> None:
-        slot = self.lookup_name(s.name)
-        self.values.retain(self.b, self.b.load(slot), s.type)
+    def stmt_OwnedParam(self, s: V.OwnedParam) -> None:
+        pass        # the caller passed it owned: nothing to do here
+
+    def expr_Move(self, e: V.Move) -> ir.Value:
+        slot = self.lookup_name(e.name)
+        value = self.b.load(slot)
+        self.b.store(self.types.zero_value(e.type), slot)
+        return value
 
     def stmt_ReturnReleasing(self, s: V.ReturnReleasing) -> None:
         value = None

@@ -94,8 +94,13 @@ vector, a job handle, or a struct with such a field, at any depth:
     release-after [ID..] BODY     evaluate BODY, then release the
                                   temporaries ID..; yields BODY's value
     release-var NAME (statement)  drop the reference held by variable NAME
-    retain-param NAME (statement) take a reference to parameter NAME, which
-                                  the function then owns and releases itself
+    move NAME                     the value of variable NAME, owned: its
+                                  reference is handed over and NAME is left
+                                  holding the zero value (releasing that
+                                  does nothing); only at NAME's last use
+    owned-param NAME (statement)  the function owns parameter NAME (it
+                                  writes it): callers pass it owned, and the
+                                  function releases it itself; emits nothing
     return-releasing VALUE [NAMES] (statement) evaluate VALUE (or nothing),
                                   release the variables NAMES, then return
 
@@ -372,9 +377,24 @@ class ReleaseVar(Stmt):
 
 
 @node
-class RetainParam(Stmt):
+class OwnedParam(Stmt):
+    """The function owns parameter `name`: its callers pass it owned
+    (retained, or moved out of a variable at its last use), and the
+    function releases it itself. Emits nothing; it states the calling
+    convention for the callers, the job wrapper and the checks."""
     name: str
     type: T.Type
+    pos: Pos = pos_field()
+
+
+@node
+class Move(Expr):
+    """The value of variable `name`, owned: the variable's reference is
+    handed over and the variable is left holding the zero value (an empty
+    vector, map or struct, an unset handle), whose release does nothing.
+    Placed only at a last use of the variable (compiler/ir/liveness.py)."""
+    name: str
+    type: Optional[T.Type] = type_field()
     pos: Pos = pos_field()
 
 
@@ -388,6 +408,12 @@ class ReturnReleasing(Stmt):
 
 
 PLACE_OPERATIONS = (Load, Store, StoreOp, MakeUnique)
+
+
+def owned_params(fn) -> set:
+    """Names of the parameters that function `fn` (after insert-refcounts)
+    takes owned: the owned-param statements at the top of its body."""
+    return {s.name for s in fn.body.stmts if isinstance(s, OwnedParam)}
 
 
 # ---------------------------------------------------------------- types
@@ -459,8 +485,8 @@ def check_lowered_vectors(prog, proven_ok: bool = False) -> None:
     _check_places(prog, structs, proven_ok)
     for n in walk(prog):
         assert not isinstance(n, (MakeUnique, Retain, Release, Temp,
-                                  ReleaseAfter, ReleaseVar, RetainParam,
-                                  ReturnReleasing)), \
+                                  ReleaseAfter, ReleaseVar, OwnedParam,
+                                  Move, ReturnReleasing)), \
             f"reference counting before insert-refcounts: {n}"
 
 
@@ -490,6 +516,7 @@ def check_refcounted(prog) -> None:
     """Invariants after insert-refcounts."""
     structs = struct_table(prog)
     _check_places(prog, structs)
+    _check_moves(prog)
     released: dict[str, int] = {}
     made: dict[str, int] = {}
     # Each release-after's temps must be made inside its body. Checked
@@ -526,6 +553,21 @@ def check_refcounted(prog) -> None:
             assert i < len(at) and at[i] < end, \
                 f"release-after of unknown temps {n}"
     assert made == released, f"temporaries made {made} != released {released}"
+
+
+def _check_moves(prog) -> None:
+    """A move takes a variable that its body owns: a local, or a parameter
+    the function takes owned (never one borrowed from the caller)."""
+    from compiler.ir.surface import FuncDecl, MasterDecl, VarDecl
+    for d in prog.decls:
+        if not isinstance(d, (FuncDecl, MasterDecl)):
+            continue
+        owned = owned_params(d) if isinstance(d, FuncDecl) else set()
+        nodes = list(walk(d.body))
+        owned |= {n.name for n in nodes if isinstance(n, VarDecl)}
+        for n in nodes:
+            if isinstance(n, Move):
+                assert n.name in owned, f"move of {n.name}, which is not owned"
 
 
 def _walk_numbered(node) -> list:

@@ -25,8 +25,9 @@ compiler/codegen/llvm_types.py.
 
 Job wrappers decode each argument (ms_value_decode for vectors and
 structs, which makes fresh values with refcount 1), call the job with them
-borrowed, encode the result, then release the decoded arguments and the
-result. Values of struct type are passed and returned as LLVM aggregates.
+(handing over those the job takes owned, its owned-param parameters, so
+that a job writing its argument does so in place), encode the result, then
+release the other decoded arguments and the result. Values of struct type are passed and returned as LLVM aggregates.
 
 The module text is deterministic: declarations in source order, runtime
 functions and strings in order of first use; the target triple and data
@@ -48,7 +49,7 @@ from compiler.ir.callgraph import recursive_pairs
 from compiler.ir import types as T
 from compiler.ir.surface import FuncDecl, MasterDecl, Program
 from compiler.ir.walk import walk
-from compiler.ir.vectors import struct_table
+from compiler.ir.vectors import owned_params, struct_table
 
 _RUN_TYPE = ir.FunctionType(CT.VOID, [CT.READER_PTR, CT.PTR])
 _ENTRY_TYPE = ir.LiteralStructType([CT.PTR, CT.PTR, CT.PTR,
@@ -188,8 +189,10 @@ def _emit_job_wrapper(mod: _Module, decl: FuncDecl) -> ir.Function:
     if decl.ret != T.VOID:
         em.encode(out, result, decl.ret)
         mod.values.release(em.b, result, decl.ret)
+    owned = owned_params(decl)          # the job releases those itself
     for value, p in zip(args, decl.params):
-        mod.values.release(em.b, value, p.type)
+        if p.name not in owned:
+            mod.values.release(em.b, value, p.type)
     em.b.ret_void()
     em.finish(T.VOID)
     return fn

@@ -1,6 +1,6 @@
 """insert-refcounts: vector-lowered IR -> the same IR with explicit reference
-counting (the retain, release, make-unique, temp, release-after,
-release-var, retain-param and return-releasing nodes of
+counting (the retain, release, make-unique, temp, release-after, move,
+release-var, owned-param and return-releasing nodes of
 compiler/ir/vectors.py).
 
 It makes SPEC section 3's value semantics explicit. Vectors are shared by
@@ -18,8 +18,10 @@ field-get of something borrowed), or a STATIC one (a string literal: an
 immortal constant that needs neither retain nor release).
 
 - Owning sinks take an owned value: var-decl's initializer, assign, store,
-  vec-push's value, return's value. A borrowed value is retained on its
-  way in (`(retain (name v))`); an owned one moves in with no operation.
+  vec-push's value, return's value, and an argument that its function
+  takes owned (below). A borrowed value is retained on its way in
+  (`(retain (name v))`); an owned one moves in with no operation; a
+  variable read at its last use moves in too, `(move v)` (below).
 - Borrowing consumers take a borrowed value: call and remote arguments,
   print, vec-len, vec-concat's operands, value-eq, string-cmp, comparisons
   of handles, get/state/cancel's handle, elem-addr's vector, field-get's
@@ -32,9 +34,27 @@ immortal constant that needs neither retain nor release).
 - Function arguments are borrowed: the caller keeps ownership and the
   callee neither retains nor releases a parameter, unless the function
   writes to it (assigns, stores through it, appends to it): then it starts
-  with `retain-param p` and owns p like a local. Results are owned. (A
-  job run remotely is called by its wrapper with the decoded arguments,
-  which the wrapper releases after the call.)
+  with `owned-param p`, owns p like a local, and its callers pass that
+  argument owned (an owning sink: retained, moved, or a result handed
+  over). So a write to p finds it unique unless the caller still holds it.
+  Results are owned. (A job run remotely is called by its wrapper with the
+  decoded arguments, fresh with count 1; the wrapper hands over those the
+  job owns and releases the others after the call.)
+- Moves at last uses. A variable that the body owns (a local, an
+  owned-param) read by an owning sink where that read is its last use
+  (compiler/ir/liveness.py: the only occurrence of the variable in its
+  statement, and no path reads it again before it is replaced) is moved:
+  `(move v)` hands v's reference over and leaves v empty (the zero value,
+  whose release at the end of v's scope does nothing). So
+  `v = push(v, i)` gives push the only reference and push appends in
+  place: linear, where retaining made it copy v on every call. A remote
+  argument at its last use is moved into a temporary released right after
+  the remote (which encodes its arguments before it returns): v is freed
+  there instead of at the end of its scope. Not moved: a variable read
+  again later (also in a later iteration of a loop), one that occurs twice
+  in the statement (`f(v, v)`: the other argument would see the callee's
+  in-place writes; `f(len(v), v)` too, conservatively), fields and
+  elements (`f(s->xs)` retains), and parameters the function does not own.
 - Variables own their values: a store or assign releases the value it
   replaces; `release-var x` drops x's value where x's scope ends: at the
   end of its block, before a `break` or `continue` that leaves the block,
@@ -69,7 +89,8 @@ Elided (provably unneeded) reference counting:
 - temporaries moved into place: an owned value flowing into an owning sink
   (`x = f(y)`, `v :: str(i)`, `return a + b`) costs no operation;
 - last uses on return: `return x;` for a local x moves x out (no retain,
-  and x is left out of the releases);
+  and x is left out of the releases); every other last use at an owning
+  sink moves too (above);
 - values that never escape: reading a variable, element or field for a
   borrowing consumer (`print(s)`, `len(v)`, `f(v)`, `v[i][j]`) takes no
   reference, and parameters that are only read are never retained;
@@ -88,6 +109,7 @@ import attrs
 
 from compiler.ir import types as T
 from compiler.ir import vectors as V
+from compiler.ir.liveness import last_uses
 from compiler.ir.surface import (Assign, Block, Break, Call,
                                  CharVectorLit, Continue, Expr, ExprStmt, For,
                                  FuncDecl, If, MasterDecl, Name,
@@ -153,9 +175,15 @@ def _written_variables(body) -> set:
 class _Body:
     """Reference counting for one function or master block."""
 
-    def __init__(self, structs: dict, ret: T.Type):
+    def __init__(self, structs: dict, ret: T.Type, consumes: dict):
         self.structs = structs
         self.ret = ret
+        # function name -> per parameter, whether it takes its argument
+        # owned (the function writes that parameter: see the docstring).
+        self.consumes = consumes
+        # ids of the `(name x)` reads that are last uses of an owned
+        # variable x (compiler/ir/liveness.py), where a sink moves x.
+        self.last_uses: set = set()
         self.scopes: list[list[tuple[str, T.Type]]] = []
         self.loops: list[int] = []   # len(self.scopes) at each loop's body
         self.counter = 0
@@ -180,21 +208,38 @@ class _Body:
         return V.ReleaseAfter(temps=tuple(temps), body=e, type=e.type,
                               pos=e.pos)
 
+    def movable(self, v: _Val) -> bool:
+        """Whether `v` is the last use of an owned variable."""
+        return (v.own == BORROWED and isinstance(v.expr, Name)
+                and id(v.expr) in self.last_uses)
+
+    def move(self, name: Name) -> V.Move:
+        return V.Move(name=name.name, type=name.type, pos=name.pos)
+
     def owned(self, v: _Val) -> Expr:
-        """`v` as an owned value, for an owning sink."""
+        """`v` as an owned value, for an owning sink: moved out of its
+        variable at that variable's last use, else retained when borrowed."""
+        if self.movable(v):
+            return self.move(v.expr)
         if v.own == BORROWED:
             retained = V.Retain(value=v.expr, type=v.expr.type,
                                 pos=v.expr.pos)
             return self.release_after(v.temps, retained)
         return self.release_after(v.temps, v.expr)
 
-    def operands(self, vals: list) -> tuple[list, tuple]:
+    def operands(self, vals: list, sinks=(), moves=False) -> tuple[list, tuple]:
         """Borrowed forms of a consumer's operands, and the temporaries to
-        release once the consumer is done."""
+        release once the consumer is done. Operand i is taken owned instead
+        when sinks[i] (an argument that a function takes owned); with
+        `moves`, a last use of a variable is moved into a temporary (a
+        remote argument: released as soon as it is encoded)."""
         exprs, temps = [], []
         for i, v in enumerate(vals):
             later_push = any(_contains_push(w.expr) for w in vals[i + 1:])
-            if v.own == OWNED or (v.own == BORROWED and later_push):
+            if i < len(sinks) and sinks[i]:
+                exprs.append(self.owned(v))
+            elif (v.own == OWNED or (v.own == BORROWED and later_push)
+                    or (moves and self.movable(v))):
                 t = self.new_temp(self.owned(v))
                 exprs.append(t)
                 temps.append(t.id)
@@ -238,7 +283,10 @@ class _Body:
                                            attrs.evolve(e, place=place, key=key)),
                         NONE)
         if isinstance(e, (Call, Remote)):
-            (args), temps = self.operands([self.expr(a) for a in e.args])
+            sinks = self.consumes.get(e.name, ()) if isinstance(e, Call) else ()
+            args, temps = self.operands([self.expr(a) for a in e.args],
+                                        sinks=sinks,
+                                        moves=isinstance(e, Remote))
             return self.result(attrs.evolve(e, args=tuple(args)), temps)
         if isinstance(e, V.Place):
             raise AssertionError(f"place {e} used as a value")
@@ -439,7 +487,7 @@ class _Body:
             if (v.own == BORROWED and isinstance(v.expr, Name)
                     and any(v.expr.name == n for sc in self.scopes for n, _ in sc)):
                 moved = v.expr.name          # last use: move it out
-                value = v.expr
+                value = self.move(v.expr)
             else:
                 value = self.owned(v)
         releases = self.owned_vars()
@@ -452,15 +500,21 @@ class _Body:
 
     # ------------------------------------------------------------ bodies
 
+    def owned_locals(self, body) -> set:
+        return {n.name for n in walk(body)
+                if isinstance(n, VarDecl) and self.refs(n.type)}
+
     def function(self, fn: FuncDecl) -> FuncDecl:
-        written = _written_variables(fn.body)
         self.scopes.append([])
         prologue = []
-        for p in fn.params:
-            if self.refs(p.type) and p.name in written:
-                prologue.append(V.RetainParam(name=p.name, type=p.type,
-                                              pos=p.pos))
+        for p, owned in zip(fn.params, self.consumes[fn.name]):
+            if owned:
+                prologue.append(V.OwnedParam(name=p.name, type=p.type,
+                                             pos=p.pos))
                 self.declare(p.name, p.type)
+        self.last_uses = last_uses(
+            fn.body, self.owned_locals(fn.body)
+            | {p.name for p in prologue})
         body = prologue + self.stmts(fn.body.stmts)
         if can_complete(fn.body):
             body.extend(self.release_vars(0, fn.body.pos))
@@ -468,6 +522,7 @@ class _Body:
         return attrs.evolve(fn, body=attrs.evolve(fn.body, stmts=tuple(body)))
 
     def master(self, m: MasterDecl) -> MasterDecl:
+        self.last_uses = last_uses(m.body, self.owned_locals(m.body))
         return attrs.evolve(m, body=self.scoped(m.body))
 
 
@@ -476,13 +531,28 @@ def _expr_children(e: Expr) -> list:
     return [c for c in children(e) if isinstance(c, Expr)]
 
 
+def consumed_params(prog: Program, structs: dict) -> dict:
+    """function name -> per parameter, whether the function takes it owned:
+    it holds references and the function writes it."""
+    out = {}
+    for d in prog.decls:
+        if isinstance(d, FuncDecl):
+            written = _written_variables(d.body)
+            out[d.name] = tuple(
+                p.name in written
+                and V.holds_refs(p.type, structs, COUNT_HANDLES)
+                for p in d.params)
+    return out
+
+
 def run(prog: Program) -> Program:
     structs = V.struct_table(prog)
+    consumes = consumed_params(prog, structs)
     decls = []
     for d in prog.decls:
         if isinstance(d, FuncDecl):
-            d = _Body(structs, d.ret).function(d)
+            d = _Body(structs, d.ret, consumes).function(d)
         elif isinstance(d, MasterDecl):
-            d = _Body(structs, T.VOID).master(d)
+            d = _Body(structs, T.VOID, consumes).master(d)
         decls.append(d)
     return attrs.evolve(prog, decls=tuple(decls))
