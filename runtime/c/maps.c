@@ -74,6 +74,16 @@ static inline int64_t slot_entry(uint64_t slot)
     return (int64_t)(slot & 0xffffffffu);
 }
 
+/* The home slot of hash h in an index of `slots` slots (a power of two,
+ * at most 2^31): the bits of h below its top one (which is always set),
+ * as many as the index needs. They are also the top bits of an index
+ * slot's half of the hash, so that a slot says where it belongs in an
+ * index twice the size without its entry being read (rebuild). */
+static inline uint64_t home_of(uint64_t h, uint64_t slots)
+{
+    return slots == 1 ? 0 : (h << 1) >> (64 - __builtin_ctzll(slots));
+}
+
 /* Index slots for an entry capacity of cap: a power of two, at least 2 cap
  * (so that the index is at most half full and probes stay short). */
 static int64_t index_slots(int64_t cap)
@@ -123,8 +133,8 @@ HOT int64_t probe_kind(uint32_t kind, uint32_t esize, const ms_map *m,
                        const void *key, uint64_t h, int *found)
 {
     const uint64_t *ix = index_of(m);
-    uint64_t mask = (uint64_t)m->index->len - 1, tag = slot_of(h, 0);
-    for (uint64_t s = h & mask;; s = (s + 1) & mask) {
+    uint64_t slots = (uint64_t)m->index->len, mask = slots - 1, tag = slot_of(h, 0);
+    for (uint64_t s = home_of(h, slots);; s = (s + 1) & mask) {
         uint64_t slot = ix[s];
         if (slot == 0) {
             *found = 0;
@@ -163,8 +173,8 @@ int64_t msm_probe_length(const ms_type *mt, const ms_map *m, const void *key)
     uint64_t h = key_hash(MSM_KEY(mt)->kind, key);
     int found;
     int64_t s = probe(mt, m, key, h, &found);
-    uint64_t mask = (uint64_t)m->index->len - 1;
-    return (int64_t)(((uint64_t)s - (h & mask)) & mask) + 1;
+    uint64_t slots = (uint64_t)m->index->len;
+    return (int64_t)(((uint64_t)s - home_of(h, slots)) & (slots - 1)) + 1;
 }
 
 /* msm_find for a key of kind `kind`. */
@@ -200,8 +210,11 @@ void *msm_find(const ms_type *mt, const ms_map *m, const void *key)
 }
 
 /* Rebuilds m's index (a new one, zeroed, for entry capacity cap >= m->len)
- * and its entries: when none is dead, grown in place (realloc), else
- * the live ones copied, in order, into a new array. */
+ * and its entries: when none is dead, grown in place (realloc), and the
+ * index built from the old one, both read and written in order (a slot's
+ * home in the new index is in the slot itself, home_of); else the live
+ * entries copied, in order, into a new array and the index built from
+ * their hashes. */
 static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
 {
     uint32_t esize = msm_esize(mt);
@@ -214,13 +227,28 @@ static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
     } else if (m->dead == 0) {
         if (cap != m->entries->cap)
             m->entries = msv_grow(m->entries, esize, cap);
+        const uint64_t *old = index_of(m);
+        for (int64_t i = 0; i < m->index->len; i++) {
+            if (old[i] == 0)
+                continue;
+            uint64_t s = home_of(old[i], (uint64_t)slots);
+            while (ix[s] != 0)
+                s = (s + 1) & mask;
+            ix[s] = old[i];
+        }
     } else {
         ms_vec *entries = msv_alloc(esize, 0, cap);
         int64_t n = 0;
         for (int64_t i = 0; i < m->entries->len; i++) {
             const unsigned char *old = msm_entry(m, esize, i);
-            if (msm_live(old))
-                memcpy(MSV_DATA(entries) + (size_t)n++ * esize, old, esize);
+            if (!msm_live(old))
+                continue;
+            memcpy(MSV_DATA(entries) + (size_t)n * esize, old, esize);
+            uint64_t h = *(const uint64_t *)old, s = home_of(h, (uint64_t)slots);
+            while (ix[s] != 0)
+                s = (s + 1) & mask;
+            ix[s] = slot_of(h, n);
+            n++;
         }
         entries->len = n;
         msv_free(m->entries);
@@ -230,13 +258,6 @@ static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
         msv_free(m->index);
     m->index = index;
     m->dead = 0;
-    for (int64_t i = 0; i < m->entries->len; i++) {
-        uint64_t h = *(const uint64_t *)msm_entry(m, esize, i);
-        uint64_t s = h & mask;
-        while (ix[s] != 0)
-            s = (s + 1) & mask;
-        ix[s] = slot_of(h, i);
-    }
 }
 
 /* msm_insert for a key of kind `kind`. */

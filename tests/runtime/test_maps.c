@@ -251,9 +251,9 @@ static uint64_t fmix_inverse(uint64_t x)
 }
 
 /* Crafted keys against random ones, counted in index slots read rather
- * than timed: int keys that all collide in the low 20 bits of the mixer
- * without its key (fmix(fmix(x)), inverted), and of the identity (multiples
- * of 2^32); string keys whose FNV-1a hashes agree in their low 12 bits.
+ * than timed: int keys whose hashes under the mixer without its key
+ * (fmix(fmix(x)), inverted) are (i + 1) << 20, colliding in their low 20
+ * bits and in their top 28 (which the index uses), and multiples of 2^32; string keys whose FNV-1a hashes agree in their low 12 bits.
  * Without the per-process key each set would probe one chain (about n/2
  * slots a lookup); with it, as few as random keys. */
 static void test_crafted_probe_counts(void)
