@@ -90,28 +90,78 @@ uint64_t msm_siphash(const uint8_t k[16], const void *p, size_t n, int c, int d)
     return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
-uint64_t msm_hash_bytes(const void *p, size_t n)
+/* The mixer's key (mix_k0, mix_k1), published once drawn. */
+_Atomic(const uint64_t *) msm_mix_key_ready;
+static uint64_t mix_key[2];
+
+static void publish_mix_key(void)
 {
     pthread_once(&hash_key_once, make_hash_key);
-    return msm_siphash(hash_key, p, n, 1, 3);
+    mix_key[0] = mix_k0;
+    mix_key[1] = mix_k1;
+    atomic_store_explicit(&msm_mix_key_ready, mix_key, memory_order_release);
 }
 
-/* Two rounds of MurmurHash3's finalizer (a bijection whose every output
- * bit depends on every input bit), each after xoring in half of the key:
- * without the key, which inputs share low bits cannot be foreseen. */
-static inline uint64_t fmix(uint64_t x)
+static pthread_once_t mix_key_once = PTHREAD_ONCE_INIT;
+
+const uint64_t *msm_mix_key_slow(void)
 {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
+    pthread_once(&mix_key_once, publish_mix_key);
+    return mix_key;
+}
+
+/* 8 bytes at p as a little-endian word, in one load. */
+static inline uint64_t load_u64le(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+uint64_t msm_siphash13(uint64_t k0, uint64_t k1, const void *p, size_t n)
+{
+    const uint8_t *in = p;
+    uint64_t v[4] = { k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
+                      k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL };
+    const uint8_t *end = in + (n & ~(size_t)7);
+    for (; in != end; in += 8) {
+        uint64_t m = load_u64le(in);
+        v[3] ^= m;
+        sip_round(v);
+        v[0] ^= m;
+    }
+    uint64_t m = (uint64_t)(n & 0xff) << 56;
+    switch (n & 7) {
+    case 7: m |= (uint64_t)in[6] << 48; /* fall through */
+    case 6: m |= (uint64_t)in[5] << 40; /* fall through */
+    case 5: m |= (uint64_t)in[4] << 32; /* fall through */
+    case 4: m |= (uint64_t)in[3] << 24; /* fall through */
+    case 3: m |= (uint64_t)in[2] << 16; /* fall through */
+    case 2: m |= (uint64_t)in[1] << 8;  /* fall through */
+    case 1: m |= (uint64_t)in[0];       /* fall through */
+    default: break;
+    }
+    v[3] ^= m;
+    sip_round(v);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    sip_round(v);
+    sip_round(v);
+    sip_round(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+uint64_t msm_hash_bytes(const void *p, size_t n)
+{
+    /* The mixer's key is hash_key's two words (publish_mix_key). */
+    const uint64_t *k = msm_mix_key();
+    return msm_siphash13(k[0], k[1], p, n);
 }
 
 uint64_t msm_hash_u64(uint64_t x)
 {
-    pthread_once(&hash_key_once, make_hash_key);
-    return fmix(fmix(x ^ mix_k0) ^ mix_k1);
+    return msm_mix(x, msm_mix_key());
 }
-

@@ -9,17 +9,23 @@
 
 #include "hash.h"
 
-/* The hash of the key at `key` (in memory) of type kt, top bit set. */
-static uint64_t key_hash(const ms_type *kt, const void *key)
+/* Inlined wherever called, so that a call with a constant kind (the
+ * lookups of compiled code dispatch on the key type once, below) is
+ * specialised: no switch, no call, on the path of an int key. */
+#define HOT static inline __attribute__((always_inline))
+
+/* The hash of the key at `key` (in memory) of kind `kind` (the key type's),
+ * top bit set. */
+HOT uint64_t key_hash(uint32_t kind, const void *key)
 {
     uint64_t h;
-    switch (kt->kind) {
+    switch (kind) {
     case MS_T_INT:
-        h = msm_hash_u64((uint64_t)*(const int64_t *)key);
+        h = msm_mix((uint64_t)*(const int64_t *)key, msm_mix_key());
         break;
     case MS_T_CHAR:
     case MS_T_BOOL:
-        h = msm_hash_u64(*(const uint8_t *)key);
+        h = msm_mix(*(const uint8_t *)key, msm_mix_key());
         break;
     default: { /* string */
         const ms_vec *s = *(ms_vec *const *)key;
@@ -30,9 +36,9 @@ static uint64_t key_hash(const ms_type *kt, const void *key)
     return h | (UINT64_C(1) << 63);
 }
 
-static int key_eq(const ms_type *kt, const void *a, const void *b)
+HOT int key_eq(uint32_t kind, const void *a, const void *b)
 {
-    switch (kt->kind) {
+    switch (kind) {
     case MS_T_INT:
         return *(const int64_t *)a == *(const int64_t *)b;
     case MS_T_CHAR:
@@ -51,14 +57,47 @@ static int key_eq(const ms_type *kt, const void *a, const void *b)
 
 #define MIN_ENTRIES 4
 
-static inline uint32_t *index_of(const ms_map *m)
+static inline uint64_t *index_of(const ms_map *m)
 {
-    return (uint32_t *)MSV_DATA(m->index);
+    return (uint64_t *)MSV_DATA(m->index);
+}
+
+/* The index slot of entry i whose hash is h: the hash's top half (never 0,
+ * its top bit being set) above the entry's position. */
+static inline uint64_t slot_of(uint64_t h, int64_t i)
+{
+    return (h & ~(uint64_t)0xffffffffu) | (uint64_t)i;
+}
+
+static inline int64_t slot_entry(uint64_t slot)
+{
+    return (int64_t)(slot & 0xffffffffu);
+}
+
+/* The home slot of hash h in an index of `slots` slots (a power of two,
+ * at most 2^31): the bits of h below its top one (which is always set),
+ * as many as the index needs. They are also the top bits of an index
+ * slot's half of the hash, so that a slot says where it belongs in an
+ * index twice the size without its entry being read (rebuild). */
+static inline uint64_t home_of(uint64_t h, uint64_t slots)
+{
+    return slots == 1 ? 0 : (h << 1) >> (64 - __builtin_ctzll(slots));
+}
+
+/* Index slots for an entry capacity of cap: a power of two, at least 2 cap
+ * (so that the index is at most half full and probes stay short). */
+static int64_t index_slots(int64_t cap)
+{
+    if (cap > (int64_t)1 << 30)
+        msv_oom();
+    int64_t slots = 1;
+    while (slots < 2 * cap)
+        slots *= 2;
+    return slots;
 }
 
 ms_map *msm_new(const ms_type *mt, int64_t n)
 {
-    (void)mt;
     ms_vec *h = msv_alloc(sizeof(ms_map) - sizeof(ms_vec), 1, 1);
     ms_map *m = (ms_map *)h;
     m->len = 0;
@@ -69,14 +108,9 @@ ms_map *msm_new(const ms_type *mt, int64_t n)
     if (n > 0) {
         /* Room for n without growing: entry capacity n, index >= 2n. */
         int64_t cap = n < MIN_ENTRIES ? MIN_ENTRIES : n;
-        if (cap > (int64_t)1 << 30)
-            msv_oom();
-        int64_t slots = 1;
-        while (slots < 2 * cap)
-            slots *= 2;
+        int64_t slots = index_slots(cap);
         m->entries = msv_alloc(msm_esize(mt), 0, cap);
-        m->index = msv_alloc(4, slots, slots);
-        memset(MSV_DATA(m->index), 0, (size_t)slots * 4);
+        m->index = msv_alloc_zeroed(8, slots, slots);
     }
     return m;
 }
@@ -90,90 +124,155 @@ void msm_free(ms_map *m)
     msv_free((ms_vec *)m);
 }
 
-/* The index slot holding key (with hash h) in m, or the empty slot where
- * it would go; *found says which. m has entries. */
-static int64_t probe(const ms_type *mt, const ms_map *m, const void *key,
-                     uint64_t h, int *found)
+/* The index slot holding key (with hash h, of kind `kind`) in m, or the
+ * empty slot where it would go; *found says which. m has entries. A slot
+ * whose top half differs from h's is passed over without reading its
+ * entry, so a probe reads one entry, the one it finds, but for a 1 in
+ * 2^31 chance per slot passed. */
+HOT int64_t probe_kind(uint32_t kind, uint32_t esize, const ms_map *m,
+                       const void *key, uint64_t h, int *found)
 {
-    const ms_type *kt = MSM_KEY(mt);
-    uint32_t esize = msm_esize(mt);
-    const uint32_t *ix = index_of(m);
-    uint64_t mask = (uint64_t)m->index->len - 1;
-    for (uint64_t s = h & mask;; s = (s + 1) & mask) {
-        uint32_t e = ix[s];
-        if (e == 0) {
+    const uint64_t *ix = index_of(m);
+    uint64_t slots = (uint64_t)m->index->len, mask = slots - 1, tag = slot_of(h, 0);
+    for (uint64_t s = home_of(h, slots);; s = (s + 1) & mask) {
+        uint64_t slot = ix[s];
+        if (slot == 0) {
             *found = 0;
             return (int64_t)s;
         }
-        const unsigned char *ent = msm_entry(m, esize, e - 1);
-        if (*(const uint64_t *)ent == h && key_eq(kt, ent + MSM_KEY_OFF, key)) {
+        if ((slot & ~(uint64_t)0xffffffffu) != tag)
+            continue;
+        const unsigned char *ent = msm_entry(m, esize, slot_entry(slot));
+        if (*(const uint64_t *)ent == h && key_eq(kind, ent + MSM_KEY_OFF, key)) {
             *found = 1;
             return (int64_t)s;
         }
     }
 }
 
-void *msm_find(const ms_type *mt, const ms_map *m, const void *key)
+/* probe_kind for map type mt (not inlined: the cold paths). */
+static int64_t probe(const ms_type *mt, const ms_map *m, const void *key,
+                     uint64_t h, int *found)
+{
+    uint32_t kind = MSM_KEY(mt)->kind, esize = msm_esize(mt);
+    switch (kind) {
+    case MS_T_INT:
+        return probe_kind(MS_T_INT, esize, m, key, h, found);
+    case MS_T_CHAR:
+    case MS_T_BOOL:
+        return probe_kind(MS_T_CHAR, esize, m, key, h, found);
+    default:
+        return probe_kind(MS_T_VECTOR, esize, m, key, h, found);
+    }
+}
+
+int64_t msm_probe_length(const ms_type *mt, const ms_map *m, const void *key)
+{
+    if (!m || !m->entries)
+        return 0;
+    uint64_t h = key_hash(MSM_KEY(mt)->kind, key);
+    int found;
+    int64_t s = probe(mt, m, key, h, &found);
+    uint64_t slots = (uint64_t)m->index->len;
+    return (int64_t)(((uint64_t)s - home_of(h, slots)) & (slots - 1)) + 1;
+}
+
+/* msm_find for a key of kind `kind`. */
+HOT void *find_kind(uint32_t kind, const ms_type *mt, const ms_map *m, const void *key)
 {
     if (!m || m->len == 0)
         return NULL;
+    uint32_t esize = msm_esize(mt);
     int found;
-    int64_t s = probe(mt, m, key, key_hash(MSM_KEY(mt), key), &found);
+    int64_t s = probe_kind(kind, esize, m, key, key_hash(kind, key), &found);
     if (!found)
         return NULL;
-    return msm_entry(m, msm_esize(mt), index_of(m)[s] - 1) + MSM_VAL_OFF;
+    return msm_entry(m, esize, slot_entry(index_of(m)[s])) + MSM_VAL_OFF;
 }
 
-/* Rebuilds m's entries (live ones only, in order) and index with entry
- * capacity cap >= m->len. */
+/* find_kind with the kind of mt's keys, each kind's copy specialised. */
+HOT void *find(const ms_type *mt, const ms_map *m, const void *key)
+{
+    switch (MSM_KEY(mt)->kind) {
+    case MS_T_INT:
+        return find_kind(MS_T_INT, mt, m, key);
+    case MS_T_CHAR:
+    case MS_T_BOOL:
+        return find_kind(MS_T_CHAR, mt, m, key);
+    default:
+        return find_kind(MS_T_VECTOR, mt, m, key);
+    }
+}
+
+void *msm_find(const ms_type *mt, const ms_map *m, const void *key)
+{
+    return find(mt, m, key);
+}
+
+/* Rebuilds m's index (a new one, zeroed, for entry capacity cap >= m->len)
+ * and its entries: when none is dead, grown in place (realloc), and the
+ * index built from the old one, both read and written in order (a slot's
+ * home in the new index is in the slot itself, home_of); else the live
+ * entries copied, in order, into a new array and the index built from
+ * their hashes. */
 static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
 {
     uint32_t esize = msm_esize(mt);
-    if (cap > (int64_t)1 << 30)
-        msv_oom();
-    int64_t slots = 1;
-    while (slots < 2 * cap)
-        slots *= 2;
-    ms_vec *entries = msv_alloc(esize, 0, cap);
-    ms_vec *index = msv_alloc(4, slots, slots);
-    uint32_t *ix = (uint32_t *)MSV_DATA(index);
-    memset(ix, 0, (size_t)slots * 4);
+    int64_t slots = index_slots(cap);
+    ms_vec *index = msv_alloc_zeroed(8, slots, slots);
+    uint64_t *ix = (uint64_t *)MSV_DATA(index);
     uint64_t mask = (uint64_t)slots - 1;
-    int64_t n = 0;
-    if (m->entries) {
+    if (!m->entries) {
+        m->entries = msv_alloc(esize, 0, cap);
+    } else if (m->dead == 0) {
+        if (cap != m->entries->cap)
+            m->entries = msv_grow(m->entries, esize, cap);
+        const uint64_t *old = index_of(m);
+        for (int64_t i = 0; i < m->index->len; i++) {
+            if (old[i] == 0)
+                continue;
+            uint64_t s = home_of(old[i], (uint64_t)slots);
+            while (ix[s] != 0)
+                s = (s + 1) & mask;
+            ix[s] = old[i];
+        }
+    } else {
+        ms_vec *entries = msv_alloc(esize, 0, cap);
+        int64_t n = 0;
         for (int64_t i = 0; i < m->entries->len; i++) {
             const unsigned char *old = msm_entry(m, esize, i);
             if (!msm_live(old))
                 continue;
-            unsigned char *to = MSV_DATA(entries) + (size_t)n * esize;
-            memcpy(to, old, esize);
-            uint64_t s = *(const uint64_t *)old & mask;
+            memcpy(MSV_DATA(entries) + (size_t)n * esize, old, esize);
+            uint64_t h = *(const uint64_t *)old, s = home_of(h, (uint64_t)slots);
             while (ix[s] != 0)
                 s = (s + 1) & mask;
-            ix[s] = (uint32_t)(n + 1);
+            ix[s] = slot_of(h, n);
             n++;
         }
+        entries->len = n;
         msv_free(m->entries);
-        msv_free(m->index);
+        m->entries = entries;
     }
-    entries->len = n;
-    m->entries = entries;
+    if (m->index)
+        msv_free(m->index);
     m->index = index;
     m->dead = 0;
 }
 
-void *msm_insert(const ms_type *mt, ms_map *m, const void *key, int *inserted)
+/* msm_insert for a key of kind `kind`. */
+HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *key,
+                      int *inserted)
 {
-    const ms_type *kt = MSM_KEY(mt);
     uint32_t esize = msm_esize(mt);
-    uint64_t h = key_hash(kt, key);
+    uint64_t h = key_hash(kind, key);
     int found;
     if (!m->entries)
         rebuild(mt, m, MIN_ENTRIES);
-    int64_t s = probe(mt, m, key, h, &found);
+    int64_t s = probe_kind(kind, esize, m, key, h, &found);
     if (found) {
         *inserted = 0;
-        return msm_entry(m, esize, index_of(m)[s] - 1) + MSM_VAL_OFF;
+        return msm_entry(m, esize, slot_entry(index_of(m)[s])) + MSM_VAL_OFF;
     }
     if (m->entries->len == m->entries->cap) {
         /* Full: compact in place when half of it is dead, else double. */
@@ -184,18 +283,38 @@ void *msm_insert(const ms_type *mt, ms_map *m, const void *key, int *inserted)
             cap *= 2;
         }
         rebuild(mt, m, cap);
-        s = probe(mt, m, key, h, &found);
+        s = probe_kind(kind, esize, m, key, h, &found);
     }
     int64_t i = m->entries->len++;
     unsigned char *ent = msm_entry(m, esize, i);
     memset(ent, 0, esize);
     *(uint64_t *)ent = h;
+    const ms_type *kt = MSM_KEY(mt);
     memcpy(ent + MSM_KEY_OFF, key, kt->size);
-    msv_retain_range(kt, ent + MSM_KEY_OFF, 1);
-    index_of(m)[s] = (uint32_t)(i + 1);
+    if (kt->has_refs)
+        msv_retain_range(kt, ent + MSM_KEY_OFF, 1);
+    index_of(m)[s] = slot_of(h, i);
     m->len++;
     *inserted = 1;
     return ent + MSM_VAL_OFF;
+}
+
+HOT void *insert(const ms_type *mt, ms_map *m, const void *key, int *inserted)
+{
+    switch (MSM_KEY(mt)->kind) {
+    case MS_T_INT:
+        return insert_kind(MS_T_INT, mt, m, key, inserted);
+    case MS_T_CHAR:
+    case MS_T_BOOL:
+        return insert_kind(MS_T_CHAR, mt, m, key, inserted);
+    default:
+        return insert_kind(MS_T_VECTOR, mt, m, key, inserted);
+    }
+}
+
+void *msm_insert(const ms_type *mt, ms_map *m, const void *key, int *inserted)
+{
+    return insert(mt, m, key, inserted);
 }
 
 ms_map *msm_copy(const ms_type *mt, const ms_map *m)
@@ -209,8 +328,8 @@ ms_map *msm_copy(const ms_type *mt, const ms_map *m)
     int64_t used = m->entries->len, slots = m->index->len;
     c->entries = msv_alloc(esize, used, m->entries->cap);
     memcpy(MSV_DATA(c->entries), MSV_DATA(m->entries), (size_t)used * esize);
-    c->index = msv_alloc(4, slots, slots);
-    memcpy(MSV_DATA(c->index), MSV_DATA(m->index), (size_t)slots * 4);
+    c->index = msv_alloc(8, slots, slots);
+    memcpy(MSV_DATA(c->index), MSV_DATA(m->index), (size_t)slots * 8);
     const ms_type *kt = MSM_KEY(mt), *vt = MSM_VAL(mt);
     if (kt->has_refs || vt->has_refs) {
         for (int64_t i = 0; i < used; i++) {
@@ -227,7 +346,7 @@ ms_map *msm_copy(const ms_type *mt, const ms_map *m)
 /* ------------------------------------------------- calls of compiled code */
 
 /* *mp made unique (a new map when it was empty); returned, borrowed. */
-static ms_map *map_unique(const ms_type *mt, ms_vec **mp)
+static ms_map *map_unique_slow(const ms_type *mt, ms_vec **mp)
 {
     ms_map *m = (ms_map *)*mp;
     if (!m) {
@@ -240,6 +359,12 @@ static ms_map *map_unique(const ms_type *mt, ms_vec **mp)
     }
     *mp = (ms_vec *)m;
     return m;
+}
+
+HOT ms_map *map_unique(const ms_type *mt, ms_vec **mp)
+{
+    ms_map *m = (ms_map *)*mp;
+    return m && m->refcount == 1 ? m : map_unique_slow(mt, mp);
 }
 
 /* The text of a key in an error message (SPEC 13): a string as
@@ -278,7 +403,7 @@ _Noreturn static void key_error(const ms_type *kt, const void *key,
 void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
                  int32_t line, int32_t col)
 {
-    void *v = msm_find(mt, (const ms_map *)m, key);
+    void *v = find(mt, (const ms_map *)m, key);
     if (!v)
         key_error(MSM_KEY(mt), key, line, col);
     return v;
@@ -287,12 +412,12 @@ void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
 void *ms_map_insert(const ms_type *mt, ms_vec **mp, const void *key)
 {
     int inserted;
-    return msm_insert(mt, map_unique(mt, mp), key, &inserted);
+    return insert(mt, map_unique(mt, mp), key, &inserted);
 }
 
 int8_t ms_map_has(const ms_type *mt, const ms_vec *m, const void *key)
 {
-    return msm_find(mt, (const ms_map *)m, key) != NULL;
+    return find(mt, (const ms_map *)m, key) != NULL;
 }
 
 void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
@@ -301,9 +426,9 @@ void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
         return; /* nothing to remove: no copy either */
     ms_map *m = map_unique(mt, mp);
     int found;
-    int64_t s = probe(mt, m, key, key_hash(MSM_KEY(mt), key), &found);
+    int64_t s = probe(mt, m, key, key_hash(MSM_KEY(mt)->kind, key), &found);
     uint32_t esize = msm_esize(mt);
-    unsigned char *e = msm_entry(m, esize, index_of(m)[s] - 1);
+    unsigned char *e = msm_entry(m, esize, slot_entry(index_of(m)[s]));
     /* The index slot keeps pointing at the tombstone, so that probes go on
      * past it; rebuild drops both. */
     *(uint64_t *)e = 0;
@@ -314,7 +439,7 @@ void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
     if (m->len == 0) { /* empty again: start over at no cost */
         m->entries->len = 0;
         m->dead = 0;
-        memset(MSV_DATA(m->index), 0, (size_t)m->index->len * 4);
+        memset(MSV_DATA(m->index), 0, (size_t)m->index->len * 8);
     }
 }
 

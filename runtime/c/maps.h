@@ -12,9 +12,15 @@
  *     { u64 hash; key (8 bytes of room); value }, esize bytes, where a
  *     removed entry keeps its slot with hash 0 (a tombstone) until the
  *     array is compacted (when half of it is dead, and it must grow);
- *   `index`, an ms_vec of u32 slots, a power of two at least twice the
- *     entry capacity: 0 empty, else 1 + the index of an entry (live or
- *     dead), found by linear probing from the hash's low bits.
+ *   `index`, an ms_vec of u64 slots, a power of two at least twice the
+ *     entry capacity: 0 empty, else the top 32 bits of an entry's hash
+ *     above the position of that entry (live or dead) in `entries`, found
+ *     by linear probing from the hash's low bits. A probe compares the
+ *     slot's half of the hash first and reads an entry only when it
+ *     matches: a lookup reads the one entry it finds (the index, in a big
+ *     map, is the only random access). Growth reallocates `entries` in
+ *     place (no copy when nothing is dead) and builds a new index from
+ *     the hashes the entries keep.
  * Iteration walks `entries`, so its order never depends on the hash.
  * Hashes are keyed by a random 128-bit key per process (SipHash-1-3 for
  * strings, a keyed mixer for the other keys) and have their top bit set,
@@ -59,6 +65,10 @@ static inline int msm_live(const unsigned char *e)
 /* The value for the key at `key` (in memory, borrowed) in m (borrowed,
  * may be NULL), or NULL when absent. */
 void *msm_find(const ms_type *mt, const ms_map *m, const void *key);
+
+/* The number of index slots a lookup of key in m (borrowed, may be NULL)
+ * reads: 1 when its first slot decides. For the tests of crafted keys. */
+int64_t msm_probe_length(const ms_type *mt, const ms_map *m, const void *key);
 
 /* A new, empty map able to hold n keys without growing; owned by the
  * caller. */

@@ -31,9 +31,19 @@ ms_vec *ms_string_from_bytes(const uint8_t *bytes, int64_t n)
 /* Each ms_str_* returns a new string owned by the caller. */
 ms_vec *ms_str_int(int64_t v)
 {
-    char buf[32];
-    int n = snprintf(buf, sizeof buf, "%" PRId64, v);
-    return ms_string_from_bytes((const uint8_t *)buf, n);
+    /* The digits written backwards from the end of buf, as "%" PRId64
+     * would write them, without printf's cost (str() of an int is hot in
+     * text building). */
+    char buf[24];
+    char *p = buf + sizeof buf;
+    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return ms_string_from_bytes((const uint8_t *)p, buf + sizeof buf - p);
 }
 
 ms_vec *ms_str_double(double v)

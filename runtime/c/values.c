@@ -110,12 +110,12 @@ static size_t vec_bytes(uint32_t elem_size, int64_t cap)
     return head + (size_t)cap * elem_size;
 }
 
-ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap)
+static ms_vec *vec_alloc(uint32_t elem_size, int64_t len, int64_t cap, int zeroed)
 {
     size_t bytes = vec_bytes(elem_size, cap);
     if (bytes == 0 || len < 0 || len > cap)
         msv_oom();
-    msv_node *n = malloc(bytes);
+    msv_node *n = zeroed ? calloc(1, bytes) : malloc(bytes);
     if (!n)
         msv_oom();
     ms_hint_huge(n, bytes);
@@ -126,6 +126,16 @@ ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap)
     v->len = len;
     v->cap = cap;
     return v;
+}
+
+ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap)
+{
+    return vec_alloc(elem_size, len, cap, 0);
+}
+
+ms_vec *msv_alloc_zeroed(uint32_t elem_size, int64_t len, int64_t cap)
+{
+    return vec_alloc(elem_size, len, cap, 1);
 }
 
 /* v: a vector msv_alloc made, unique (refcount 1), transferred in; grown
@@ -150,6 +160,11 @@ static ms_vec *vec_grow(ms_vec *v, uint32_t elem_size, int64_t cap)
     ms_vec *g = VEC_OF(n);
     g->cap = cap;
     return g;
+}
+
+ms_vec *msv_grow(ms_vec *v, uint32_t elem_size, int64_t cap)
+{
+    return vec_grow(v, elem_size, cap);
 }
 
 void msv_free(ms_vec *v)

@@ -51,6 +51,16 @@ int64_t ms_values_track_end(int free_all);
  * the result (one reference). */
 ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap);
 
+/* msv_alloc with the elements zeroed (calloc: a large block comes zeroed
+ * from the kernel, not written twice). */
+ms_vec *msv_alloc_zeroed(uint32_t elem_size, int64_t len, int64_t cap);
+
+/* v (from msv_alloc, unique, transferred in) with capacity cap >= v->len,
+ * its elements kept (realloc: a large block is remapped, not copied);
+ * returned, owned by the caller. Raises "out of memory" leaving v as it
+ * was. */
+ms_vec *msv_grow(ms_vec *v, uint32_t elem_size, int64_t cap);
+
 /* Frees a vector msv_alloc made (never an immortal constant) without
  * looking at its elements; unlinks it from its thread's list. Takes v. */
 void msv_free(ms_vec *v);

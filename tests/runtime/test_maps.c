@@ -2,8 +2,9 @@
  * calls compiled code makes: SipHash against the paper's test vectors,
  * insertion, lookup, removal, tombstones and compaction, growth, insertion
  * order after removals, copy on write, 1M keys, and crafted keys: strings
- * that all collide in the low bits of an unkeyed hash (FNV-1a) cost no more
- * than random ones. Linked with libmsslave.a; defines the program symbols
+ * that all collide in the low bits of an unkeyed hash (FNV-1a), and ints
+ * that collide under the mixer without its key, read no more index slots
+ * than random ones (counted, msm_probe_length) and take no longer. Linked with libmsslave.a; defines the program symbols
  * the library needs, and its own ms_runtime_error (none is expected). Prints "map tests passed". */
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,14 @@ static void test_siphash(void)
     CHECK(msm_siphash(k, msg, 15, 2, 4) == 0xa129ca6149be45e5ULL);
     CHECK(msm_siphash(k, msg, 0, 2, 4) == 0x726fdb47dd0e0e31ULL);
     CHECK(msm_siphash(k, msg, 8, 2, 4) == 0x93f5f5799a932462ULL);
+    /* The unrolled SipHash-1-3 of the maps is the reference one, for
+     * every tail length. */
+    uint8_t buf[40];
+    for (int i = 0; i < 40; i++)
+        buf[i] = (uint8_t)(i * 37 + 11);
+    uint64_t k0 = 0x0706050403020100ULL, k1 = 0x0f0e0d0c0b0a0908ULL;
+    for (size_t n = 0; n <= sizeof buf; n++)
+        CHECK(msm_siphash13(k0, k1, buf, n) == msm_siphash(k, buf, n, 1, 3));
     CHECK(msm_hash_bytes("abc", 3) == msm_hash_bytes("abc", 3));
     CHECK(msm_hash_bytes("abc", 3) != msm_hash_bytes("abd", 3));
 }
@@ -204,6 +213,104 @@ static double time_string_keys(const char *keys, int n)
     return t;
 }
 
+/* Index slots read by lookups of the n keys at keys (key_size bytes
+ * apart), summed, after inserting them all into a map of type mt. */
+static int64_t probes_of(const ms_type *mt, const unsigned char *keys,
+                         size_t key_size, int n)
+{
+    ms_vec *m = NULL;
+    for (int i = 0; i < n; i++)
+        *(int64_t *)ms_map_insert(mt, &m, keys + (size_t)i * key_size) = i;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += msm_probe_length(mt, (ms_map *)m, keys + (size_t)i * key_size);
+    CHECK(m->len == n);
+    ms_vec_release(mt, m);
+    return total;
+}
+
+/* The inverse of x * c mod 2^64 for odd c (Newton's iteration). */
+static uint64_t mul_inverse(uint64_t c)
+{
+    uint64_t x = c;
+    for (int i = 0; i < 6; i++)
+        x *= 2 - c * x;
+    return x;
+}
+
+/* The inverse of msm_fmix (each step of it is a bijection: x ^= x >> 33
+ * undoes itself, the multiplications are by odd constants). */
+static uint64_t fmix_inverse(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= mul_inverse(0xc4ceb9fe1a85ec53ULL);
+    x ^= x >> 33;
+    x *= mul_inverse(0xff51afd7ed558ccdULL);
+    x ^= x >> 33;
+    return x;
+}
+
+/* Crafted keys against random ones, counted in index slots read rather
+ * than timed: int keys whose hashes under the mixer without its key
+ * (fmix(fmix(x)), inverted) are (i + 1) << 20, colliding in their low 20
+ * bits and in their top 28 (which the index uses), and multiples of 2^32; string keys whose FNV-1a hashes agree in their low 12 bits.
+ * Without the per-process key each set would probe one chain (about n/2
+ * slots a lookup); with it, as few as random keys. */
+static void test_crafted_probe_counts(void)
+{
+    const int n = 20000;
+    int64_t *crafted = malloc((size_t)n * sizeof *crafted);
+    int64_t *shifted = malloc((size_t)n * sizeof *shifted);
+    int64_t *random = malloc((size_t)n * sizeof *random);
+    uint64_t r = 88172645463325252ULL;
+    for (int i = 0; i < n; i++) {
+        uint64_t x = fmix_inverse(fmix_inverse((uint64_t)(i + 1) << 20));
+        CHECK(msm_fmix(msm_fmix(x)) == (uint64_t)(i + 1) << 20);
+        crafted[i] = (int64_t)x;
+        shifted[i] = (int64_t)((uint64_t)(i + 1) << 32);
+        r ^= r << 13; r ^= r >> 7; r ^= r << 17; /* xorshift64 */
+        random[i] = (int64_t)r;
+    }
+    int64_t pc = probes_of(&MAP_II, (unsigned char *)crafted, 8, n);
+    int64_t ps = probes_of(&MAP_II, (unsigned char *)shifted, 8, n);
+    int64_t pr = probes_of(&MAP_II, (unsigned char *)random, 8, n);
+    printf("int keys: slots read a lookup: crafted %.3f, multiples of 2^32 %.3f, "
+           "random %.3f\n", (double)pc / n, (double)ps / n, (double)pr / n);
+    CHECK(pc >= n && pr >= n && ps >= n);
+    CHECK(pc <= 2 * pr && ps <= 2 * pr);
+    free(crafted);
+    free(shifted);
+    free(random);
+
+    ms_vec **cs = malloc((size_t)n * sizeof *cs), **rs = malloc((size_t)n * sizeof *rs);
+    int found = 0;
+    for (uint64_t i = 0; found < n; i++) {
+        char buf[16];
+        int len = 0;
+        buf[len++] = 'k';
+        for (uint64_t x = i; x; x >>= 4)
+            buf[len++] = "0123456789abcdef"[x & 15];
+        if ((fnv1a(buf, (size_t)len) & 0xfff) == 0x123)
+            cs[found++] = ms_string_from_bytes((const uint8_t *)buf, len);
+    }
+    for (int i = 0; i < n; i++) {
+        char buf[16];
+        int len = snprintf(buf, sizeof buf, "r%d", i * 7919);
+        rs[i] = ms_string_from_bytes((const uint8_t *)buf, len);
+    }
+    int64_t sc = probes_of(&MAP_SI, (unsigned char *)cs, sizeof *cs, n);
+    int64_t sr = probes_of(&MAP_SI, (unsigned char *)rs, sizeof *rs, n);
+    printf("string keys: slots read a lookup: crafted %.3f, random %.3f\n",
+           (double)sc / n, (double)sr / n);
+    CHECK(sc >= n && sr >= n && sc <= 2 * sr);
+    for (int i = 0; i < n; i++) {
+        ms_vec_release(&T_STR, cs[i]);
+        ms_vec_release(&T_STR, rs[i]);
+    }
+    free(cs);
+    free(rs);
+}
+
 static void test_crafted_keys(void)
 {
     /* 20,000 keys whose FNV-1a hashes agree in their low 12 bits: in a
@@ -262,6 +369,7 @@ int main(void)
     test_string_keys();
     test_million();
     test_crafted_keys();
+    test_crafted_probe_counts();
     if (failures) {
         fprintf(stderr, "%d map test(s) failed\n", failures);
         return 1;

@@ -4,7 +4,11 @@
 
 Map kernels (map_ints, map_words: SPEC 13) run as an M/s master block and
 against three baselines, a small open-addressing table written in C, C++'s
-std::unordered_map and Python's dict, with the M/s time over each.
+std::unordered_map and Python's dict, with the M/s time over each;
+map_ints also against the C table with a keyed hash like the M/s map's
+(c/map_ints_keyed.c), safe from crafted keys as the others are not.
+map_crafted is map_ints with keys crafted to collide under an unkeyed hash
+(multiples of 2^32) over map_ints' own keys, both in M/s.
 
 Value kernels (sieve, matmul, strings, structs, fib; text_split, text_join
 and text_find for SPEC 12.3's builtins on 100 MB of text) run the same algorithm
@@ -70,6 +74,10 @@ BENCH_TOKEN = "bench-secret"
 # generated text of 10 million words (about 100 MB) counted. Against a small
 # open-addressing table in C, C++'s std::unordered_map and Python's dict.
 MAPS = {"map_ints": 10_000_000, "map_words": 10_000_000}
+# Crafted keys (multiples of 2^32, colliding in an unkeyed hash's low bits)
+# against map_ints' keys, both in M/s: the time of one over the other.
+CRAFTED = {"map_crafted": 10_000_000}
+CRAFTED_MUL, RANDOM_MUL = 4294967296, 2654435761
 
 
 class BenchError(Exception):
@@ -150,7 +158,10 @@ def run_maps(names, workdir, repeat):
         line = f"{name:10} M/s {t_ms:8.3f} s"
         for label, build, sub, ext in (("C table", build_c, "c", ".c"),
                                        ("C++ unordered_map", build_cpp, "cpp", ".cpp"),
-                                       ("Python dict", build_py, "py", ".py")):
+                                       ("Python dict", build_py, "py", ".py"),
+                                       ("C table keyed", build_c, "c", "_keyed.c")):
+            if not (HERE / sub / f"{name}{ext}").exists():
+                continue  # map_ints only: the C table with a keyed hash
             try:
                 t, other = timed_pair(build, HERE / sub / f"{name}{ext}", workdir,
                                       repeat, N=n)
@@ -160,6 +171,23 @@ def run_maps(names, workdir, repeat):
             differs = "" if other.split() == out.split() else " OUTPUT DIFFERS"
             line += f"   {label} {t:7.3f} s ratio {t_ms / t:5.2f}{differs}"
         print(line, flush=True)
+
+
+def run_crafted(names, workdir, repeat):
+    """map_ints with crafted keys over map_ints with its own, in M/s."""
+    for name in names:
+        n = CRAFTED[name]
+        template = HERE / "ms" / f"{name}.ms"
+        times = {}
+        for label, mul in (("crafted", CRAFTED_MUL), ("random", RANDOM_MUL)):
+            work = build_ms(instantiate(template, workdir, f"{label}_n", N=n, MUL=mul))
+            idle = build_ms(instantiate(template, workdir, f"{label}_0", N=0, MUL=mul))
+            t_work, _ = best_time([str(work), "--spawn", "0"], repeat)
+            t_idle, _ = best_time([str(idle), "--spawn", "0"], repeat)
+            times[label] = max(t_work - t_idle, 1e-9)
+        print(f"{name:10} M/s crafted keys {times['crafted']:7.3f} s   random keys "
+              f"{times['random']:7.3f} s   ratio {times['crafted'] / times['random']:5.2f}"
+              f"   (goal: 1.0 or less)", flush=True)
 
 
 def run_kernels(names, workdir, repeat):
@@ -352,12 +380,12 @@ def others(kind: str, n: int):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="M/s benchmarks against C and TCP baselines")
     ap.add_argument("--only", nargs="*",
-                    choices=sorted(KERNELS) + sorted(JOBS) + sorted(MAPS))
+                    choices=sorted(KERNELS) + sorted(JOBS) + sorted(MAPS) + sorted(CRAFTED))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--window-jobs", type=int, metavar="N",
                     help=f"jobs of the wait_any benchmark (default {JOBS['wait_any']})")
     args = ap.parse_args(argv)
-    chosen = args.only or list(KERNELS) + list(JOBS) + list(MAPS)
+    chosen = args.only or list(KERNELS) + list(JOBS) + list(MAPS) + list(CRAFTED)
     with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp:
         workdir = pathlib.Path(tmp)
         try:
@@ -365,6 +393,7 @@ def main(argv=None) -> int:
             run_jobs([k for k in chosen if k in JOBS], workdir, args.repeat,
                      args.window_jobs)
             run_maps([k for k in chosen if k in MAPS], workdir, args.repeat)
+            run_crafted([k for k in chosen if k in CRAFTED], workdir, args.repeat)
         except (BenchError, subprocess.TimeoutExpired) as e:
             print(f"bench: {e}", file=sys.stderr)
             return 1

@@ -1,39 +1,11 @@
 /* The same work as map_ints.ms with a small open-addressing table (linear
- * probing, a multiplicative hash, doubling at half full). */
-#include <stdio.h>
-#include <stdlib.h>
-#include <stdint.h>
+ * probing, a multiplicative hash, doubling at half full): map_table.h. */
+#include "map_table.h"
 
-typedef struct { int64_t key, value; int used; } slot;
-static slot *tab;
-static size_t cap = 16, count;
-
-static size_t find(int64_t key) {
-    size_t i = (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ULL) >> 20) & (cap - 1);
-    while (tab[i].used && tab[i].key != key) i = (i + 1) & (cap - 1);
-    return i;
-}
-
-static void put(int64_t key, int64_t value) {
-    if (2 * (count + 1) > cap) {
-        slot *old = tab; size_t oc = cap;
-        cap *= 2; tab = calloc(cap, sizeof *tab);
-        for (size_t i = 0; i < oc; i++)
-            if (old[i].used) tab[find(old[i].key)] = old[i];
-        free(old);
-    }
-    size_t i = find(key);
-    if (!tab[i].used) { tab[i].used = 1; tab[i].key = key; count++; }
-    tab[i].value = value;
+static uint64_t slot_hash(int64_t key) {
+    return ((uint64_t)key * 0x9E3779B97F4A7C15ULL) >> 20;
 }
 
 int main(void) {
-    long n = @N@;
-    tab = calloc(cap, sizeof *tab);
-    for (long i = 0; i < n; i++) put(i * 2654435761L, i);
-    long sum = 0;
-    for (long i = 0; i < n; i++) sum += tab[find(i * 2654435761L)].value;
-    printf("%zu\n%ld\n", count, sum);
-    free(tab);
-    return 0;
+    return run(@N@);
 }
