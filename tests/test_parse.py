@@ -758,11 +758,13 @@ def test_a_two_thousand_line_program_parses_quickly():
 """
     src = "".join(func.format(n=n) for n in range(250)) + "master { }\n"
     assert src.count("\n") >= 2000
-    start = time.perf_counter()
+    # CPU time, not wall time: other processes on a shared machine do not
+    # count against it (1.1 s here, alone or not).
+    start = time.process_time()
     prog = parse_src(src)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert len(prog.decls) == 251
-    assert elapsed < 5.0, f"parsing 2000 lines took {elapsed:.2f}s"
+    assert elapsed < 5.0, f"parsing 2000 lines took {elapsed:.2f}s of CPU"
 
 
 def test_every_token_rule_is_folded_into_one_regex():
