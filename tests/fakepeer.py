@@ -1,6 +1,6 @@
 """The M/s wire protocol (docs/protocol.md) as the tests speak it: framing,
-the handshake (version 2: proofs of the shared secret both ways), the
-protection of messages after it (AES-256-GCM under HKDF session keys), and
+the handshake (protocol version 3, with version 2's proofs of the shared
+secret both ways), the protection of messages after it (AES-256-GCM under HKDF session keys), and
 a fake slave and a fake master built on them.
 
 This module is the one place in tests/ that knows the handshake's bytes
@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 HEADER = struct.Struct("<III")
-VERSION = 2
+VERSION = 3
 (CHALLENGE, HELLO, WELCOME, REFUSE, FAILURE, CANCEL, CANCELLED, HEARTBEAT,
  GOODBYE, OUTPUT, WHERE) = range(1, 12)
 # OUTPUT's stream byte: print, eprint, a u32 count of lines dropped.

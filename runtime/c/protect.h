@@ -1,5 +1,5 @@
 /* protect.h — message protection below the 12-byte framing (protocol
- * version 2, docs/protocol.md "Protection"): session keys from the shared
+ * version 2 and 3, docs/protocol.md "Protection"): session keys from the shared
  * secret and both nonces (HKDF-SHA256), and AES-256-GCM sealing of whole
  * messages with an implicit per-direction message counter as the nonce.
  *

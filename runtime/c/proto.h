@@ -9,7 +9,7 @@
 #include "auth.h"
 #include "ms_abi.h"
 
-#define MS_PROTOCOL_VERSION 2u
+#define MS_PROTOCOL_VERSION 3u
 
 /* The most jobs a master keeps in flight on a slave, per thread of the
  * slave (tiny jobs prefetched, schedule.h); a slave holding more than

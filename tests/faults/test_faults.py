@@ -751,7 +751,7 @@ def test_version_of_master_and_slave(start, progs):
         assert p.finish() == 0, p.err
         assert p.err == ""
         m = re.fullmatch(rf"quick-{role} \(M/s {re.escape(version)}\), "
-                         r"protocol version 2, program fingerprint "
+                         r"protocol version 3, program fingerprint "
                          r"([0-9a-f]{64})\n", p.out)
         assert m, p.out
         said[role] = m.group(1)
