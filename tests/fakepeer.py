@@ -1,7 +1,7 @@
 """The M/s wire protocol (docs/protocol.md) as the tests speak it: framing,
 the handshake (protocol version 3, with version 2's proofs of the shared
-secret both ways), the protection of messages after it (AES-256-GCM under HKDF session keys), and
-a fake slave and a fake master built on them.
+secret both ways), the protection of messages after it (AES-256-GCM under
+HKDF session keys), and a fake slave and a fake master built on them.
 
 This module is the one place in tests/ that knows the handshake's bytes
 (CHALLENGE, HELLO, WELCOME and their field offsets) and the protection:
