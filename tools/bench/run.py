@@ -234,7 +234,7 @@ def run_jobs(names, workdir, repeat, window_jobs=None):
         rtt = t / n * 1e6
         base = floor("pingpong", 20_000)
         print(f"round trip  M/s {rtt:8.1f} us   TCP ping-pong floor {base:8.1f} us"
-              f"   ratio {rtt / base:5.2f}   (goal: 2.0 or less)", flush=True)
+              f"   ratio {rtt / base:5.2f}   (goal: 1.5 or less)", flush=True)
         others("round", n)
     if "wait_any" in names:
         n = window_jobs or JOBS["wait_any"]
