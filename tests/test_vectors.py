@@ -150,6 +150,16 @@ def test_vector_compound_assign_is_an_in_place_concat():
             in text)
 
 
+def test_self_concat_is_an_in_place_concat():
+    """`s = s + e` is `s += e` (appended in place when s is unique), and
+    only when the left operand is the assigned variable itself."""
+    text = format_program(lowered(
+        'master { string s; string t; s = s + "x"; t = s + t; }'))
+    assert ('(store-op vec-concat (var-addr s):string (char-vector-lit "x")'
+            in text)
+    assert "(store (var-addr t):string (vec-concat" in text
+
+
 def test_scalar_programs_are_unchanged():
     text = "int f(int a) { return a * 2; }\nmaster { int x = 1; x += f(x); print(x); }"
     prog = typed(text)
