@@ -27,7 +27,7 @@ from compiler.ir.surface import FuncDecl, MasterDecl
 from compiler.ir.walk import map_children, walk
 from compiler.passes import insert_refcounts, lower_vectors
 from compiler.pipeline import Source, run_pipeline
-from harness import REPO
+from harness import REPO, msc
 from vectors_interp import run_program
 
 GOLDEN = REPO / "tests" / "golden"
@@ -148,6 +148,16 @@ def test_vector_compound_assign_is_an_in_place_concat():
     text = format_program(lowered('master { string s; s += "x"; }'))
     assert ('(store-op vec-concat (var-addr s):string (char-vector-lit "x")'
             in text)
+
+
+def test_self_concat_is_an_in_place_concat():
+    """`s = s + e` is `s += e` (appended in place when s is unique), and
+    only when the left operand is the assigned variable itself."""
+    text = format_program(lowered(
+        'master { string s; string t; s = s + "x"; t = s + t; }'))
+    assert ('(store-op vec-concat (var-addr s):string (char-vector-lit "x")'
+            in text)
+    assert "(store (var-addr t):string (vec-concat" in text
 
 
 def test_scalar_programs_are_unchanged():
@@ -330,3 +340,22 @@ def test_move_on_the_last_iteration_path_only_when_the_loop_ends_there():
                 "  for (int i = 0; i < 3; i += 1) { v = push(v, i); }\n"
                 "  print(len(v)); }")
     assert "(call push [(move v)" in text
+
+
+def test_only_invariant_scalar_append_loops_fill(tmp_path):
+    """codegen runs `for (...) v :: x;` as one repeat (a `for.fill` block)
+    when x is an invariant scalar and the append is the whole body; an
+    element that depends on the loop, or a second statement, keeps the
+    element-by-element loop (tests/golden/vectors/fill-loops.ms runs them)."""
+    src = tmp_path / "fill.ms"
+    src.write_text(
+        "master {\n  int n = 10; int k = 2;\n  vector<int> a; vector<int> b;"
+        " vector<int> c;\n"
+        "  for (int i = 0; i < n; i += 1) a :: k + 1;\n"
+        "  for (int i = 0; i < n; i += 1) b :: i;\n"
+        "  for (int i = 0; i < n; i += 1) { c :: 1; k += 1; }\n"
+        "  print(len(a) + len(b) + len(c) + k);\n}\n")
+    out = msc("--dump-after", "codegen", src)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("\nfor.fill:") == 1
+    assert out.stdout.count("call {i64, i64, i64}* @\"ms_vec_repeat\"") == 1

@@ -301,6 +301,9 @@ class FunctionEmitter(VectorEmitter):
         next_bb = self.fn.append_basic_block("for.next") if counted else None
         end_bb = self.fn.append_basic_block("for.end")
         uniques = self.enter_loop((s.cond, s.body, s.step))
+        fill = _fill_loop(s)
+        if fill is not None:
+            self._fill(fill, end_bb)
         self.b.branch(cond_bb)
         self.b.position_at_end(cond_bb)
         if s.cond is not None:
@@ -335,6 +338,38 @@ class FunctionEmitter(VectorEmitter):
         # The release-vars of the loop's own variables follow the loop.
         closed = self.scopes.pop()
         self._closed_scope = closed
+
+    def _fill(self, fill, end_bb: ir.Block) -> None:
+        """A fill loop (_fill_loop): when it runs count > 0 times, count
+        exact and below 2^63 (j OP E holds, and E is not MAX for `<=`,
+        where the loop never ends), append repeat(x, count) to v (shared
+        when v is empty, as append_all does) and go to end_bb; else fall
+        through to the loop itself, where it leaves the builder. The loop
+        variable is not stored: it is the loop's own, read nowhere after."""
+        counted, push = fill
+        b = self.b
+        j = b.load(self.lookup_name(counted.var))
+        end = self.expr(counted.end)
+        count = b.sub(end, j)
+        runs = b.icmp_signed(counted.op, j, end)
+        if counted.op == "<=":
+            count = b.add(count, ir.Constant(CT.I64, 1))
+            runs = b.and_(runs, b.icmp_signed(
+                "!=", end, ir.Constant(CT.I64, 2**63 - 1)))
+        runs = b.and_(runs, b.icmp_signed(">", count, ir.Constant(CT.I64, 0)))
+        fill_bb = self.fn.append_basic_block("for.fill")
+        loop_bb = self.fn.append_basic_block("for.loop")
+        b.cbranch(runs, fill_bb, loop_bb)
+        b.position_at_end(fill_bb)
+        vt = push.type
+        value = self.expr(push.value)
+        tmp = self.builtin_repeat([value, count], [vt.elem], push.pos)
+        slot, _ = self.place(push.place)()
+        b.call(self.values.vec_append_all(),
+               [self.values.descriptor(vt), slot, tmp])
+        self.values.release(b, tmp, vt)
+        b.branch(end_bb)
+        b.position_at_end(loop_bb)
 
     def _chunk_limit(self, counted, j: ir.Value) -> ir.Value:
         """Where a chunk of a counted loop starting at j (with j OP E)
@@ -691,6 +726,33 @@ class FunctionEmitter(VectorEmitter):
         self.b.call(self.rt.fn("ms_job_cancel"),
                     [handle] + self._position(e.pos))
         return None
+
+
+def _fill_loop(s: S.For):
+    """(Counted, VecPush) of a loop `for (int j = S; j OP E; j += 1) v :: x;`
+    (its body that one append, after a cancel-check in a job) that appends
+    an invariant scalar x to a vector variable v bound outside the loop:
+    it runs as one repeat (stmt_For, _fill), not element by element.
+    Else None."""
+    c = counted(s)
+    if c is None:
+        return None
+    body = s.body
+    stmts = body.stmts if isinstance(body, S.Block) else [body]
+    if stmts and isinstance(stmts[0], L.CancelCheck):
+        stmts = stmts[1:]
+    if len(stmts) != 1 or not isinstance(stmts[0], S.ExprStmt):
+        return None
+    push = stmts[0].expr
+    if not (isinstance(push, V.VecPush) and isinstance(push.place, V.VarAddr)
+            and push.place.name != c.var
+            and push.place.name not in c.effects.declared):
+        return None
+    x = push.value
+    if isinstance(x, (S.BoolLit, S.CharLit, S.DoubleLit)) \
+            or (x.type == T.INT and c.effects.invariant(x)):
+        return c, push
+    return None
 
 
 def _polled_counted_loop(s: S.For):

@@ -16,7 +16,8 @@ read, write, bounds check and runtime call:
   `(load PLACE)`, which insert-refcounts turns into make-unique;
   assigning a whole vector or struct variable is a store to its var-addr,
   and vector `x += e` a `(store-op vec-concat (var-addr x) E)` (which
-  appends in place when x is unique); `x = e` and `x op= e` on a variable
+  appends in place when x is unique), and so is `x = x + e`; `x = e` and
+  `x op= e` on a variable
   of any other type (scalars, jobstate, job<T>) stay Assign;
 - `lv :: e` becomes `(vec-push PLACE E)`, itself a place, so
   `(v :: 1) :: 2` is `(vec-push (vec-push (var-addr v) 1) 2)`; used as a
@@ -96,6 +97,7 @@ class _Lowering:
         return map_children(n, self.rewrite)
 
     def assign(self, s: Assign):
+        s = _concat_in_place(s)
         value = self.value(s.value)
         t = s.target.type
         if isinstance(s.target, Name) and not isinstance(t, _AGGREGATES):
@@ -213,3 +215,18 @@ class _Lowering:
 
 def run(prog: Program) -> Program:
     return _Lowering(V.struct_table(prog)).rewrite(prog)
+
+
+def _concat_in_place(s: Assign) -> Assign:
+    """`x = x + e` on a vector (or string) variable x is `x += e`: the same
+    value (x's elements, then e's, e evaluated after x is read: a `::` on x
+    in e makes store-op copy x first), appended in place when x is unique
+    rather than copied whole, so building a string by `t = t + piece` in a
+    loop is linear, not quadratic."""
+    v = s.value
+    if (s.op == "=" and isinstance(s.target, Name)
+            and isinstance(s.target.type, T.VectorType)
+            and isinstance(v, Binary) and v.op == "+"
+            and isinstance(v.left, Name) and v.left.name == s.target.name):
+        return attrs.evolve(s, op="+=", value=v.right)
+    return s
