@@ -2,8 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 /* The same work as strings.ms: byte appends, repeated concatenation of a
- * one-character string (which M/s does in place, t being its only owner:
- * so does this), a copy, an equality and an ordering comparison. */
+ * one-character string, a copy, an equality and an ordering comparison. */
 typedef struct { char *p; long len, cap; } str;
 static void push(str *s, char c) {
     if (s->len == s->cap) {
@@ -20,7 +19,13 @@ int main(void) {
         str s = {0}, t = {0};
         for (long i = 0; i < n; i++) {
             push(&s, (char)(97 + i % 26));
-            push(&t, (char)('0' + i % 10));
+            char digit[2] = {(char)('0' + i % 10), 0};
+            str nt = {malloc((size_t)t.len + 2), t.len, t.len + 2};
+            if (!nt.p) return 1;
+            memcpy(nt.p, t.p, (size_t)t.len);
+            nt.p[nt.len++] = digit[0];
+            free(t.p);
+            t = nt;
         }
         str u = {malloc((size_t)s.len + 1), s.len, s.len + 1};
         memcpy(u.p, s.p, (size_t)s.len);
