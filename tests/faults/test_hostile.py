@@ -115,7 +115,9 @@ def _fake_master_slave(fm, progs, name, *args, **popen):
                                    "--insecure", *args),
                          env=clean_env(), start_new_session=True, **popen)
     c = fm.accept()
-    fm.handshake(c)
+    # The fake master sends no heartbeats: a long timeout keeps a slave
+    # that is slow (ASan, a loaded machine) from giving up on it mid-test.
+    fm.handshake(c, heartbeat_ms=20000)
     return p, c
 
 
