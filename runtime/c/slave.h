@@ -25,10 +25,10 @@
  * reads until the socket is drained (under S.rlock), queues the jobs,
  * answers control messages, then runs a job itself: a job starts on the
  * thread that read it (no thread switch on the way in), and its result
- * goes out from that thread with one send — or, when the next job in the
- * queue is of a kind that runs in microseconds here, with the next
- * send, so that the results of a batch of tiny jobs share a write (a
- * worker that finds no job sends what is held). A worker that takes a job and sees
+ * goes out from that thread with one send — or, when it ran in
+ * microseconds and the job queued behind it was of a kind that does too,
+ * with the next send, so that the results of a batch of tiny jobs share a
+ * write (a worker that finds no job sends what is held). A worker that takes a job and sees
  * more waiting kicks the eventfd, which wakes another idle one. At most
  * `threads` jobs run at once, so one worker is always left waiting to read.
  * Whoever has a message to send appends it to S.out; one sender at a time
@@ -80,6 +80,7 @@ typedef struct worker {
     pthread_t th;
     volatile int32_t cancel; /* set (atomically) when its job is cancelled */
     uint32_t jid;            /* guarded by S.qlock: its job, 0 when idle */
+    int next_short;          /* S.qlock: a short job was queued behind it */
     pthread_cond_t sleep_cv; /* with S.qlock: a cancel wakes a sleep() */
     /* Only the worker's own thread uses the rest. */
     int in_job;

@@ -241,16 +241,15 @@ static void note_run_time(uint32_t ordinal, long long ns)
     atomic_store_explicit(m, mean ? (uint32_t)mean : 1, memory_order_relaxed);
 }
 
-/* May the result just made wait for the next send? Only when the job at
- * the head of the queue is of a kind known to be short here, so a result
- * is held for microseconds, not for a long job. */
-static int next_is_short(void)
+/* Is the job at the head of the queue of a kind known to be short here?
+ * (caller holds S.qlock: take_task_locked asks it for the job after the
+ * one it takes, so that deciding whether to hold a result costs no lock
+ * of its own). */
+static int head_is_short_locked(void)
 {
-    pthread_mutex_lock(&S.qlock);
     uint32_t mean = S.head ? atomic_load_explicit(&run_ns[S.head->ordinal - 1],
                                                   memory_order_relaxed)
                            : 0;
-    pthread_mutex_unlock(&S.qlock);
     return mean && mean < SHORT_JOB_NS;
 }
 
@@ -291,7 +290,8 @@ static void run_task(worker *w, task *t)
         e->run(&w->args, &w->result);
         ms_buf_on_oom(NULL);
         w->in_job = 0;
-        note_run_time(t->ordinal, ms_now_ns() - t0);
+        long long ran_ns = ms_now_ns() - t0;
+        note_run_time(t->ordinal, ran_ns);
         /* The job released everything it made: 0 unless refcounts are off. */
         int64_t left = ms_values_track_end(0);
         if (left)
@@ -309,7 +309,11 @@ static void run_task(worker *w, task *t)
                      w->result.len, S.max_message);
             send_text(t->jid, MS_FAILURE, msg);
         } else {
-            send_result(t->ordinal, t->jid, &w->result, next_is_short());
+            /* Held only after a short job, before another one queued when
+             * this one was taken: a result waits microseconds, never for
+             * a long job (a worker that finds none sends it). */
+            send_result(t->ordinal, t->jid, &w->result,
+                        w->next_short && ran_ns < SHORT_JOB_NS);
         }
     } else {
         /* Abandoned by a longjmp (its error text is in w->msg already):
@@ -355,6 +359,7 @@ static task *take_task_locked(worker *w)
     S.nqueued--;
     S.running++;
     w->jid = t->jid;
+    w->next_short = head_is_short_locked();
     __atomic_store_n(&w->cancel, 0, __ATOMIC_RELAXED);
     return t;
 }
