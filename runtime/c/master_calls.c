@@ -39,7 +39,7 @@ ms_handle ms_start_job(uint32_t ordinal, ms_buf *args)
     ms_args_pieces *shared = ms_share_take(args);
     struct ms_job *j = ms_job_new(0, ordinal, args, shared, shared_bytes);
     uint64_t len = j->args_len;
-    ms_share_sweep(ms_now_ms());
+    ms_share_sweep();
     int wake = 0;
     pthread_mutex_lock(&M.lock);
     if (++M.next_jid == 0)

@@ -564,7 +564,8 @@ static void handle_hello(conn *c, const uint8_t *p, uint32_t len)
 
 static void handle_result(conn *c, ms_header h, const uint8_t *p)
 {
-    struct ms_job *j = ms_inflight_find(&c->load, h.jid);
+    uint32_t at = ms_inflight_index(&c->load, h.jid);
+    struct ms_job *j = at == UINT32_MAX ? NULL : ms_inflight_slot(&c->load, at);
     if (!j) {
         violation(c, "result for job %" PRIu32 ", which it was not running",
                   h.jid);
@@ -586,7 +587,7 @@ static void handle_result(conn *c, ms_header h, const uint8_t *p)
         return;
     }
     int busy = c->load.n >= c->load.threads;
-    (void)ms_inflight_take(&c->load, h.jid);
+    (void)ms_inflight_take_at(&c->load, at);
     j->where = NULL;
     c->done++;
     c->n_finished++; /* a result, even for a job cancelled meanwhile */

@@ -63,11 +63,12 @@ static void drop_unused(long long older_than_ms)
             drop_entry(i);
 }
 
-void ms_share_sweep(long long now_ms)
+void ms_share_sweep(void)
 {
-    now_hint_ms = now_ms;
-    if (ncache)
-        drop_unused(now_ms - SWEEP_AFTER_MS);
+    if (!ncache)
+        return; /* no clock read per job while nothing is shared */
+    now_hint_ms = ms_now_ms();
+    drop_unused(now_hint_ms - SWEEP_AFTER_MS);
 }
 
 static void add_piece(uint64_t at, ms_blob *b)
@@ -141,6 +142,7 @@ int ms_share_hook_master(const ms_type *t, const void *value, ms_buf *b)
         ms_buf_free(&enc);
         return 1;
     }
+    now_hint_ms = ms_now_ms(); /* the sweep's hint is stale while empty */
     if (ncache == CACHE_ENTRIES || cache_bytes + n > CACHE_BYTES)
         drop_unused(now_hint_ms);
     ms_blob *bl = blob_from(&enc);

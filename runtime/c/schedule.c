@@ -97,7 +97,7 @@ void ms_inflight_add(ms_inflight *s, struct ms_job *j)
     s->n++;
 }
 
-static uint32_t index_of(const ms_inflight *s, uint32_t jid)
+uint32_t ms_inflight_index(const ms_inflight *s, uint32_t jid)
 {
     for (uint32_t k = 0; k < s->span; k++) {
         struct ms_job *j = *slot(s, k);
@@ -109,15 +109,12 @@ static uint32_t index_of(const ms_inflight *s, uint32_t jid)
 
 struct ms_job *ms_inflight_find(const ms_inflight *s, uint32_t jid)
 {
-    uint32_t k = index_of(s, jid);
+    uint32_t k = ms_inflight_index(s, jid);
     return k == UINT32_MAX ? NULL : *slot(s, k);
 }
 
-struct ms_job *ms_inflight_take(ms_inflight *s, uint32_t jid)
+struct ms_job *ms_inflight_take_at(ms_inflight *s, uint32_t k)
 {
-    uint32_t k = index_of(s, jid);
-    if (k == UINT32_MAX)
-        return NULL;
     struct ms_job *j = *slot(s, k);
     *slot(s, k) = NULL;
     s->n--;
@@ -130,6 +127,12 @@ struct ms_job *ms_inflight_take(ms_inflight *s, uint32_t jid)
     while (s->span && !*slot(s, s->span - 1))
         s->span--;
     return j;
+}
+
+struct ms_job *ms_inflight_take(ms_inflight *s, uint32_t jid)
+{
+    uint32_t k = ms_inflight_index(s, jid);
+    return k == UINT32_MAX ? NULL : ms_inflight_take_at(s, k);
 }
 
 /* May s take a job lost at lost_ms (0: any job)? */

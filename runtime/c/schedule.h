@@ -60,6 +60,11 @@ void ms_inflight_add(ms_inflight *s, struct ms_job *j);
  * reference back to the caller). */
 struct ms_job *ms_inflight_find(const ms_inflight *s, uint32_t jid);
 struct ms_job *ms_inflight_take(ms_inflight *s, uint32_t jid);
+/* The same by position, for a caller that looks first and takes after
+ * (one search per answer): the slot of jid (< span), or UINT32_MAX; the
+ * job at slot k, which must hold one, removed. */
+uint32_t ms_inflight_index(const ms_inflight *s, uint32_t jid);
+struct ms_job *ms_inflight_take_at(ms_inflight *s, uint32_t k);
 /* The k-th slot in sending order, k < span: a job, or NULL (answered). */
 struct ms_job *ms_inflight_slot(const ms_inflight *s, uint32_t k);
 

@@ -75,6 +75,6 @@ int ms_is_args_buf(const ms_buf *b); /* ser.c: is b ms_args_new's? */
 int ms_share_hook_master(const ms_type *t, const void *value, ms_buf *b);
 uint64_t ms_share_pending_bytes(void);
 ms_args_pieces *ms_share_take(ms_buf *literal);
-void ms_share_sweep(long long now_ms);
+void ms_share_sweep(void);
 
 #endif
