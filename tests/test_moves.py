@@ -14,9 +14,11 @@ The golden programs of tests/golden/moves/ pin what moves and what must not.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -106,3 +108,49 @@ def test_compiled_append_helpers_allocate_linearly(tmp_path, runtime_built):
     small = _heap_bytes(exe, 2000) - base
     large = _heap_bytes(exe, 16000) - base
     assert 0 < small and large / small < 16, (base, small, large)
+
+
+
+def _peak_rss_kib(exe, tmp_path, n: int) -> int:
+    """The peak resident set of a run of EXE-master (no slaves) given n on
+    its standard input, in KiB; killed after 60 s."""
+    stdin = tmp_path / "n.txt"
+    stdin.write_text(f"{n}\n")
+    with open(stdin, "rb") as inp:
+        proc = subprocess.Popen([f"{exe}-master", "--spawn", "0"], stdin=inp,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    timer = threading.Timer(60, proc.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = 0     # reaped here: keep Popen from waiting again
+    assert os.waitstatus_to_exitcode(status) == 0, status
+    return usage.ru_maxrss
+
+
+def test_a_vector_read_for_the_last_time_is_freed_before_the_next_is_built(
+        tmp_path, runtime_built):
+    """Drops at last use (insert-refcounts, liveness.dead_after): `a` is
+    freed after the loop that sums it, so building `b` reuses its memory
+    and the peak holds one vector of n ints. The control reads `a` again at
+    the end, so both are alive at once: its peak is a vector's size higher
+    (8 million ints, 64 MB; the margin asked for is 40 MB)."""
+    def program(keep: bool) -> str:
+        tail = "  print(a[0]);\n" if keep else ""
+        return ("master {\n  int n = int(read_stdin());\n"
+                "  vector<int> a;\n  for (int i = 0; i < n; i += 1) a :: i;\n"
+                "  int s = 0;\n  for (int i = 0; i < n; i += 1) s += a[i];\n"
+                "  vector<int> b;\n  for (int i = 0; i < n; i += 1) b :: 2 * i;\n"
+                "  for (int i = 0; i < n; i += 1) s += b[i];\n"
+                "  print(s);\n" + tail + "}\n")
+    dropped = build_program(write_program(tmp_path, "dropped", program(False)),
+                            tmp_path / "dropped")
+    kept = build_program(write_program(tmp_path, "kept", program(True)),
+                         tmp_path / "kept")
+    n = 8_000_000
+    peak_dropped = _peak_rss_kib(dropped, tmp_path, n)
+    peak_kept = _peak_rss_kib(kept, tmp_path, n)
+    assert peak_kept - peak_dropped > 40 * 1024, (peak_dropped, peak_kept)

@@ -1,5 +1,5 @@
 """Last uses of variables in a function body of the vector-lowered IR
-(compiler/ir/vectors.py), for insert-refcounts' moves.
+(compiler/ir/vectors.py), for insert-refcounts' moves and drops.
 
 `last_uses(body, tracked)` finds the reads `(name x)` of a tracked variable
 x after which x's value is never read again on any path: a backward
@@ -26,6 +26,10 @@ there cannot be observed: nothing reads the emptied variable before it
 is replaced or goes out of scope. Variables are tracked by name, which
 typecheck has made unique per function (`x`, `x.1`, ...).
 
+`dead_after(body, tracked)` says, per statement, which tracked variables
+need not be kept past it (read there, or inside the loop or `if` it is,
+and live on no path after it): insert-refcounts drops their values there.
+
 Sets of variables are bit sets (Python ints) over the tracked names; the
 worklist runs in the order nodes are made (backwards through the body), so
 a body without loops converges in one pass and each loop adds one.
@@ -46,8 +50,14 @@ class _Graph:
         self.succ: list[list[int]] = []
         # node -> (exprs read, bit of the variable it replaces or 0)
         self.units: list[tuple] = []
+        # node -> the declaration, assignment or expression statement that
+        # is the whole unit (for dead_after), else None
+        self.stmts: list = []
+        # (if/while/for statement, the node that follows it), for dead_after
+        self.compounds: list[tuple] = []
 
-    def node(self, exprs: tuple, defined: str | None, succ: list) -> int:
+    def node(self, exprs: tuple, defined: str | None, succ: list,
+             stmt=None) -> int:
         uses = 0
         for e in exprs:
             for n in walk(e):
@@ -58,6 +68,7 @@ class _Graph:
         self.defs.append(d)
         self.succ.append(succ)
         self.units.append((exprs, d))
+        self.stmts.append(stmt)
         return len(self.uses) - 1
 
 
@@ -82,16 +93,18 @@ class _Builder:
             return self.stmts(s.stmts, nxt)
         if isinstance(s, VarDecl):
             exprs = () if s.init is None else (s.init,)
-            return g.node(exprs, s.name, [nxt])
+            return g.node(exprs, s.name, [nxt], s)
         if isinstance(s, Assign):
             if s.op == "=":
-                return g.node((s.value,), s.target.name, [nxt])
-            return g.node((s.target, s.value), None, [nxt])
+                return g.node((s.value,), s.target.name, [nxt], s)
+            return g.node((s.target, s.value), None, [nxt], s)
         if isinstance(s, ExprStmt):
             e = s.expr
             if isinstance(e, V.Store) and isinstance(e.place, V.VarAddr):
-                return g.node((e.value,), e.place.name, [nxt])
-            return g.node((e,), None, [nxt])
+                return g.node((e.value,), e.place.name, [nxt], s)
+            return g.node((e,), None, [nxt], s)
+        if isinstance(s, (If, While, For)):
+            g.compounds.append((s, nxt))
         if isinstance(s, If):
             then = self.stmt(s.then, nxt)
             else_ = self.stmt(s.else_, nxt)
@@ -129,12 +142,11 @@ def _always_true(cond) -> bool:
     return type(cond).__name__ == "BoolLit" and cond.value is True
 
 
-def last_uses(body, tracked) -> set:
-    """ids of the `(name x)` nodes of `body` (x in `tracked`) that are last
-    uses of x (the module docstring)."""
+def _solve(body, tracked):
+    """The graph of `body` over the variables `tracked`, its index of
+    names, and each node's live-out set (variables read on some path from
+    the node's end before being replaced)."""
     index = {name: k for k, name in enumerate(sorted(tracked))}
-    if not index:
-        return set()
     g = _Graph(index)
     _Builder(g).stmts(body.stmts if isinstance(body, Block) else (body,), -1)
     n = len(g.uses)
@@ -151,15 +163,27 @@ def last_uses(body, tracked) -> set:
             if new != live_in[k]:
                 live_in[k] = new
                 changed = True
-    moves = set()
+    live_out = []
     for k in range(n):
-        exprs, defined = g.units[k]
-        if not g.uses[k]:
-            continue
         out = 0
         for s in g.succ[k]:
             if s >= 0:
                 out |= live_in[s]
+        live_out.append(out)
+    return g, index, live_in, live_out
+
+
+def last_uses(body, tracked) -> set:
+    """ids of the `(name x)` nodes of `body` (x in `tracked`) that are last
+    uses of x (the module docstring)."""
+    if not tracked:
+        return set()
+    g, index, _, live_out = _solve(body, tracked)
+    moves = set()
+    for k, (exprs, defined) in enumerate(g.units):
+        if not g.uses[k]:
+            continue
+        out = live_out[k]
         counts: dict = {}
         for e in exprs:
             for m in walk(e):
@@ -171,3 +195,36 @@ def last_uses(body, tracked) -> set:
                     and (not out & bit or defined == bit)):
                 moves.add(id(seen[0]))
     return moves
+
+
+def dead_after(body, tracked) -> dict:
+    """id of each statement of `body` -> the names (of `tracked`, sorted)
+    whose values can be dropped right after it, where control goes on to
+    the next statement: for a declaration, assignment or expression
+    statement, those it reads that no path reads again before replacing
+    them (not one it replaces itself: the variable holds its new value);
+    for an `if`, `while` or `for`, those it reads or writes anywhere inside
+    that are not live after it (a vector a loop walks, dropped once the
+    loop is done)."""
+    if not tracked:
+        return {}
+    g, index, live_in, live_out = _solve(body, tracked)
+    names = sorted(tracked)
+
+    def named(bits):
+        return tuple(names[i] for i in range(len(names)) if bits >> i & 1)
+
+    dead: dict = {}
+    for k, stmt in enumerate(g.stmts):
+        bits = g.uses[k] & ~live_out[k] & ~g.defs[k]
+        if stmt is not None and bits:
+            dead[id(stmt)] = named(bits)
+    for stmt, nxt in g.compounds:
+        inside = 0
+        for n in walk(stmt):
+            if isinstance(n, (Name, V.VarAddr)) and n.name in index:
+                inside |= 1 << index[n.name]
+        bits = inside & ~(live_in[nxt] if nxt >= 0 else 0)
+        if bits:
+            dead[id(stmt)] = named(bits)
+    return dead

@@ -55,6 +55,12 @@ immortal constant that needs neither retain nor release).
   in the statement (`f(v, v)`: the other argument would see the callee's
   in-place writes; `f(len(v), v)` too, conservatively), fields and
   elements (`f(s->xs)` retains), and parameters the function does not own.
+- Drops at last uses. After a statement that reads an owned variable for
+  the last time without moving it (liveness.dead_after), or after the
+  loop or `if` that does, `(release (move x))` frees x's value there;
+  its release at the scope's end then finds x empty. Not for values that
+  hold job handles, nor after a scope's last statement for the scope's
+  own variables (its end releases them there anyway).
 - Variables own their values: a store or assign releases the value it
   replaces; `release-var x` drops x's value where x's scope ends: at the
   end of its block, before a `break` or `continue` that leaves the block,
@@ -109,7 +115,7 @@ import attrs
 
 from compiler.ir import types as T
 from compiler.ir import vectors as V
-from compiler.ir.liveness import last_uses
+from compiler.ir.liveness import dead_after, last_uses
 from compiler.ir.surface import (Assign, Block, Break, Call,
                                  CharVectorLit, Continue, Expr, ExprStmt, For,
                                  FuncDecl, If, MasterDecl, Name,
@@ -184,6 +190,9 @@ class _Body:
         # ids of the `(name x)` reads that are last uses of an owned
         # variable x (compiler/ir/liveness.py), where a sink moves x.
         self.last_uses: set = set()
+        # id of a statement -> the owned variables it reads last
+        # (compiler/ir/liveness.py:dead_after), dropped right after it.
+        self.dead_after: dict = {}
         self.scopes: list[list[tuple[str, T.Type]]] = []
         self.loops: list[int] = []   # len(self.scopes) at each loop's body
         self.counter = 0
@@ -402,9 +411,46 @@ class _Body:
 
     def stmts(self, stmts) -> list:
         out = []
-        for s in stmts:
-            out.extend(self.stmt(s))
+        for i, s in enumerate(stmts):
+            out.extend(self.stmt_and_drops(s, last=i == len(stmts) - 1))
         return out
+
+    def stmt_and_drops(self, s, last: bool = True) -> list:
+        """stmt(s), then `(release (move x))` for each variable x that s
+        reads for the last time and did not move (dead_after): x's value is freed where
+        it stops being needed, not where x's scope ends, so a program's
+        peak holds only what is still to be read (`words` is gone before
+        `split(join(words, " "), " ")` builds the parts). Not for values
+        holding job handles: dropping a handle is the runtime's business
+        (its job record), kept where the scope ends. Nor, after the `last`
+        statement of a scope, for the scope's own variables, which its end
+        releases there anyway."""
+        out = self.stmt(s)
+        dead = self.dead_after.get(id(s))
+        if not dead:
+            return out
+        # A simple statement that moved x left it empty; a loop may move x
+        # and then give it a new value, so after one x is dropped anyway.
+        moved = set() if isinstance(s, (If, While, For)) else {
+            n.name for st in out for n in walk(st) if isinstance(n, V.Move)}
+        ending = {n for n, _ in self.scopes[-1]} if last else set()
+        for name in dead:
+            t = self.var_type(name)
+            if (name in moved or name in ending or t is None
+                    or _holds_handle(t, self.structs)):
+                continue
+            out.append(ExprStmt(expr=V.Release(
+                value=V.Move(name=name, type=t, pos=s.pos), type=T.VOID,
+                pos=s.pos), pos=s.pos))
+        return out
+
+    def var_type(self, name: str):
+        """The type of owned variable `name` in scope, or None."""
+        for scope in reversed(self.scopes):
+            for n, t in scope:
+                if n == name:
+                    return t
+        return None
 
     def scoped(self, s) -> object:
         """A branch or loop body: a scope of its own."""
@@ -412,7 +458,7 @@ class _Body:
         if isinstance(s, Block):
             body = self.stmts(s.stmts)
         else:
-            body = self.stmt(s)
+            body = self.stmt_and_drops(s)
         if can_complete(s):     # else its end is unreachable
             body.extend(self.release_vars(len(self.scopes) - 1, s.pos))
         self.scopes.pop()
@@ -512,9 +558,9 @@ class _Body:
                 prologue.append(V.OwnedParam(name=p.name, type=p.type,
                                              pos=p.pos))
                 self.declare(p.name, p.type)
-        self.last_uses = last_uses(
-            fn.body, self.owned_locals(fn.body)
-            | {p.name for p in prologue})
+        owned = self.owned_locals(fn.body) | {p.name for p in prologue}
+        self.last_uses = last_uses(fn.body, owned)
+        self.dead_after = dead_after(fn.body, owned)
         body = prologue + self.stmts(fn.body.stmts)
         if can_complete(fn.body):
             body.extend(self.release_vars(0, fn.body.pos))
@@ -522,8 +568,26 @@ class _Body:
         return attrs.evolve(fn, body=attrs.evolve(fn.body, stmts=tuple(body)))
 
     def master(self, m: MasterDecl) -> MasterDecl:
-        self.last_uses = last_uses(m.body, self.owned_locals(m.body))
+        owned = self.owned_locals(m.body)
+        self.last_uses = last_uses(m.body, owned)
+        self.dead_after = dead_after(m.body, owned)
         return attrs.evolve(m, body=self.scoped(m.body))
+
+
+def _holds_handle(t: T.Type, structs: dict, seen: frozenset = frozenset()) -> bool:
+    """Whether a value of type t holds a job handle at any depth (`seen`:
+    the structs being looked into, which a recursive struct reaches
+    again)."""
+    if isinstance(t, T.JobType):
+        return True
+    if isinstance(t, T.VectorType):
+        return _holds_handle(t.elem, structs, seen)
+    if isinstance(t, T.MapType):
+        return _holds_handle(t.value, structs, seen)
+    if isinstance(t, T.StructType) and t.name not in seen:
+        return any(_holds_handle(ft, structs, seen | {t.name})
+                   for _, ft in structs[t.name])
+    return False
 
 
 def _expr_children(e: Expr) -> list:
