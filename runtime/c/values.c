@@ -19,7 +19,36 @@ _Noreturn void msv_oom(void)
 
 /* ---------------------------------------------------- tracking (slave)
  *
- * Each thread has a circular list of the vectors it allocated while
+ * Only a slave's workers track vectors (ms_values_track_begin), so only
+ * the slave's build of this file (libmsslave.a) gives each vector the
+ * node in front of it; the master's (values_master.o, built with
+ * MS_VALUES_UNTRACKED) gives none, saving 16 bytes per vector: a 9-byte
+ * string takes a 48-byte malloc chunk instead of 64. */
+#ifdef MS_VALUES_UNTRACKED
+#define NODE_BYTES ((size_t)0)
+#else
+#define NODE_BYTES sizeof(msv_node)
+#endif
+#define NODE_OF(v) ((msv_node *)((char *)(v) - NODE_BYTES))
+#define VEC_OF(n) ((ms_vec *)((char *)(n) + NODE_BYTES))
+
+#ifdef MS_VALUES_UNTRACKED
+static inline void node_link(msv_node *n)
+{
+    (void)n;
+}
+
+static inline void node_unlink(msv_node *n)
+{
+    (void)n;
+}
+
+static inline void node_moved(msv_node *n)
+{
+    (void)n;
+}
+#else
+/* Each thread has a circular list of the vectors it allocated while
  * tracking was on, through the msv_node in front of each vector (see
  * values.h). tl_list is its sentinel; tracking is on exactly when
  * tl_list.next is non-NULL, and a linked node always has non-NULL prev and
@@ -30,9 +59,6 @@ _Noreturn void msv_oom(void)
  * per allocation, one load and branch per free. */
 static _Thread_local msv_node tl_list;
 _Static_assert(sizeof(msv_node) == 16, "the node keeps malloc's 16-byte alignment");
-
-#define NODE_OF(v) ((msv_node *)(v) - 1)
-#define VEC_OF(n) ((ms_vec *)((msv_node *)(n) + 1))
 
 /* n: a new node; links it when this thread tracks, else marks it unlinked. */
 static inline void node_link(msv_node *n)
@@ -89,6 +115,17 @@ int64_t ms_values_track_end(int free_all)
     return n;
 }
 
+/* n: a node realloc moved. Its neighbours (the sentinel at least) still
+ * point at the old address; they are fixed before anything can raise. */
+static inline void node_moved(msv_node *n)
+{
+    if (n->prev) {
+        n->prev->next = n;
+        n->next->prev = n;
+    }
+}
+#endif
+
 static int64_t grown_cap(int64_t cap);
 
 /* ------------------------------------------------ the allocator pair
@@ -102,7 +139,7 @@ static int64_t grown_cap(int64_t cap);
  * asked for). */
 static size_t vec_bytes(uint32_t elem_size, int64_t cap)
 {
-    const size_t head = sizeof(msv_node) + sizeof(ms_vec);
+    const size_t head = NODE_BYTES + sizeof(ms_vec);
     if (cap < 0)
         return 0;
     if (elem_size != 0 && (uint64_t)cap > (SIZE_MAX - head) / elem_size)
@@ -120,7 +157,8 @@ static ms_vec *vec_alloc(uint32_t elem_size, int64_t len, int64_t cap, int zeroe
         msv_oom();
     ms_hint_huge(n, bytes);
     node_link(n);
-    /* malloc's alignment (16) is kept: the node is 16 bytes. */
+    /* The elements are 8-aligned either way (malloc's 16, plus 16 for a
+     * node, plus 24 for the header). */
     ms_vec *v = VEC_OF(n);
     v->refcount = 1;
     v->len = len;
@@ -150,12 +188,7 @@ static ms_vec *vec_grow(ms_vec *v, uint32_t elem_size, int64_t cap)
     msv_node *n = realloc(NODE_OF(v), bytes);
     if (!n)
         msv_oom();
-    /* The neighbours (the sentinel at least) still point at the old
-     * address; they are fixed before anything can raise. */
-    if (n->prev) {
-        n->prev->next = n;
-        n->next->prev = n;
-    }
+    node_moved(n);
     ms_hint_huge(n, bytes);
     ms_vec *g = VEC_OF(n);
     g->cap = cap;

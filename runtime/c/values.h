@@ -11,9 +11,11 @@
 /* The elements of a (non-NULL) vector start right after its header. */
 #define MSV_DATA(v) ((unsigned char *)(v) + sizeof(ms_vec))
 
-/* Every heap vector is allocated with a hidden prefix, a doubly linked list
- * node, just in front of its ms_vec header; the pointer compiled code sees
- * (header, elements at +24) is unchanged. Constant vectors (string
+/* In a slave, every heap vector is allocated with a hidden prefix, a doubly
+ * linked list node, just in front of its ms_vec header; the pointer
+ * compiled code sees (header, elements at +24) is unchanged. The master's
+ * build of values.c (MS_VALUES_UNTRACKED) has no prefix and no tracking:
+ * nothing there tracks. Constant vectors (string
  * literals, refcount >= MS_RC_IMMORTAL) are emitted by the compiler without
  * the prefix: the runtime never frees, grows or links them. */
 typedef struct msv_node {

@@ -52,6 +52,17 @@ def test_values_unit(stub_binary):
     run([str(stub_binary)], stub_binary)
 
 
+def test_values_untracked_build(tmp_path):
+    """values.c as the master's library builds it (MS_VALUES_UNTRACKED: no
+    node in front of a vector), every test but tracking's, under ASan and
+    UBSan."""
+    out = tmp_path / "test_values_untracked"
+    build(out, ["-O1", "-DMS_TEST_LOCAL_STUBS", "-DMS_VALUES_UNTRACKED",
+                "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=undefined"])
+    run([str(out)], out)
+
+
 def test_values_sanitizers(tmp_path):
     out = tmp_path / "test_values_asan"
     build(out, ["-O1", "-DMS_TEST_LOCAL_STUBS", "-fno-omit-frame-pointer",
@@ -72,9 +83,10 @@ def test_values_valgrind(stub_binary):
 def test_values_with_runtime_library(tmp_path, runtime_built):
     """The same checks linked with the real libmsmaster.a: the library's
     main() runs the tests as the master block, and runtime errors take the
-    master's real path (message, exit status 1)."""
+    master's real path (message, exit status 1). Its values.c is the
+    untracked build, so the tracking tests are left out."""
     lib = runtime_built / "libmsmaster.a"
     flags = (runtime_built / "ms-link-flags").read_text().split()
     out = tmp_path / "test_values_lib"
-    build(out, ["-O1"], [str(lib), *flags], sources=())
+    build(out, ["-O1", "-DMS_VALUES_UNTRACKED"], [str(lib), *flags], sources=())
     run([str(out), "--spawn", "0"], out)
