@@ -110,7 +110,6 @@ def test_compiled_append_helpers_allocate_linearly(tmp_path, runtime_built):
     assert 0 < small and large / small < 16, (base, small, large)
 
 
-
 def _peak_rss_kib(exe, tmp_path, n: int) -> int:
     """The peak resident set (VmHWM) of a run of EXE-master (no slaves)
     given n on its standard input, in KiB, read from /proc while it runs
@@ -124,19 +123,21 @@ def _peak_rss_kib(exe, tmp_path, n: int) -> int:
                                 stderr=subprocess.DEVNULL)
     peak, deadline = 0, time.monotonic() + 60
     try:
-        while proc.poll() is None and time.monotonic() < deadline:
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, f"{exe}-master ran over 60 s"
             try:
                 status = pathlib.Path(f"/proc/{proc.pid}/status").read_text()
             except OSError:
-                break
+                break       # it has just exited
             for line in status.splitlines():
                 if line.startswith("VmHWM:"):
                     peak = max(peak, int(line.split()[1]))
             time.sleep(0.005)
+        assert proc.wait(timeout=10) == 0, proc.returncode
     finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode in (0, -9), proc.returncode
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     return peak
 
 

@@ -53,7 +53,8 @@ class _Graph:
         # node -> the declaration, assignment or expression statement that
         # is the whole unit (for dead_after), else None
         self.stmts: list = []
-        # (if/while/for statement, the node that follows it), for dead_after
+        # (if/while/for statement, the node that follows it, and the range
+        # [first, end) of its own nodes), for dead_after
         self.compounds: list[tuple] = []
 
     def node(self, exprs: tuple, defined: str | None, succ: list,
@@ -104,7 +105,21 @@ class _Builder:
                 return g.node((e.value,), e.place.name, [nxt], s)
             return g.node((e,), None, [nxt], s)
         if isinstance(s, (If, While, For)):
-            g.compounds.append((s, nxt))
+            # Its nodes are the ones made while it is built (contiguous).
+            first = len(g.uses)
+            entry = self.compound(s, nxt)
+            g.compounds.append((s, nxt, first, len(g.uses)))
+            return entry
+        if isinstance(s, Return):
+            return g.node(() if s.value is None else (s.value,), None, [])
+        if isinstance(s, Break):
+            return self.loops[-1][1]
+        if isinstance(s, Continue):
+            return self.loops[-1][0]
+        return nxt    # Empty
+
+    def compound(self, s, nxt: int) -> int:
+        g = self.g
         if isinstance(s, If):
             then = self.stmt(s.then, nxt)
             else_ = self.stmt(s.else_, nxt)
@@ -115,20 +130,12 @@ class _Builder:
             if not _always_true(s.cond):
                 g.succ[head].append(nxt)
             return head
-        if isinstance(s, For):
-            head = g.node(() if s.cond is None else (s.cond,), None, [])
-            step = self.stmt(s.step, head)
-            g.succ[head] = [self.loop_body(s.body, step, nxt, step)]
-            if s.cond is not None:
-                g.succ[head].append(nxt)
-            return self.stmt(s.init, head)
-        if isinstance(s, Return):
-            return g.node(() if s.value is None else (s.value,), None, [])
-        if isinstance(s, Break):
-            return self.loops[-1][1]
-        if isinstance(s, Continue):
-            return self.loops[-1][0]
-        return nxt    # Empty
+        head = g.node(() if s.cond is None else (s.cond,), None, [])  # For
+        step = self.stmt(s.step, head)
+        g.succ[head] = [self.loop_body(s.body, step, nxt, step)]
+        if s.cond is not None:
+            g.succ[head].append(nxt)
+        return self.stmt(s.init, head)
 
     def loop_body(self, body, after: int, brk: int, cont: int) -> int:
         self.loops.append((cont, brk))
@@ -219,11 +226,10 @@ def dead_after(body, tracked) -> dict:
         bits = g.uses[k] & ~live_out[k] & ~g.defs[k]
         if stmt is not None and bits:
             dead[id(stmt)] = named(bits)
-    for stmt, nxt in g.compounds:
+    for stmt, nxt, first, end in g.compounds:
         inside = 0
-        for n in walk(stmt):
-            if isinstance(n, (Name, V.VarAddr)) and n.name in index:
-                inside |= 1 << index[n.name]
+        for k in range(first, end):
+            inside |= g.uses[k] | g.defs[k]
         bits = inside & ~(live_in[nxt] if nxt >= 0 else 0)
         if bits:
             dead[id(stmt)] = named(bits)

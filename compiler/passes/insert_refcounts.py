@@ -58,9 +58,11 @@ immortal constant that needs neither retain nor release).
 - Drops at last uses. After a statement that reads an owned variable for
   the last time without moving it (liveness.dead_after), or after the
   loop or `if` that does, `(release (move x))` frees x's value there;
-  its release at the scope's end then finds x empty. Not for values that
-  hold job handles, nor after a scope's last statement for the scope's
-  own variables (its end releases them there anyway).
+  its release at the scope's end then finds x empty. Job handles too: a
+  running job holds its own reference to its record, so dropping the
+  last handle early changes nothing but when the record is freed. Not
+  after a scope's last statement for the scope's own variables (its end
+  releases them there anyway).
 - Variables own their values: a store or assign releases the value it
   replaces; `release-var x` drops x's value where x's scope ends: at the
   end of its block, before a `break` or `continue` that leaves the block,
@@ -193,6 +195,8 @@ class _Body:
         # id of a statement -> the owned variables it reads last
         # (compiler/ir/liveness.py:dead_after), dropped right after it.
         self.dead_after: dict = {}
+        # The variables moved by the statement being built (stmt_and_drops).
+        self.moved: set = set()
         self.scopes: list[list[tuple[str, T.Type]]] = []
         self.loops: list[int] = []   # len(self.scopes) at each loop's body
         self.counter = 0
@@ -223,6 +227,7 @@ class _Body:
                 and id(v.expr) in self.last_uses)
 
     def move(self, name: Name) -> V.Move:
+        self.moved.add(name.name)
         return V.Move(name=name.name, type=name.type, pos=name.pos)
 
     def owned(self, v: _Val) -> Expr:
@@ -417,27 +422,25 @@ class _Body:
 
     def stmt_and_drops(self, s, last: bool = True) -> list:
         """stmt(s), then `(release (move x))` for each variable x that s
-        reads for the last time and did not move (dead_after): x's value is freed where
-        it stops being needed, not where x's scope ends, so a program's
-        peak holds only what is still to be read (`words` is gone before
-        `split(join(words, " "), " ")` builds the parts). Not for values
-        holding job handles: dropping a handle is the runtime's business
-        (its job record), kept where the scope ends. Nor, after the `last`
-        statement of a scope, for the scope's own variables, which its end
-        releases there anyway."""
+        reads for the last time and did not move (dead_after): x's value is
+        freed where it stops being needed, not where x's scope ends, so a
+        program's peak holds only what is still to be read (`words` is gone
+        before `split(join(words, " "), " ")` builds the parts). Not after
+        the `last` statement of a scope for the scope's own variables,
+        which its end releases there anyway."""
+        self.moved = set()
         out = self.stmt(s)
         dead = self.dead_after.get(id(s))
         if not dead:
             return out
         # A simple statement that moved x left it empty; a loop may move x
         # and then give it a new value, so after one x is dropped anyway.
-        moved = set() if isinstance(s, (If, While, For)) else {
-            n.name for st in out for n in walk(st) if isinstance(n, V.Move)}
+        moved = set() if isinstance(s, (If, While, For)) else self.moved
         ending = {n for n, _ in self.scopes[-1]} if last else set()
         for name in dead:
+            # None: declared inside the loop or `if` s, and released there.
             t = self.var_type(name)
-            if (name in moved or name in ending or t is None
-                    or _holds_handle(t, self.structs)):
+            if name in moved or name in ending or t is None:
                 continue
             out.append(ExprStmt(expr=V.Release(
                 value=V.Move(name=name, type=t, pos=s.pos), type=T.VOID,
@@ -572,22 +575,6 @@ class _Body:
         self.last_uses = last_uses(m.body, owned)
         self.dead_after = dead_after(m.body, owned)
         return attrs.evolve(m, body=self.scoped(m.body))
-
-
-def _holds_handle(t: T.Type, structs: dict, seen: frozenset = frozenset()) -> bool:
-    """Whether a value of type t holds a job handle at any depth (`seen`:
-    the structs being looked into, which a recursive struct reaches
-    again)."""
-    if isinstance(t, T.JobType):
-        return True
-    if isinstance(t, T.VectorType):
-        return _holds_handle(t.elem, structs, seen)
-    if isinstance(t, T.MapType):
-        return _holds_handle(t.value, structs, seen)
-    if isinstance(t, T.StructType) and t.name not in seen:
-        return any(_holds_handle(ft, structs, seen | {t.name})
-                   for _, ft in structs[t.name])
-    return False
 
 
 def _expr_children(e: Expr) -> list:
