@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <sys/mman.h>
 
 #include "log.h"
@@ -20,11 +21,16 @@ void ms_hint_huge(void *p, size_t n)
 #ifdef MADV_HUGEPAGE
     if (n < MS_HUGE_MIN)
         return;
+    /* The whole of malloc's block, rounded out to pages: for a block malloc
+     * mapped by itself, that is exactly its mapping (its header shares the
+     * first page, and the usable size runs to the mapping's end). Advising
+     * only the whole pages inside [p, p + n) split the mapping in three,
+     * and then realloc's mremap failed (EFAULT: a range over several
+     * mappings), so that every growth of a big vector copied it. */
     uintptr_t page = 4096;
-    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1);
-    uintptr_t end = ((uintptr_t)p + n) & ~(page - 1);
-    if (end > start)
-        (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+    uintptr_t start = (uintptr_t)p & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + malloc_usable_size(p) + page - 1) & ~(page - 1);
+    (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
 #else
     (void)p;
     (void)n;

@@ -13,8 +13,8 @@ void ms_buf_reserve(ms_buf *b, uint64_t extra);
 /* Append `n` bytes of `p` (borrowed). */
 void ms_buf_append(ms_buf *b, const void *p, uint64_t n);
 /* Allocations of at least MS_HUGE_MIN bytes ask the kernel for
- * transparent huge pages (madvise MADV_HUGEPAGE on the whole pages inside
- * [p, p + n)): filling a fresh 80 MB buffer then takes 40 page faults
+ * transparent huge pages (madvise MADV_HUGEPAGE on the pages of malloc's
+ * block at p, which must come from malloc or realloc): filling a fresh 80 MB buffer then takes 40 page faults
  * instead of 20,000, and freeing it is as quick. A hint only. */
 #define MS_HUGE_MIN ((size_t)4 << 20)
 void ms_hint_huge(void *p, size_t n);

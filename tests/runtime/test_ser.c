@@ -1,6 +1,8 @@
 /* test_ser.c — unit tests of the signature validator and the framing
  * helpers (runtime/c/ser.c, wire.c). Linked with libmsslave.a; defines the
  * program symbols the library needs. Prints "ser tests passed". */
+#include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,11 +86,61 @@ static void test_deep_small_stack(void)
     pthread_attr_destroy(&attr);
 }
 
+#ifndef __SANITIZE_ADDRESS__
+/* The mapping of /proc/self/maps that holds address a, as [*lo, *hi). */
+static int mapping_of(uintptr_t a, uintptr_t *lo, uintptr_t *hi)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        uintmax_t l, h;
+        if (sscanf(line, "%jx-%jx", &l, &h) == 2 && l <= a && a < h) {
+            *lo = (uintptr_t)l;
+            *hi = (uintptr_t)h;
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* A big block hinted to huge pages stays one mapping, as malloc made it:
+ * when the hint covered only part of it, the mapping split, realloc's
+ * mremap failed on it and every growth of a big vector was a copy. */
+static void test_huge_hint_keeps_one_mapping(void)
+{
+    size_t n = MS_HUGE_MIN * 2 + 123;
+    char *p = malloc(n);
+    CHECK(p != NULL);
+    for (int round = 0; p && round < 3; round++) {
+        ms_hint_huge(p, n);
+        uintptr_t lo = 0, hi = 0;
+        uintptr_t start = (uintptr_t)p & ~(uintptr_t)4095;
+        uintptr_t end = (uintptr_t)p + malloc_usable_size(p);
+        CHECK(mapping_of((uintptr_t)p, &lo, &hi));
+        CHECK(lo <= start && end <= hi);
+        n *= 2;
+        char *q = realloc(p, n);
+        CHECK(q != NULL);
+        if (q)
+            p = q;
+    }
+    free(p);
+}
+#endif
+
 int main(void)
 {
     char err[256];
     uint8_t b[64];
     memset(b, 0, sizeof b);
+
+#ifndef __SANITIZE_ADDRESS__
+    test_huge_hint_keeps_one_mapping();
+#endif
 
     /* signatures */
     CHECK(ms_sig_check("", err, sizeof err) == 0);
