@@ -225,12 +225,13 @@ void ms_value_encode_plain(const ms_type *t, const void *value, ms_buf *b)
             /* One live entry: its key (never deep: a scalar or a string),
              * then its value, which may push. */
             const ms_type *mt = f->t;
-            unsigned char *e = msm_entry((const ms_map *)f->p, msm_esize(mt),
-                                         f->i++);
-            if (!msm_live(e))
+            const ms_map *m = (const ms_map *)f->p;
+            int64_t i = f->i++;
+            if (!msm_live(m, i))
                 continue;
-            encode_item(MSM_KEY(mt), e + MSM_KEY_OFF, b, &w);
-            encode_item(MSM_VAL(mt), e + MSM_VAL_OFF, b, &w); /* f may move */
+            unsigned char *e = msm_entry(m, msm_esize(mt), i);
+            encode_item(MSM_KEY(mt), e + msm_key_off(mt), b, &w);
+            encode_item(MSM_VAL(mt), e + msm_val_off(mt), b, &w); /* f may move */
             continue;
         }
         unsigned char *at;

@@ -84,16 +84,23 @@ static inline uint64_t home_of(uint64_t h, uint64_t slots)
     return slots == 1 ? 0 : (h << 1) >> (64 - __builtin_ctzll(slots));
 }
 
-/* Index slots for an entry capacity of cap: a power of two, at least 2 cap
- * (so that the index is at most half full and probes stay short). */
+/* Index slots for an entry capacity of at least cap: a power of two whose
+ * three quarters hold cap (so that the index is at most 3/4 full and
+ * probes stay short). */
 static int64_t index_slots(int64_t cap)
 {
     if (cap > (int64_t)1 << 30)
         msv_oom();
-    int64_t slots = 1;
-    while (slots < 2 * cap)
+    int64_t slots = 4;
+    while (slots - slots / 4 < cap)
         slots *= 2;
     return slots;
+}
+
+/* The entry capacity an index of `slots` slots serves. */
+static inline int64_t entry_cap(int64_t slots)
+{
+    return slots - slots / 4;
 }
 
 ms_map *msm_new(const ms_type *mt, int64_t n)
@@ -104,15 +111,23 @@ ms_map *msm_new(const ms_type *mt, int64_t n)
     m->cap = 0;
     m->entries = NULL;
     m->index = NULL;
+    m->dead_bits = NULL;
     m->dead = 0;
     if (n > 0) {
-        /* Room for n without growing: entry capacity n, index >= 2n. */
-        int64_t cap = n < MIN_ENTRIES ? MIN_ENTRIES : n;
-        int64_t slots = index_slots(cap);
-        m->entries = msv_alloc(msm_esize(mt), 0, cap);
+        /* Room for n without growing. */
+        int64_t slots = index_slots(n < MIN_ENTRIES ? MIN_ENTRIES : n);
+        m->entries = msv_alloc(msm_esize(mt), 0, entry_cap(slots));
         m->index = msv_alloc_zeroed(8, slots, slots);
     }
     return m;
+}
+
+static void free_dead_bits(ms_map *m)
+{
+    if (m->dead_bits) {
+        msv_free(m->dead_bits);
+        m->dead_bits = NULL;
+    }
 }
 
 void msm_free(ms_map *m)
@@ -121,6 +136,7 @@ void msm_free(ms_map *m)
         msv_free(m->entries);
     if (m->index)
         msv_free(m->index);
+    free_dead_bits(m);
     msv_free((ms_vec *)m);
 }
 
@@ -143,7 +159,9 @@ HOT int64_t probe_kind(uint32_t kind, uint32_t esize, const ms_map *m,
         if ((slot & ~(uint64_t)0xffffffffu) != tag)
             continue;
         const unsigned char *ent = msm_entry(m, esize, slot_entry(slot));
-        if (*(const uint64_t *)ent == h && key_eq(kind, ent + MSM_KEY_OFF, key)) {
+        /* A string key's stored hash decides before its bytes are read. */
+        if ((kind != MS_T_VECTOR || *(const uint64_t *)ent == h) &&
+            key_eq(kind, ent + msm_key_off_kind(kind), key)) {
             *found = 1;
             return (int64_t)s;
         }
@@ -187,7 +205,7 @@ HOT void *find_kind(uint32_t kind, const ms_type *mt, const ms_map *m, const voi
     int64_t s = probe_kind(kind, esize, m, key, key_hash(kind, key), &found);
     if (!found)
         return NULL;
-    return msm_entry(m, esize, slot_entry(index_of(m)[s])) + MSM_VAL_OFF;
+    return msm_entry(m, esize, slot_entry(index_of(m)[s])) + msm_key_off_kind(kind) + 8;
 }
 
 /* find_kind with the kind of mt's keys, each kind's copy specialised. */
@@ -209,16 +227,25 @@ void *msm_find(const ms_type *mt, const ms_map *m, const void *key)
     return find(mt, m, key);
 }
 
-/* Rebuilds m's index (a new one, zeroed, for entry capacity cap >= m->len)
- * and its entries: when none is dead, grown in place (realloc), and the
- * index built from the old one, both read and written in order (a slot's
- * home in the new index is in the slot itself, home_of); else the live
- * entries copied, in order, into a new array and the index built from
- * their hashes. */
+/* The hash of entry e (of map type mt): stored for a string key, mixed
+ * again for the others. */
+static uint64_t entry_hash(const ms_type *mt, const unsigned char *e)
+{
+    uint32_t kind = MSM_KEY(mt)->kind;
+    return kind == MS_T_VECTOR ? *(const uint64_t *)e : key_hash(kind, e);
+}
+
+/* Rebuilds m's index (a new one, zeroed, for an entry capacity of at
+ * least cap >= m->len) and its entries: when none is dead, grown in place
+ * (realloc), and the index built from the old one, both read and written
+ * in order (a slot's home in the new index is in the slot itself,
+ * home_of); else the live entries copied, in order, into a new array and
+ * the index built from their hashes. */
 static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
 {
     uint32_t esize = msm_esize(mt);
     int64_t slots = index_slots(cap);
+    cap = entry_cap(slots);
     ms_vec *index = msv_alloc_zeroed(8, slots, slots);
     uint64_t *ix = (uint64_t *)MSV_DATA(index);
     uint64_t mask = (uint64_t)slots - 1;
@@ -240,11 +267,11 @@ static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
         ms_vec *entries = msv_alloc(esize, 0, cap);
         int64_t n = 0;
         for (int64_t i = 0; i < m->entries->len; i++) {
-            const unsigned char *old = msm_entry(m, esize, i);
-            if (!msm_live(old))
+            if (!msm_live(m, i))
                 continue;
+            const unsigned char *old = msm_entry(m, esize, i);
             memcpy(MSV_DATA(entries) + (size_t)n * esize, old, esize);
-            uint64_t h = *(const uint64_t *)old, s = home_of(h, (uint64_t)slots);
+            uint64_t h = entry_hash(mt, old), s = home_of(h, (uint64_t)slots);
             while (ix[s] != 0)
                 s = (s + 1) & mask;
             ix[s] = slot_of(h, n);
@@ -253,6 +280,7 @@ static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
         entries->len = n;
         msv_free(m->entries);
         m->entries = entries;
+        free_dead_bits(m);
     }
     if (m->index)
         msv_free(m->index);
@@ -272,7 +300,7 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
     int64_t s = probe_kind(kind, esize, m, key, h, &found);
     if (found) {
         *inserted = 0;
-        return msm_entry(m, esize, slot_entry(index_of(m)[s])) + MSM_VAL_OFF;
+        return msm_entry(m, esize, slot_entry(index_of(m)[s])) + msm_key_off_kind(kind) + 8;
     }
     if (m->entries->len == m->entries->cap) {
         /* Full: compact in place when half of it is dead, else double. */
@@ -288,15 +316,17 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
     int64_t i = m->entries->len++;
     unsigned char *ent = msm_entry(m, esize, i);
     memset(ent, 0, esize);
-    *(uint64_t *)ent = h;
+    const uint32_t key_off = msm_key_off_kind(kind);
+    if (kind == MS_T_VECTOR)
+        *(uint64_t *)ent = h;
     const ms_type *kt = MSM_KEY(mt);
-    memcpy(ent + MSM_KEY_OFF, key, kt->size);
+    memcpy(ent + key_off, key, kt->size);
     if (kt->has_refs)
-        msv_retain_range(kt, ent + MSM_KEY_OFF, 1);
+        msv_retain_range(kt, ent + key_off, 1);
     index_of(m)[s] = slot_of(h, i);
     m->len++;
     *inserted = 1;
-    return ent + MSM_VAL_OFF;
+    return ent + key_off + 8;
 }
 
 HOT void *insert(const ms_type *mt, ms_map *m, const void *key, int *inserted)
@@ -330,14 +360,20 @@ ms_map *msm_copy(const ms_type *mt, const ms_map *m)
     memcpy(MSV_DATA(c->entries), MSV_DATA(m->entries), (size_t)used * esize);
     c->index = msv_alloc(8, slots, slots);
     memcpy(MSV_DATA(c->index), MSV_DATA(m->index), (size_t)slots * 8);
+    if (m->dead_bits) {
+        int64_t words = m->dead_bits->len;
+        c->dead_bits = msv_alloc(8, words, words);
+        memcpy(MSV_DATA(c->dead_bits), MSV_DATA(m->dead_bits), (size_t)words * 8);
+    }
     const ms_type *kt = MSM_KEY(mt), *vt = MSM_VAL(mt);
+    uint32_t key_off = msm_key_off(mt), val_off = msm_val_off(mt);
     if (kt->has_refs || vt->has_refs) {
         for (int64_t i = 0; i < used; i++) {
-            unsigned char *e = msm_entry(c, esize, i);
-            if (!msm_live(e))
+            if (!msm_live(c, i))
                 continue;
-            msv_retain_range(kt, e + MSM_KEY_OFF, 1);
-            msv_retain_range(vt, e + MSM_VAL_OFF, 1);
+            unsigned char *e = msm_entry(c, esize, i);
+            msv_retain_range(kt, e + key_off, 1);
+            msv_retain_range(vt, e + val_off, 1);
         }
     }
     return c;
@@ -428,17 +464,25 @@ void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
     int found;
     int64_t s = probe(mt, m, key, key_hash(MSM_KEY(mt)->kind, key), &found);
     uint32_t esize = msm_esize(mt);
-    unsigned char *e = msm_entry(m, esize, slot_entry(index_of(m)[s]));
-    /* The index slot keeps pointing at the tombstone, so that probes go on
-     * past it; rebuild drops both. */
-    *(uint64_t *)e = 0;
+    uint64_t *ix = index_of(m);
+    int64_t i = slot_entry(ix[s]);
+    unsigned char *e = msm_entry(m, esize, i);
+    /* The index slot stays taken, so that probes go on past it, but
+     * matches no hash; rebuild drops it and the entry. */
+    ix[s] = MSM_TOMB;
+    if (!m->dead_bits) {
+        int64_t words = (m->entries->cap + 63) / 64;
+        m->dead_bits = msv_alloc_zeroed(8, words, words);
+    }
+    ((uint64_t *)MSV_DATA(m->dead_bits))[i >> 6] |= (uint64_t)1 << (i & 63);
     m->len--;
     m->dead++;
-    ms_value_release(MSM_KEY(mt), e + MSM_KEY_OFF);
-    ms_value_release(MSM_VAL(mt), e + MSM_VAL_OFF);
+    ms_value_release(MSM_KEY(mt), e + msm_key_off(mt));
+    ms_value_release(MSM_VAL(mt), e + msm_val_off(mt));
     if (m->len == 0) { /* empty again: start over at no cost */
         m->entries->len = 0;
         m->dead = 0;
+        free_dead_bits(m);
         memset(MSV_DATA(m->index), 0, (size_t)m->index->len * 8);
     }
 }
@@ -451,14 +495,12 @@ static ms_vec *map_column(const ms_type *mt, const ms_vec *mv, int which)
     if (!m || m->len == 0)
         return NULL;
     const ms_type *t = which ? MSM_VAL(mt) : MSM_KEY(mt);
-    uint32_t off = which ? MSM_VAL_OFF : MSM_KEY_OFF, esize = msm_esize(mt);
+    uint32_t off = which ? msm_val_off(mt) : msm_key_off(mt), esize = msm_esize(mt);
     ms_vec *r = msv_alloc(t->size, m->len, m->len);
     unsigned char *out = MSV_DATA(r);
-    for (int64_t i = 0, n = 0; i < m->entries->len; i++) {
-        const unsigned char *e = msm_entry(m, esize, i);
-        if (msm_live(e))
-            memcpy(out + (size_t)n++ * t->size, e + off, t->size);
-    }
+    for (int64_t i = 0, n = 0; i < m->entries->len; i++)
+        if (msm_live(m, i))
+            memcpy(out + (size_t)n++ * t->size, msm_entry(m, esize, i) + off, t->size);
     msv_retain_range(t, out, m->len);
     return r;
 }

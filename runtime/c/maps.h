@@ -5,26 +5,36 @@
  * map. The header starts like an ms_vec — refcount, len (the number of
  * live keys, so len(m) and retain/release of compiled code read it as they
  * read a vector's), cap (unused; the dead list of values.c borrows it) —
- * and continues with the map's own fields. Three allocations, all from
- * msv_alloc so that a slave's tracking frees them with a job's vectors:
+ * and continues with the map's own fields. Up to four allocations, all
+ * from msv_alloc so that a slave's tracking frees them with a job's
+ * vectors:
  *   the header;
- *   `entries`, an ms_vec of entry slots in insertion order, each
- *     { u64 hash; key (8 bytes of room); value }, esize bytes, where a
- *     removed entry keeps its slot with hash 0 (a tombstone) until the
- *     array is compacted (when half of it is dead, and it must grow);
- *   `index`, an ms_vec of u64 slots, a power of two at least twice the
- *     entry capacity: 0 empty, else the top 32 bits of an entry's hash
- *     above the position of that entry (live or dead) in `entries`, found
- *     by linear probing from the hash's low bits. A probe compares the
- *     slot's half of the hash first and reads an entry only when it
- *     matches: a lookup reads the one entry it finds (the index, in a big
- *     map, is the only random access). Growth reallocates `entries` in
- *     place (no copy when nothing is dead) and builds a new index from
- *     the hashes the entries keep.
- * Iteration walks `entries`, so its order never depends on the hash.
- * Hashes are keyed by a random 128-bit key per process (SipHash-1-3 for
- * strings, a keyed mixer for the other keys) and have their top bit set,
- * so that 0 marks a tombstone. */
+ *   `entries`, an ms_vec of entry slots in insertion order, esize bytes
+ *     each: { u64 hash; string key; value } for string keys, whose hash is
+ *     dear to compute again, and { key (8 bytes of room); value } for int,
+ *     char and bool keys, whose keyed mix is cheaper to redo than to store
+ *     (a third of a map<int, int>). A removed entry keeps its slot (a
+ *     tombstone) until the array is compacted (when half of it is dead,
+ *     and it must grow);
+ *   `dead_bits`, NULL until an entry is removed: one bit per entry slot,
+ *     set for a tombstone (freed by the compaction that drops them);
+ *   `index`, an ms_vec of u64 slots, a power of two, with the entry
+ *     capacity three quarters of it (so that the index is at most 3/4 full,
+ *     tombstones included): 0 empty, else the top 32 bits of an entry's
+ *     hash above the position of that entry in `entries`, found by linear
+ *     probing from the hash's low bits; a removed entry's slot is marked
+ *     with a top half no hash has (MSM_TOMB), so that probes go on past it
+ *     and never stop at it. A probe compares the slot's half of the hash
+ *     first and reads an entry only when it matches: a lookup reads the
+ *     one entry it finds (the index, in a big map, is the only random
+ *     access). Growth reallocates `entries` in place (no copy when nothing
+ *     is dead) and builds a new index from the old one's slots, which say
+ *     where each belongs without the entry being read.
+ * Iteration walks `entries`, skipping tombstones, so its order never
+ * depends on the hash. Hashes are keyed by a random 128-bit key per
+ * process (SipHash-1-3 for strings, a keyed mixer for the other keys) and
+ * have their top bit set, so that an index slot of a live entry is never 0
+ * and never MSM_TOMB. */
 #ifndef MS_MAPS_H
 #define MS_MAPS_H
 
@@ -37,18 +47,37 @@ typedef struct ms_map {
     int64_t cap;        /* unused (values.c's dead list) */
     ms_vec *entries;    /* NULL until the first insertion; len = slots used */
     ms_vec *index;      /* NULL with entries */
+    ms_vec *dead_bits;  /* NULL while no entry slot is a tombstone */
     int64_t dead;       /* tombstones in entries */
 } ms_map;
+
+/* The index slot of a removed entry (the top bit of every hash is set). */
+#define MSM_TOMB ((uint64_t)1 << 32)
 
 /* The map type's key and value types (descriptor kind MS_T_MAP). */
 #define MSM_KEY(mt) ((mt)->fields[0])
 #define MSM_VAL(mt) ((mt)->fields[1])
-/* Bytes of one entry slot, and where its key and value are. */
-#define MSM_KEY_OFF 8u
-#define MSM_VAL_OFF 16u
+
+/* Where an entry slot's key and value are, and its size in bytes: string
+ * keys (kind MS_T_VECTOR) keep their hash in front. */
+static inline uint32_t msm_key_off_kind(uint32_t key_kind)
+{
+    return key_kind == MS_T_VECTOR ? 8u : 0u;
+}
+
+static inline uint32_t msm_key_off(const ms_type *mt)
+{
+    return msm_key_off_kind(MSM_KEY(mt)->kind);
+}
+
+static inline uint32_t msm_val_off(const ms_type *mt)
+{
+    return msm_key_off(mt) + 8u;
+}
+
 static inline uint32_t msm_esize(const ms_type *mt)
 {
-    return MSM_VAL_OFF + ((MSM_VAL(mt)->size + 7u) & ~7u);
+    return msm_val_off(mt) + ((MSM_VAL(mt)->size + 7u) & ~7u);
 }
 
 /* Slot i of the entries (live or dead). */
@@ -57,9 +86,13 @@ static inline unsigned char *msm_entry(const ms_map *m, uint32_t esize, int64_t 
     return MSV_DATA(m->entries) + (size_t)i * esize;
 }
 
-static inline int msm_live(const unsigned char *e)
+/* Whether entry slot i of m holds a key (is no tombstone). */
+static inline int msm_live(const ms_map *m, int64_t i)
 {
-    return *(const uint64_t *)e != 0;
+    if (!m->dead_bits)
+        return 1;
+    const uint64_t *bits = (const uint64_t *)MSV_DATA(m->dead_bits);
+    return !((bits[i >> 6] >> (i & 63)) & 1);
 }
 
 /* The value for the key at `key` (in memory, borrowed) in m (borrowed,
@@ -79,7 +112,7 @@ ms_map *msm_new(const ms_type *mt, int64_t n);
  * Never grows the table when m has room (msm_new's n). */
 void *msm_insert(const ms_type *mt, ms_map *m, const void *key, int *inserted);
 
-/* Frees m's three blocks without looking at keys or values (the caller has
+/* Frees m's blocks without looking at keys or values (the caller has
  * released them). */
 void msm_free(ms_map *m);
 

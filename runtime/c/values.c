@@ -371,13 +371,13 @@ static void drain_dead(ms_vec *dead)
             uint32_t esize = msm_esize(vt);
             if (m->entries && (kt->has_refs || mv->has_refs)) {
                 for (int64_t i = 0; i < m->entries->len; i++) {
-                    unsigned char *e = msm_entry(m, esize, i);
-                    if (!msm_live(e))
+                    if (!msm_live(m, i))
                         continue;
+                    unsigned char *e = msm_entry(m, esize, i);
                     if (kt->has_refs)
-                        drop_refs(kt, e + MSM_KEY_OFF, &dead);
+                        drop_refs(kt, e + msm_key_off(vt), &dead);
                     if (mv->has_refs)
-                        drop_refs(mv, e + MSM_VAL_OFF, &dead);
+                        drop_refs(mv, e + msm_val_off(vt), &dead);
                 }
             }
             msm_free(m);
@@ -730,12 +730,13 @@ int8_t ms_value_eq(const ms_type *t, const void *a, const void *b)
         if (f->is_map) {
             const ms_type *mt = f->et;
             const ms_map *ma = (const ms_map *)f->pa;
-            const unsigned char *e = msm_entry(ma, msm_esize(mt), f->i++);
-            if (!msm_live(e))
+            int64_t i = f->i++;
+            if (!msm_live(ma, i))
                 continue;
-            const void *vb = msm_find(mt, (const ms_map *)f->pb, e + MSM_KEY_OFF);
+            const unsigned char *e = msm_entry(ma, msm_esize(mt), i);
+            const void *vb = msm_find(mt, (const ms_map *)f->pb, e + msm_key_off(mt));
             /* f may move when value_eq pushes: not used after. */
-            eq = vb != NULL && value_eq(MSM_VAL(mt), e + MSM_VAL_OFF, vb, &w);
+            eq = vb != NULL && value_eq(MSM_VAL(mt), e + msm_val_off(mt), vb, &w);
             continue;
         }
         size_t off = (size_t)f->i++ * f->et->size;
