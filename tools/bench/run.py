@@ -2,11 +2,16 @@
 
     python -m tools.bench.run [--only NAME ...] [--repeat 3] [--window-jobs N]
 
-Map kernels (map_ints, map_words: SPEC 13) run as an M/s master block and
+Map kernels (map_ints, map_ints_random, map_words: SPEC 13) run as an M/s
+master block and
 against three baselines, a small open-addressing table written in C, C++'s
 std::unordered_map and Python's dict, with the M/s time over each;
 map_ints also against the C table with a keyed hash like the M/s map's
 (c/map_ints_keyed.c), safe from crafted keys as the others are not.
+map_ints_random takes its keys from a 64-bit LCG: map_ints' i * 2654435761
+is an arithmetic progression, which the unkeyed multiplicative and identity
+hashes of the C table and std::unordered_map spread without a collision,
+as no keyed hash can.
 map_crafted is map_ints with keys crafted to collide under an unkeyed hash
 (multiples of 2^32) over map_ints' own keys, both in M/s.
 
@@ -73,7 +78,12 @@ BENCH_TOKEN = "bench-secret"
 # SPEC 13: 10 million int keys inserted and looked up; the words of a
 # generated text of 10 million words (about 100 MB) counted. Against a small
 # open-addressing table in C, C++'s std::unordered_map and Python's dict.
-MAPS = {"map_ints": 10_000_000, "map_words": 10_000_000}
+# map_ints_random: the int keys a 64-bit LCG's values, with no regularity for
+# an unkeyed hash to spread evenly (i * 2654435761 is an arithmetic
+# progression, which the baselines' multiplicative and identity hashes lay
+# out without a collision, and a keyed hash cannot).
+MAPS = {"map_ints": 10_000_000, "map_ints_random": 10_000_000,
+        "map_words": 10_000_000}
 # Crafted keys (multiples of 2^32, colliding in an unkeyed hash's low bits)
 # against map_ints' keys, both in M/s: the time of one over the other.
 CRAFTED = {"map_crafted": 10_000_000}

@@ -31,11 +31,26 @@ static void put(int64_t key, int64_t value) {
     tab[i].value = value;
 }
 
+/* The keys: i * 2654435761 (map_ints), or with RANDOM_KEYS defined a
+ * 64-bit LCG's values (map_ints_random), the same in both passes. */
+static int64_t next_key(uint64_t *x, long i) {
+#ifdef RANDOM_KEYS
+    (void)i;
+    *x = *x * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (int64_t)*x;
+#else
+    (void)x;
+    return i * 2654435761L;
+#endif
+}
+
 static int run(long n) {
     tab = calloc(cap, sizeof *tab);
-    for (long i = 0; i < n; i++) put(i * 2654435761L, i);
+    uint64_t x = 1;
+    for (long i = 0; i < n; i++) put(next_key(&x, i), i);
     long sum = 0;
-    for (long i = 0; i < n; i++) sum += tab[find(i * 2654435761L)].value;
+    x = 1;
+    for (long i = 0; i < n; i++) sum += tab[find(next_key(&x, i))].value;
     printf("%zu\n%ld\n", count, sum);
     free(tab);
     return 0;
