@@ -113,6 +113,7 @@ ms_map *msm_new(const ms_type *mt, int64_t n)
     m->index = NULL;
     m->dead_bits = NULL;
     m->dead = 0;
+    m->hint = 0;
     if (n > 0) {
         /* Room for n without growing. */
         int64_t slots = index_slots(n < MIN_ENTRIES ? MIN_ENTRIES : n);
@@ -195,17 +196,43 @@ int64_t msm_probe_length(const ms_type *mt, const ms_map *m, const void *key)
     return (int64_t)(((uint64_t)s - home_of(h, slots)) & (slots - 1)) + 1;
 }
 
+/* Whether keys of kind `kind` use the hint (maps.h): strings, whose hash
+ * (SipHash) and comparison cost more than the check. An int key's second
+ * lookup finds its index slot and entry in the cache, and the hint's store
+ * after each lookup would tie the next lookup to this one's cache miss. */
+#define HINTED(kind) ((kind) == MS_T_VECTOR)
+
+/* The value slot of the entry m's hint names, when that entry holds key;
+ * else NULL. */
+HOT unsigned char *hinted(uint32_t kind, uint32_t esize, const ms_map *m,
+                          const void *key)
+{
+    if (!HINTED(kind))
+        return NULL;
+    int64_t i = m->hint - 1;
+    if (i < 0 || i >= m->entries->len || !msm_live(m, i))
+        return NULL;
+    unsigned char *e = msm_entry(m, esize, i) + msm_key_off_kind(kind);
+    return key_eq(kind, e, key) ? e + 8 : NULL;
+}
+
 /* msm_find for a key of kind `kind`. */
 HOT void *find_kind(uint32_t kind, const ms_type *mt, const ms_map *m, const void *key)
 {
     if (!m || m->len == 0)
         return NULL;
     uint32_t esize = msm_esize(mt);
+    unsigned char *v = hinted(kind, esize, m, key);
+    if (v)
+        return v;
     int found;
     int64_t s = probe_kind(kind, esize, m, key, key_hash(kind, key), &found);
     if (!found)
         return NULL;
-    return msm_entry(m, esize, slot_entry(index_of(m)[s])) + msm_key_off_kind(kind) + 8;
+    int64_t i = slot_entry(index_of(m)[s]);
+    if (HINTED(kind))
+        ((ms_map *)m)->hint = i + 1; /* see maps.h */
+    return msm_entry(m, esize, i) + msm_key_off_kind(kind) + 8;
 }
 
 /* find_kind with the kind of mt's keys, each kind's copy specialised. */
@@ -286,6 +313,7 @@ static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
         msv_free(m->index);
     m->index = index;
     m->dead = 0;
+    m->hint = 0;
 }
 
 /* msm_insert for a key of kind `kind`. */
@@ -293,6 +321,13 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
                       int *inserted)
 {
     uint32_t esize = msm_esize(mt);
+    if (HINTED(kind) && m->hint) {
+        unsigned char *v = hinted(kind, esize, m, key);
+        if (v) {
+            *inserted = 0;
+            return v;
+        }
+    }
     uint64_t h = key_hash(kind, key);
     int found;
     if (!m->entries)
@@ -300,7 +335,10 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
     int64_t s = probe_kind(kind, esize, m, key, h, &found);
     if (found) {
         *inserted = 0;
-        return msm_entry(m, esize, slot_entry(index_of(m)[s])) + msm_key_off_kind(kind) + 8;
+        int64_t i = slot_entry(index_of(m)[s]);
+        if (HINTED(kind))
+            m->hint = i + 1;
+        return msm_entry(m, esize, i) + msm_key_off_kind(kind) + 8;
     }
     if (m->entries->len == m->entries->cap) {
         /* Full: compact in place when half of it is dead, else double. */
@@ -325,6 +363,8 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
         msv_retain_range(kt, ent + key_off, 1);
     index_of(m)[s] = slot_of(h, i);
     m->len++;
+    if (HINTED(kind))
+        m->hint = i + 1;
     *inserted = 1;
     return ent + key_off + 8;
 }
@@ -353,6 +393,7 @@ ms_map *msm_copy(const ms_type *mt, const ms_map *m)
     ms_map *c = msm_new(mt, 0);
     c->len = m->len;
     c->dead = m->dead;
+    c->hint = m->hint; /* the same slots */
     if (!m->entries)
         return c;
     int64_t used = m->entries->len, slots = m->index->len;
@@ -470,6 +511,7 @@ void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
     /* The index slot stays taken, so that probes go on past it, but
      * matches no hash; rebuild drops it and the entry. */
     ix[s] = MSM_TOMB;
+    m->hint = 0;
     if (!m->dead_bits) {
         int64_t words = (m->entries->cap + 63) / 64;
         m->dead_bits = msv_alloc_zeroed(8, words, words);

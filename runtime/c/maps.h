@@ -49,6 +49,14 @@ typedef struct ms_map {
     ms_vec *index;      /* NULL with entries */
     ms_vec *dead_bits;  /* NULL while no entry slot is a tombstone */
     int64_t dead;       /* tombstones in entries */
+    /* String keys: 1 + the entry slot the last lookup found or the last
+     * insertion filled, 0 for none: `if (has(m, k)) m[k] += 1` looks k up twice,
+     * and the second lookup then costs a comparison, not a hash and a
+     * probe. A hint only, checked before use (the slot must hold that
+     * key), so that it is written even through a borrowed map: maps are
+     * never constants, and a value is only used by the thread that made
+     * it (ms_abi.h). */
+    int64_t hint;
 } ms_map;
 
 /* The index slot of a removed entry (the top bit of every hash is set). */

@@ -392,6 +392,59 @@ static void test_string_keys(void)
     ms_vec_release(&T_STR, a2);
 }
 
+/* The hint of string-keyed maps (maps.h): a lookup just after another
+ * finds the right entry whether it is the same key, another key, a key
+ * freed and made again at the same address with other bytes, a key
+ * removed in between, or after the table was rebuilt. */
+static void test_string_hint(void)
+{
+    ms_vec *m = NULL;
+    ms_vec *keys[40];
+    for (int i = 0; i < 40; i++) {
+        char buf[8];
+        int len = snprintf(buf, sizeof buf, "k%d", i);
+        keys[i] = ms_string_from_bytes((const uint8_t *)buf, len);
+        *(int64_t *)ms_map_insert(&MAP_SI, &m, &keys[i]) = i;
+    }
+    for (int i = 0; i < 40; i++) {
+        CHECK(ms_map_has(&MAP_SI, m, &keys[i]));
+        CHECK(*(int64_t *)ms_map_get(&MAP_SI, m, &keys[i], 1, 1) == i);
+        CHECK(*(int64_t *)ms_map_get(&MAP_SI, m, &keys[(i + 7) % 40], 1, 1) == (i + 7) % 40);
+    }
+    /* The hinted key's string freed; another one, likely at its address. */
+    ms_vec *tmp = ms_string_from_bytes((const uint8_t *)"k5", 2);
+    CHECK(*(int64_t *)ms_map_get(&MAP_SI, m, &tmp, 1, 1) == 5);
+    ms_vec_release(&T_STR, tmp);
+    tmp = ms_string_from_bytes((const uint8_t *)"k6", 2);
+    CHECK(*(int64_t *)ms_map_get(&MAP_SI, m, &tmp, 1, 1) == 6);
+    ms_vec_release(&T_STR, tmp);
+    tmp = ms_string_from_bytes((const uint8_t *)"zz", 2);
+    CHECK(!ms_map_has(&MAP_SI, m, &tmp));
+    ms_vec_release(&T_STR, tmp);
+    /* Removed after being found: absent, and inserting it again starts a
+     * new entry at the end. */
+    CHECK(ms_map_has(&MAP_SI, m, &keys[3]));
+    ms_map_remove(&MAP_SI, &m, &keys[3]);
+    CHECK(!ms_map_has(&MAP_SI, m, &keys[3]));
+    int inserted = 0;
+    *(int64_t *)msm_insert(&MAP_SI, (ms_map *)m, &keys[3], &inserted) = 33;
+    CHECK(inserted && *(int64_t *)ms_map_get(&MAP_SI, m, &keys[3], 1, 1) == 33);
+    /* Rebuilt (grown): the hint does not outlive the entries' slots. */
+    for (int i = 0; i < 1000; i++) {
+        char buf[8];
+        int len = snprintf(buf, sizeof buf, "x%d", i);
+        ms_vec *x = ms_string_from_bytes((const uint8_t *)buf, len);
+        *(int64_t *)ms_map_insert(&MAP_SI, &m, &x) = -i;
+        CHECK(*(int64_t *)ms_map_get(&MAP_SI, m, &keys[i % 40], 1, 1) ==
+              (i % 40 == 3 ? 33 : i % 40));
+        ms_vec_release(&T_STR, x);
+    }
+    CHECK(m->len == 1040);
+    ms_vec_release(&MAP_SI, m);
+    for (int i = 0; i < 40; i++)
+        ms_vec_release(&T_STR, keys[i]);
+}
+
 int main(void)
 {
     test_siphash();
@@ -399,6 +452,7 @@ int main(void)
     test_copy_on_write();
     test_copy_with_tombstones();
     test_string_keys();
+    test_string_hint();
     test_million();
     test_crafted_keys();
     test_crafted_probe_counts();
