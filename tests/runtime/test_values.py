@@ -1,6 +1,6 @@
 """Builds and runs tests/runtime/test_values.c, the unit test of the value
-runtime (runtime/c/values.c, strings.c, codec.c, and maps.c and hash.c
-which they call): plainly, under ASan and
+runtime (runtime/c/values.c, strings.c, codec.c, and maps.c, hash.c and
+pool.c which they call): plainly, under ASan and
 UBSan, under valgrind (no invalid reads or writes, no definitely-lost
 bytes; the tracking tests free a failed job's vectors, so leaks there show
 up here), and linked against the real runtime library when it is built."""
@@ -15,7 +15,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 RT = REPO / "runtime" / "c"
 TEST_C = pathlib.Path(__file__).with_name("test_values.c")
 SOURCES = [RT / "values.c", RT / "strings.c", RT / "codec.c", RT / "maps.c",
-           RT / "hash.c"]
+           RT / "hash.c", RT / "pool.c"]
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-pthread", f"-I{RT}"]
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
