@@ -63,7 +63,6 @@
 #endif
 #include "pool.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
