@@ -54,8 +54,8 @@ typedef struct ms_map {
      * and the second lookup then costs a comparison, not a hash and a
      * probe. A hint only, checked before use (the slot must hold that
      * key), so that it is written even through a borrowed map: maps are
-     * never constants, and a value is only used by the thread that made
-     * it (ms_abi.h). */
+     * never constants, and a value is used by one thread at a time
+     * (ms_abi.h). */
     int64_t hint;
 } ms_map;
 

@@ -147,8 +147,11 @@ void ms_handle_release(ms_handle h);
  *   struct: its fields in declaration order at C struct layout (the natural
  *     alignment of each field, size rounded up to the struct's alignment);
  *     an empty struct has size 0 (LLVM type {}).
- * Reference counts are not atomic: a value is only ever used by the thread
- * that made it (jobs get fresh decoded copies). A vector whose refcount is
+ * Reference counts are not atomic: a value is used by one thread at a
+ * time, never by two at once (jobs get fresh decoded copies; a result
+ * decoded by the master's I/O thread, or a job's arguments by a slave's
+ * connection reader, is handed over under a lock to the one thread that
+ * uses it from then on). A vector whose refcount is
  * at least MS_RC_IMMORTAL (string literals, emitted as constants) is never
  * freed and never written: retain and release leave it alone.
  *

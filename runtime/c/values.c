@@ -54,9 +54,11 @@ static inline void node_moved(msv_node *n)
  * values.h). tl_list is its sentinel; tracking is on exactly when
  * tl_list.next is non-NULL, and a linked node always has non-NULL prev and
  * next (the sentinel closes the circle), so unlinking needs no test of the
- * thread's state. No lock: values never leave the thread that made them
- * (ms_abi.h, part C), so only this thread reaches its list and the nodes
- * on it. The cost on the normal path is one thread-local load and branch
+ * thread's state. No lock: a vector a worker makes while it tracks stays
+ * in its job (a result leaves encoded, as bytes), so only this thread
+ * frees it and reaches its list and the nodes on it; a vector that came
+ * from another thread (arguments decoded by the connection reader) was
+ * made untracked, and its free leaves every list alone. The cost on the normal path is one thread-local load and branch
  * per allocation, one load and branch per free. */
 static _Thread_local msv_node tl_list;
 _Static_assert(sizeof(msv_node) == 16, "the node keeps the block's alignment");
