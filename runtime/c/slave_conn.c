@@ -466,6 +466,11 @@ static int handshake(const ms_secret *secret, int insecure)
     ms_hello_append(&out, &hello);
     int rc = ms_write_full(S.fd, out.data, (size_t)out.len);
     ms_buf_free(&out);
+    /* The master closed first, as it does when its handshake slots are
+     * full, or (a local slave) when the run ended before this slave was
+     * in: the same as a close seen by the read below. */
+    if (rc == -EPIPE || rc == -ECONNRESET)
+        return CLOSED;
     if (rc != 0) {
         ms_log("write to master %s: %s", S.master, strerror(-rc));
         slave_exit(1);

@@ -25,6 +25,7 @@ import signal
 import socket
 import stat
 import struct
+import subprocess
 import threading
 import time
 
@@ -759,3 +760,26 @@ def test_version_of_master_and_slave(start, progs):
     other = start([f"{progs['other']}-slave", "--version"])
     assert other.finish() == 0
     assert said["master"] not in other.out
+
+
+
+# --------------------------------------------------- the end of a run
+
+def test_a_local_slave_whose_master_ended_during_its_handshake_exits_quietly(progs):
+    """A local slave still starting when its master ends the run (the run
+    needed fewer slaves than it started) finds the CHALLENGE and then a
+    closed socket: writing its HELLO fails with EPIPE. That is the end of
+    the run, as a close seen while reading is, not an error to print on
+    the master's terminal."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.sendall(fp.challenge(bytes(32)))
+        ours.close()  # before the slave has even started: deterministic
+        fd = theirs.fileno()
+        # The socket as descriptor 3, where the master puts it.
+        slave = subprocess.run(
+            ["bash", "-c", f'exec "$0" --fd 3 --insecure 3<&{fd} {fd}<&-',
+             f"{progs['quick']}-slave"],
+            pass_fds=(fd,), capture_output=True, text=True, timeout=30)
+    assert slave.stderr == "", slave.stderr
+    assert slave.returncode in (0, 1)
