@@ -207,13 +207,10 @@ int64_t msm_probe_length(const ms_type *mt, const ms_map *m, const void *key)
 HOT unsigned char *hinted(uint32_t kind, uint32_t esize, const ms_map *m,
                           const void *key)
 {
-    if (!HINTED(kind))
+    if (!HINTED(kind) || m->hint == 0)
         return NULL;
-    int64_t i = m->hint - 1;
-    if (i < 0 || i >= m->entries->len || !msm_live(m, i))
-        return NULL;
-    unsigned char *e = msm_entry(m, esize, i) + msm_key_off_kind(kind);
-    return key_eq(kind, e, key) ? e + 8 : NULL;
+    unsigned char *e = msm_entry(m, esize, m->hint - 1);
+    return key_eq(kind, e + msm_key_off_kind(kind), key) ? e + msm_val_off_kind(kind) : NULL;
 }
 
 /* msm_find for a key of kind `kind`. */
@@ -232,7 +229,7 @@ HOT void *find_kind(uint32_t kind, const ms_type *mt, const ms_map *m, const voi
     int64_t i = slot_entry(index_of(m)[s]);
     if (HINTED(kind))
         ((ms_map *)m)->hint = i + 1; /* see maps.h */
-    return msm_entry(m, esize, i) + msm_key_off_kind(kind) + 8;
+    return msm_entry(m, esize, i) + msm_val_off_kind(kind);
 }
 
 /* find_kind with the kind of mt's keys, each kind's copy specialised. */
@@ -321,12 +318,10 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
                       int *inserted)
 {
     uint32_t esize = msm_esize(mt);
-    if (HINTED(kind) && m->hint) {
-        unsigned char *v = hinted(kind, esize, m, key);
-        if (v) {
-            *inserted = 0;
-            return v;
-        }
+    unsigned char *v = hinted(kind, esize, m, key);
+    if (v) {
+        *inserted = 0;
+        return v;
     }
     uint64_t h = key_hash(kind, key);
     int found;
@@ -338,7 +333,7 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
         int64_t i = slot_entry(index_of(m)[s]);
         if (HINTED(kind))
             m->hint = i + 1;
-        return msm_entry(m, esize, i) + msm_key_off_kind(kind) + 8;
+        return msm_entry(m, esize, i) + msm_val_off_kind(kind);
     }
     if (m->entries->len == m->entries->cap) {
         /* Full: compact in place when half of it is dead, else double. */
@@ -366,7 +361,7 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
     if (HINTED(kind))
         m->hint = i + 1;
     *inserted = 1;
-    return ent + key_off + 8;
+    return ent + msm_val_off_kind(kind);
 }
 
 HOT void *insert(const ms_type *mt, ms_map *m, const void *key, int *inserted)

@@ -52,8 +52,9 @@ typedef struct ms_map {
     /* String keys: 1 + the entry slot the last lookup found or the last
      * insertion filled, 0 for none: `if (has(m, k)) m[k] += 1` looks k up twice,
      * and the second lookup then costs a comparison, not a hash and a
-     * probe. A hint only, checked before use (the slot must hold that
-     * key), so that it is written even through a borrowed map: maps are
+     * probe. It names a live entry or is 0 (removal and rebuilding reset
+     * it); the entry's key is compared before use, and it is written even
+     * through a borrowed map: maps are
      * never constants, and a value is used by one thread at a time
      * (ms_abi.h). */
     int64_t hint;
@@ -78,9 +79,14 @@ static inline uint32_t msm_key_off(const ms_type *mt)
     return msm_key_off_kind(MSM_KEY(mt)->kind);
 }
 
+static inline uint32_t msm_val_off_kind(uint32_t key_kind)
+{
+    return msm_key_off_kind(key_kind) + 8u;
+}
+
 static inline uint32_t msm_val_off(const ms_type *mt)
 {
-    return msm_key_off(mt) + 8u;
+    return msm_val_off_kind(MSM_KEY(mt)->kind);
 }
 
 static inline uint32_t msm_esize(const ms_type *mt)

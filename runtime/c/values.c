@@ -58,8 +58,9 @@ static inline void node_moved(msv_node *n)
  * in its job (a result leaves encoded, as bytes), so only this thread
  * frees it and reaches its list and the nodes on it; a vector that came
  * from another thread (arguments decoded by the connection reader) was
- * made untracked, and its free leaves every list alone. The cost on the normal path is one thread-local load and branch
- * per allocation, one load and branch per free. */
+ * made untracked, and its free leaves every list alone. The cost on the
+ * normal path is one thread-local load and branch per allocation, one
+ * load and branch per free. */
 static _Thread_local msv_node tl_list;
 _Static_assert(sizeof(msv_node) == 16, "the node keeps the block's alignment");
 
@@ -146,11 +147,10 @@ static size_t vec_bytes(uint32_t elem_size, int64_t cap)
 {
     const size_t head = NODE_BYTES + sizeof(ms_vec);
     size_t bytes;
-    if (cap < 0)
-        return 0;
     /* Not a division: it was a quarter of this function's time when every
-     * short string came through here. */
-    if ((uint64_t)cap > SIZE_MAX || __builtin_mul_overflow((size_t)cap, (size_t)elem_size, &bytes) ||
+     * short string came through here. The builtin multiplies exactly, so
+     * it also catches a cap beyond size_t. */
+    if (cap < 0 || __builtin_mul_overflow(cap, elem_size, &bytes) ||
         bytes > SIZE_MAX - head)
         return 0;
     return head + bytes;

@@ -49,9 +49,9 @@ int64_t ms_values_track_end(int free_all);
 /* A new vector with refcount 1, length `len` and capacity `cap`
  * (0 < len <= cap is not required: len may be 0 when cap > 0), elements of
  * `elem_size` bytes left UNINITIALIZED. Raises the runtime error
- * "out of memory" when the size overflows or no memory is left (pool.c: small blocks
- * from per-thread lists, big ones from malloc). The caller owns
- * the result (one reference). */
+ * "out of memory" when the size overflows or no memory is left (pool.c:
+ * small blocks from per-thread lists, big ones from malloc). The caller
+ * owns the result (one reference). */
 ms_vec *msv_alloc(uint32_t elem_size, int64_t len, int64_t cap);
 
 /* msv_alloc with the elements zeroed (calloc: a large block comes zeroed
