@@ -57,6 +57,22 @@ HOT int key_eq(uint32_t kind, const void *a, const void *b)
 
 #define MIN_ENTRIES 4
 
+/* Placement by value (maps.h) gives way to placement by hash, for good,
+ * when an insertion would put a key more than SPREAD_MAX_DISP slots from
+ * its home, or the displacements summed would pass SPREAD_MEAN_DISP per
+ * entry (plus SPREAD_SLACK, for small maps). Random keys in an index at
+ * most 3/4 full sit 1.5 slots from home on average; keys in arithmetic
+ * progression, placed by value, sit at home. Crafted keys (many sharing a
+ * residue of the prime) pass a bound after a few dozen insertions, so
+ * they cost what random keys cost under the keyed hash; and because a
+ * lookup stops max_disp + 1 slots from home, no crafted key, present or
+ * absent, is dearer to look up than SPREAD_MAX_DISP + 1 slots. Random
+ * keys in a big map also pass the largest-displacement bound at times,
+ * which costs one rebuild: under either placement they land at random. */
+#define SPREAD_MAX_DISP 64
+#define SPREAD_MEAN_DISP 2
+#define SPREAD_SLACK 64
+
 static inline uint64_t *index_of(const ms_map *m)
 {
     return (uint64_t *)MSV_DATA(m->index);
@@ -74,33 +90,76 @@ static inline int64_t slot_entry(uint64_t slot)
     return (int64_t)(slot & 0xffffffffu);
 }
 
-/* The home slot of hash h in an index of `slots` slots (a power of two,
- * at most 2^31): the bits of h below its top one (which is always set),
- * as many as the index needs. They are also the top bits of an index
- * slot's half of the hash, so that a slot says where it belongs in an
- * index twice the size without its entry being read (rebuild). */
-static inline uint64_t home_of(uint64_t h, uint64_t slots)
+/* Whether m (of keys of kind `kind`) places its keys by value. */
+HOT int by_value(uint32_t kind, const ms_map *m)
 {
-    return slots == 1 ? 0 : (h << 1) >> (64 - __builtin_ctzll(slots));
+    return kind != MS_T_VECTOR && !m->mixed;
 }
 
-/* Index slots for an entry capacity of at least cap: a power of two whose
- * three quarters hold cap (so that the index is at most 3/4 full and
- * probes stay short). */
-static int64_t index_slots(int64_t cap)
+/* The tag-bearing hash of the key at `key`: for placement by value (spread),
+ * the key times an odd constant (a bijection, so that neighbouring keys,
+ * which share a probe run, get different tags); else key_hash. Top bit
+ * set. */
+HOT uint64_t hash_in(uint32_t kind, int spread, const void *key)
 {
-    if (cap > (int64_t)1 << 30)
-        msv_oom();
-    int64_t slots = 4;
-    while (slots - slots / 4 < cap)
-        slots *= 2;
-    return slots;
+    if (spread) {
+        uint64_t x = kind == MS_T_INT ? (uint64_t)*(const int64_t *)key
+                                      : (uint64_t)*(const uint8_t *)key;
+        return (x * UINT64_C(0x9E3779B97F4A7C15)) | (UINT64_C(1) << 63);
+    }
+    return key_hash(kind, key);
 }
 
-/* The entry capacity an index of `slots` slots serves. */
+/* The home slot, in an index of `slots` slots, of a key placed by hash h:
+ * the 31 bits of h below its top one scaled to [0, slots). They are in
+ * an index slot's tag, so that a slot says where it belongs in another
+ * index without its entry being read (rebuild). */
+static inline uint64_t hashed_home(uint64_t h, uint64_t slots)
+{
+    return (((h >> 32) & 0x7fffffffu) * slots) >> 31;
+}
+
+/* The home slot of the key at `key` (hash h, hash_in's) in an index of
+ * `slots` slots: placed by value (spread), its value mod slots (negative keys counted down from
+ * the top, so that keys around zero do not meet), or hashed_home. */
+HOT uint64_t home_in(uint32_t kind, int spread, const void *key, uint64_t h,
+                     uint64_t slots)
+{
+    if (spread) {
+        if (kind != MS_T_INT)
+            return *(const uint8_t *)key % slots;
+        int64_t r = *(const int64_t *)key % (int64_t)slots;
+        return (uint64_t)(r < 0 ? r + (int64_t)slots : r);
+    }
+    return hashed_home(h, slots);
+}
+
+/* The primes of index sizes: the largest below each power of two from
+ * 2^3 to 2^31. A prime, so that placement by value spreads any
+ * arithmetic progression of keys whose step is not a multiple of it. */
+static const int64_t index_primes[] = {
+    7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749,
+    65521, 131071, 262139, 524287, 1048573, 2097143, 4194301, 8388593,
+    16777213, 33554393, 67108859, 134217689, 268435399, 536870909,
+    1073741789, 2147483647,
+};
+
+/* The entry capacity an index of `slots` slots serves (at least 4 slots,
+ * so that one is always empty). */
 static inline int64_t entry_cap(int64_t slots)
 {
     return slots - slots / 4;
+}
+
+/* Index slots for an entry capacity of at least cap: the smallest of
+ * index_primes whose three quarters hold cap (so that the index is at
+ * most 3/4 full and probes stay short). */
+static int64_t index_slots(int64_t cap)
+{
+    for (size_t i = 0; i < sizeof index_primes / sizeof index_primes[0]; i++)
+        if (entry_cap(index_primes[i]) >= cap)
+            return index_primes[i];
+    msv_oom();
 }
 
 ms_map *msm_new(const ms_type *mt, int64_t n)
@@ -114,6 +173,9 @@ ms_map *msm_new(const ms_type *mt, int64_t n)
     m->dead_bits = NULL;
     m->dead = 0;
     m->hint = 0;
+    m->disp = 0;
+    m->max_disp = 0;
+    m->mixed = MSM_KEY(mt)->kind == MS_T_VECTOR;
     if (n > 0) {
         /* Room for n without growing. */
         int64_t slots = index_slots(n < MIN_ENTRIES ? MIN_ENTRIES : n);
@@ -141,47 +203,77 @@ void msm_free(ms_map *m)
     msv_free((ms_vec *)m);
 }
 
-/* The index slot holding key (with hash h, of kind `kind`) in m, or the
- * empty slot where it would go; *found says which. m has entries. A slot
- * whose top half differs from h's is passed over without reading its
- * entry, so a probe reads one entry, the one it finds, but for a 1 in
- * 2^31 chance per slot passed. */
+/* Whether placing one more key d slots from home, after m's others,
+ * breaks the bounds of placement by value. */
+static inline int too_displaced(const ms_map *m, int64_t d)
+{
+    return d > SPREAD_MAX_DISP ||
+           m->disp + d > SPREAD_MEAN_DISP * m->entries->len + SPREAD_SLACK;
+}
+
+/* The index slot holding key (with hash h and home slot `home`, of kind
+ * `kind`) in m, with *found = 1; else *found = 0 and, for an insertion
+ * (for_insert), the empty slot where it goes, *disp slots from home, or,
+ * for a lookup, -1. m has entries. A slot whose tag differs from h's is
+ * passed over without reading its entry, so a probe reads one entry, the
+ * one it finds, but for a 1 in 2^31 chance per slot passed; and no key
+ * sits more than max_disp slots from home, so a lookup reads no more
+ * than max_disp + 1 slots. */
 HOT int64_t probe_kind(uint32_t kind, uint32_t esize, const ms_map *m,
-                       const void *key, uint64_t h, int *found)
+                       const void *key, uint64_t h, uint64_t home, int for_insert,
+                       int *found, int64_t *disp)
 {
     const uint64_t *ix = index_of(m);
-    uint64_t slots = (uint64_t)m->index->len, mask = slots - 1, tag = slot_of(h, 0);
-    for (uint64_t s = home_of(h, slots);; s = (s + 1) & mask) {
+    uint64_t slots = (uint64_t)m->index->len, tag = slot_of(h, 0), s = home;
+    int64_t d = 0;
+    for (; d <= m->max_disp; d++) {
         uint64_t slot = ix[s];
         if (slot == 0) {
             *found = 0;
+            *disp = d;
             return (int64_t)s;
         }
-        if ((slot & ~(uint64_t)0xffffffffu) != tag)
-            continue;
-        const unsigned char *ent = msm_entry(m, esize, slot_entry(slot));
-        /* A string key's stored hash decides before its bytes are read. */
-        if ((kind != MS_T_VECTOR || *(const uint64_t *)ent == h) &&
-            key_eq(kind, ent + msm_key_off_kind(kind), key)) {
-            *found = 1;
-            return (int64_t)s;
+        if ((slot & ~(uint64_t)0xffffffffu) == tag) {
+            const unsigned char *ent = msm_entry(m, esize, slot_entry(slot));
+            /* A string key's stored hash decides before its bytes are read. */
+            if ((kind != MS_T_VECTOR || *(const uint64_t *)ent == h) &&
+                key_eq(kind, ent + msm_key_off_kind(kind), key)) {
+                *found = 1;
+                return (int64_t)s;
+            }
         }
+        if (++s == slots)
+            s = 0;
     }
+    *found = 0;
+    if (!for_insert)
+        return -1;
+    while (ix[s] != 0) { /* an index is never full */
+        if (++s == slots)
+            s = 0;
+        d++;
+    }
+    *disp = d;
+    return (int64_t)s;
 }
 
-/* probe_kind for map type mt (not inlined: the cold paths). */
+/* probe_kind for map type mt, the hash and home computed (not inlined:
+ * the cold paths). */
 static int64_t probe(const ms_type *mt, const ms_map *m, const void *key,
-                     uint64_t h, int *found)
+                     int for_insert, int *found, int64_t *disp)
 {
     uint32_t kind = MSM_KEY(mt)->kind, esize = msm_esize(mt);
+    int spread = by_value(kind, m);
+    uint64_t h = hash_in(kind, spread, key), slots = (uint64_t)m->index->len;
+    uint64_t home = home_in(kind, spread, key, h, slots);
     switch (kind) {
     case MS_T_INT:
-        return probe_kind(MS_T_INT, esize, m, key, h, found);
+        return probe_kind(MS_T_INT, esize, m, key, h, home, for_insert, found, disp);
     case MS_T_CHAR:
     case MS_T_BOOL:
-        return probe_kind(MS_T_CHAR, esize, m, key, h, found);
+        return probe_kind(MS_T_CHAR, esize, m, key, h, home, for_insert, found, disp);
     default:
-        return probe_kind(MS_T_VECTOR, esize, m, key, h, found);
+        return probe_kind(MS_T_VECTOR, esize, m, key, h, home, for_insert, found, disp);
     }
 }
 
@@ -189,11 +281,16 @@ int64_t msm_probe_length(const ms_type *mt, const ms_map *m, const void *key)
 {
     if (!m || !m->entries)
         return 0;
-    uint64_t h = key_hash(MSM_KEY(mt)->kind, key);
     int found;
-    int64_t s = probe(mt, m, key, h, &found);
+    int64_t d = 0;
+    int64_t s = probe(mt, m, key, 0, &found, &d);
+    if (!found) /* stopped at an empty slot, or after max_disp + 1 */
+        return s < 0 ? (int64_t)m->max_disp + 1 : d + 1;
+    uint32_t kind = MSM_KEY(mt)->kind;
     uint64_t slots = (uint64_t)m->index->len;
-    return (int64_t)(((uint64_t)s - home_of(h, slots)) & (slots - 1)) + 1;
+    int spread = by_value(kind, m);
+    uint64_t home = home_in(kind, spread, key, hash_in(kind, spread, key), slots);
+    return (int64_t)(((uint64_t)s + slots - home) % slots) + 1;
 }
 
 /* Whether keys of kind `kind` use the hint (maps.h): strings, whose hash
@@ -213,8 +310,10 @@ HOT unsigned char *hinted(uint32_t kind, uint32_t esize, const ms_map *m,
     return key_eq(kind, e + msm_key_off_kind(kind), key) ? e + msm_val_off_kind(kind) : NULL;
 }
 
-/* msm_find for a key of kind `kind`. */
-HOT void *find_kind(uint32_t kind, const ms_type *mt, const ms_map *m, const void *key)
+/* msm_find for a key of kind `kind`, in a map that places its keys by
+ * value when spread is 1, by hash when 0, as it says when -1. */
+HOT void *find_kind(uint32_t kind, int spread, const ms_type *mt, const ms_map *m,
+                    const void *key)
 {
     if (!m || m->len == 0)
         return NULL;
@@ -223,7 +322,13 @@ HOT void *find_kind(uint32_t kind, const ms_type *mt, const ms_map *m, const voi
     if (v)
         return v;
     int found;
-    int64_t s = probe_kind(kind, esize, m, key, key_hash(kind, key), &found);
+    int64_t d;
+    if (spread < 0)
+        spread = by_value(kind, m);
+    uint64_t h = hash_in(kind, spread, key);
+    int64_t s = probe_kind(kind, esize, m, key, h,
+                           home_in(kind, spread, key, h, (uint64_t)m->index->len), 0,
+                           &found, &d);
     if (!found)
         return NULL;
     int64_t i = slot_entry(index_of(m)[s]);
@@ -237,12 +342,12 @@ HOT void *find(const ms_type *mt, const ms_map *m, const void *key)
 {
     switch (MSM_KEY(mt)->kind) {
     case MS_T_INT:
-        return find_kind(MS_T_INT, mt, m, key);
+        return find_kind(MS_T_INT, -1, mt, m, key);
     case MS_T_CHAR:
     case MS_T_BOOL:
-        return find_kind(MS_T_CHAR, mt, m, key);
+        return find_kind(MS_T_CHAR, -1, mt, m, key);
     default:
-        return find_kind(MS_T_VECTOR, mt, m, key);
+        return find_kind(MS_T_VECTOR, -1, mt, m, key);
     }
 }
 
@@ -251,60 +356,98 @@ void *msm_find(const ms_type *mt, const ms_map *m, const void *key)
     return find(mt, m, key);
 }
 
-/* The hash of entry e (of map type mt): stored for a string key, mixed
- * again for the others. */
-static uint64_t entry_hash(const ms_type *mt, const unsigned char *e)
+/* Fills the zeroed index ix (of `slots` slots) with m's entries, read
+ * from `entries` (m's layout, m's placement); sets m's displacements.
+ * 0 when, placing by value, a key would break the bounds of
+ * too_displaced: m's statistics are then partial, and ix must be zeroed
+ * again. */
+static int place_entries(const ms_type *mt, ms_map *m, uint64_t *ix, uint64_t slots)
 {
-    uint32_t kind = MSM_KEY(mt)->kind;
-    return kind == MS_T_VECTOR ? *(const uint64_t *)e : key_hash(kind, e);
+    uint32_t kind = MSM_KEY(mt)->kind, esize = msm_esize(mt), key_off = msm_key_off(mt);
+    int spread = by_value(kind, m);
+    m->disp = 0;
+    m->max_disp = 0;
+    for (int64_t i = 0; i < m->entries->len; i++) {
+        const unsigned char *e = msm_entry(m, esize, i);
+        uint64_t h = kind == MS_T_VECTOR ? *(const uint64_t *)e
+                                         : hash_in(kind, spread, e + key_off);
+        uint64_t s = home_in(kind, spread, e + key_off, h, slots);
+        int64_t d = 0;
+        while (ix[s] != 0) {
+            if (++s == slots)
+                s = 0;
+            /* Bounded here, not after: crafted keys would make the
+             * placement itself quadratic. */
+            if (++d > SPREAD_MAX_DISP && spread)
+                return 0;
+        }
+        if (spread && m->disp + d > SPREAD_MEAN_DISP * i + SPREAD_SLACK)
+            return 0;
+        ix[s] = slot_of(h, i);
+        m->disp += d;
+        if (d > m->max_disp)
+            m->max_disp = (int32_t)d;
+    }
+    return 1;
 }
 
 /* Rebuilds m's index (a new one, zeroed, for an entry capacity of at
  * least cap >= m->len) and its entries: when none is dead, grown in place
- * (realloc), and the index built from the old one, both read and written
- * in order (a slot's home in the new index is in the slot itself,
- * home_of); else the live entries copied, in order, into a new array and
- * the index built from their hashes. */
-static void rebuild(const ms_type *mt, ms_map *m, int64_t cap)
+ * (realloc), else the live entries copied, in order, into a new array.
+ * With hashed placement and nothing dead, the new index is built from the
+ * old one, both read and written in order (a slot's home in the new
+ * index is in its tag, hashed_home); else from the entries, and when
+ * placement by value breaks its bounds (too_displaced), by hash from then
+ * on. mix asks for hashed placement now. */
+static void rebuild(const ms_type *mt, ms_map *m, int64_t cap, int mix)
 {
     uint32_t esize = msm_esize(mt);
     int64_t slots = index_slots(cap);
     cap = entry_cap(slots);
     ms_vec *index = msv_alloc_zeroed(8, slots, slots);
     uint64_t *ix = (uint64_t *)MSV_DATA(index);
-    uint64_t mask = (uint64_t)slots - 1;
+    int from_old_index = m->mixed && m->dead == 0 && m->entries;
+    if (mix)
+        m->mixed = 1;
     if (!m->entries) {
         m->entries = msv_alloc(esize, 0, cap);
     } else if (m->dead == 0) {
         if (cap != m->entries->cap)
             m->entries = msv_grow(m->entries, esize, cap);
-        const uint64_t *old = index_of(m);
-        for (int64_t i = 0; i < m->index->len; i++) {
-            if (old[i] == 0)
-                continue;
-            uint64_t s = home_of(old[i], (uint64_t)slots);
-            while (ix[s] != 0)
-                s = (s + 1) & mask;
-            ix[s] = old[i];
-        }
     } else {
         ms_vec *entries = msv_alloc(esize, 0, cap);
         int64_t n = 0;
-        for (int64_t i = 0; i < m->entries->len; i++) {
-            if (!msm_live(m, i))
-                continue;
-            const unsigned char *old = msm_entry(m, esize, i);
-            memcpy(MSV_DATA(entries) + (size_t)n * esize, old, esize);
-            uint64_t h = entry_hash(mt, old), s = home_of(h, (uint64_t)slots);
-            while (ix[s] != 0)
-                s = (s + 1) & mask;
-            ix[s] = slot_of(h, n);
-            n++;
-        }
+        for (int64_t i = 0; i < m->entries->len; i++)
+            if (msm_live(m, i))
+                memcpy(MSV_DATA(entries) + (size_t)n++ * esize, msm_entry(m, esize, i), esize);
         entries->len = n;
         msv_free(m->entries);
         m->entries = entries;
         free_dead_bits(m);
+    }
+    if (from_old_index) {
+        const uint64_t *old = index_of(m);
+        m->disp = 0;
+        m->max_disp = 0;
+        for (int64_t i = 0; i < m->index->len; i++) {
+            if (old[i] == 0)
+                continue;
+            uint64_t s = hashed_home(old[i], (uint64_t)slots);
+            int64_t d = 0;
+            while (ix[s] != 0) {
+                if (++s == (uint64_t)slots)
+                    s = 0;
+                d++;
+            }
+            ix[s] = old[i];
+            m->disp += d;
+            if (d > m->max_disp)
+                m->max_disp = (int32_t)d;
+        }
+    } else if (!place_entries(mt, m, ix, (uint64_t)slots)) {
+        m->mixed = 1;
+        memset(ix, 0, (size_t)slots * 8);
+        place_entries(mt, m, ix, (uint64_t)slots);
     }
     if (m->index)
         msv_free(m->index);
@@ -323,11 +466,15 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
         *inserted = 0;
         return v;
     }
-    uint64_t h = key_hash(kind, key);
-    int found;
     if (!m->entries)
-        rebuild(mt, m, MIN_ENTRIES);
-    int64_t s = probe_kind(kind, esize, m, key, h, &found);
+        rebuild(mt, m, MIN_ENTRIES, 0);
+    int spread = by_value(kind, m);
+    uint64_t h = hash_in(kind, spread, key);
+    int found;
+    int64_t d;
+    int64_t s = probe_kind(kind, esize, m, key, h,
+                           home_in(kind, spread, key, h, (uint64_t)m->index->len), 1,
+                           &found, &d);
     if (found) {
         *inserted = 0;
         int64_t i = slot_entry(index_of(m)[s]);
@@ -335,17 +482,32 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
             m->hint = i + 1;
         return msm_entry(m, esize, i) + msm_val_off_kind(kind);
     }
-    if (m->entries->len == m->entries->cap) {
-        /* Full: compact in place when half of it is dead, else double. */
+    int full = m->entries->len == m->entries->cap;
+    int mix = !full && spread && too_displaced(m, d);
+    if (full || mix) {
+        /* Full: compact in place when half of it is dead, else grow to
+         * the next size (about twice). Too far from home: placed by hash
+         * from now on. */
         int64_t cap = m->entries->cap;
-        if (m->dead * 2 < cap) {
-            if (cap > INT64_MAX / 2)
-                msv_oom();
-            cap *= 2;
+        if (full && m->dead * 2 < cap)
+            cap += 1;
+        rebuild(mt, m, cap, mix);
+        spread = by_value(kind, m);
+        h = hash_in(kind, spread, key);
+        s = probe_kind(kind, esize, m, key, h,
+                       home_in(kind, spread, key, h, (uint64_t)m->index->len), 1,
+                       &found, &d);
+        if (spread && too_displaced(m, d)) {
+            rebuild(mt, m, m->entries->cap, 1);
+            h = hash_in(kind, 0, key);
+            s = probe_kind(kind, esize, m, key, h,
+                           home_in(kind, 0, key, h, (uint64_t)m->index->len), 1,
+                           &found, &d);
         }
-        rebuild(mt, m, cap);
-        s = probe_kind(kind, esize, m, key, h, &found);
     }
+    m->disp += d;
+    if (d > m->max_disp)
+        m->max_disp = (int32_t)d;
     int64_t i = m->entries->len++;
     unsigned char *ent = msm_entry(m, esize, i);
     memset(ent, 0, esize);
@@ -389,6 +551,9 @@ ms_map *msm_copy(const ms_type *mt, const ms_map *m)
     c->len = m->len;
     c->dead = m->dead;
     c->hint = m->hint; /* the same slots */
+    c->disp = m->disp;
+    c->max_disp = m->max_disp;
+    c->mixed = m->mixed;
     if (!m->entries)
         return c;
     int64_t used = m->entries->len, slots = m->index->len;
@@ -472,13 +637,29 @@ _Noreturn static void key_error(const ms_type *kt, const void *key,
     ms_runtime_error(line, col, msg);
 }
 
-void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
-                 int32_t line, int32_t col)
+/* ms_map_get but for the common case below. */
+static __attribute__((noinline)) void *get_slow(const ms_type *mt, const ms_vec *m,
+                                                const void *key, int32_t line, int32_t col)
 {
     void *v = find(mt, (const ms_map *)m, key);
     if (!v)
         key_error(MSM_KEY(mt), key, line, col);
     return v;
+}
+
+void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
+                 int32_t line, int32_t col)
+{
+    /* An int key placed by value, apart: the lookup of a big map misses
+     * the cache, and the fewer instructions it takes, the more of the
+     * next lookups the processor has under way meanwhile. */
+    const ms_map *mm = (const ms_map *)m;
+    if (MSM_KEY(mt)->kind == MS_T_INT && mm && !mm->mixed) {
+        void *v = find_kind(MS_T_INT, 1, mt, mm, key);
+        if (v)
+            return v;
+    }
+    return get_slow(mt, m, key, line, col);
 }
 
 void *ms_map_insert(const ms_type *mt, ms_vec **mp, const void *key)
@@ -498,7 +679,8 @@ void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
         return; /* nothing to remove: no copy either */
     ms_map *m = map_unique(mt, mp);
     int found;
-    int64_t s = probe(mt, m, key, key_hash(MSM_KEY(mt)->kind, key), &found);
+    int64_t d;
+    int64_t s = probe(mt, m, key, 0, &found, &d);
     uint32_t esize = msm_esize(mt);
     uint64_t *ix = index_of(m);
     int64_t i = slot_entry(ix[s]);
@@ -519,6 +701,8 @@ void ms_map_remove(const ms_type *mt, ms_vec **mp, const void *key)
     if (m->len == 0) { /* empty again: start over at no cost */
         m->entries->len = 0;
         m->dead = 0;
+        m->disp = 0;
+        m->max_disp = 0;
         free_dead_bits(m);
         memset(MSV_DATA(m->index), 0, (size_t)m->index->len * 8);
     }

@@ -18,18 +18,27 @@
  *     and it must grow);
  *   `dead_bits`, NULL until an entry is removed: one bit per entry slot,
  *     set for a tombstone (freed by the compaction that drops them);
- *   `index`, an ms_vec of u64 slots, a power of two, with the entry
- *     capacity three quarters of it (so that the index is at most 3/4 full,
- *     tombstones included): 0 empty, else the top 32 bits of an entry's
- *     hash above the position of that entry in `entries`, found by linear
- *     probing from the hash's low bits; a removed entry's slot is marked
- *     with a top half no hash has (MSM_TOMB), so that probes go on past it
- *     and never stop at it. A probe compares the slot's half of the hash
- *     first and reads an entry only when it matches: a lookup reads the
- *     one entry it finds (the index, in a big map, is the only random
- *     access). Growth reallocates `entries` in place (no copy when nothing
- *     is dead) and builds a new index from the old one's slots, which say
- *     where each belongs without the entry being read.
+ *   `index`, an ms_vec of u64 slots, a prime number of them, with the
+ *     entry capacity three quarters of it (so that the index is at most
+ *     3/4 full, tombstones included): 0 empty, else the top 32 bits of an
+ *     entry's hash (its tag) above the position of that entry in
+ *     `entries`, found by linear probing from the key's home slot; a
+ *     removed entry's slot is marked with a top half no tag has
+ *     (MSM_TOMB), so that probes go on past it and never stop at it. A
+ *     probe compares the slot's tag first and reads an entry only when it
+ *     matches: a lookup reads the one entry it finds.
+ * Where a key's home is (maps.c, "placement"): an int, char or bool key
+ * starts out placed by its value, at key mod slots, as C++'s
+ * unordered_map and Python's dict place ints: consecutive keys, and keys
+ * in any arithmetic progression whose step the prime does not divide, get
+ * distinct homes in order, so that the index and the entries are read as
+ * streams. The map watches how far its keys sit from home; once that
+ * exceeds what random keys would give (crafted or unlucky keys), it moves
+ * for good to placement by the keyed hash, from the hash's top bits, as
+ * string keys always are. Growth reallocates `entries` in place (no copy
+ * when nothing is dead) and, for hashed keys, builds the new index from
+ * the old one's slots, whose tags say where each belongs without the
+ * entry being read.
  * Iteration walks `entries`, skipping tombstones, so its order never
  * depends on the hash. Hashes are keyed by a random 128-bit key per
  * process (SipHash-1-3 for strings, a keyed mixer for the other keys) and
@@ -58,6 +67,14 @@ typedef struct ms_map {
      * never constants, and a value is used by one thread at a time
      * (ms_abi.h). */
     int64_t hint;
+    /* How far the entries placed in the index sit from their home slots
+     * (in slots passed over), summed, and the largest: a lookup stops
+     * after max_disp + 1 slots, since no key sits further from home. */
+    int64_t disp;
+    int32_t max_disp;
+    /* 1 when keys are placed by their hash; 0 while int, char and bool
+     * keys are placed by their value (maps.c, spread placement). */
+    int32_t mixed;
 } ms_map;
 
 /* The index slot of a removed entry (the top bit of every hash is set). */

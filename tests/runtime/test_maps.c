@@ -342,6 +342,121 @@ static void test_crafted_probe_counts(void)
     free(rs);
 }
 
+static int is_prime(int64_t n)
+{
+    if (n < 2)
+        return 0;
+    for (int64_t d = 2; d * d <= n; d++)
+        if (n % d == 0)
+            return 0;
+    return 1;
+}
+
+/* Whether every one of the n keys at keys is in m with value i + base,
+ * and each lookup reads at most `most` index slots. */
+static int all_found(ms_vec *m, const int64_t *keys, int n, int64_t base, int64_t most)
+{
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        const int64_t *v = msm_find(&MAP_II, (ms_map *)m, &keys[i]);
+        ok &= v && *v == i + base && msm_probe_length(&MAP_II, (ms_map *)m, &keys[i]) <= most;
+    }
+    return ok;
+}
+
+/* Placement by value (maps.c): consecutive keys, keys around zero and
+ * keys in arithmetic progression sit at home (one slot read a lookup);
+ * an absent key reads no more than max_disp + 1 slots however long the
+ * run at its home; keys that share a residue of the index's prime, at an
+ * insertion or at a growth, move the map to hashed placement, after which
+ * they cost what random keys cost; the index sizes are primes. */
+static void test_value_placement(void)
+{
+    const int n = 20000;
+    int64_t *keys = malloc((size_t)n * sizeof *keys);
+    static const int64_t steps[] = { 1, 2, 10, 1000, 2654435761LL, (int64_t)1 << 32, -7 };
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        ms_vec *m = NULL;
+        for (int i = 0; i < n; i++) {
+            keys[i] = (int64_t)(i - n / 2) * steps[k];
+            put_ii(&m, keys[i], i);
+        }
+        ms_map *mm = (ms_map *)m;
+        CHECK(mm->mixed == 0 && mm->max_disp == 0);
+        CHECK(all_found(m, keys, n, 0, 1));
+        CHECK(is_prime(mm->index->len));
+        /* Absent keys homed inside the run of present ones stop after one
+         * slot (max_disp is 0), not at the run's end. */
+        int64_t slots = mm->index->len, most = 0;
+        for (int i = 0; i < 1000; i++) {
+            int64_t absent = keys[i] + slots * (n + 1) * (steps[k] < 0 ? -1 : 1);
+            CHECK(msm_find(&MAP_II, mm, &absent) == NULL);
+            int64_t p = msm_probe_length(&MAP_II, mm, &absent);
+            most = p > most ? p : most;
+        }
+        CHECK(most == 1);
+        ms_vec_release(&MAP_II, m);
+    }
+
+    /* Every size an index takes on the way to 200,000 keys is prime. */
+    ms_vec *m = NULL;
+    int64_t last = 0, sizes = 0;
+    for (int64_t i = 0; i < 200000; i++) {
+        put_ii(&m, i * 7919, i);
+        int64_t len = ((ms_map *)m)->index->len;
+        if (len != last) {
+            CHECK(is_prime(len));
+            CHECK(((ms_map *)m)->entries->cap == len - len / 4);
+            last = len;
+            sizes++;
+        }
+    }
+    CHECK(sizes == 17); /* 7, 13, 31, ..., 524287: none skipped */
+    ms_vec_release(&MAP_II, m);
+
+    /* Multiples of 8191: spread out in an index of 4093 slots (8191 mod
+     * 4093 is 5), all at home 0 in one of 8191, which growth builds: the
+     * rebuild gives up placement by value. */
+    m = NULL;
+    for (int i = 0; i < n; i++) {
+        keys[i] = (int64_t)(i + 1) * 8191;
+        put_ii(&m, keys[i], i);
+        if (i == 3000)
+            CHECK(((ms_map *)m)->mixed == 0);
+    }
+    CHECK(((ms_map *)m)->mixed == 1);
+    CHECK(all_found(m, keys, n, 0, 200));
+    ms_vec_release(&MAP_II, m);
+
+    /* An index of 32749 slots holding 13,000 consecutive keys, then
+     * multiples of 32749, all at home 0, the start of that run: the first
+     * would sit 13,000 slots from home, and the insertion moves the map to
+     * hashed placement instead. */
+    m = NULL;
+    for (int i = 0; i < 13000; i++)
+        put_ii(&m, i, i);
+    CHECK(((ms_map *)m)->index->len == 32749 && ((ms_map *)m)->mixed == 0);
+    for (int i = 0; i < 5000; i++)
+        keys[i] = (int64_t)(i + 1) * 32749;
+    put_ii(&m, keys[0], 0);
+    CHECK(((ms_map *)m)->mixed == 1 && ((ms_map *)m)->max_disp < 64);
+    for (int i = 1; i < 5000; i++)
+        put_ii(&m, keys[i], i);
+    CHECK(all_found(m, keys, 5000, 0, 200));
+    for (int64_t i = 0; i < 13000; i++) {
+        const int64_t *v = msm_find(&MAP_II, (ms_map *)m, &i);
+        CHECK(v && *v == i);
+    }
+    /* A copy keeps its placement. */
+    ms_vec *c = m;
+    m->refcount++; /* c = m */
+    put_ii(&c, -1, -1);
+    CHECK(((ms_map *)c)->mixed == 1 && ((ms_map *)c)->len == 18001);
+    ms_vec_release(&MAP_II, c);
+    ms_vec_release(&MAP_II, m);
+    free(keys);
+}
+
 static void test_crafted_keys(void)
 {
     /* 20,000 keys whose FNV-1a hashes agree in their low 12 bits: in a
@@ -456,6 +571,7 @@ int main(void)
     test_million();
     test_crafted_keys();
     test_crafted_probe_counts();
+    test_value_placement();
     if (failures) {
         fprintf(stderr, "%d map test(s) failed\n", failures);
         return 1;
