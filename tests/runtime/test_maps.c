@@ -4,7 +4,9 @@
  * order after removals, copy on write, 1M keys, and crafted keys: strings
  * that all collide in the low bits of an unkeyed hash (FNV-1a), and ints
  * that collide under the mixer without its key, read no more index slots
- * than random ones (counted, msm_probe_length) and take no longer. Linked with libmsslave.a; defines the program symbols
+ * than random ones (counted, msm_probe_length) and take no longer; and
+ * placement by value: progressions at home, absent keys stopped at
+ * max_disp + 1, colliding residues moving the map to the hash, prime sizes. Linked with libmsslave.a; defines the program symbols
  * the library needs, and its own ms_runtime_error (none is expected). Prints "map tests passed". */
 #include <stdio.h>
 #include <stdlib.h>
