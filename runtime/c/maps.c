@@ -310,10 +310,8 @@ HOT unsigned char *hinted(uint32_t kind, uint32_t esize, const ms_map *m,
     return key_eq(kind, e + msm_key_off_kind(kind), key) ? e + msm_val_off_kind(kind) : NULL;
 }
 
-/* msm_find for a key of kind `kind`, in a map that places its keys by
- * value when spread is 1, by hash when 0, as it says when -1. */
-HOT void *find_kind(uint32_t kind, int spread, const ms_type *mt, const ms_map *m,
-                    const void *key)
+/* msm_find for a key of kind `kind`. */
+HOT void *find_kind(uint32_t kind, const ms_type *mt, const ms_map *m, const void *key)
 {
     if (!m || m->len == 0)
         return NULL;
@@ -323,8 +321,7 @@ HOT void *find_kind(uint32_t kind, int spread, const ms_type *mt, const ms_map *
         return v;
     int found;
     int64_t d;
-    if (spread < 0)
-        spread = by_value(kind, m);
+    int spread = by_value(kind, m);
     uint64_t h = hash_in(kind, spread, key);
     int64_t s = probe_kind(kind, esize, m, key, h,
                            home_in(kind, spread, key, h, (uint64_t)m->index->len), 0,
@@ -342,12 +339,12 @@ HOT void *find(const ms_type *mt, const ms_map *m, const void *key)
 {
     switch (MSM_KEY(mt)->kind) {
     case MS_T_INT:
-        return find_kind(MS_T_INT, -1, mt, m, key);
+        return find_kind(MS_T_INT, mt, m, key);
     case MS_T_CHAR:
     case MS_T_BOOL:
-        return find_kind(MS_T_CHAR, -1, mt, m, key);
+        return find_kind(MS_T_CHAR, mt, m, key);
     default:
-        return find_kind(MS_T_VECTOR, -1, mt, m, key);
+        return find_kind(MS_T_VECTOR, mt, m, key);
     }
 }
 
@@ -356,11 +353,31 @@ void *msm_find(const ms_type *mt, const ms_map *m, const void *key)
     return find(mt, m, key);
 }
 
-/* Fills the zeroed index ix (of `slots` slots) with m's entries, read
- * from `entries` (m's layout, m's placement); sets m's displacements.
- * 0 when, placing by value, a key would break the bounds of
- * too_displaced: m's statistics are then partial, and ix must be zeroed
- * again. */
+/* Stores slot in the index ix (of `slots` slots) at the first empty
+ * slot from s, its home, and counts its displacement in m's; -1 instead,
+ * storing nothing, when that would be more than `limit` slots from home
+ * (checked as it goes: crafted keys would make a rebuild quadratic). */
+static int64_t put_slot(ms_map *m, uint64_t *ix, uint64_t slots, uint64_t s,
+                        uint64_t slot, int64_t limit)
+{
+    int64_t d = 0;
+    while (ix[s] != 0) {
+        if (++s == slots)
+            s = 0;
+        if (++d > limit)
+            return -1;
+    }
+    ix[s] = slot;
+    m->disp += d;
+    if (d > m->max_disp)
+        m->max_disp = (int32_t)d;
+    return d;
+}
+
+/* Fills the zeroed index ix (of `slots` slots) with m's entries (m's
+ * layout, m's placement); sets m's displacements. 0 when, placing by
+ * value, a key would break the bounds of too_displaced: m's statistics
+ * are then partial, and ix must be zeroed again. */
 static int place_entries(const ms_type *mt, ms_map *m, uint64_t *ix, uint64_t slots)
 {
     uint32_t kind = MSM_KEY(mt)->kind, esize = msm_esize(mt), key_off = msm_key_off(mt);
@@ -371,22 +388,11 @@ static int place_entries(const ms_type *mt, ms_map *m, uint64_t *ix, uint64_t sl
         const unsigned char *e = msm_entry(m, esize, i);
         uint64_t h = kind == MS_T_VECTOR ? *(const uint64_t *)e
                                          : hash_in(kind, spread, e + key_off);
-        uint64_t s = home_in(kind, spread, e + key_off, h, slots);
-        int64_t d = 0;
-        while (ix[s] != 0) {
-            if (++s == slots)
-                s = 0;
-            /* Bounded here, not after: crafted keys would make the
-             * placement itself quadratic. */
-            if (++d > SPREAD_MAX_DISP && spread)
-                return 0;
-        }
-        if (spread && m->disp + d > SPREAD_MEAN_DISP * i + SPREAD_SLACK)
+        uint64_t home = home_in(kind, spread, e + key_off, h, slots);
+        if (put_slot(m, ix, slots, home, slot_of(h, i),
+                     spread ? SPREAD_MAX_DISP : INT64_MAX) < 0 ||
+            (spread && m->disp > SPREAD_MEAN_DISP * i + SPREAD_SLACK))
             return 0;
-        ix[s] = slot_of(h, i);
-        m->disp += d;
-        if (d > m->max_disp)
-            m->max_disp = (int32_t)d;
     }
     return 1;
 }
@@ -429,21 +435,10 @@ static void rebuild(const ms_type *mt, ms_map *m, int64_t cap, int mix)
         const uint64_t *old = index_of(m);
         m->disp = 0;
         m->max_disp = 0;
-        for (int64_t i = 0; i < m->index->len; i++) {
-            if (old[i] == 0)
-                continue;
-            uint64_t s = hashed_home(old[i], (uint64_t)slots);
-            int64_t d = 0;
-            while (ix[s] != 0) {
-                if (++s == (uint64_t)slots)
-                    s = 0;
-                d++;
-            }
-            ix[s] = old[i];
-            m->disp += d;
-            if (d > m->max_disp)
-                m->max_disp = (int32_t)d;
-        }
+        for (int64_t i = 0; i < m->index->len; i++)
+            if (old[i] != 0)
+                put_slot(m, ix, (uint64_t)slots, hashed_home(old[i], (uint64_t)slots),
+                         old[i], INT64_MAX);
     } else if (!place_entries(mt, m, ix, (uint64_t)slots)) {
         m->mixed = 1;
         memset(ix, 0, (size_t)slots * 8);
@@ -468,23 +463,28 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
     }
     if (!m->entries)
         rebuild(mt, m, MIN_ENTRIES, 0);
-    int spread = by_value(kind, m);
-    uint64_t h = hash_in(kind, spread, key);
-    int found;
-    int64_t d;
-    int64_t s = probe_kind(kind, esize, m, key, h,
-                           home_in(kind, spread, key, h, (uint64_t)m->index->len), 1,
-                           &found, &d);
-    if (found) {
-        *inserted = 0;
-        int64_t i = slot_entry(index_of(m)[s]);
-        if (HINTED(kind))
-            m->hint = i + 1;
-        return msm_entry(m, esize, i) + msm_val_off_kind(kind);
-    }
-    int full = m->entries->len == m->entries->cap;
-    int mix = !full && spread && too_displaced(m, d);
-    if (full || mix) {
+    uint64_t h;
+    int64_t s, d;
+    /* Until the key has room: a rebuild changes the index, and may
+     * change the placement, so the probe is done again (and finds
+     * nothing: the key is absent). */
+    for (;;) {
+        int spread = by_value(kind, m), found;
+        h = hash_in(kind, spread, key);
+        s = probe_kind(kind, esize, m, key, h,
+                       home_in(kind, spread, key, h, (uint64_t)m->index->len), 1,
+                       &found, &d);
+        if (found) {
+            *inserted = 0;
+            int64_t i = slot_entry(index_of(m)[s]);
+            if (HINTED(kind))
+                m->hint = i + 1;
+            return msm_entry(m, esize, i) + msm_val_off_kind(kind);
+        }
+        int full = m->entries->len == m->entries->cap;
+        int mix = !full && spread && too_displaced(m, d);
+        if (!full && !mix)
+            break;
         /* Full: compact in place when half of it is dead, else grow to
          * the next size (about twice). Too far from home: placed by hash
          * from now on. */
@@ -492,18 +492,6 @@ HOT void *insert_kind(uint32_t kind, const ms_type *mt, ms_map *m, const void *k
         if (full && m->dead * 2 < cap)
             cap += 1;
         rebuild(mt, m, cap, mix);
-        spread = by_value(kind, m);
-        h = hash_in(kind, spread, key);
-        s = probe_kind(kind, esize, m, key, h,
-                       home_in(kind, spread, key, h, (uint64_t)m->index->len), 1,
-                       &found, &d);
-        if (spread && too_displaced(m, d)) {
-            rebuild(mt, m, m->entries->cap, 1);
-            h = hash_in(kind, 0, key);
-            s = probe_kind(kind, esize, m, key, h,
-                           home_in(kind, 0, key, h, (uint64_t)m->index->len), 1,
-                           &found, &d);
-        }
     }
     m->disp += d;
     if (d > m->max_disp)
@@ -637,29 +625,13 @@ _Noreturn static void key_error(const ms_type *kt, const void *key,
     ms_runtime_error(line, col, msg);
 }
 
-/* ms_map_get but for the common case below. */
-static __attribute__((noinline)) void *get_slow(const ms_type *mt, const ms_vec *m,
-                                                const void *key, int32_t line, int32_t col)
+void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
+                 int32_t line, int32_t col)
 {
     void *v = find(mt, (const ms_map *)m, key);
     if (!v)
         key_error(MSM_KEY(mt), key, line, col);
     return v;
-}
-
-void *ms_map_get(const ms_type *mt, const ms_vec *m, const void *key,
-                 int32_t line, int32_t col)
-{
-    /* An int key placed by value, apart: the lookup of a big map misses
-     * the cache, and the fewer instructions it takes, the more of the
-     * next lookups the processor has under way meanwhile. */
-    const ms_map *mm = (const ms_map *)m;
-    if (MSM_KEY(mt)->kind == MS_T_INT && mm && !mm->mixed) {
-        void *v = find_kind(MS_T_INT, 1, mt, mm, key);
-        if (v)
-            return v;
-    }
-    return get_slow(mt, m, key, line, col);
 }
 
 void *ms_map_insert(const ms_type *mt, ms_vec **mp, const void *key)
